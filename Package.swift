@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+//
+// swift-ostd: the memory-management core of Asterinas OSTD, in Swift.
+//
+// Layers, bottom to top:
+//   OSTDMemory       the core: frames, metadata, allocator, specs. Standard library and
+//                    Synchronization only, so it also builds as Embedded Swift.
+//   COSTDHostShims   a few lines of C the host layer needs (a thread-local word).
+//   OSTDHost         the host boundary: mmap-backed physical memory, threads bound to
+//                    simulated CPUs, a monotonic clock.
+//   ostd-mm          the command-line tool.
+import PackageDescription
+
+let package = Package(
+    name: "swift-ostd",
+    products: [
+        .library(name: "OSTDMemory", targets: ["OSTDMemory"]),
+        .library(name: "OSTDHost", targets: ["OSTDHost"]),
+        .executable(name: "ostd-mm", targets: ["ostd-mm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        .target(name: "OSTDMemory"),
+        .target(name: "COSTDHostShims"),
+        .target(name: "OSTDHost", dependencies: ["OSTDMemory", "COSTDHostShims"]),
+        .executableTarget(
+            name: "ostd-mm",
+            dependencies: [
+                "OSTDMemory", "OSTDHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "OSTDMemoryTests",
+            dependencies: [
+                "OSTDMemory", "OSTDHost",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

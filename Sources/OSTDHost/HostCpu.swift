@@ -1,0 +1,12 @@
+// The host's answer to "which simulated CPU is this thread on": a C thread-local word.
+
+import COSTDHostShims
+import OSTDMemory
+
+/// CPU-local hooks for host threads.
+public enum HostCpu {
+    /// Hooks that keep each thread's current simulated CPU in a thread-local word.
+    public static let hooks = CpuLocalHooks(
+        get: { ostd_host_current_cpu() },
+        set: { ostd_host_set_current_cpu($0) })
+}

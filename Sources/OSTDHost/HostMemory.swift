@@ -1,0 +1,50 @@
+// Simulated physical memory backed by anonymous mmap.
+//
+// The whole address space is reserved up front with `MAP_NORESERVE`: the kernel hands out zero
+// pages only as they are touched, so a 16 GiB machine costs nothing until used, and its memory
+// reads as zeros — which the core's metadata encoding relies on.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import OSTDMemory
+
+/// Host-side construction of simulated machines.
+public enum HostMemory {
+    /// Reserves `size` bytes of zero-filled memory, released with `munmap` when the machine is
+    /// gone.
+    ///
+    /// - Throws: `OSTDError.invalidArgs` when `size` is not a positive multiple of 4 KiB,
+    ///   `OSTDError.outOfMemory` when the host refuses the reservation.
+    public static func reserve(size: Int) throws(OSTDError) -> PhysicalMemoryRegion {
+        guard size > 0, size % 4096 == 0 else {
+            throw .invalidArgs("memory size \(size) is not a positive multiple of 4 KiB")
+        }
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, flags, -1, 0), base != MAP_FAILED else {
+            throw .outOfMemory(frames: size / 4096)
+        }
+        return PhysicalMemoryRegion(base: base, size: size, release: { base, size in
+            _ = munmap(base, size)
+        })
+    }
+}
+
+extension Machine {
+    /// Boots a machine with `memory` bytes of host memory (default 256 MiB) and `cpus` simulated
+    /// CPUs, with threads able to bind to them (`withCpu`).
+    ///
+    /// - Throws: `OSTDError.invalidArgs` for a bad size or CPU count, `outOfMemory` when the host
+    ///   cannot reserve the memory.
+    public static func host(memory: Int = 256 << 20, cpus: Int = 1, audit: Bool = false) throws(OSTDError) -> Machine {
+        let region = try HostMemory.reserve(size: memory)
+        do {
+            return try Machine(memory: region, cpus: cpus, cpuLocal: HostCpu.hooks, audit: audit)
+        } catch {
+            region.release?(region.base, region.size)
+            throw error
+        }
+    }
+}

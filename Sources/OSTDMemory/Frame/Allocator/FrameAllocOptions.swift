@@ -1,0 +1,97 @@
+// Frame allocation options and entry points (OSTD `frame/allocator.rs`, `FrameAllocOptions`).
+//
+// Single frames come from the calling CPU's cache when the thread is bound to a CPU, otherwise
+// from the buddy set under its lock; segments always come from the buddy set. A segment of `n`
+// frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
+// to its own size. Frames are zeroed at allocation when asked (the default), never at free.
+
+/// How to allocate frames.
+///
+///     let frame = try FrameAllocOptions().zeroed(false).allocFrame(in: machine)
+public struct FrameAllocOptions: Sendable {
+    /// Whether new frames are filled with zeros (default `true`, as OSTD).
+    public var isZeroed = true
+
+    @inlinable
+    public init() {}
+
+    /// These options with zero-filling turned on or off.
+    @inlinable
+    public func zeroed(_ zeroed: Bool) -> FrameAllocOptions {
+        var options = self
+        options.isZeroed = zeroed
+        return options
+    }
+
+    /// Allocates one untyped frame (OSTD `alloc_frame`).
+    ///
+    /// - Throws: `outOfMemory(frames: 1)` when no frame is free.
+    @inlinable
+    public func allocFrame(in machine: Machine) throws(OSTDError) -> Frame<UntypedMeta> {
+        try allocFrameWith(UntypedMeta(), in: machine)
+    }
+
+    /// Allocates one frame with metadata `meta` (OSTD `alloc_frame_with`).
+    ///
+    /// - Throws: `outOfMemory(frames: 1)` when no frame is free.
+    @inlinable
+    public func allocFrameWith<M: FrameMeta>(_ meta: M, in machine: Machine) throws(OSTDError) -> Frame<M> {
+        let context = machine.context
+        guard let index = context.allocFrame() else { throw .outOfMemory(frames: 1) }
+        let slot = context.pointee.slot(index: index)
+        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.pointee.paddr(of: slot)) }
+        if isZeroed {
+            context.pointee.pointer(to: context.pointee.paddr(of: slot))
+                .initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+        }
+        return Frame(initializing: slot, meta: meta, context: context)
+    }
+
+    /// Allocates `nframes` contiguous untyped frames (OSTD `alloc_segment`).
+    ///
+    /// - Throws: `invalidArgs` for `nframes == 0`; `outOfMemory(frames: nframes)` when no run of
+    ///   that many frames is free.
+    /// - Precondition: `nframes * 4096` does not overflow.
+    public func allocSegment(_ nframes: Int, in machine: Machine) throws(OSTDError) -> Segment<UntypedMeta> {
+        try allocSegmentWith(nframes, in: machine) { _ in UntypedMeta() }
+    }
+
+    /// Allocates `nframes` contiguous frames with metadata `meta(paddr)` each
+    /// (OSTD `alloc_segment_with`).
+    ///
+    /// - Throws: as `allocSegment`.
+    public func allocSegmentWith<M: FrameMeta>(
+        _ nframes: Int, in machine: Machine, meta: (Paddr) -> M
+    ) throws(OSTDError) -> Segment<M> {
+        guard nframes != 0 else { throw .invalidArgs("a segment of zero frames") }
+        let (bytes, overflow) = nframes.multipliedReportingOverflow(by: pageSize)
+        precondition(!overflow && nframes > 0, "segment size overflows: \(nframes) frames")
+        let context = machine.context
+        guard let start = context.allocContiguous(count: nframes) else { throw .outOfMemory(frames: nframes) }
+        let segment: Segment<M>
+        do {
+            segment = try Segment.claim(start..<(start + nframes), context: context, meta: meta)
+        } catch {
+            allocatorReturnedInUse(error.paddr)
+        }
+        if isZeroed {
+            context.pointee.pointer(to: segment.paddr).initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        }
+        return segment
+    }
+}
+
+@usableFromInline @inline(never)
+func allocatorReturnedInUse(_ paddr: Paddr) -> Never {
+    preconditionFailure("frame \(paddr): the allocator handed out a frame that is in use")
+}
+
+extension GetFrameError {
+    /// The address the error is about.
+    public var paddr: Paddr {
+        switch self {
+        case .inUse(let p), .unused(let p), .unique(let p), .busy(let p), .notAligned(let p), .outOfBound(let p):
+            return p
+        }
+    }
+}

@@ -1,0 +1,171 @@
+// `Frame<M>`: a counted reference to one 4 KiB frame (OSTD `frame/mod.rs`).
+//
+// A handle is two words — the frame's metadata slot and the machine it belongs to — and it is
+// `~Copyable`: `clone()` is the only way to get another handle and adds a reference, and `deinit`
+// is Rust's `Drop`, giving the reference back. The last drop tears the slot down (`UNUSED`) and
+// returns the frame to the allocator. No Swift reference count is touched on any of these paths.
+//
+// `intoRaw()` forgets a handle without dropping it and yields the physical address; `fromRaw`
+// restores it. They are how ownership passes into a page-table entry and back.
+//
+// The generic parameter is the metadata type (`UntypedMeta` for plain data frames, or a type of
+// the caller's); `Frame<DynFrameMeta>` (`AnyFrame`) and `Frame<DynUFrameMeta>` (`UFrame`) are the
+// type-erased forms of OSTD's `Frame<dyn AnyFrameMeta>` and `UFrame`.
+
+/// A handle to a frame of any metadata type (OSTD `Frame<dyn AnyFrameMeta>`).
+public typealias AnyFrame = Frame<DynFrameMeta>
+/// A handle to an untyped frame of any untyped metadata type (OSTD `UFrame`).
+public typealias UFrame = Frame<DynUFrameMeta>
+
+/// A reference to one frame, with its metadata of type `M`.
+@frozen
+public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
+    @usableFromInline let slot: MetaSlot
+    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+
+    /// Adopts one reference that the caller already holds (and has counted in the ledger).
+    @inlinable @inline(__always)
+    init(adopting slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+        self.slot = slot
+        self.context = context
+    }
+
+    /// Drops the reference (Rust's `Drop`); the last one frees the frame.
+    @inlinable
+    deinit {
+        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        if slot.decRefCount(paddr: context.pointee.paddr(of: slot)) {
+            slot.storeUnused()
+            context.deallocFrame(context.pointee.frameIndex(of: slot))
+        }
+    }
+
+    /// The physical address of the frame.
+    @inlinable
+    public var paddr: Paddr { context.pointee.paddr(of: slot) }
+
+    /// The size of the frame: always 4 KiB.
+    @inlinable
+    public var size: Int { pageSize }
+
+    /// The paging level the frame can be mapped at: always 1, as OSTD has no tracked huge frames.
+    @inlinable
+    public var mapLevel: PagingLevel { 1 }
+
+    /// The reference count: handles, page-table mappings and segments (Relaxed load).
+    @inlinable
+    public var referenceCount: UInt64 { slot.referenceCount }
+
+    /// The type tag stored in the slot.
+    public var typeTag: FrameMetaTag { slot.typeTag }
+
+    /// Whether the frame holds plain bytes (OSTD `dyn_meta().is_untyped()`).
+    public var isUntyped: Bool { slot.typeTag.isUntyped }
+
+    /// Another handle to the same frame (OSTD `Clone`): one more reference.
+    ///
+    /// - Complexity: O(1), one atomic increment.
+    @inlinable
+    public func clone() -> Frame<M> {
+        slot.incRefCount(paddr: paddr)
+        context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
+        return Frame(adopting: slot, context: context)
+    }
+
+    /// Forgets the handle without dropping its reference and returns the frame's address
+    /// (OSTD `into_raw`). Restore it with `fromRaw` exactly once, or the frame leaks.
+    @inlinable
+    public consuming func intoRaw() -> Paddr {
+        let paddr = self.paddr
+        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        discard self
+        return paddr
+    }
+
+    /// Restores a handle forgotten by `intoRaw` (OSTD `from_raw`).
+    ///
+    /// - Safety: `paddr` must come from `intoRaw` of a `Frame<M>` of this machine, and each such
+    ///   address may be restored once; restoring it twice is a double free.
+    @unsafe @inlinable
+    public static func fromRaw(_ paddr: Paddr, in machine: Machine) -> Frame<M> {
+        let context = machine.context
+        precondition(Int(paddr.rawValue) < context.pointee.memorySize, "frame \(paddr) is outside memory")
+        let slot = context.pointee.slot(of: paddr)
+        context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
+        return Frame(adopting: slot, context: context)
+    }
+
+    /// Splits the handle into its parts without dropping the reference (for conversions).
+    @inlinable
+    consuming func intoParts() -> (slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+        let parts = (slot, context)
+        discard self
+        return parts
+    }
+}
+
+extension Frame where M: FrameMeta {
+    /// The frame's metadata (OSTD `meta()`). Read-only: the slot is shared.
+    @inlinable
+    public var meta: M { slot.storage.load(as: M.self) }
+
+    /// Claims an unused frame with metadata `meta`, as its only reference (OSTD `from_unused`).
+    ///
+    /// - Throws: `notAligned` / `outOfBound` for a bad address, or the state the frame is in
+    ///   (`inUse`, `unique`, `busy`) when it is not unused. Nothing changes on failure.
+    public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> Frame<M> {
+        let slot = try machine.context.checkedSlot(paddr)
+        if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
+        return Frame(initializing: slot, meta: meta, context: machine.context)
+    }
+
+    /// Writes the metadata of a slot this thread has just claimed (count `0`) and publishes it
+    /// with one reference.
+    @inlinable @inline(__always)
+    init(initializing slot: MetaSlot, meta: M, context: UnsafeMutablePointer<MachineContext>) {
+        checkFrameMetaLayout(M.self)
+        slot.storage.storeBytes(of: meta, as: M.self)
+        slot.typeTagWord = M.typeTag.word
+        slot.publishShared()
+        context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
+        self.init(adopting: slot, context: context)
+    }
+}
+
+extension Frame where M == DynFrameMeta {
+    /// Takes one more reference to a frame in use (OSTD `Frame::from_in_use`).
+    ///
+    /// - Throws: `notAligned` / `outOfBound` for a bad address; `unused`, `unique` or `busy` when
+    ///   the frame has no shared reference to add to.
+    public static func fromInUse(_ paddr: Paddr, in machine: Machine) throws(GetFrameError) -> AnyFrame {
+        let slot = try machine.context.checkedSlot(paddr)
+        if let status = slot.tryIncFromInUse() { throw GetFrameError(status: status, paddr: paddr) }
+        machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
+        return AnyFrame(adopting: slot, context: machine.context)
+    }
+
+    /// Erases the metadata type (OSTD `From<Frame<M>> for Frame<dyn AnyFrameMeta>`).
+    @inlinable
+    public init<N: AnyFrameMeta>(_ frame: consuming Frame<N>) {
+        let (slot, context) = frame.intoParts()
+        self.init(adopting: slot, context: context)
+    }
+}
+
+extension Frame where M == DynUFrameMeta {
+    /// Erases an untyped frame's metadata type (OSTD `From<Frame<M: AnyUFrameMeta>> for UFrame`).
+    @inlinable
+    public init<N: AnyUFrameMeta>(_ frame: consuming Frame<N>) {
+        let (slot, context) = frame.intoParts()
+        self.init(adopting: slot, context: context)
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == MachineContext {
+    /// The slot of `paddr` after OSTD's `get_slot` checks: aligned and inside memory.
+    func checkedSlot(_ paddr: Paddr) throws(GetFrameError) -> MetaSlot {
+        guard paddr.isAligned(to: pageSize) else { throw .notAligned(paddr) }
+        guard Int(paddr.rawValue) < pointee.memorySize else { throw .outOfBound(paddr) }
+        return pointee.slot(of: paddr)
+    }
+}

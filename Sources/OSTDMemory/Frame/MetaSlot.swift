@@ -1,0 +1,244 @@
+// The 64-byte metadata slot of a frame and its reference-count state machine (OSTD `frame/meta.rs`).
+//
+// Every 4 KiB frame of the machine has one `MetaSlot`; the slots form an array inside the simulated
+// physical memory itself (frames of usage `.meta`), so slot lookup is pure arithmetic:
+// `slot(paddr) = metaBase + (paddr / 4096) * 64`.
+//
+// Layout, as OSTD's `#[repr(C)] struct MetaSlot`:
+//
+//     offset  0  storage    40 bytes of typed per-frame metadata (`FrameMeta` values)
+//     offset 40  ref_count  reference count and state, atomic
+//     offset 48  type tag   what OSTD keeps as the vtable pointer: usage, untyped bit, type id
+//     offset 56  in_list    id of the free list holding the frame (0: none); allocator-private
+//
+// Reference-count states are exactly OSTD's: `UInt64.max` unused, `UInt64.max - 1` unique, `0`
+// busy (being built or torn down), `1 ... Int64.max` shared. One deliberate storage detail
+// differs: the word holds the *bitwise complement* of the count. Untouched, zero-filled memory
+// then reads as `UInt64.max`, unused, so a 16 GiB machine starts without writing (or even
+// touching) its 256 MiB of metadata. Every access goes through the accessors below, which
+// complement on the way in and out; `fetch_add(1)` on the count is `fetch_sub(1)` on the word.
+//
+// Orderings follow OSTD: claiming an unused slot is an Acquire CAS, publishing a shared frame a
+// Release store, clone a Relaxed increment, drop a Release decrement plus an Acquire fence on the
+// last reference (the reasoning of `Arc::drop`).
+
+import Synchronization
+
+/// A view of one frame's metadata slot.
+///
+/// The public surface is read-only introspection (reference count, usage, type tag); state
+/// transitions are made by the frame handles (`Frame`, `UniqueFrame`, `Segment`) and the
+/// allocator.
+@frozen
+public struct MetaSlot: @unchecked Sendable {
+    /// The slot's address in host memory (inside the simulated physical memory).
+    @usableFromInline let base: UnsafeMutableRawPointer
+
+    @inlinable @inline(__always)
+    init(_ base: UnsafeMutableRawPointer) { self.base = base }
+
+    /// The size of one slot: 64 bytes (OSTD `META_SLOT_SIZE`).
+    public static var size: Int { 64 }
+    /// `log2(size)`.
+    @inlinable static var sizeShift: Int { 6 }
+    /// The room for typed metadata: 40 bytes (OSTD `FRAME_METADATA_MAX_SIZE`).
+    public static var storageSize: Int { 40 }
+
+    /// `u64::MAX`: the frame is free; its metadata is uninitialised (OSTD `REF_COUNT_UNUSED`).
+    public static var refCountUnused: UInt64 { .max }
+    /// `u64::MAX - 1`: owned by one `UniqueFrame` (OSTD `REF_COUNT_UNIQUE`).
+    public static var refCountUnique: UInt64 { .max - 1 }
+    /// `i64::MAX`: counts at or above this (and below unique) are illegal (OSTD `REF_COUNT_MAX`).
+    public static var refCountMax: UInt64 { UInt64(Int64.max) }
+
+    @inlinable static var refCountOffset: Int { 40 }
+    @inlinable static var typeTagOffset: Int { 48 }
+    @inlinable static var inListOffset: Int { 56 }
+
+    // MARK: Raw fields
+
+    @inlinable @inline(__always)
+    var refCountWord: UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: the slot is 64-byte aligned inside the metadata region, so offset 40 is an
+        // 8-byte aligned word used only as an atomic; `Atomic<UInt64>` has `UInt64`'s layout and
+        // zero-filled memory is a valid value of it.
+        (base + MetaSlot.refCountOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// The typed metadata storage (offset 0, 40 bytes).
+    @inlinable @inline(__always)
+    var storage: UnsafeMutableRawPointer { base }
+
+    /// The raw type-tag word (offset 48). Written only while the slot is busy or unique, and
+    /// published by the Release store of the reference count.
+    @inlinable @inline(__always)
+    var typeTagWord: UInt64 {
+        get { base.load(fromByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+    }
+
+    /// The free-list id (offset 56); allocator-private, accessed under the allocator's lock.
+    @inlinable @inline(__always)
+    var inList: UInt64 {
+        get { base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.inListOffset, as: UInt64.self) }
+    }
+
+    // MARK: Introspection
+
+    /// The reference count or state (Relaxed load, as OSTD's `reference_count`).
+    @inlinable
+    public var referenceCount: UInt64 { ~refCountWord.pointee.load(ordering: .relaxed) }
+
+    /// The frame's type tag: what kind of metadata the slot holds.
+    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord) }
+
+    /// The frame's usage (`.unused` for a free frame).
+    public var usage: PageUsage { typeTag.usage }
+
+    /// The state the reference count encodes.
+    public var status: MetaSlotStatus { MetaSlotStatus(refCount: referenceCount) }
+
+    // MARK: State transitions
+
+    /// Claims an unused slot: CAS `UNUSED → 0` (Acquire), as OSTD's `get_from_unused`.
+    /// On failure returns the state found, for the caller's `GetFrameError`.
+    @inlinable @inline(__always)
+    func claimUnused() -> MetaSlotStatus? {
+        let (exchanged, original) = refCountWord.pointee.compareExchange(
+            expected: ~MetaSlot.refCountUnused, desired: ~0, ordering: .acquiring)
+        return exchanged ? nil : MetaSlotStatus(refCount: ~original)
+    }
+
+    /// Publishes a claimed slot as shared with one reference (Release store of `1`).
+    @inlinable @inline(__always)
+    func publishShared() {
+        refCountWord.pointee.store(~1, ordering: .releasing)
+    }
+
+    /// Publishes a claimed slot as uniquely owned (Relaxed store of `UNIQUE`, as OSTD).
+    @inlinable @inline(__always)
+    func publishUnique() {
+        refCountWord.pointee.store(~MetaSlot.refCountUnique, ordering: .relaxed)
+    }
+
+    /// Adds a reference to a shared slot (Relaxed), aborting where OSTD aborts.
+    ///
+    /// - Precondition: the count is shared (`1 ..< Int64.max`); anything else is a bug: a clone of
+    ///   a freed frame, or a count about to overflow.
+    @inlinable @inline(__always)
+    func incRefCount(paddr: @autoclosure () -> Paddr) {
+        let old = ~refCountWord.pointee.subtract(1, ordering: .relaxed).oldValue
+        if _slowPath(old &- 1 >= MetaSlot.refCountMax &- 1) {
+            incRefCountFailed(old: old, paddr: paddr())
+        }
+    }
+
+    /// Drops one reference of a shared slot (Release). Returns whether it was the last one; the
+    /// slot is then busy (`0`) and the caller must tear it down with `storeUnused()`.
+    ///
+    /// - Precondition: the count was shared; a double free or an impossible count traps with the
+    ///   frame's physical address.
+    @inlinable @inline(__always)
+    func decRefCount(paddr: @autoclosure () -> Paddr) -> Bool {
+        let old = ~refCountWord.pointee.add(1, ordering: .releasing).oldValue
+        if _fastPath(old &- 1 < MetaSlot.refCountMax) {
+            if old != 1 { return false }
+            atomicMemoryFence(ordering: .acquiring)
+            return true
+        }
+        decRefCountFailed(old: old, paddr: paddr())
+    }
+
+    /// Turns a unique slot busy (store `0`), the first step of dropping a `UniqueFrame`.
+    @inlinable @inline(__always)
+    func storeBusy() {
+        refCountWord.pointee.store(~0, ordering: .relaxed)
+    }
+
+    /// The last step of any teardown (OSTD `drop_last_in_place`): clears the type tag and marks
+    /// the slot unused with a Release store.
+    @inlinable @inline(__always)
+    func storeUnused() {
+        typeTagWord = 0
+        refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
+    }
+
+    /// CAS `from → to` on the count (Acquire/Relaxed); used by unique ↔ shared conversions.
+    @inlinable @inline(__always)
+    func exchangeRefCount(from: UInt64, to: UInt64) -> Bool {
+        refCountWord.pointee.compareExchange(expected: ~from, desired: ~to, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Takes one more reference on an in-use slot (OSTD `get_from_in_use`): loops on a Relaxed
+    /// load and an Acquire CAS `n → n + 1`; returns the state found when the slot is not shared.
+    @inlinable
+    func tryIncFromInUse() -> MetaSlotStatus? {
+        var current = ~refCountWord.pointee.load(ordering: .relaxed)
+        while true {
+            let status = MetaSlotStatus(refCount: current)
+            guard case .shared = status else { return status }
+            if current >= MetaSlot.refCountMax { refCountOverflow(current) }
+            let (exchanged, original) = refCountWord.pointee.weakCompareExchange(
+                expected: ~current, desired: ~(current + 1),
+                successOrdering: .acquiring, failureOrdering: .relaxed)
+            if exchanged { return nil }
+            current = ~original
+        }
+    }
+}
+
+/// What a reference count encodes (the spec's `MetaSlotStatus`).
+public enum MetaSlotStatus: Equatable, Sendable {
+    /// `UInt64.max`: free.
+    case unused
+    /// `UInt64.max - 1`: one `UniqueFrame` owns it.
+    case unique
+    /// `0`: being constructed or torn down.
+    case busy
+    /// `1 ... Int64.max`: that many references.
+    case shared(UInt64)
+    /// Anything else: forbidden by the slot invariant.
+    case overflow(UInt64)
+
+    @inlinable
+    public init(refCount: UInt64) {
+        switch refCount {
+        case MetaSlot.refCountUnused: self = .unused
+        case MetaSlot.refCountUnique: self = .unique
+        case 0: self = .busy
+        case 1...MetaSlot.refCountMax: self = .shared(refCount)
+        default: self = .overflow(refCount)
+        }
+    }
+}
+
+// MARK: Failure paths, kept out of line so the hot paths stay small.
+
+@usableFromInline @inline(never)
+func incRefCountFailed(old: UInt64, paddr: Paddr) -> Never {
+    if old >= MetaSlot.refCountMax && old < MetaSlot.refCountUnique { refCountOverflow(old) }
+    preconditionFailure("frame \(paddr): cloned with impossible reference count \(describeRefCount(old))")
+}
+
+@usableFromInline @inline(never)
+func decRefCountFailed(old: UInt64, paddr: Paddr) -> Never {
+    preconditionFailure(
+        "frame \(paddr): dropped with impossible reference count \(describeRefCount(old)) (double free?)")
+}
+
+@usableFromInline @inline(never)
+func refCountOverflow(_ count: UInt64) -> Never {
+    preconditionFailure("frame reference count overflow (\(count))")
+}
+
+/// A count as a person reads it: the state name for the special values.
+func describeRefCount(_ count: UInt64) -> String {
+    switch MetaSlotStatus(refCount: count) {
+    case .unused: return "UNUSED"
+    case .unique: return "UNIQUE"
+    case .busy: return "0 (busy)"
+    case .shared(let n): return String(n)
+    case .overflow(let n): return String(n)
+    }
+}

@@ -1,0 +1,120 @@
+// `UniqueFrame<M>`: the only reference to a frame, with mutable metadata (OSTD `frame/unique.rs`).
+//
+// The slot's count is `UNIQUE` for as long as the handle lives, so no `Frame` can be taken from
+// it by address (`fromInUse` fails with `unique`) and the metadata may be changed in place. It
+// converts to a shared `Frame` (count `1`) and back when that frame's count is exactly 1.
+
+/// The unique owner of a frame.
+@frozen
+public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
+    @usableFromInline let slot: MetaSlot
+    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+
+    @inlinable
+    init(adopting slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+        self.slot = slot
+        self.context = context
+    }
+
+    /// Drops the frame: busy, metadata forgotten, `UNUSED`, back to the allocator.
+    @inlinable
+    deinit {
+        let index = context.pointee.frameIndex(of: slot)
+        context.pointee.ledger?.redeem(index)
+        slot.storeBusy()
+        slot.storeUnused()
+        context.deallocFrame(index)
+    }
+
+    /// Claims an unused frame as uniquely owned (OSTD `UniqueFrame::from_unused`).
+    ///
+    /// - Throws: as `Frame.fromUnused`; nothing changes on failure.
+    public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> UniqueFrame<M> {
+        let slot = try machine.context.checkedSlot(paddr)
+        if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
+        checkFrameMetaLayout(M.self)
+        slot.storage.storeBytes(of: meta, as: M.self)
+        slot.typeTagWord = M.typeTag.word
+        slot.publishUnique()
+        machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
+        return UniqueFrame(adopting: slot, context: machine.context)
+    }
+
+    /// The physical address of the frame.
+    @inlinable
+    public var paddr: Paddr { context.pointee.paddr(of: slot) }
+
+    /// The size of the frame: always 4 KiB.
+    @inlinable
+    public var size: Int { pageSize }
+
+    /// The reference count: always `MetaSlot.refCountUnique`.
+    @inlinable
+    public var referenceCount: UInt64 { slot.referenceCount }
+
+    /// The metadata, readable and — this being the only handle — writable
+    /// (OSTD `meta()` / `meta_mut()`).
+    @inlinable
+    public var meta: M {
+        get { slot.storage.load(as: M.self) }
+        set { slot.storage.storeBytes(of: newValue, as: M.self) }
+    }
+
+    /// Replaces the metadata with a value of another type (OSTD `repurpose`).
+    public consuming func repurpose<N: FrameMeta>(_ meta: N) -> UniqueFrame<N> {
+        checkFrameMetaLayout(N.self)
+        let (slot, context) = intoParts()
+        slot.storage.storeBytes(of: meta, as: N.self)
+        slot.typeTagWord = N.typeTag.word
+        return UniqueFrame<N>(adopting: slot, context: context)
+    }
+
+    /// Makes the frame unused again *without* returning it to the allocator
+    /// (OSTD `reset_as_unused`, for allocator implementations).
+    public consuming func resetAsUnused() {
+        let (slot, context) = intoParts()
+        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        slot.storeBusy()
+        slot.storeUnused()
+    }
+
+    /// Converts to a shared frame with one reference (OSTD `From<UniqueFrame<M>> for Frame<M>`).
+    public consuming func intoShared() -> Frame<M> {
+        let (slot, context) = intoParts()
+        slot.publishShared()
+        return Frame(adopting: slot, context: context)
+    }
+
+    /// Converts a shared frame whose count is exactly 1 into a unique one
+    /// (OSTD `TryFrom<Frame<M>> for UniqueFrame<M>`); otherwise hands the frame back.
+    public static func tryFrom(_ frame: consuming Frame<M>) -> FrameConversion<UniqueFrame<M>, Frame<M>> {
+        guard frame.slot.exchangeRefCount(from: 1, to: MetaSlot.refCountUnique) else { return .rejected(frame) }
+        let (slot, context) = frame.intoParts()
+        return .converted(UniqueFrame(adopting: slot, context: context))
+    }
+
+    /// Forgets the handle and returns the frame's address (OSTD `into_raw`).
+    public consuming func intoRaw() -> Paddr {
+        let paddr = self.paddr
+        let (slot, context) = intoParts()
+        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        return paddr
+    }
+
+    /// Restores a handle forgotten by `intoRaw` (OSTD `from_raw`).
+    ///
+    /// - Safety: `paddr` must come from `UniqueFrame<M>.intoRaw` on this machine, restored once.
+    @unsafe
+    public static func fromRaw(_ paddr: Paddr, in machine: Machine) -> UniqueFrame<M> {
+        let slot = machine.context.pointee.slot(of: paddr)
+        machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
+        return UniqueFrame(adopting: slot, context: machine.context)
+    }
+
+    @inlinable
+    consuming func intoParts() -> (slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+        let parts = (slot, context)
+        discard self
+        return parts
+    }
+}

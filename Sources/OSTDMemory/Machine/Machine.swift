@@ -1,0 +1,177 @@
+// A simulated machine: physical memory, its frame metadata, the frame allocator and the CPUs.
+//
+// This is where OSTD's boot sequence (`frame::meta::init`, `frame::allocator::init`) happens:
+// the metadata region is laid out at physical address 0x1000, frame 0 and the metadata frames are
+// marked reserved, and everything else goes to the buddy set. The object is the public face of a
+// `MachineContext` that frames point to directly; see that file for why the context outlives it.
+
+import Synchronization
+
+/// A simulated machine with its own physical memory and frame allocator.
+///
+///     let machine = try Machine(memory: region, cpus: 2, cpuLocal: hooks)
+///     let frame = try FrameAllocOptions().allocFrame(in: machine)
+///     print(frame.paddr, frame.referenceCount)   // 0x402000 1
+public final class Machine: @unchecked Sendable {
+    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+
+    /// The largest machine: 2^32 - 2 frames (just under 16 TiB), so frame indices fit 32 bits.
+    public static var maxMemorySize: Int { (Int(UInt32.max) - 1) << pageShift }
+    /// The smallest machine: room for frame 0, its metadata and one free frame.
+    public static var minMemorySize: Int { 3 * pageSize }
+
+    /// Boots a machine on `memory`.
+    ///
+    /// - Parameters:
+    ///   - memory: zero-filled memory for physical addresses `0 ..< memory.size`.
+    ///   - cpus: the number of simulated CPUs (1 ... 64).
+    ///   - cpuLocal: how to find the calling thread's CPU; without it no thread can bind to a CPU
+    ///     and every allocation takes the locked global path.
+    ///   - audit: keep the seeds' obligation ledger, counting every frame handle.
+    /// - Throws: `OSTDError.invalidArgs` for a misaligned, too small or too large region or a bad
+    ///   CPU count.
+    public init(memory: PhysicalMemoryRegion, cpus: Int = 1, cpuLocal: CpuLocalHooks? = nil,
+                audit: Bool = false) throws(OSTDError) {
+        try Machine.validate(memory: memory, cpus: cpus)
+        let frameCount = memory.size >> pageShift
+        let metaFrames = (frameCount * MetaSlot.size + pageSize - 1) >> pageShift
+        guard 1 + metaFrames < frameCount else {
+            throw .invalidArgs("memory of \(memory.size) bytes leaves no frame after its metadata")
+        }
+        let cpuStates = UnsafeMutablePointer<CpuLocalState>.allocate(capacity: cpus)
+        context = .allocate(capacity: 1)
+        context.initialize(to: MachineContext(
+            memory: memory, frameCount: frameCount, metaFrames: metaFrames,
+            cpus: cpuStates, cpuCount: cpus, cpuLocal: cpuLocal, audit: audit))
+        for i in 0..<cpus { (cpuStates + i).initialize(to: CpuLocalState(id: i, context: context)) }
+        markReserved(frames: 0..<1, usage: .reserved)
+        markReserved(frames: 1..<(1 + metaFrames), usage: .meta)
+        context.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
+    }
+
+    deinit { context.orphan() }
+
+    private static func validate(memory: PhysicalMemoryRegion, cpus: Int) throws(OSTDError) {
+        guard Int(bitPattern: memory.base) & (pageSize - 1) == 0 else {
+            throw .invalidArgs("physical memory base is not 4 KiB aligned")
+        }
+        guard memory.size & (pageSize - 1) == 0 else {
+            throw .invalidArgs("memory size \(memory.size) is not a multiple of 4 KiB")
+        }
+        guard memory.size >= minMemorySize, memory.size <= maxMemorySize else {
+            throw .invalidArgs("memory size \(memory.size) is outside \(minMemorySize) ... \(maxMemorySize)")
+        }
+        guard (1...64).contains(cpus) else {
+            throw .invalidArgs("\(cpus) CPUs requested; a machine has 1 to 64")
+        }
+    }
+
+    /// Marks frames as permanently in use, as OSTD does for unusable memory and the metadata
+    /// pages: one forgotten reference each, so they are never handed out or freed.
+    private func markReserved(frames: Range<Int>, usage: PageUsage) {
+        let tag = FrameMetaTag(usage: usage, typeID: 3 + UInt32(usage.rawValue), untyped: false)
+        for index in frames {
+            let slot = context.pointee.slot(index: index)
+            _ = slot.claimUnused()
+            slot.typeTagWord = tag.word
+            slot.publishShared()
+        }
+    }
+
+    // MARK: Geometry
+
+    /// The size of physical memory in bytes.
+    public var memorySize: Int { context.pointee.memorySize }
+    /// The number of 4 KiB frames, reserved ones included.
+    public var frameCount: Int { context.pointee.frameCount }
+    /// The number of simulated CPUs.
+    public var cpuCount: Int { context.pointee.cpuCount }
+    /// Whether the obligation ledger is kept.
+    public var isAuditing: Bool { context.pointee.ledger != nil }
+    /// The physical range of the metadata region.
+    public var metadataRange: Range<Paddr> {
+        Paddr(UInt64(pageSize)) ..< Paddr(UInt64(context.pointee.firstFreeFrame << pageShift))
+    }
+    /// The number of frames the allocator manages (all but frame 0 and the metadata region).
+    public var allocatableFrames: Int { context.pointee.allocatableFrames }
+
+    /// A view of the metadata slot of the frame at `paddr`.
+    ///
+    /// - Precondition: `paddr` is inside physical memory.
+    public func metaSlot(of paddr: Paddr) -> MetaSlot {
+        precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
+        return context.pointee.slot(of: paddr)
+    }
+
+    // MARK: Allocator state
+
+    /// Frames handed out and not yet returned to the allocator. At a quiescent point, zero means
+    /// every frame has come back: nothing leaked.
+    public var outstandingFrames: Int { context.outstandingFrames() }
+
+    /// Free frames (in the buddy set and the CPU caches).
+    public var freeFrames: Int { allocatableFrames - outstandingFrames }
+
+    /// The number of free chunks of each order in the buddy set (index = order). Frames in CPU
+    /// caches are not in chunks; `flushCpuCaches()` first for a fully coalesced picture.
+    public var freeChunksByOrder: [Int] {
+        context.pointee.lock.lock()
+        defer { context.pointee.lock.unlock() }
+        return (0...BuddySet.maxOrder).map { context.pointee.buddy.chunkCount(order: $0) }
+    }
+
+    /// Returns every CPU cache's frames to the buddy set, where they coalesce.
+    ///
+    /// - Precondition: no thread is bound to a CPU of this machine (a quiescent point).
+    public func flushCpuCaches() {
+        for i in 0..<cpuCount {
+            precondition(!context.pointee.cpus[i].bound.load(ordering: .acquiring),
+                         "cpu \(i) is bound to a thread; flush caches at a quiescent point")
+        }
+        context.pointee.lock.lock()
+        for i in 0..<cpuCount {
+            context.pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) {
+                context.pointee.buddy.free($0, order: 0)
+            }
+        }
+        context.pointee.lock.unlock()
+    }
+
+    // MARK: CPUs
+
+    /// Runs `body` with the calling thread bound to CPU `cpu`: allocations and frees it makes use
+    /// that CPU's frame cache, without locks. Nested calls for the same CPU are free.
+    ///
+    /// - Precondition: the machine has CPU-local hooks, `cpu` exists, and no other thread is bound
+    ///   to it ("cpu N is already bound to another thread").
+    public func withCpu<R: ~Copyable, E: Error>(_ cpu: Int, _ body: () throws(E) -> R) throws(E) -> R {
+        guard let hooks = context.pointee.cpuLocal else {
+            preconditionFailure("this machine has no CPU-local hooks; create it with cpuLocal:")
+        }
+        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
+        let state = context.pointee.cpus + cpu
+        let previous = hooks.get()
+        if previous == UnsafeMutableRawPointer(state) { return try body() }
+        precondition(state.pointee.bound.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
+                     "cpu \(cpu) is already bound to another thread")
+        hooks.set(UnsafeMutableRawPointer(state))
+        defer {
+            hooks.set(previous)
+            state.pointee.bound.store(false, ordering: .releasing)
+        }
+        return try body()
+    }
+
+    /// The CPU the calling thread is bound to on this machine, if any.
+    public var currentCpu: Int? { context.pointee.currentCpu(of: context)?.pointee.id }
+
+    // MARK: Linear mapping
+
+    /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`).
+    ///
+    /// - Precondition: `paddr` is inside physical memory.
+    public func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer {
+        precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
+        return context.pointee.pointer(to: paddr)
+    }
+}

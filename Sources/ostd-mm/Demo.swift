@@ -1,0 +1,2 @@
+import ArgumentParser
+struct Demo: ParsableCommand { func run() throws {} }
