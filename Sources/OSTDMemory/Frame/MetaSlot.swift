@@ -96,6 +96,10 @@ public struct MetaSlot: @unchecked Sendable {
     /// The frame's usage (`.unused` for a free frame).
     public var usage: PageUsage { typeTag.usage }
 
+    /// Whether the frame is free: unused, or the head of a free chunk in the allocator (which,
+    /// as in OSTD, the allocator holds as a unique frame).
+    public var isFree: Bool { usage == .unused }
+
     /// The state the reference count encodes.
     public var status: MetaSlotStatus { MetaSlotStatus(refCount: referenceCount) }
 

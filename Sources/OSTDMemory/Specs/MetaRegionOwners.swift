@@ -1,0 +1,144 @@
+// The seeds' `MetaRegionOwners` (seed `meta_region_owners.rs`) as a snapshot of a live machine,
+// with every predicate of the seed as a Swift function of the same name.
+//
+// The proof's maps become arrays indexed by slot. Two parts of the ghost state have no run-time
+// counterpart and are modelled as follows:
+// - `slots` (the points-to permissions): every slot of the machine exists in memory, so the
+//   domain is `0 ..< frameCount`; a permission "lent out" to a handle is not observable.
+// - `frame_obligations`: with auditing on, the machine's ledger counts exactly the seed's
+//   multiset (minted by `from_unused`, `from_in_use`, `clone`, `from_raw` and per segment frame;
+//   redeemed by drop and `into_raw`). Without it, a frame the allocator has handed out and not
+//   got back is taken as one obligation per reference: stricter than the seed, since a frame
+//   forgotten with `intoRaw` also counts.
+
+/// A snapshot of every metadata slot and of the obligation ledger.
+public struct MetaRegionOwners: Sendable {
+    /// `slot_owners`, indexed by slot.
+    public let slotOwners: [MetaSlotOwner]
+    /// `frame_obligations.count(i)`, indexed by slot.
+    public let frameObligations: [Int]
+    /// Whether `frameObligations` comes from an exact ledger (auditing on).
+    public let isExactLedger: Bool
+
+    init(slotOwners: [MetaSlotOwner], frameObligations: [Int], isExactLedger: Bool) {
+        self.slotOwners = slotOwners
+        self.frameObligations = frameObligations
+        self.isExactLedger = isExactLedger
+    }
+
+    /// `max_meta_slots()`.
+    public var maxMetaSlots: Int { slotOwners.count }
+
+    /// `slots.contains_key(i)`: every slot of the machine is present.
+    public func slotsContainsKey(_ i: Int) -> Bool { i >= 0 && i < maxMetaSlots }
+
+    /// The region invariant, as the seed's `MetaRegionOwners::inv`:
+    ///
+    ///     forall i: i < max_meta_slots() <==> slot_owners.contains_key(i)
+    ///     forall i: slot_owners.contains_key(i) ==> slots.contains_key(i)
+    ///     forall i: slots.contains_key(i) ==> i < max_meta_slots()
+    ///     forall i: slots.contains_key(i) ==> slot_owners[i].inv() ∧ slots[i].is_init()
+    ///         ∧ slots[i].addr() == meta_addr(i) ∧ slot_owners[i].slot_vaddr == slots[i].addr()
+    public func inv() -> Bool {
+        firstInvViolation() == nil
+    }
+
+    /// The first slot that breaks `inv()`, for error messages.
+    public func firstInvViolation() -> MetaSlotOwner? {
+        for (i, owner) in slotOwners.enumerated() {
+            let atItsAddress = owner.index == i && owner.slotOffset == i * MetaSlot.size
+            if !(atItsAddress && owner.inv()) { return owner }
+        }
+        return nil
+    }
+
+    /// `ref_count(i)`: the reference count of slot `i`.
+    public func refCount(_ i: Int) -> UInt64 { slotOwners[i].refCount }
+
+    /// `slot_owners_agree_except(other, idx)`: `other` agrees with `self` on every slot owner
+    /// except the one at `idx` — a single-slot operation left all other slots untouched.
+    public func slotOwnersAgreeExcept(_ other: MetaRegionOwners, _ idx: Int) -> Bool {
+        guard other.maxMetaSlots == maxMetaSlots else { return false }
+        for i in 0..<maxMetaSlots where i != idx {
+            if other.slotOwners[i] != slotOwners[i] { return false }
+        }
+        return true
+    }
+
+    /// `paddr_range_in_region(range)`: every page in `range` has a slot.
+    public func paddrRangeInRegion(_ range: Range<Paddr>) -> Bool {
+        pages(of: range).allSatisfy { slotsContainsKey($0) }
+    }
+
+    /// `paddr_range_not_mapped(range)`: no page in `range` is mapped by a page table
+    /// (`paths_in_pt` empty).
+    public func paddrRangeNotMapped(_ range: Range<Paddr>) -> Bool {
+        pages(of: range).allSatisfy { !slotsContainsKey($0) || slotOwners[$0].pathsInPt == 0 }
+    }
+
+    /// `paddr_range_not_in_region(range)`: no page in `range` has a slot.
+    public func paddrRangeNotInRegion(_ range: Range<Paddr>) -> Bool {
+        pages(of: range).allSatisfy { !slotsContainsKey($0) }
+    }
+
+    /// `clean_inv()`: the invariant holds and the obligation ledger is empty
+    /// (`frame_obligations.len() == 0`) — no frame handle or segment is outstanding.
+    public func cleanInv() -> Bool {
+        inv() && frameObligations.allSatisfy { $0 == 0 }
+    }
+
+    /// The slots with outstanding obligations, as `(paddr, count)`: what `cleanInv()` found leaked.
+    public func outstandingObligations() -> [(paddr: Paddr, count: Int)] {
+        frameObligations.indices.compactMap { i in
+            frameObligations[i] == 0 ? nil : (Paddr(UInt64(i) << UInt64(pageShift)), frameObligations[i])
+        }
+    }
+
+    /// The indices of the 4 KiB pages whose address lies in `range` (`paddr % PAGE_SIZE == 0`).
+    private func pages(of range: Range<Paddr>) -> StrideTo<Int> {
+        let first = Int((range.lowerBound.rawValue + UInt64(pageSize) - 1) >> UInt64(pageShift))
+        let end = Int((range.upperBound.rawValue + UInt64(pageSize) - 1) >> UInt64(pageShift))
+        return stride(from: first, to: max(first, end), by: 1)
+    }
+}
+
+extension Machine {
+    /// A snapshot of the metadata region and the obligation ledger. O(frames): for tests and
+    /// audits at quiescent points, not for hot paths.
+    public func metaRegionOwners() -> MetaRegionOwners {
+        let context = self.context
+        let regionSize = frameCount * MetaSlot.size
+        var owners: [MetaSlotOwner] = []
+        owners.reserveCapacity(frameCount)
+        for i in 0..<frameCount {
+            let slot = context.pointee.slot(index: i)
+            owners.append(MetaSlotOwner(
+                index: i, refCount: slot.referenceCount, typeTag: slot.typeTag, inList: slot.inList,
+                slotOffset: slot.base - context.pointee.metaBase, regionSize: regionSize, pathsInPt: 0))
+        }
+        let obligations: [Int]
+        if let ledger = context.pointee.ledger {
+            obligations = (0..<frameCount).map { ledger.count($0) }
+        } else {
+            obligations = owners.map(MetaRegionOwners.derivedObligations)
+        }
+        return MetaRegionOwners(slotOwners: owners, frameObligations: obligations,
+                                isExactLedger: context.pointee.ledger != nil)
+    }
+
+    /// `clean_inv()` of the current state: nothing leaked, every slot consistent.
+    public func cleanInv() -> Bool { metaRegionOwners().cleanInv() }
+}
+
+extension MetaRegionOwners {
+    /// Without a ledger: references held on a frame the allocator handed out.
+    static func derivedObligations(_ owner: MetaSlotOwner) -> Int {
+        let allocatorOwned = owner.typeTag == FreeHead.tag || owner.usage == .reserved || owner.usage == .meta
+        guard !allocatorOwned else { return 0 }
+        switch MetaSlotStatus(refCount: owner.refCount) {
+        case .unused: return 0
+        case .unique, .busy: return 1
+        case .shared(let n), .overflow(let n): return Int(clamping: n)
+        }
+    }
+}

@@ -1,0 +1,29 @@
+// Shared fixtures: small machines, metadata types for the ported OSTD tests, and a helper that
+// checks a crashing child process printed the expected message.
+
+import Testing
+@testable import OSTDMemory
+import OSTDHost
+
+/// A machine small enough that per-test snapshots are cheap (16 MiB unless asked).
+func makeMachine(memory: Int = 16 << 20, cpus: Int = 1, audit: Bool = true) -> Machine {
+    try! Machine.host(memory: memory, cpus: cpus, audit: audit)
+}
+
+/// OSTD's `MockFrameMeta { value: u32 }`, a typed metadata.
+struct MockFrameMeta: FrameMeta {
+    static var typeTag: FrameMetaTag { FrameMetaTag(usage: .kernel, typeID: 0x1_0001, untyped: false) }
+    var value: UInt32
+}
+
+/// OSTD's `MockUFrameMeta`, an untyped metadata with a payload.
+struct MockUFrameMeta: UFrameMeta {
+    static var typeTag: FrameMetaTag { FrameMetaTag(usage: .frame, typeID: 0x1_0002, untyped: true) }
+    var value: UInt32
+}
+
+/// Whether the bytes a crashed child wrote to standard error contain `phrase`.
+func stderrContains(_ result: ExitTest.Result?, _ phrase: String) -> Bool {
+    guard let bytes = result?.standardErrorContent else { return false }
+    return String(decoding: bytes, as: UTF8.self).contains(phrase)
+}
