@@ -7,5 +7,5 @@ struct OstdMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ostd-mm",
         abstract: "The memory-management core of Asterinas OSTD, in Swift.",
-        subcommands: [Demo.self])
+        subcommands: [Demo.self, Bench.self])
 }

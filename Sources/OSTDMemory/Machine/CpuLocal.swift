@@ -42,4 +42,6 @@ struct CpuLocalState: ~Copyable {
         bound = Atomic(false)
         frameCache = FrameCache()
     }
+
+    deinit { frameCache.deallocate() }
 }

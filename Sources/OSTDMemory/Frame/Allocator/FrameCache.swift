@@ -7,7 +7,7 @@
 
 /// A fixed-capacity stack of frame indices.
 @usableFromInline
-struct FrameCache: ~Copyable {
+struct FrameCache {
     @usableFromInline static var capacity: Int { 64 }
     /// How many frames a refill takes or a flush returns.
     @usableFromInline static var batchOrder: BuddyOrder { 5 }
@@ -19,7 +19,8 @@ struct FrameCache: ~Copyable {
         entries = .allocate(capacity: FrameCache.capacity)
     }
 
-    deinit { entries.deallocate() }
+    /// Frees the entry buffer; the owning CPU calls it when it goes away.
+    func deallocate() { entries.deallocate() }
 
     @inlinable @inline(__always)
     mutating func pop() -> Int? {
