@@ -2,6 +2,7 @@
 
 import OSTDHost
 import OSTDMemory
+import Synchronization
 
 enum FrameBenchmarks {
     static func all(machine: Machine) -> [Benchmark] {
@@ -61,6 +62,14 @@ enum Baselines {
             },
             Benchmark(name: "memcpy-64k", operations: 20_000, bytesPerOperation: 64 << 10) { n in
                 for _ in 0..<n { copy(destination, source, 64 << 10) }
+            },
+            // The floor under clone+drop: one atomic increment and one decrement of a word.
+            Benchmark(name: "atomic-inc-dec", operations: 10_000_000) { n in
+                let word = Atomic<UInt64>(1)
+                for _ in 0..<n {
+                    word.add(1, ordering: .relaxed)
+                    word.subtract(1, ordering: .releasing)
+                }
             },
         ]
     }
