@@ -11,18 +11,14 @@ extension Frame where M: AnyUFrameMeta {
     ///
     /// - Throws: `invalidArgs` when the range is not inside the frame; nothing is copied then.
     public func readBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(OSTDError) {
-        try checkRange(offset, buffer.count, in: pageSize)
-        guard let destination = buffer.baseAddress else { return }
-        destination.copyMemory(from: context.pointee.pointer(to: paddr) + offset, byteCount: buffer.count)
+        try copyOut(of: context.pointee.pointer(to: paddr), limit: pageSize, at: offset, into: buffer)
     }
 
     /// Copies `bytes` into the frame starting at byte `offset`.
     ///
     /// - Throws: `invalidArgs` when the range is not inside the frame; nothing is copied then.
     public func writeBytes(at offset: Int, from bytes: UnsafeRawBufferPointer) throws(OSTDError) {
-        try checkRange(offset, bytes.count, in: pageSize)
-        guard let source = bytes.baseAddress else { return }
-        (context.pointee.pointer(to: paddr) + offset).copyMemory(from: source, byteCount: bytes.count)
+        try copyIn(to: context.pointee.pointer(to: paddr), limit: pageSize, at: offset, from: bytes)
     }
 }
 
@@ -31,19 +27,31 @@ extension Segment where M: AnyUFrameMeta {
     ///
     /// - Throws: `invalidArgs` when the range is not inside the segment; nothing is copied then.
     public func readBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(OSTDError) {
-        try checkRange(offset, buffer.count, in: size)
-        guard let destination = buffer.baseAddress else { return }
-        destination.copyMemory(from: context.pointee.pointer(to: paddr) + offset, byteCount: buffer.count)
+        try copyOut(of: context.pointee.pointer(to: paddr), limit: size, at: offset, into: buffer)
     }
 
     /// Copies `bytes` into the segment starting at byte `offset`.
     ///
     /// - Throws: `invalidArgs` when the range is not inside the segment; nothing is copied then.
     public func writeBytes(at offset: Int, from bytes: UnsafeRawBufferPointer) throws(OSTDError) {
-        try checkRange(offset, bytes.count, in: size)
-        guard let source = bytes.baseAddress else { return }
-        (context.pointee.pointer(to: paddr) + offset).copyMemory(from: source, byteCount: bytes.count)
+        try copyIn(to: context.pointee.pointer(to: paddr), limit: size, at: offset, from: bytes)
     }
+}
+
+/// Copies `buffer.count` bytes from `base + offset`, after checking they lie in `0 ..< limit`.
+private func copyOut(of base: UnsafeMutableRawPointer, limit: Int, at offset: Int,
+                     into buffer: UnsafeMutableRawBufferPointer) throws(OSTDError) {
+    try checkRange(offset, buffer.count, in: limit)
+    guard let destination = buffer.baseAddress else { return }
+    destination.copyMemory(from: base + offset, byteCount: buffer.count)
+}
+
+/// Copies `bytes` to `base + offset`, after checking they fit in `0 ..< limit`.
+private func copyIn(to base: UnsafeMutableRawPointer, limit: Int, at offset: Int,
+                    from bytes: UnsafeRawBufferPointer) throws(OSTDError) {
+    try checkRange(offset, bytes.count, in: limit)
+    guard let source = bytes.baseAddress else { return }
+    (base + offset).copyMemory(from: source, byteCount: bytes.count)
 }
 
 /// Checks that `offset ..< offset + count` lies inside `0 ..< limit`, without overflowing.
