@@ -38,11 +38,6 @@ struct ObligationLedger: @unchecked Sendable {
 
     /// `frame_obligations.count(index)`.
     func count(_ index: Int) -> Int { Int(counts[index].load(ordering: .relaxed)) }
-
-    /// `frame_obligations.len()`.
-    func total() -> Int {
-        var sum = 0
-        for i in 0..<frameCount { sum += count(i) }
         return sum
     }
 }
