@@ -38,6 +38,4 @@ struct ObligationLedger: @unchecked Sendable {
 
     /// `frame_obligations.count(index)`.
     func count(_ index: Int) -> Int { Int(counts[index].load(ordering: .relaxed)) }
-        return sum
-    }
 }
