@@ -114,8 +114,7 @@ extension Frame where M: FrameMeta {
     /// - Throws: `notAligned` / `outOfBound` for a bad address, or the state the frame is in
     ///   (`inUse`, `unique`, `busy`) when it is not unused. Nothing changes on failure.
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> Frame<M> {
-        let slot = try machine.context.checkedSlot(paddr)
-        if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
+        let slot = try machine.context.claimUnused(paddr)
         return Frame(initializing: slot, meta: meta, context: machine.context)
     }
 
@@ -123,9 +122,7 @@ extension Frame where M: FrameMeta {
     /// with one reference.
     @inlinable @inline(__always)
     init(initializing slot: MetaSlot, meta: M, context: UnsafeMutablePointer<MachineContext>) {
-        checkFrameMetaLayout(M.self)
-        slot.storage.storeBytes(of: meta, as: M.self)
-        slot.typeTagWord = M.typeTag.word
+        slot.writeMeta(meta)
         slot.publishShared()
         context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
         self.init(adopting: slot, context: context)
@@ -167,5 +164,13 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         guard paddr.isAligned(to: pageSize) else { throw .notAligned(paddr) }
         guard Int(paddr.rawValue) < pointee.memorySize else { throw .outOfBound(paddr) }
         return pointee.slot(of: paddr)
+    }
+
+    /// Claims the unused frame at `paddr` (OSTD `get_from_unused`): the slot is then busy and
+    /// the caller's to initialise. Nothing changes on failure.
+    func claimUnused(_ paddr: Paddr) throws(GetFrameError) -> MetaSlot {
+        let slot = try checkedSlot(paddr)
+        if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
+        return slot
     }
 }

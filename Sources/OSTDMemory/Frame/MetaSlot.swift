@@ -69,6 +69,15 @@ public struct MetaSlot: @unchecked Sendable {
     @inlinable @inline(__always)
     var storage: UnsafeMutableRawPointer { base }
 
+    /// Writes typed metadata and its tag (OSTD `write_meta`) into a slot the caller holds
+    /// exclusively: busy (being constructed) or unique.
+    @inlinable @inline(__always)
+    func writeMeta<M: FrameMeta>(_ meta: M) {
+        checkFrameMetaLayout(M.self)
+        storage.storeBytes(of: meta, as: M.self)
+        typeTagWord = M.typeTag.word
+    }
+
     /// The raw type-tag word (offset 48). Written only while the slot is busy or unique, and
     /// published by the Release store of the reference count.
     @inlinable @inline(__always)

@@ -47,6 +47,15 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
         if runLength > 0 { context.deallocRange(runStart, count: runLength) }
     }
 
+    /// Adds one reference on each frame of `frames`, for a new segment over them.
+    static func addReferences(_ frames: Range<Int>, context: UnsafeMutablePointer<MachineContext>) {
+        for index in frames {
+            let slot = context.pointee.slot(index: index)
+            slot.incRefCount(paddr: context.pointee.paddr(of: slot))
+            context.pointee.ledger?.mint(index)
+        }
+    }
+
     // MARK: Geometry
 
     /// The physical address of the first frame (OSTD `paddr()`).
@@ -69,11 +78,7 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
 
     /// Another segment over the same frames: one more reference on each (OSTD `Clone`).
     public func clone() -> Segment<M> {
-        for index in start..<end {
-            let slot = context.pointee.slot(index: index)
-            slot.incRefCount(paddr: context.pointee.paddr(of: slot))
-            context.pointee.ledger?.mint(index)
-        }
+        Segment.addReferences(start..<end, context: context)
         return Segment(adopting: start..<end, context: context)
     }
 
@@ -104,11 +109,7 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
         precondition(range.lowerBound >= 0 && range.upperBound <= size,
                      "segment virtual address out-of-bound for slicing")
         let frames = (start + range.lowerBound >> pageShift)..<(start + range.upperBound >> pageShift)
-        for index in frames {
-            let slot = context.pointee.slot(index: index)
-            slot.incRefCount(paddr: context.pointee.paddr(of: slot))
-            context.pointee.ledger?.mint(index)
-        }
+        Segment.addReferences(frames, context: context)
         return Segment(adopting: frames, context: context)
     }
 

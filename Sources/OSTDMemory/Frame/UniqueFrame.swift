@@ -30,11 +30,8 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     ///
     /// - Throws: as `Frame.fromUnused`; nothing changes on failure.
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> UniqueFrame<M> {
-        let slot = try machine.context.checkedSlot(paddr)
-        if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
-        checkFrameMetaLayout(M.self)
-        slot.storage.storeBytes(of: meta, as: M.self)
-        slot.typeTagWord = M.typeTag.word
+        let slot = try machine.context.claimUnused(paddr)
+        slot.writeMeta(meta)
         slot.publishUnique()
         machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
         return UniqueFrame(adopting: slot, context: machine.context)
@@ -62,10 +59,8 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
 
     /// Replaces the metadata with a value of another type (OSTD `repurpose`).
     public consuming func repurpose<N: FrameMeta>(_ meta: N) -> UniqueFrame<N> {
-        checkFrameMetaLayout(N.self)
         let (slot, context) = intoParts()
-        slot.storage.storeBytes(of: meta, as: N.self)
-        slot.typeTagWord = N.typeTag.word
+        slot.writeMeta(meta)
         return UniqueFrame<N>(adopting: slot, context: context)
     }
 

@@ -129,11 +129,7 @@ public final class Machine: @unchecked Sendable {
                          "cpu \(i) is bound to a thread; flush caches at a quiescent point")
         }
         context.pointee.lock.lock()
-        for i in 0..<cpuCount {
-            context.pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) {
-                context.pointee.buddy.free($0, order: 0)
-            }
-        }
+        context.drainAllCachesLocked()
         context.pointee.lock.unlock()
     }
 

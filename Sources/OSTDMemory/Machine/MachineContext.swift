@@ -101,8 +101,8 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     /// Returns one frame whose slot has just become `UNUSED`.
     @inlinable @inline(__always)
     func deallocFrame(_ index: Int) {
-        if let cpu = pointee.currentCpu(of: self), cpu.pointee.frameCache.push(index) { return }
-        deallocSlow(index)
+        guard let cpu = pointee.currentCpu(of: self) else { return deallocRange(index, count: 1) }
+        if !cpu.pointee.frameCache.push(index) { flushCacheAndPush(cpu, index) }
     }
 
     /// Allocates a chunk of `2^order` frames from the global buddy set.
@@ -137,16 +137,6 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         if destroy { destroyContext() }
     }
 
-    @usableFromInline
-    func deallocSlow(_ index: Int) {
-        if let cpu = pointee.currentCpu(of: self) {
-            flushCache(cpu)
-            _ = cpu.pointee.frameCache.push(index)
-            return
-        }
-        deallocRange(index, count: 1)
-    }
-
     /// Refills an empty CPU cache with one 32-frame chunk (or single frames when memory is too
     /// fragmented for one) and returns one frame of it.
     @usableFromInline
@@ -165,11 +155,21 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         return pointee.buddy.alloc(order: 0) ?? cpu.pointee.frameCache.pop()
     }
 
-    /// Returns the oldest half of a full CPU cache to the buddy set.
-    func flushCache(_ cpu: UnsafeMutablePointer<CpuLocalState>) {
+    /// Returns the oldest half of a full CPU cache to the buddy set, then caches `index`.
+    @usableFromInline
+    func flushCacheAndPush(_ cpu: UnsafeMutablePointer<CpuLocalState>, _ index: Int) {
         pointee.lock.lock()
-        defer { pointee.lock.unlock() }
         cpu.pointee.frameCache.drainOldest(FrameCache.capacity / 2) { pointee.buddy.free($0, order: 0) }
+        pointee.lock.unlock()
+        _ = cpu.pointee.frameCache.push(index)
+    }
+
+    /// Returns every frame of every CPU cache to the buddy set. The caller holds the lock, and no
+    /// thread may be bound to a CPU.
+    func drainAllCachesLocked() {
+        for i in 0..<pointee.cpuCount {
+            pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) { pointee.buddy.free($0, order: 0) }
+        }
     }
 
     // MARK: Accounting
@@ -190,9 +190,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     /// back, otherwise with the last frame returned.
     func orphan() {
         pointee.lock.lock()
-        for i in 0..<pointee.cpuCount {
-            pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) { pointee.buddy.free($0, order: 0) }
-        }
+        drainAllCachesLocked()
         pointee.orphaned = true
         let destroy = pointee.buddy.freeFrames == pointee.allocatableFrames
         pointee.lock.unlock()

@@ -133,8 +133,8 @@ extension Machine {
 extension MetaRegionOwners {
     /// Without a ledger: references held on a frame the allocator handed out.
     static func derivedObligations(_ owner: MetaSlotOwner) -> Int {
-        let allocatorOwned = owner.typeTag == FreeHead.tag || owner.usage == .reserved || owner.usage == .meta
-        guard !allocatorOwned else { return 0 }
+        // Free frames (free-chunk heads included) and the machine's own frames hold no handle.
+        guard ![.unused, .reserved, .meta].contains(owner.usage) else { return 0 }
         switch MetaSlotStatus(refCount: owner.refCount) {
         case .unused: return 0
         case .unique, .busy: return 1
