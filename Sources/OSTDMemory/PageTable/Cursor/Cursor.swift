@@ -1,0 +1,230 @@
+// The page-table cursor: a locked range of the tree and a position in it (OSTD
+// `page_table/cursor/mod.rs`).
+//
+// A cursor covers `barrierVa`, the range it was created for, and holds the locks of every node
+// of the smallest subtree that covers it (see `Locking.swift`). `path[L - 1]` is the node at level
+// `L` on the way from that subtree's root (at `guardLevel`) down to the cursor's current `level`;
+// the slot the cursor is at is the entry of `path[level - 1]` that covers `va`. Moving only
+// pushes and pops levels; nothing here waits for another cursor once the cursor exists.
+//
+// `Cursor` only reads. `CursorMut` (its own file) adds map, take and protect.
+
+/// A read-only cursor over a range of a page table (OSTD `Cursor`).
+public struct Cursor<C: PageTableConfig>: ~Copyable {
+    @usableFromInline let pageTable: PageTable<C>
+    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    /// `path[L - 1]`: the locked node at level `L`, for `level ... guardLevel`.
+    @usableFromInline var path: InlineArray<4, NodeRef?>
+    /// The level of the slot the cursor is at.
+    @usableFromInline var level: PagingLevel
+    /// The level of the locked subtree's root; the cursor never goes above it.
+    @usableFromInline var guardLevel: PagingLevel
+    /// The current virtual address.
+    @usableFromInline var va: Vaddr
+    /// The range the cursor was created for and owns (OSTD `barrier_va`).
+    public let barrierVa: Range<Vaddr>
+    /// Whether the cursor may allocate and free nodes (a `CursorMut`).
+    @usableFromInline let isMutable: Bool
+    /// Nodes detached by this cursor, handed to the table when it is dropped.
+    @usableFromInline var retired: [Paddr] = []
+
+    /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
+    /// (OSTD `Cursor::new`).
+    init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool) throws(PageTableError) {
+        guard C.isValidRange(range) else { throw .invalidVaddrRange(range.lowerBound, range.upperBound) }
+        guard range.lowerBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.lowerBound) }
+        guard range.upperBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.upperBound) }
+        self.pageTable = pageTable
+        context = pageTable.context
+        barrierVa = range
+        isMutable = mutable
+        va = range.lowerBound
+        path = InlineArray(repeating: nil)
+        let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable)
+        level = rootLevel
+        guardLevel = rootLevel
+        path[Int(rootLevel) - 1] = subtreeRoot
+        dfsAcquireLock(subtreeRoot, level: rootLevel)
+    }
+
+    deinit {
+        let subtreeRoot = path[Int(guardLevel) - 1]!
+        dfsReleaseLock(subtreeRoot, level: guardLevel)
+        var detached = retired
+        if isMutable && subtreeRoot.nrChildren == 0 && guardLevel < PagingConsts.nrLevels {
+            detached += reclaimEmptyAncestors()
+        }
+        pageTable.retire(detached)
+    }
+
+    // MARK: Position
+
+    /// The current virtual address (OSTD `virt_addr`).
+    @inlinable
+    public var virtAddr: Vaddr { va }
+
+    /// The level of the slot the cursor is at.
+    public var currentLevel: PagingLevel { level }
+
+    /// The level of the locked subtree's root.
+    public var lockedLevel: PagingLevel { guardLevel }
+
+    /// The virtual range of the current slot (OSTD `cur_va_range`); it may extend past
+    /// `barrierVa`. A slot ending at 2^64 is reported as ending at `UInt64.max`.
+    @inlinable
+    public var curVaRange: Range<Vaddr> {
+        let size = UInt64(PagingConsts.pageSize(level))
+        let start = va.rawValue & ~(size - 1)
+        let end = start &+ size
+        return Vaddr(start)..<Vaddr(end == 0 ? .max : end)
+    }
+
+    // MARK: Queries
+
+    /// The current slot's whole range and what maps it, without moving (OSTD `query`): for a huge
+    /// page the full huge range even when the cursor is inside it; for an absent entry the range
+    /// of that entry at its level.
+    ///
+    /// - Throws: `invalidVaddr(va)` when the cursor is at or past the end of its range.
+    @inlinable
+    public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
+        guard va < barrierVa.upperBound else { throw .invalidVaddr(va) }
+        while true {
+            let pte = currentEntry()
+            if !pte.isPresent { return (curVaRange, nil) }
+            if pte.isLeaf { return (curVaRange, MappedItemRef(C.self, pte: pte, level: level)) }
+            pushLevel(NodeRef(pte.paddr(level: level), context))
+        }
+    }
+
+    /// Moves to the first mapped address in `va ..< va + len` and returns it, or returns `nil`
+    /// having moved to `min(va + len, barrierVa.upperBound)` (OSTD `find_next`). The address may
+    /// be inside a huge page.
+    ///
+    /// - Precondition: `len` is a multiple of 4 KiB and at most what remains of the range ("len
+    ///   exceeds remaining cursor range").
+    @inlinable
+    public mutating func findNext(_ len: Int) -> Vaddr? {
+        findNextImpl(len, findUnmapSubtree: false, splitHuge: false) ? va : nil
+    }
+
+    /// Moves to `va`, anywhere in the cursor's range (OSTD `jump`).
+    ///
+    /// - Throws: `invalidVaddr(va)` when `va` is outside `barrierVa` (its end included).
+    /// - Precondition: `va` is 4 KiB aligned.
+    public mutating func jump(_ target: Vaddr) throws(PageTableError) {
+        precondition(target.isAligned(to: pageSize), "jump to an unaligned virtual address \(target)")
+        guard barrierVa.contains(target) else { throw .invalidVaddr(target) }
+        while level < guardLevel {
+            let span = UInt64(PagingConsts.pageSize(level + 1))
+            let nodeStart = va.rawValue & ~(span - 1)
+            if target.rawValue &- nodeStart < span { break }
+            popLevel()
+        }
+        va = target
+    }
+
+    // MARK: Movement (internal)
+
+    /// The node the cursor is in.
+    @inlinable @inline(__always)
+    var currentNode: NodeRef { path[Int(level) - 1].unsafelyUnwrapped }
+
+    /// The index of the current slot in the current node.
+    @inlinable @inline(__always)
+    var currentIndex: Int { PagingConsts.pteIndex(va, level) }
+
+    /// The entry of the current slot.
+    @inlinable @inline(__always)
+    func currentEntry() -> PageTableEntry { currentNode.read(currentIndex) }
+
+    /// Goes down into `child`, the node of the current slot (locked by this cursor).
+    @inlinable @inline(__always)
+    mutating func pushLevel(_ child: NodeRef) {
+        level -= 1
+        path[Int(level) - 1] = child
+    }
+
+    /// Goes up one level (the node stays locked: it is part of the cursor's subtree).
+    @inlinable @inline(__always)
+    mutating func popLevel() {
+        path[Int(level) - 1] = nil
+        level += 1
+    }
+
+    /// Moves to the start of the next slot at the current level, going up while that is the
+    /// first slot of its node (OSTD `move_forward`). Past the top of the address space the cursor
+    /// stops at the end of its range.
+    @inlinable @inline(__always)
+    mutating func moveForward() {
+        let size = UInt64(PagingConsts.pageSize(level))
+        let next = (va.rawValue & ~(size - 1)) &+ size
+        va = next == 0 ? barrierVa.upperBound : Vaddr(next)
+        while level < guardLevel && (next == 0 || PagingConsts.pteIndex(va, level) == 0) { popLevel() }
+    }
+
+    /// The scan behind `findNext`, `takeNext` and `protectNext` (OSTD `find_next_impl`): stops at
+    /// the first slot in `va ..< va + len` that holds a leaf — or, with `findUnmapSubtree`, a
+    /// child node whose whole range is inside — and returns `true`. With `splitHuge`, a huge leaf
+    /// the range covers only in part is split and the scan goes on inside it. Empty child nodes
+    /// are skipped. On `false` the cursor is at `min(va + len, barrierVa.upperBound)`.
+    @inlinable
+    mutating func findNextImpl(_ len: Int, findUnmapSubtree: Bool, splitHuge: Bool) -> Bool {
+        precondition(len % pageSize == 0, "len \(len) is not a multiple of the page size")
+        precondition(va <= barrierVa.upperBound && len <= barrierVa.upperBound - va,
+                     "len exceeds remaining cursor range")
+        let end = va.rawValue + UInt64(len)
+        while va.rawValue < end {
+            let pte = currentEntry()
+            if !pte.isPresent {
+                moveForward()
+                continue
+            }
+            let size = UInt64(PagingConsts.pageSize(level))
+            let slotStart = va.rawValue & ~(size - 1)
+            let covered = va.rawValue == slotStart && end &- slotStart >= size
+            if pte.isLeaf {
+                if !splitHuge || level == 1 || covered { return true }
+                pushLevel(splitHugeLeaf(pte))
+                continue
+            }
+            if findUnmapSubtree && covered && (C.topLevelCanUnmap || level < PagingConsts.nrLevels) {
+                return true
+            }
+            let child = NodeRef(pte.paddr(level: level), context)
+            if child.nrChildren == 0 {
+                moveForward()
+                continue
+            }
+            pushLevel(child)
+        }
+        if va > barrierVa.upperBound { va = barrierVa.upperBound }
+        return false
+    }
+
+    /// Replaces the huge leaf of the current slot with a new node of 512 leaves one level down
+    /// that map the same memory with the same property, and returns the node (locked). The
+    /// leaf's references move to the 512 new leaves unchanged (OSTD `split_if_mapped_huge`).
+    @usableFromInline
+    mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef {
+        guard let child = context.allocNode(level: level - 1) else {
+            preconditionFailure("Failed to allocate a page table node (splitting a huge page)")
+        }
+        fillSplit(child, from: pte)
+        currentNode.write(currentIndex, .pageTable(child.paddr(context)))
+        return child
+    }
+
+    /// Writes the 512 leaves that together map what the huge leaf `pte` of the current level did.
+    @usableFromInline
+    func fillSplit(_ child: NodeRef, from pte: PageTableEntry) {
+        let childLevel = level - 1
+        let base = pte.paddr(level: level).rawValue
+        let step = UInt64(PagingConsts.pageSize(childLevel))
+        let bits = pte.raw & ~PageTableEntry.childMask   // the property bits and the leaf bit
+        for i in 0..<PagingConsts.nrEntries {
+            child.write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
+        }
+        child.nrChildren = PagingConsts.nrEntries
+    }
+}

@@ -1,0 +1,225 @@
+// The mutable cursor: map, take (unmap) and protect (OSTD `CursorMut`).
+//
+// Every operation keeps the tree's bookkeeping exact: `nrChildren` of each node counts its present
+// entries, each node has exactly one parent entry, and a node whose last entry goes is detached
+// at once (below the cursor's subtree root) or when the cursor is dropped (the subtree root and
+// its ancestors). Huge leaves are split on demand and never merged back.
+
+/// A cursor that can change the page table (OSTD `CursorMut`).
+public struct CursorMut<C: PageTableConfig>: ~Copyable {
+    @usableFromInline var inner: Cursor<C>
+
+    init(_ inner: consuming Cursor<C>) { self.inner = inner }
+
+    // MARK: Reading (as `Cursor`)
+
+    /// The current virtual address.
+    @inlinable public var virtAddr: Vaddr { inner.va }
+    /// The range the cursor owns.
+    public var barrierVa: Range<Vaddr> { inner.barrierVa }
+    /// The level of the slot the cursor is at.
+    public var currentLevel: PagingLevel { inner.level }
+    /// The level of the locked subtree's root.
+    public var lockedLevel: PagingLevel { inner.guardLevel }
+    /// The current slot's range.
+    public var curVaRange: Range<Vaddr> { inner.curVaRange }
+
+    /// See `Cursor.query()`.
+    @inlinable
+    public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
+        try inner.query()
+    }
+
+    /// See `Cursor.findNext(_:)`.
+    @inlinable
+    public mutating func findNext(_ len: Int) -> Vaddr? { inner.findNext(len) }
+
+    /// See `Cursor.jump(_:)`.
+    public mutating func jump(_ va: Vaddr) throws(PageTableError) { try inner.jump(va) }
+
+    // MARK: Map
+
+    /// Maps `item` at the current address and moves past it (OSTD `CursorMut::map`). Missing
+    /// nodes are allocated; a huge leaf in the way is split.
+    ///
+    /// - Precondition (OSTD's panics): the address is inside the range with room for the page
+    ///   ("cursor virtual address out-of-bound for mapping"), aligned to the item's page size
+    ///   ("cursor virtual address not aligned for mapping"), the level is mappable ("cursor level
+    ///   not suitable for mapping"), the slot is empty ("mapping over an already mapped page"),
+    ///   and a node can be allocated. `tryMap` reports the same as errors.
+    @inlinable
+    public mutating func map(_ item: consuming MappedItem) {
+        let raw = item.info
+        do throws(PageTableError) {
+            try inner.prepareSlot(for: raw)
+        } catch {
+            mapFailed(error)
+        }
+        inner.commitMap(item.intoRaw())
+    }
+
+    /// Maps `item` like `map`, or hands it back with the reason when it cannot be mapped. On
+    /// failure the mappings are unchanged (a huge leaf may have been split: the same translation
+    /// in smaller pieces) and no frame is lost.
+    public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
+        let raw = item.info
+        do throws(PageTableError) {
+            try inner.prepareSlot(for: raw)
+        } catch {
+            return MapFailure(item: item, error: error)
+        }
+        inner.commitMap(item.intoRaw())
+        return nil
+    }
+
+    // MARK: Take
+
+    /// Removes the first leaf, or the first whole subtree, that starts in `va ..< va + len`, and
+    /// moves past it (OSTD `take_next`). A huge leaf the range covers in part is split first. The
+    /// fragment owns what was removed; drop it after the TLB flush.
+    ///
+    /// - Returns: `nil` when nothing in the range is mapped; the cursor is then at the end of it.
+    /// - Precondition: as `findNext` ("len exceeds remaining cursor range").
+    public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
+        guard inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
+        let frag = inner.takeCurrent()
+        inner.reclaimEmptyPath()
+        inner.moveForward()
+        return frag
+    }
+
+    // MARK: Protect
+
+    /// Applies `op` to the property of the first leaf in `va ..< va + len`, splitting a huge leaf
+    /// the range covers in part, and moves past it (OSTD `protect_next`). The entry is written
+    /// only if the property changed. No TLB flush is done: that is the caller's.
+    ///
+    /// `AVAIL1` belongs to the page table: whatever `op` does with it is undone.
+    ///
+    /// - Returns: the protected leaf's range, or `nil` when nothing in the range is mapped.
+    @inlinable
+    public mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
+        guard inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
+        let node = inner.currentNode
+        let index = inner.currentIndex
+        let pte = node.read(index)
+        var prop = pte.property
+        op(&prop)
+        prop.flags.remove(.avail1)
+        let marker = pte.raw & PageTableEntry.avail1
+        let updated = PageTableEntry.page(pte.paddr(level: inner.level), level: inner.level, prop: prop).raw | marker
+        if updated != pte.raw { node.write(index, PageTableEntry(raw: updated)) }
+        let range = inner.curVaRange
+        inner.moveForward()
+        return range
+    }
+}
+
+/// An item `tryMap` could not map, handed back, and why.
+public struct MapFailure: ~Copyable {
+    public var item: MappedItem
+    public var error: PageTableError
+}
+
+@usableFromInline @inline(never)
+func mapFailed(_ error: PageTableError) -> Never {
+    switch error {
+    case .invalidVaddr: preconditionFailure("cursor virtual address out-of-bound for mapping")
+    case .unalignedVaddr: preconditionFailure("cursor virtual address not aligned for mapping")
+    case .unsuitableLevel: preconditionFailure("cursor level not suitable for mapping")
+    case .alreadyMapped: preconditionFailure("mapping over an already mapped page")
+    case .outOfMemory: preconditionFailure("Failed to allocate a page table node")
+    default: preconditionFailure("cannot map: \(error)")
+    }
+}
+
+extension Cursor where C: PageTableConfig {
+    /// Checks that an item like `raw` can be mapped at `va`, goes to its level (allocating nodes
+    /// and splitting huge leaves on the way) and checks that the slot is empty.
+    @inlinable
+    mutating func prepareSlot(for raw: MappedItemRef) throws(PageTableError) {
+        let size = PagingConsts.pageSize(raw.level)
+        guard va < barrierVa.upperBound, size <= barrierVa.upperBound - va else { throw .invalidVaddr(va) }
+        guard raw.level >= 1, raw.level <= PagingConsts.highestTranslationLevel, raw.level <= guardLevel else {
+            throw .unsuitableLevel(raw.level)
+        }
+        guard va.isAligned(to: size) else { throw .unalignedVaddr(va) }
+        guard raw.paddr.isAligned(to: size) else { throw .unalignedPaddr(raw.paddr) }
+        while level < raw.level { popLevel() }
+        if level > raw.level { try descend(to: raw.level) }
+        if _slowPath(currentEntry().isPresent) { throw .alreadyMapped(va) }
+    }
+
+    /// Goes down to `target`, allocating absent nodes and splitting huge leaves. On running out
+    /// of memory, the nodes just allocated (all empty) are detached again.
+    @usableFromInline
+    mutating func descend(to target: PagingLevel) throws(PageTableError) {
+        while level > target {
+            let pte = currentEntry()
+            if pte.isPresent {
+                if pte.isLeaf {
+                    guard let child = context.allocNode(level: level - 1) else {
+                        reclaimEmptyPath()
+                        throw .outOfMemory
+                    }
+                    fillSplit(child, from: pte)
+                    currentNode.write(currentIndex, .pageTable(child.paddr(context)))
+                    pushLevel(child)
+                } else {
+                    pushLevel(NodeRef(pte.paddr(level: level), context))
+                }
+                continue
+            }
+            guard let child = context.allocNode(level: level - 1) else {
+                reclaimEmptyPath()
+                throw .outOfMemory
+            }
+            currentNode.write(currentIndex, .pageTable(child.paddr(context)))
+            currentNode.nrChildren += 1
+            pushLevel(child)
+        }
+    }
+
+    /// Writes the leaf for `raw` into the current (empty) slot and moves past it.
+    @inlinable @inline(__always)
+    mutating func commitMap(_ raw: MappedItemRef) {
+        let node = currentNode
+        node.write(currentIndex, raw.pte(C.self))
+        node.nrChildren += 1
+        moveForward()
+    }
+
+    /// Clears the current slot and returns what it held, as a fragment.
+    mutating func takeCurrent() -> PageTableFrag<C> {
+        let node = currentNode
+        let index = currentIndex
+        let pte = node.read(index)
+        node.write(index, .absent)
+        node.nrChildren -= 1
+        let slotVa = curVaRange.lowerBound
+        if pte.isLeaf {
+            return .mapped(va: slotVa, item: unsafe MappedItem.restore(C.self, pte, level: level, context: context))
+        }
+        let child = NodeRef(pte.paddr(level: level), context)
+        let leaves = markStrayAndUnlock(child, level: level - 1)
+        return .strayPageTable(node: PageTableNode(adopting: child, context: context), va: slotVa,
+                               len: PagingConsts.pageSize(level), numFrames: leaves)
+    }
+
+    /// Detaches the current node and each ancestor that is left without entries, up to (not
+    /// including) the cursor's subtree root, and stays at the level of the first non-empty one.
+    /// The detached nodes are retired when the cursor is dropped.
+    @usableFromInline
+    mutating func reclaimEmptyPath() {
+        while level < guardLevel && currentNode.nrChildren == 0 {
+            let node = currentNode
+            node.isStray = true
+            node.unlock()
+            retired.append(node.paddr(context))
+            popLevel()
+            let parent = currentNode
+            parent.write(currentIndex, .absent)
+            parent.nrChildren -= 1
+        }
+    }
+}

@@ -1,0 +1,165 @@
+// A page table: a root node and the cursors that edit it (OSTD `page_table/mod.rs`).
+//
+// The nodes are frames of the simulated physical memory and the entries are real x86-64 entries,
+// so `rootPaddr` is what a CPU would load into CR3. All editing goes through cursors, which lock
+// the part of the tree they cover; `pageWalk` is the lock-free reader the MMU would be.
+//
+// Reclamation. OSTD leaves empty nodes behind; here a node whose last entry is removed is freed,
+// so that unmapping everything brings the table back to its root. A freed node is first
+// *retired*: detached, marked stray and unlocked. With `defersReclamation` off (the default) it is
+// freed when the cursor that removed it is dropped; with it on, retired nodes wait in the table
+// until `reclaimRetired()` is called, which is where a TLB flush and an RCU-style grace period
+// plug in (the VmSpace layer does that).
+
+/// A page table of configuration `C`.
+public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
+    /// The machine whose frames hold the table.
+    public let machine: Machine
+    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let root: NodeRef
+    /// The kernel table whose level-3 nodes a user table shares: kept alive as long as this one.
+    let kernel: PageTable<KernelPtConfig>?
+
+    let retireLock = SpinLock()
+    /// Retired nodes awaiting `reclaimRetired()`, owned (each holds the reference its parent
+    /// entry held).
+    var retiredNodes: [Paddr] = []
+    /// Whether retired nodes wait for `reclaimRetired()` instead of being freed when the cursor
+    /// that removed them is dropped.
+    public var defersReclamation = false
+
+    init(machine: Machine, root: NodeRef, kernel: PageTable<KernelPtConfig>?) {
+        self.machine = machine
+        context = machine.context
+        self.root = root
+        self.kernel = kernel
+        root.unlock()
+    }
+
+    /// An empty table: a root with no entries (OSTD `PageTable::empty`).
+    ///
+    /// - Throws: `outOfMemory(frames: 1)` when there is no frame for the root.
+    public convenience init(empty machine: Machine) throws(OSTDError) {
+        guard let root = machine.context.allocNode(level: PagingConsts.nrLevels) else {
+            throw .outOfMemory(frames: 1)
+        }
+        self.init(machine: machine, root: root, kernel: nil)
+    }
+
+    deinit {
+        reclaimRetired()
+        context.tearDown(C.self, root)
+    }
+
+    /// The physical address of the root node: what CR3 holds when the table is active.
+    public var rootPaddr: Paddr { root.paddr(context) }
+
+    // MARK: Cursors
+
+    /// A read-only cursor over `range` (OSTD `PageTable::cursor`).
+    ///
+    /// - Throws: `invalidVaddrRange` for an empty, reversed or out-of-configuration range;
+    ///   `unalignedVaddr` when an end is not 4 KiB aligned.
+    public func cursor(_ range: Range<Vaddr>) throws(PageTableError) -> Cursor<C> {
+        try Cursor(self, range, mutable: false)
+    }
+
+    /// A cursor that may map, unmap and protect in `range` (OSTD `PageTable::cursor_mut`).
+    ///
+    /// - Throws: as `cursor(_:)`.
+    public func cursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C> {
+        CursorMut(try Cursor(self, range, mutable: true))
+    }
+
+    // MARK: Lock-free reads
+
+    /// Translates `va` the way the MMU does, without locks (OSTD `page_walk`): the physical
+    /// address of the byte and the leaf's property, or `nil` when nothing maps it.
+    public func pageWalk(_ va: Vaddr) -> (paddr: Paddr, property: PageProperty)? {
+        guard let (leaf, offset) = translate(va) else { return nil }
+        return (leaf.paddr + offset, leaf.property)
+    }
+
+    /// The leaf mapping `va` and the offset of `va` inside it, without locks.
+    public func translate(_ va: Vaddr) -> (leaf: MappedItemRef, offset: Int)? {
+        var node = root
+        var level = PagingConsts.nrLevels
+        while true {
+            let pte = node.read(PagingConsts.pteIndex(va, level))
+            guard pte.isPresent else { return nil }
+            if pte.isLeaf {
+                let leaf = MappedItemRef(C.self, pte: pte, level: level)
+                return (leaf, Int(va.rawValue & UInt64(PagingConsts.pageSize(level) - 1)))
+            }
+            if level == 1 { return nil }
+            node = NodeRef(pte.paddr(level: level), context)
+            level -= 1
+        }
+    }
+
+    // MARK: Reclamation
+
+    /// Takes ownership of detached, empty nodes: frees them now, or keeps them for
+    /// `reclaimRetired()` when reclamation is deferred.
+    func retire(_ nodes: [Paddr]) {
+        guard !nodes.isEmpty else { return }
+        guard defersReclamation else {
+            for paddr in nodes { context.freeNode(NodeRef(paddr, context)) }
+            return
+        }
+        retireLock.lock()
+        retiredNodes.append(contentsOf: nodes)
+        retireLock.unlock()
+    }
+
+    /// Frees every retired node: call once no CPU can still reach them (after the TLB flush and
+    /// the grace period that follow their removal). Returns how many were freed.
+    @discardableResult
+    public func reclaimRetired() -> Int {
+        retireLock.lock()
+        let nodes = retiredNodes
+        retiredNodes = []
+        retireLock.unlock()
+        for paddr in nodes { context.freeNode(NodeRef(paddr, context)) }
+        return nodes.count
+    }
+
+    /// The number of retired nodes waiting for `reclaimRetired()`.
+    public var retiredCount: Int {
+        retireLock.lock()
+        defer { retireLock.unlock() }
+        return retiredNodes.count
+    }
+}
+
+extension PageTable where C == KernelPtConfig {
+    /// The kernel table: a root whose entries 256 ..< 512 all point at level-3 nodes, allocated
+    /// now and never removed, so that every user table can share them (OSTD
+    /// `new_kernel_page_table`).
+    ///
+    /// - Throws: `outOfMemory` when the 257 nodes do not fit.
+    public static func newKernelPageTable(machine: Machine) throws(OSTDError) -> PageTable<KernelPtConfig> {
+        let table = try PageTable(empty: machine)
+        for i in KernelPtConfig.topLevelIndexRange {
+            guard let child = machine.context.allocNode(level: PagingConsts.nrLevels - 1) else {
+                throw .outOfMemory(frames: 1)   // `table` drops the nodes made so far
+            }
+            child.unlock()
+            table.root.write(i, .pageTable(child.paddr(machine.context)))
+            table.root.nrChildren += 1
+        }
+        return table
+    }
+
+    /// A user table sharing this kernel table's top-level entries 256 ..< 512 (OSTD
+    /// `create_user_page_table`). The shared entries are copies without a reference: the user
+    /// configuration never visits them, the kernel's never removes them, and the user table keeps
+    /// this one alive. They are not counted in the user root's `nrChildren`.
+    ///
+    /// - Throws: `outOfMemory(frames: 1)` when there is no frame for the root.
+    public func createUserPageTable() throws(OSTDError) -> PageTable<UserPtConfig> {
+        guard let root = context.allocNode(level: PagingConsts.nrLevels) else { throw .outOfMemory(frames: 1) }
+        for i in KernelPtConfig.topLevelIndexRange { root.write(i, self.root.read(i)) }
+        return PageTable<UserPtConfig>(machine: machine, root: root, kernel: self)
+    }
+}
