@@ -27,3 +27,12 @@ func stderrContains(_ result: ExitTest.Result?, _ phrase: String) -> Bool {
     guard let bytes = result?.standardErrorContent else { return false }
     return String(decoding: bytes, as: UTF8.self).contains(phrase)
 }
+
+/// Whether a noncopyable optional is `nil` (dropping its value otherwise): `#expect(x == nil)`
+/// needs `Copyable`.
+func isNone<T: ~Copyable>(_ value: consuming T?) -> Bool {
+    switch consume value {
+    case .none: return true
+    case .some: return false
+    }
+}

@@ -1,0 +1,90 @@
+// First checks of the page table: map, query, take, protect, huge split, reclamation.
+
+import Testing
+@testable import OSTDMemory
+
+@Suite struct PageTableBasicsTests {
+    let rw = PageProperty.user(.rw)
+
+    @Test func mapQueryTakeReclaims() throws {
+        let machine = makeMachine()
+        let table = try PageTable<UserPtConfig>(empty: machine)
+        let frame = try FrameAllocOptions().allocFrame(in: machine)
+        let paddr = frame.paddr
+        do {
+            var cursor = try table.cursorMut(Vaddr(0x1000)..<Vaddr(0x3000))
+            cursor.map(MappedItem(frame: frame, property: rw))
+            #expect(cursor.virtAddr == Vaddr(0x2000))
+            try cursor.jump(Vaddr(0x1000))
+            let (range, item) = try cursor.query()
+            #expect(range == Vaddr(0x1000)..<Vaddr(0x2000))
+            #expect(item?.paddr == paddr)
+            #expect(item?.property == rw)
+            #expect(item?.isTracked == true)
+        }
+        #expect(table.pageWalk(Vaddr(0x1abc))?.paddr == paddr + 0xabc)
+        #expect(machine.metaSlot(of: paddr).referenceCount == 1)
+        #expect(table.structuralViolations() == [])
+        #expect(table.nodes().count == 4)
+        do {
+            var cursor = try table.cursorMut(Vaddr(0x1000)..<Vaddr(0x3000))
+            guard case .mapped(let va, let item)? = cursor.takeNext(0x2000) else {
+                Issue.record("nothing taken"); return
+            }
+            #expect(va == Vaddr(0x1000))
+            #expect(item.paddr == paddr)
+            let nothingLeft = isNone(cursor.takeNext(0x1000))
+            #expect(nothingLeft)
+        }
+        #expect(table.nodes().count == 1)
+        #expect(table.structuralViolations() == [])
+        #expect(machine.outstandingFrames == 1)  // the root
+    }
+
+    @Test func hugeSplitOnProtect() throws {
+        let machine = makeMachine(memory: 64 << 20)
+        let table = try PageTable<UserPtConfig>(empty: machine)
+        let segment = try FrameAllocOptions().zeroed(false).allocSegment(512, in: machine)
+        let base = segment.paddr
+        do {
+            var cursor = try table.cursorMut(Vaddr(0)..<Vaddr(0x40_0000))
+            try cursor.jump(Vaddr(0x20_0000))
+            cursor.map(MappedItem(hugePage: segment, property: rw))
+            #expect(table.view().mappings.count == 1)
+            try cursor.jump(Vaddr(0x20_1000))
+            let first = cursor.protectNext(0x2000) { $0.flags.remove(.w) }
+            #expect(first == Vaddr(0x20_1000)..<Vaddr(0x20_2000))
+            let second = cursor.protectNext(0x1000) { $0.flags.remove(.w) }
+            #expect(second == Vaddr(0x20_2000)..<Vaddr(0x20_3000))
+        }
+        let view = table.view()
+        #expect(view.mappings.count == 512)
+        #expect(view.inv())
+        #expect(view.mapping(covering: Vaddr(0x20_1000))?.property == PageProperty.user(.r))
+        #expect(view.mapping(covering: Vaddr(0x20_2000))?.property == PageProperty.user(.r))
+        #expect(view.mapping(covering: Vaddr(0x20_3000))?.property == rw)
+        #expect(table.pageWalk(Vaddr(0x20_3004))?.paddr == base + 0x3004)
+        #expect(table.structuralViolations() == [])
+        do {
+            var cursor = try table.cursorMut(Vaddr(0)..<Vaddr(0x40_0000))
+            var taken = 0
+            while let frag = cursor.takeNext(0x40_0000 - (cursor.virtAddr.rawValue > 0 ? Int(cursor.virtAddr.rawValue) : 0)) {
+                _ = consume frag
+                taken += 1
+            }
+            #expect(taken == 1)  // the split node goes as one subtree
+        }
+        #expect(table.nodes().count == 1)
+        #expect(machine.outstandingFrames == 1)
+    }
+
+    @Test func kernelSharing() throws {
+        let machine = makeMachine()
+        let kernel = try PageTable.newKernelPageTable(machine: machine)
+        let user = try kernel.createUserPageTable()
+        #expect(kernel.nodes().count == 257)
+        #expect(user.nodes().count == 1)
+        #expect(user.structuralViolations() == [])
+        #expect(kernel.structuralViolations() == [])
+    }
+}
