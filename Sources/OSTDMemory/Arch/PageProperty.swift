@@ -13,23 +13,23 @@ public struct PageFlags: OptionSet, Hashable, Sendable, BitwiseCopyable, CustomS
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Readable. A mapping without it is present to software and faults on every access.
-    public static let r = PageFlags(rawValue: 0x01)
+    @inlinable public static var r: PageFlags { PageFlags(rawValue: 0x01) }
     /// Writable.
-    public static let w = PageFlags(rawValue: 0x02)
+    @inlinable public static var w: PageFlags { PageFlags(rawValue: 0x02) }
     /// Executable.
-    public static let x = PageFlags(rawValue: 0x04)
+    @inlinable public static var x: PageFlags { PageFlags(rawValue: 0x04) }
     /// Set by the MMU on an access.
-    public static let accessed = PageFlags(rawValue: 0x08)
+    @inlinable public static var accessed: PageFlags { PageFlags(rawValue: 0x08) }
     /// Set by the MMU on a write.
-    public static let dirty = PageFlags(rawValue: 0x10)
+    @inlinable public static var dirty: PageFlags { PageFlags(rawValue: 0x10) }
     /// Available bit 52; owned by the page table (the tracked/untracked marker).
-    public static let avail1 = PageFlags(rawValue: 0x40)
+    @inlinable public static var avail1: PageFlags { PageFlags(rawValue: 0x40) }
     /// Available bit 53, free for the owner of the mapping.
-    public static let avail2 = PageFlags(rawValue: 0x80)
+    @inlinable public static var avail2: PageFlags { PageFlags(rawValue: 0x80) }
 
-    public static let rw: PageFlags = [.r, .w]
-    public static let rx: PageFlags = [.r, .x]
-    public static let rwx: PageFlags = [.r, .w, .x]
+    @inlinable public static var rw: PageFlags { PageFlags(rawValue: 0x03) }
+    @inlinable public static var rx: PageFlags { PageFlags(rawValue: 0x05) }
+    @inlinable public static var rwx: PageFlags { PageFlags(rawValue: 0x07) }
 
     /// `rwx`-style, as `ls -l` and `/proc/*/maps` show permissions.
     public var description: String {
@@ -44,9 +44,9 @@ public struct PrivilegedPageFlags: OptionSet, Hashable, Sendable, BitwiseCopyabl
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Accessible from user mode.
-    public static let user = PrivilegedPageFlags(rawValue: 0x01)
+    @inlinable public static var user: PrivilegedPageFlags { PrivilegedPageFlags(rawValue: 0x01) }
     /// Kept in the TLB across address-space switches.
-    public static let global = PrivilegedPageFlags(rawValue: 0x02)
+    @inlinable public static var global: PrivilegedPageFlags { PrivilegedPageFlags(rawValue: 0x02) }
 }
 
 /// Flags of an intermediate entry (OSTD `PageTableFlags`).
@@ -55,8 +55,8 @@ public struct PageTableFlags: OptionSet, Hashable, Sendable, BitwiseCopyable {
     public var rawValue: UInt8
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
-    public static let avail1 = PageTableFlags(rawValue: 0x40)
-    public static let avail2 = PageTableFlags(rawValue: 0x80)
+    @inlinable public static var avail1: PageTableFlags { PageTableFlags(rawValue: 0x40) }
+    @inlinable public static var avail2: PageTableFlags { PageTableFlags(rawValue: 0x80) }
 
     @inlinable
     var pteBits: UInt64 {
@@ -112,7 +112,7 @@ public struct PageProperty: Hashable, Sendable, BitwiseCopyable, CustomStringCon
     }
 
     /// The leaf bits, including bit 7 (the leaf marker) and NX when `X` is clear.
-    @inlinable
+    @inlinable @inline(__always)
     var leafBits: UInt64 {
         let f = UInt64(flags.rawValue)
         var bits = PageTableEntry.huge | cache.pteBits
@@ -129,7 +129,7 @@ public struct PageProperty: Hashable, Sendable, BitwiseCopyable, CustomStringCon
     }
 
     /// Decodes the bits of a leaf entry.
-    @inlinable
+    @inlinable @inline(__always)
     init(leafBits raw: UInt64) {
         var f = UInt8(truncatingIfNeeded: raw & 0x03)                  // P, RW
         f |= UInt8(truncatingIfNeeded: (raw >> 2) & 0x18)              // A, D
@@ -139,7 +139,7 @@ public struct PageProperty: Hashable, Sendable, BitwiseCopyable, CustomStringCon
         if raw & PageTableEntry.user != 0 { p |= 0x01 }
         if raw & PageTableEntry.global != 0 { p |= 0x02 }
         flags = PageFlags(rawValue: f)
-        cache = CachePolicy(rawValue: UInt8(truncatingIfNeeded: (raw >> 3) & 3))!
+        cache = CachePolicy(rawValue: UInt8(truncatingIfNeeded: (raw >> 3) & 3)).unsafelyUnwrapped
         privilegedFlags = PrivilegedPageFlags(rawValue: p)
     }
 

@@ -85,7 +85,7 @@ public struct PageTableEntry: Equatable, Sendable, BitwiseCopyable, CustomString
     }
 
     /// The leaf's property, decoded from its bits.
-    @inlinable
+    @inlinable @inline(__always)
     public var property: PageProperty { PageProperty(leafBits: raw) }
 
     /// The flags of an intermediate entry.

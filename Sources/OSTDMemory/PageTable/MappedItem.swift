@@ -56,7 +56,11 @@ public struct MappedItem: ~Copyable {
     /// Drops the item's references, if it is tracked.
     deinit {
         guard let context else { return }
-        _ = Segment<DynFrameMeta>(adopting: info.frameIndices, context: context)
+        if info.level == 1 {
+            _ = AnyFrame(adopting: context.pointee.slot(of: info.paddr), context: context)
+        } else {
+            _ = Segment<DynFrameMeta>(adopting: info.frameIndices, context: context)
+        }
     }
 
     /// The page's first physical address.

@@ -12,7 +12,7 @@ public enum PageTableError: Error, Equatable, Sendable {
     /// A mapping of `level` cannot be made here: the level is above the highest translation
     /// level, or above the cursor's locked subtree.
     case unsuitableLevel(PagingLevel)
-    /// The item's physical address is not aligned to its page size.
+    /// The item's physical address is not aligned to its page size, or beyond 52 bits.
     case unalignedPaddr(Paddr)
     /// The slot at the address is already mapped (OSTD panics with "mapping over an already
     /// mapped page").

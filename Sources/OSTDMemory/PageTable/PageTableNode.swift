@@ -183,21 +183,41 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     /// only the configuration's top-level range is visited, so a user root never touches the
     /// shared kernel half.
     func tearDown<C: PageTableConfig>(_: C.Type, _ node: NodeRef) {
+        tearDown(node, rootIndices: C.topLevelIndexRange, avail1MeansTracked: C.avail1MeansTracked)
+    }
+
+    /// `tearDown` with the configuration's two constants as values: one compiled copy serves
+    /// every configuration.
+    func tearDown(_ node: NodeRef, rootIndices: Range<Int>, avail1MeansTracked: Bool) {
         let level = node.level
         if node.nrChildren > 0 {
-            let indices = level == PagingConsts.nrLevels ? C.topLevelIndexRange : 0..<PagingConsts.nrEntries
+            let indices = level == PagingConsts.nrLevels ? rootIndices : 0..<PagingConsts.nrEntries
             for i in indices {
                 let pte = node.read(i)
                 guard pte.isPresent else { continue }
                 node.write(i, .absent)
-                if pte.isLeaf {
-                    _ = unsafe MappedItem.restore(C.self, pte, level: level, context: self)
-                } else {
-                    tearDown(C.self, NodeRef(pte.paddr(level: level), self))
+                if !pte.isLeaf {
+                    tearDown(NodeRef(pte.paddr(level: level), self), rootIndices: rootIndices,
+                             avail1MeansTracked: avail1MeansTracked)
+                } else if (pte.raw & PageTableEntry.avail1 != 0) == avail1MeansTracked {
+                    dropLeafReferences(pte.paddr(level: level), level: level)
                 }
             }
             node.nrChildren = 0
         }
         freeNode(node)
+    }
+
+    /// Drops the references a tracked leaf at `level` held on its frames.
+    @inlinable
+    func dropLeafReferences(_ paddr: Paddr, level: PagingLevel) {
+        if level == 1 {
+            _ = AnyFrame(restoring: paddr, context: self)
+            return
+        }
+        let first = Int(paddr.rawValue >> UInt64(pageShift))
+        let frames = first..<(first + PagingConsts.pageSize(level) >> pageShift)
+        if let ledger = pointee.ledger { for index in frames { ledger.mint(index) } }
+        _ = Segment<DynFrameMeta>(adopting: frames, context: self)
     }
 }

@@ -15,6 +15,8 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     @usableFromInline let context: UnsafeMutablePointer<MachineContext>
     /// `path[L - 1]`: the locked node at level `L`, for `level ... guardLevel`.
     @usableFromInline var path: InlineArray<4, NodeRef?>
+    /// `path[level - 1]`, kept at hand: the node the cursor is in.
+    @usableFromInline var currentNode: NodeRef
     /// The level of the slot the cursor is at.
     @usableFromInline var level: PagingLevel
     /// The level of the locked subtree's root; the cursor never goes above it.
@@ -27,6 +29,10 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     @usableFromInline let isMutable: Bool
     /// Nodes detached by this cursor, handed to the table when it is dropped.
     @usableFromInline var retired: [Paddr] = []
+    /// The last property encoded by `leafEntry` and its bits: a run of maps with one property
+    /// encodes it once.
+    @usableFromInline var lastProperty: PageProperty? = nil
+    @usableFromInline var lastPropertyBits: UInt64 = 0
 
     /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
     /// (OSTD `Cursor::new`).
@@ -44,6 +50,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
         level = rootLevel
         guardLevel = rootLevel
         path[Int(rootLevel) - 1] = subtreeRoot
+        currentNode = subtreeRoot
         dfsAcquireLock(subtreeRoot, level: rootLevel)
     }
 
@@ -71,7 +78,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
 
     /// The virtual range of the current slot (OSTD `cur_va_range`); it may extend past
     /// `barrierVa`. A slot ending at 2^64 is reported as ending at `UInt64.max`.
-    @inlinable
+    @inlinable @inline(__always)
     public var curVaRange: Range<Vaddr> {
         let size = UInt64(PagingConsts.pageSize(level))
         let start = va.rawValue & ~(size - 1)
@@ -112,6 +119,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     ///
     /// - Throws: `invalidVaddr(va)` when `va` is outside `barrierVa` (its end included).
     /// - Precondition: `va` is 4 KiB aligned.
+    @inlinable
     public mutating func jump(_ target: Vaddr) throws(PageTableError) {
         precondition(target.isAligned(to: pageSize), "jump to an unaligned virtual address \(target)")
         guard barrierVa.contains(target) else { throw .invalidVaddr(target) }
@@ -124,11 +132,19 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
         va = target
     }
 
-    // MARK: Movement (internal)
-
-    /// The node the cursor is in.
+    /// The leaf entry for `raw` in this table, with the tracked marker.
     @inlinable @inline(__always)
-    var currentNode: NodeRef { path[Int(level) - 1].unsafelyUnwrapped }
+    mutating func leafEntry(_ raw: MappedItemRef) -> PageTableEntry {
+        var prop = raw.property
+        prop.flags.remove(.avail1)
+        if lastProperty != prop {
+            lastProperty = prop
+            lastPropertyBits = prop.leafBits
+        }
+        return PageTableEntry(raw: raw.paddr.rawValue | lastPropertyBits | C.markerBits(tracked: raw.isTracked))
+    }
+
+    // MARK: Movement (internal)
 
     /// The index of the current slot in the current node.
     @inlinable @inline(__always)
@@ -143,6 +159,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     mutating func pushLevel(_ child: NodeRef) {
         level -= 1
         path[Int(level) - 1] = child
+        currentNode = child
     }
 
     /// Goes up one level (the node stays locked: it is part of the cursor's subtree).
@@ -150,6 +167,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     mutating func popLevel() {
         path[Int(level) - 1] = nil
         level += 1
+        currentNode = path[Int(level) - 1].unsafelyUnwrapped
     }
 
     /// Moves to the start of the next slot at the current level, going up while that is the

@@ -80,6 +80,7 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     ///
     /// - Returns: `nil` when nothing in the range is mapped; the cursor is then at the end of it.
     /// - Precondition: as `findNext` ("len exceeds remaining cursor range").
+    @inlinable
     public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
         guard inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
         let frag = inner.takeCurrent()
@@ -144,7 +145,7 @@ extension Cursor where C: PageTableConfig {
             throw .unsuitableLevel(raw.level)
         }
         guard va.isAligned(to: size) else { throw .unalignedVaddr(va) }
-        guard raw.paddr.isAligned(to: size) else { throw .unalignedPaddr(raw.paddr) }
+        guard raw.paddr.rawValue & ~PageTableEntry.paMask(raw.level) == 0 else { throw .unalignedPaddr(raw.paddr) }
         while level < raw.level { popLevel() }
         if level > raw.level { try descend(to: raw.level) }
         if _slowPath(currentEntry().isPresent) { throw .alreadyMapped(va) }
@@ -184,12 +185,13 @@ extension Cursor where C: PageTableConfig {
     @inlinable @inline(__always)
     mutating func commitMap(_ raw: MappedItemRef) {
         let node = currentNode
-        node.write(currentIndex, raw.pte(C.self))
+        node.write(currentIndex, leafEntry(raw))
         node.nrChildren += 1
         moveForward()
     }
 
     /// Clears the current slot and returns what it held, as a fragment.
+    @inlinable
     mutating func takeCurrent() -> PageTableFrag<C> {
         let node = currentNode
         let index = currentIndex
@@ -209,7 +211,7 @@ extension Cursor where C: PageTableConfig {
     /// Detaches the current node and each ancestor that is left without entries, up to (not
     /// including) the cursor's subtree root, and stays at the level of the first non-empty one.
     /// The detached nodes are retired when the cursor is dropped.
-    @usableFromInline
+    @inlinable
     mutating func reclaimEmptyPath() {
         while level < guardLevel && currentNode.nrChildren == 0 {
             let node = currentNode

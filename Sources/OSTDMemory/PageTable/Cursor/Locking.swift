@@ -101,6 +101,7 @@ extension Cursor where C: PageTableConfig {
 
     /// Marks a detached subtree stray and unlocks it (OSTD `dfs_mark_stray_and_unlock`); returns
     /// the number of leaves in it.
+    @usableFromInline
     func markStrayAndUnlock(_ node: NodeRef, level: PagingLevel) -> Int {
         var leaves = 0
         if node.nrChildren > 0 {

@@ -1,0 +1,151 @@
+// Benchmarks of the page table, shaped like the peer's (the Rust `x86_64` crate measured over a
+// 2 GiB region): sequential map, unmap and protect of 4 KiB pages with one cursor, random
+// queries, and 2 MiB maps. Set-up and clean-up stay outside the timed part. Data frames come from
+// the CPU's frame cache without zeroing, so "map" includes frame allocation and "unmap" includes
+// frame freeing and node reclamation.
+
+import OSTDHost
+import OSTDMemory
+
+enum PageTableBenchmarks {
+    /// The region the 4 KiB benchmarks cover: 2 GiB, 524 288 pages.
+    static let region = Vaddr(0)..<Vaddr(2 << 30)
+    static var pages: Int { Int(region.upperBound.rawValue) / pageSize }
+    static let rw = PageProperty.user(.rw)
+
+    static func all(machine: Machine) -> [Benchmark] {
+        // Protect and query read one table, mapped once: they measure a warm table, as the
+        // peer's `update_flags` and `translate` loops do.
+        let mapped = Lazy { mappedTable(machine) }
+        return [
+            Benchmark.selfTimed(name: "map-4k-seq", operations: pages) { _ in
+                let table = try! PageTable<UserPtConfig>(empty: machine)
+                return machine.withCpu(0) { timed { mapAll(table, machine) } }
+            },
+            Benchmark.selfTimed(name: "unmap-4k-seq", operations: pages) { _ in
+                let table = mappedTable(machine)
+                return machine.withCpu(0) { timed { unmapAll(table, step: Int(region.upperBound.rawValue)) } }
+            },
+            Benchmark.selfTimed(name: "unmap-4k-each", operations: pages) { _ in
+                let table = mappedTable(machine)
+                return machine.withCpu(0) { timed { unmapAll(table, step: pageSize) } }
+            },
+            Benchmark.selfTimed(name: "protect-4k-seq", operations: pages) { _ in
+                timed { protectAll(mapped.value) }
+            },
+            queryRandom(mapped),
+            translateRandom(mapped),
+            Benchmark.selfTimed(name: "map-2m-seq", operations: 8192) { n in
+                let table = try! PageTable<UserPtConfig>(empty: machine)
+                let elapsed = timed { mapHuge(table, count: n) }
+                unmapAll(table, in: Vaddr(0)..<Vaddr(UInt64(n) << 21), step: n << 21)
+                return elapsed
+            },
+        ]
+    }
+
+    /// Random `jump` + `query` with one cursor over the mapped region.
+    private static func queryRandom(_ mapped: Lazy<PageTable<UserPtConfig>>) -> Benchmark {
+        let addresses = randomPages(count: 1 << 20)
+        return Benchmark.selfTimed(name: "query-rand", operations: addresses.count) { n in
+            var cursor = try! mapped.value.cursor(region)
+            var sum: UInt64 = 0
+            let elapsed = timed {
+                for va in addresses.prefix(n) {
+                    try! cursor.jump(va)
+                    sum &+= try! cursor.query().item!.paddr.rawValue
+                }
+            }
+            blackHole(sum)
+            return elapsed
+        }
+    }
+
+    /// Random lock-free walks (`pageWalk`, what the MMU does), as the peer's `translate`.
+    private static func translateRandom(_ mapped: Lazy<PageTable<UserPtConfig>>) -> Benchmark {
+        let addresses = randomPages(count: 1 << 20)
+        return Benchmark.selfTimed(name: "translate-rand", operations: addresses.count) { n in
+            let table = mapped.value
+            var sum: UInt64 = 0
+            let elapsed = timed {
+                for va in addresses.prefix(n) { sum &+= table.pageWalk(va)!.paddr.rawValue }
+            }
+            blackHole(sum)
+            return elapsed
+        }
+    }
+
+    // MARK: Operations
+
+    static func mapAll(_ table: PageTable<UserPtConfig>, _ machine: Machine) {
+        let options = FrameAllocOptions().zeroed(false)
+        var cursor = try! table.cursorMut(region)
+        for _ in 0..<pages {
+            cursor.map(MappedItem(frame: try! options.allocFrame(in: machine), property: rw))
+        }
+    }
+
+    /// Removes everything, `step` bytes per `takeNext` call (the whole range: whole subtrees
+    /// come out at once; one page: leaf by leaf, with node reclamation).
+    static func unmapAll(_ table: PageTable<UserPtConfig>, in range: Range<Vaddr> = region, step: Int) {
+        var cursor = try! table.cursorMut(range)
+        while cursor.virtAddr < range.upperBound {
+            _ = cursor.takeNext(min(step, range.upperBound - cursor.virtAddr))
+        }
+    }
+
+    static func protectAll(_ table: PageTable<UserPtConfig>) {
+        var cursor = try! table.cursorMut(region)
+        while cursor.protectNext(region.upperBound - cursor.virtAddr, { $0.flags.formSymmetricDifference(.w) }) != nil {}
+    }
+
+    static func mapHuge(_ table: PageTable<UserPtConfig>, count: Int) {
+        var cursor = try! table.cursorMut(Vaddr(0)..<Vaddr(UInt64(count) << 21))
+        for i in 0..<count {
+            cursor.map(MappedItem(untracked: Paddr(UInt64(i) << 21), level: 2, property: rw))
+        }
+    }
+
+    /// A table with the whole region mapped.
+    static func mappedTable(_ machine: Machine) -> PageTable<UserPtConfig> {
+        let table = try! PageTable<UserPtConfig>(empty: machine)
+        machine.withCpu(0) { mapAll(table, machine) }
+        return table
+    }
+
+    /// `count` page addresses spread over the region by a fixed linear congruential sequence.
+    static func randomPages(count: Int) -> [Vaddr] {
+        var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+        return (0..<count).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Vaddr(((state >> 33) % UInt64(pages)) << 12)
+        }
+    }
+}
+
+/// A value made on first use.
+final class Lazy<Value> {
+    private let make: () -> Value
+    private var made: Value?
+
+    init(_ make: @escaping () -> Value) { self.make = make }
+
+    var value: Value {
+        if let made { return made }
+        let value = make()
+        made = value
+        return value
+    }
+}
+
+/// The nanoseconds `body` takes.
+@inline(__always)
+func timed(_ body: () -> Void) -> UInt64 {
+    let start = monotonicNanoseconds()
+    body()
+    return monotonicNanoseconds() - start
+}
+
+/// Keeps `value` alive so the optimiser cannot drop the work that computed it.
+@inline(never)
+func blackHole<T>(_ value: T) {}
