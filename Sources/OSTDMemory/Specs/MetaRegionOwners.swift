@@ -106,6 +106,12 @@ extension Machine {
     /// A snapshot of the metadata region and the obligation ledger. O(frames): for tests and
     /// audits at quiescent points, not for hot paths.
     public func metaRegionOwners() -> MetaRegionOwners {
+        metaRegionOwners(pathsInPt: [:])
+    }
+
+    /// A snapshot in which `paths_in_pt` of each frame is `pathsInPt[paddr]`: how many
+    /// page-table entries (or table roots) reference it. `PageTable.pathsInPt()` supplies them.
+    public func metaRegionOwners(pathsInPt: [Paddr: Int]) -> MetaRegionOwners {
         let context = self.context
         let regionSize = frameCount * MetaSlot.size
         var owners: [MetaSlotOwner] = []
@@ -114,13 +120,14 @@ extension Machine {
             let slot = context.pointee.slot(index: i)
             owners.append(MetaSlotOwner(
                 index: i, refCount: slot.referenceCount, typeTag: slot.typeTag, inList: slot.inList,
-                slotOffset: slot.base - context.pointee.metaBase, regionSize: regionSize, pathsInPt: 0))
+                slotOffset: slot.base - context.pointee.metaBase, regionSize: regionSize,
+                pathsInPt: pathsInPt[Paddr(UInt64(i) << UInt64(pageShift))] ?? 0))
         }
         let obligations: [Int]
         if let ledger = context.pointee.ledger {
             obligations = (0..<frameCount).map { ledger.count($0) }
         } else {
-            obligations = owners.map(MetaRegionOwners.derivedObligations)
+            obligations = owners.map { MetaRegionOwners.derivedObligations($0) }
         }
         return MetaRegionOwners(slotOwners: owners, frameObligations: obligations,
                                 isExactLedger: context.pointee.ledger != nil)
@@ -131,14 +138,32 @@ extension Machine {
 }
 
 extension MetaRegionOwners {
-    /// Without a ledger: references held on a frame the allocator handed out.
+    /// Without a ledger: references held on a frame the allocator handed out, less those its
+    /// page-table entries hold.
     static func derivedObligations(_ owner: MetaSlotOwner) -> Int {
         // Free frames (free-chunk heads included) and the machine's own frames hold no handle.
         guard ![.unused, .reserved, .meta].contains(owner.usage) else { return 0 }
         switch MetaSlotStatus(refCount: owner.refCount) {
         case .unused: return 0
         case .unique, .busy: return 1
-        case .shared(let n), .overflow(let n): return Int(clamping: n)
+        case .shared(let n), .overflow(let n): return max(0, Int(clamping: n) - owner.pathsInPt)
         }
+    }
+
+    /// The reference-count accounting of every frame in use (vostd `accounting_inv`, run-time
+    /// check C.17): `rc == H + P + S`, live handles and segment frames (the obligation ledger)
+    /// plus page-table paths. Returns the frames where it fails, in words; empty when it holds.
+    /// Exact only with an exact ledger (a machine created with `audit: true`).
+    public func accountingViolations() -> [String] {
+        var problems: [String] = []
+        for (i, owner) in slotOwners.enumerated() where ![.unused, .reserved, .meta].contains(owner.usage) {
+            guard case .shared(let count) = MetaSlotStatus(refCount: owner.refCount) else { continue }
+            let expected = frameObligations[i] + owner.pathsInPt
+            if Int(clamping: count) != expected {
+                problems.append("frame \(Paddr(UInt64(i) << UInt64(pageShift))): reference count \(count), but "
+                    + "\(frameObligations[i]) handle(s) and \(owner.pathsInPt) page-table path(s)")
+            }
+        }
+        return problems
     }
 }

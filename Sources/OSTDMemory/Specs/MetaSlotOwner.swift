@@ -15,8 +15,9 @@ public struct MetaSlotOwner: Equatable, Sendable {
     public let slotOffset: Int
     /// The size of the metadata region, for the bounds part of the invariant.
     public let regionSize: Int
-    /// How many page-table entries map the frame (`paths_in_pt.len()`). No page table exists at
-    /// this layer yet, so it is 0; the page-table layer supplies real counts.
+    /// How many page-table entries reference the frame (`paths_in_pt.len()`): leaves mapping a
+    /// data frame, the one parent entry (or table) of a node. 0 unless the snapshot was taken with
+    /// counts from `PageTable.pathsInPt()`.
     public let pathsInPt: Int
 
     /// The usage recorded in the type tag (`usage`).

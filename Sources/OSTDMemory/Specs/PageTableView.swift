@@ -118,6 +118,15 @@ extension PageTable {
         return counts
     }
 
+    /// The page-table paths to every frame this table references (vostd `paths_in_pt`): one per
+    /// leaf mapping a tracked frame, one per node (its parent entry, or the table for the root).
+    /// Feed it to `Machine.metaRegionOwners(pathsInPt:)`; merge the counts of several tables.
+    public func pathsInPt() -> [Paddr: Int] {
+        var paths = trackedMappingCounts()
+        for node in nodes() { paths[node.paddr, default: 0] += 1 }
+        return paths
+    }
+
     /// Everything wrong with the tree's structure, in words; empty when the invariants hold:
     /// - each node's `nrChildren` equals its present entries, and its level is its parent's minus
     ///   one (`metaregion_sound`: `nr_children == count_present`, levels match);
