@@ -107,7 +107,7 @@ public struct MappedItem: ~Copyable {
 
     /// Consumes the item into an entry's raw parts (OSTD `item_into_raw`): its references now
     /// belong to the entry, and leave the obligation ledger as `intoRaw` does.
-    @inlinable
+    @inlinable @inline(__always)
     consuming func intoRaw() -> MappedItemRef {
         let info = self.info
         if let ledger = context?.pointee.ledger {

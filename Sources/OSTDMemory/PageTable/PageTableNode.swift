@@ -143,6 +143,34 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     }
 }
 
+/// Drops references that page-table entries held (no handle, so no ledger entry) and returns
+/// the frames left unreferenced to the allocator in contiguous runs.
+struct FrameRuns {
+    let context: UnsafeMutablePointer<MachineContext>
+    var start = 0
+    var count = 0
+
+    init(context: UnsafeMutablePointer<MachineContext>) { self.context = context }
+
+    mutating func dropReference(_ index: Int) {
+        let slot = context.pointee.slot(index: index)
+        guard slot.decRefCount(paddr: context.pointee.paddr(of: slot)) else { return }
+        slot.storeUnused()
+        if count > 0 && start + count == index {
+            count += 1
+            return
+        }
+        flush()
+        start = index
+        count = 1
+    }
+
+    mutating func flush() {
+        if count > 0 { context.deallocRange(start, count: count) }
+        count = 0
+    }
+}
+
 extension Frame {
     /// Restores a handle forgotten into a page-table entry (the context-level `fromRaw`).
     @inlinable
@@ -187,37 +215,33 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     }
 
     /// `tearDown` with the configuration's two constants as values: one compiled copy serves
-    /// every configuration.
+    /// every configuration. Frames whose last reference goes are returned in contiguous runs,
+    /// one allocator lock per run.
     func tearDown(_ node: NodeRef, rootIndices: Range<Int>, avail1MeansTracked: Bool) {
-        let level = node.level
-        if node.nrChildren > 0 {
-            let indices = level == PagingConsts.nrLevels ? rootIndices : 0..<PagingConsts.nrEntries
-            for i in indices {
-                let pte = node.read(i)
-                guard pte.isPresent else { continue }
-                node.write(i, .absent)
-                if !pte.isLeaf {
-                    tearDown(NodeRef(pte.paddr(level: level), self), rootIndices: rootIndices,
-                             avail1MeansTracked: avail1MeansTracked)
-                } else if (pte.raw & PageTableEntry.avail1 != 0) == avail1MeansTracked {
-                    dropLeafReferences(pte.paddr(level: level), level: level)
-                }
-            }
-            node.nrChildren = 0
-        }
+        var freed = FrameRuns(context: self)
+        tearDown(node, rootIndices: rootIndices, avail1MeansTracked: avail1MeansTracked, freed: &freed)
+        freed.flush()
         freeNode(node)
     }
 
-    /// Drops the references a tracked leaf at `level` held on its frames.
-    @inlinable
-    func dropLeafReferences(_ paddr: Paddr, level: PagingLevel) {
-        if level == 1 {
-            _ = AnyFrame(restoring: paddr, context: self)
-            return
+    private func tearDown(_ node: NodeRef, rootIndices: Range<Int>, avail1MeansTracked: Bool,
+                          freed: inout FrameRuns) {
+        let level = node.level
+        guard node.nrChildren > 0 else { return }
+        let indices = level == PagingConsts.nrLevels ? rootIndices : 0..<PagingConsts.nrEntries
+        for i in indices {
+            let pte = node.read(i)
+            guard pte.isPresent else { continue }
+            node.write(i, .absent)
+            if !pte.isLeaf {
+                let child = NodeRef(pte.paddr(level: level), self)
+                tearDown(child, rootIndices: rootIndices, avail1MeansTracked: avail1MeansTracked, freed: &freed)
+                freeNode(child)
+            } else if (pte.raw & PageTableEntry.avail1 != 0) == avail1MeansTracked {
+                let first = Int(pte.paddr(level: level).rawValue >> UInt64(pageShift))
+                for index in first..<(first + PagingConsts.pageSize(level) >> pageShift) { freed.dropReference(index) }
+            }
         }
-        let first = Int(paddr.rawValue >> UInt64(pageShift))
-        let frames = first..<(first + PagingConsts.pageSize(level) >> pageShift)
-        if let ledger = pointee.ledger { for index in frames { ledger.mint(index) } }
-        _ = Segment<DynFrameMeta>(adopting: frames, context: self)
+        node.nrChildren = 0
     }
 }

@@ -137,7 +137,7 @@ func mapFailed(_ error: PageTableError) -> Never {
 extension Cursor where C: PageTableConfig {
     /// Checks that an item like `raw` can be mapped at `va`, goes to its level (allocating nodes
     /// and splitting huge leaves on the way) and checks that the slot is empty.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func prepareSlot(for raw: MappedItemRef) throws(PageTableError) {
         let size = PagingConsts.pageSize(raw.level)
         guard va < barrierVa.upperBound, size <= barrierVa.upperBound - va else { throw .invalidVaddr(va) }
@@ -210,10 +210,12 @@ extension Cursor where C: PageTableConfig {
 
     /// Detaches the current node and each ancestor that is left without entries, up to (not
     /// including) the cursor's subtree root, and stays at the level of the first non-empty one.
-    /// The detached nodes are retired when the cursor is dropped.
+    /// The kernel's shared level-3 nodes are never detached. The detached nodes are retired when
+    /// the cursor is dropped.
     @inlinable
     mutating func reclaimEmptyPath() {
-        while level < guardLevel && currentNode.nrChildren == 0 {
+        while level < guardLevel && currentNode.nrChildren == 0
+            && (C.topLevelCanUnmap || level < PagingConsts.nrLevels - 1) {
             let node = currentNode
             node.isStray = true
             node.unlock()
