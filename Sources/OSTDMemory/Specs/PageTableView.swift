@@ -81,16 +81,23 @@ extension PageTable {
     /// The table's leaves in virtual-address order (vostd `view_rec` from the root).
     public func view() -> PageTableView {
         var mappings: [Mapping] = []
-        walk { node, level, base in
+        func visit(_ node: NodeRef, _ level: PagingLevel, _ base: UInt64) {
+            let size = UInt64(PagingConsts.pageSize(level))
             for index in indices(level) {
                 let pte = node.read(index)
-                guard pte.isPresent && pte.isLeaf else { continue }
+                guard pte.isPresent else { continue }
+                let start = base &+ UInt64(index) &* size
+                guard pte.isLeaf else {
+                    visit(NodeRef(pte.paddr(level: level), context), level - 1, start)
+                    continue
+                }
                 let leaf = MappedItemRef(C.self, pte: pte, level: level)
-                let start = Vaddr(signExtend(base &+ UInt64(index) &* UInt64(leaf.size)))
-                mappings.append(Mapping(va: start..<Vaddr(start.rawValue &+ UInt64(leaf.size)), pa: leaf.paddrRange,
+                let va = Vaddr(signExtend(start))
+                mappings.append(Mapping(va: va..<Vaddr(va.rawValue &+ size), pa: leaf.paddrRange,
                                         level: level, property: leaf.property, isTracked: leaf.isTracked))
             }
         }
+        visit(root, PagingConsts.nrLevels, 0)
         return PageTableView(mappings: mappings)
     }
 

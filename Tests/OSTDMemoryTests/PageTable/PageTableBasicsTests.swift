@@ -87,4 +87,49 @@ import Testing
         #expect(user.structuralViolations() == [])
         #expect(kernel.structuralViolations() == [])
     }
+
+    /// `rc == handles + page-table paths + segments` (vostd `accounting_inv`), with a mapped
+    /// frame that also has a live handle, a huge page, and the nodes themselves.
+    @Test func referenceAccounting() throws {
+        let machine = makeMachine(memory: 64 << 20)
+        let table = try PageTable<UserPtConfig>(empty: machine)
+        let frame = try FrameAllocOptions().allocFrame(in: machine)
+        let handle = frame.clone()
+        let segment = try FrameAllocOptions().zeroed(false).allocSegment(512, in: machine)
+        do {
+            var cursor = try table.cursorMut(Vaddr(0)..<Vaddr(0x40_0000))
+            cursor.map(MappedItem(frame: frame, property: rw))
+            try cursor.jump(Vaddr(0x20_0000))
+            cursor.map(MappedItem(hugePage: segment, property: rw))
+        }
+        #expect(handle.referenceCount == 2)
+        let paths = table.pathsInPt()
+        #expect(paths[handle.paddr] == 1)
+        #expect(machine.metaRegionOwners(pathsInPt: paths).accountingViolations() == [])
+        // Without the page table's share the same frames do not add up: the check bites.
+        #expect(machine.metaRegionOwners().accountingViolations().count == 1 + 512 + table.nodes().count)
+        #expect(machine.metaRegionOwners(pathsInPt: paths).slotOwners.allSatisfy { $0.inv() })
+    }
+
+    /// A cursor over exactly one 2 MiB slot can map a 2 MiB page there (OSTD's cursor would lock
+    /// one level too low and refuse).
+    @Test func hugeMapWithExactRange() throws {
+        let machine = makeMachine(memory: 64 << 20)
+        let table = try PageTable<UserPtConfig>(empty: machine)
+        let huge = Vaddr(0x4020_0000)..<Vaddr(0x4040_0000)
+        do {
+            var cursor = try table.cursorMut(huge)
+            #expect(cursor.lockedLevel == 2)
+            let mapped = isNone(cursor.tryMap(MappedItem(untracked: Paddr(0x20_0000), level: 2, property: rw)))
+            #expect(mapped)
+        }
+        #expect(table.pageWalk(Vaddr(0x4030_0000))?.paddr == Paddr(0x30_0000))
+        #expect(table.view().mappings.map(\.level) == [2])
+        do {
+            var cursor = try table.cursorMut(huge)
+            let taken = !isNone(cursor.takeNext(huge.upperBound - huge.lowerBound))
+            #expect(taken)
+        }
+        #expect(table.nodes().count == 1)
+    }
 }

@@ -189,7 +189,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     @inlinable
     mutating func findNextImpl(_ len: Int, findUnmapSubtree: Bool, splitHuge: Bool) -> Bool {
         precondition(len % pageSize == 0, "len \(len) is not a multiple of the page size")
-        precondition(va <= barrierVa.upperBound && len <= barrierVa.upperBound - va,
+        precondition(len >= 0 && va <= barrierVa.upperBound && len <= barrierVa.upperBound - va,
                      "len exceeds remaining cursor range")
         let end = va.rawValue + UInt64(len)
         while va.rawValue < end {

@@ -4,7 +4,8 @@
 //    hand over hand (lock the child, then release the parent). A mutable cursor allocates missing
 //    nodes on the way, as OSTD does, so that cursors over disjoint small ranges lock disjoint
 //    subtrees; a read-only cursor does not allocate and stops at the absent entry instead (OSTD
-//    allocates for both). If memory runs out, the cursor simply locks the larger subtree.
+//    allocates for both), and neither allocates for an absent entry the range covers exactly.
+//    If memory runs out, the cursor simply locks the larger subtree.
 // 2. Lock every node of that subtree that overlaps the range, in pre-order (parent before child,
 //    lower index before higher): OSTD's `dfs_acquire_lock`. Release is the mirror image.
 //
@@ -37,7 +38,12 @@ extension Cursor where C: PageTableConfig {
                 child = NodeRef(pte.paddr(level: level), context)
                 child.lock()
             } else {
-                guard allocating, let fresh = context.allocNode(level: level - 1) else { break }
+                // An absent entry the range covers exactly is not filled with a node: the cursor
+                // stays here, so that it can map a page of the entry's size (OSTD allocates, and
+                // then cannot).
+                let entrySize = PagingConsts.pageSize(level)
+                let exact = range.lowerBound.isAligned(to: entrySize) && range.upperBound - range.lowerBound == entrySize
+                guard allocating, !exact, let fresh = context.allocNode(level: level - 1) else { break }
                 node.write(index, .pageTable(fresh.paddr(context)))
                 node.nrChildren += 1
                 child = fresh
