@@ -132,4 +132,23 @@ import Testing
         }
         #expect(table.nodes().count == 1)
     }
+
+    /// Regression: when `takeNext` emptied a node, the cursor moved on by the parent's whole slot
+    /// (to 0x200000 here) instead of to the end of what it took, so the caller's next
+    /// `takeNext(end - virtAddr)` trapped.
+    @Test func takeNextThatEmptiesANodeStopsAtTheTakenSlot() throws {
+        let machine = makeMachine()
+        let table = try PageTable<UserPtConfig>(empty: machine)
+        do {
+            var cursor = try table.cursorMut(Vaddr(0x1000)..<Vaddr(0x3000))
+            cursor.map(MappedItem(frame: try FrameAllocOptions().allocFrame(in: machine), property: rw))
+        }
+        var cursor = try table.cursorMut(Vaddr(0)..<Vaddr(0x40_0000))
+        let took = !isNone(cursor.takeNext(0x3000))
+        #expect(took)
+        #expect(cursor.virtAddr == Vaddr(0x2000))
+        let nothingMore = isNone(cursor.takeNext(0x3000 - 0x2000))
+        #expect(nothingMore)
+        #expect(cursor.virtAddr == Vaddr(0x3000))
+    }
 }

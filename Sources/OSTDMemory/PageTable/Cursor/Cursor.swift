@@ -174,11 +174,23 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// first slot of its node (OSTD `move_forward`). Past the top of the address space the cursor
     /// stops at the end of its range.
     @inlinable @inline(__always)
-    mutating func moveForward() {
+    mutating func moveForward() { advance(to: curSlotEnd) }
+
+    /// The end of the current slot (0 when it is 2^64).
+    @inlinable @inline(__always)
+    var curSlotEnd: UInt64 {
         let size = UInt64(PagingConsts.pageSize(level))
-        let next = (va.rawValue & ~(size - 1)) &+ size
+        return (va.rawValue & ~(size - 1)) &+ size
+    }
+
+    /// Moves to `next` (an address after `va` and at most the end of the current slot; 0 stands
+    /// for 2^64), going up while it is the start of a node's range (OSTD `move_forward`'s loop).
+    @inlinable @inline(__always)
+    mutating func advance(to next: UInt64) {
         va = next == 0 ? barrierVa.upperBound : Vaddr(next)
-        while level < guardLevel && (next == 0 || PagingConsts.pteIndex(va, level) == 0) { popLevel() }
+        while level < guardLevel && (next == 0 || next & (UInt64(PagingConsts.pageSize(level + 1)) - 1) == 0) {
+            popLevel()
+        }
     }
 
     /// The scan behind `findNext`, `takeNext` and `protectNext` (OSTD `find_next_impl`): stops at
@@ -216,7 +228,8 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
             }
             pushLevel(child)
         }
-        if va > barrierVa.upperBound { va = barrierVa.upperBound }
+        // The last slot may end past `end`; the cursor stops at `end` (its node covers it).
+        if va.rawValue > end { va = Vaddr(end) }
         return false
     }
 

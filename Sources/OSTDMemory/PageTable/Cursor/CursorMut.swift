@@ -83,9 +83,10 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     @inlinable
     public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
         guard inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
+        let slotEnd = inner.curSlotEnd
         let frag = inner.takeCurrent()
         inner.reclaimEmptyPath()
-        inner.moveForward()
+        inner.advance(to: slotEnd)
         return frag
     }
 
