@@ -56,11 +56,11 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
 
     deinit {
         let subtreeRoot = path[Int(guardLevel) - 1]!
+        // Read while the lock is still held: afterwards another cursor may own the node.
+        let leftEmpty = isMutable && guardLevel < PagingConsts.nrLevels && subtreeRoot.nrChildren == 0
         dfsReleaseLock(subtreeRoot, level: guardLevel)
         var detached = retired
-        if isMutable && subtreeRoot.nrChildren == 0 && guardLevel < PagingConsts.nrLevels {
-            detached += reclaimEmptyAncestors()
-        }
+        if leftEmpty { detached += reclaimEmptyAncestors() }
         pageTable.retire(detached)
     }
 
