@@ -22,6 +22,12 @@ enum PageTableBenchmarks {
                 let table = try! PageTable<UserPtConfig>(empty: machine)
                 return machine.withCpu(0) { timed { mapAll(table, machine) } }
             },
+            // The page table alone: untracked pages, no frame allocation or reference counting.
+            Benchmark.selfTimed(name: "map-4k-untracked", operations: pages) { _ in
+                let table = try! PageTable<UserPtConfig>(empty: machine)
+                defer { unmapAll(table, step: Int(region.upperBound.rawValue)) }
+                return machine.withCpu(0) { timed { mapAllUntracked(table) } }
+            },
             Benchmark.selfTimed(name: "unmap-4k-seq", operations: pages) { _ in
                 let table = mappedTable(machine)
                 return machine.withCpu(0) { timed { unmapAll(table, step: Int(region.upperBound.rawValue)) } }
@@ -82,6 +88,13 @@ enum PageTableBenchmarks {
         var cursor = try! table.cursorMut(region)
         for _ in 0..<pages {
             cursor.map(MappedItem(frame: try! options.allocFrame(in: machine), property: rw))
+        }
+    }
+
+    static func mapAllUntracked(_ table: PageTable<UserPtConfig>) {
+        var cursor = try! table.cursorMut(region)
+        for i in 0..<pages {
+            cursor.map(MappedItem(untracked: Paddr(UInt64(i) << 12), level: 1, property: rw))
         }
     }
 

@@ -198,7 +198,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// child node whose whole range is inside — and returns `true`. With `splitHuge`, a huge leaf
     /// the range covers only in part is split and the scan goes on inside it. Empty child nodes
     /// are skipped. On `false` the cursor is at `min(va + len, barrierVa.upperBound)`.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func findNextImpl(_ len: Int, findUnmapSubtree: Bool, splitHuge: Bool) -> Bool {
         precondition(len % pageSize == 0, "len \(len) is not a multiple of the page size")
         precondition(len >= 0 && va <= barrierVa.upperBound && len <= barrierVa.upperBound - va,

@@ -47,7 +47,7 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     ///   ("cursor virtual address not aligned for mapping"), the level is mappable ("cursor level
     ///   not suitable for mapping"), the slot is empty ("mapping over an already mapped page"),
     ///   and a node can be allocated. `tryMap` reports the same as errors.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func map(_ item: consuming MappedItem) {
         let raw = item.info
         do throws(PageTableError) {
@@ -99,7 +99,7 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// `AVAIL1` belongs to the page table: whatever `op` does with it is undone.
     ///
     /// - Returns: the protected leaf's range, or `nil` when nothing in the range is mapped.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
         guard inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
         let node = inner.currentNode
