@@ -131,16 +131,16 @@ public struct PageProperty: Hashable, Sendable, BitwiseCopyable, CustomStringCon
     /// Decodes the bits of a leaf entry.
     @inlinable @inline(__always)
     init(leafBits raw: UInt64) {
-        var f = UInt8(truncatingIfNeeded: raw & 0x03)                  // P, RW
-        f |= UInt8(truncatingIfNeeded: (raw >> 2) & 0x18)              // A, D
-        f |= UInt8(truncatingIfNeeded: (raw >> 46) & 0xc0)             // AVAIL1, AVAIL2
-        if raw & PageTableEntry.noExecute == 0 { f |= 0x04 }
-        var p: UInt8 = 0
-        if raw & PageTableEntry.user != 0 { p |= 0x01 }
-        if raw & PageTableEntry.global != 0 { p |= 0x02 }
-        flags = PageFlags(rawValue: f)
-        cache = CachePolicy(rawValue: UInt8(truncatingIfNeeded: (raw >> 3) & 3)).unsafelyUnwrapped
-        privilegedFlags = PrivilegedPageFlags(rawValue: p)
+        let low = UInt32(truncatingIfNeeded: raw)
+        var f = low & 0x03                                           // P, RW → R, W
+        f |= (low >> 2) & 0x18                                       // A, D
+        f |= UInt32(truncatingIfNeeded: raw >> 46) & 0xc0            // AVAIL1, AVAIL2
+        f |= UInt32(truncatingIfNeeded: ~raw >> 61) & 0x04           // !NX → X
+        flags = PageFlags(rawValue: UInt8(truncatingIfNeeded: f))
+        // SAFETY: `CachePolicy` is a four-case enum without payloads, stored as its case index
+        // 0 ... 3, which is exactly its raw value and the two PAT index bits read here.
+        cache = unsafe unsafeBitCast(UInt8(truncatingIfNeeded: (low >> 3) & 3), to: CachePolicy.self)
+        privilegedFlags = PrivilegedPageFlags(rawValue: UInt8(truncatingIfNeeded: (low >> 2) & 0x01 | (low >> 7) & 0x02))
     }
 
     /// `rwx` plus the cache policy and `u`/`g` markers, e.g. `rw- wb u`.

@@ -32,11 +32,11 @@ struct MachineContext: ~Copyable {
     /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
     @usableFromInline let ledger: ObligationLedger?
 
-    /// Guards `buddy` and `orphaned`.
+    /// Guards `pool`.
     let lock = SpinLock()
-    var buddy: BuddySet
-    /// Set when the `Machine` object is gone; the last frame returned then releases everything.
-    var orphaned = false
+    /// The mutable global state, out of line: mutating it must not count as writing the whole
+    /// context, which other CPUs read without the lock (Swift's exclusivity rules; TSan checks).
+    let pool: UnsafeMutablePointer<GlobalPool>
 
     init(memory: PhysicalMemoryRegion, frameCount: Int, metaFrames: Int,
          cpus: UnsafeMutablePointer<CpuLocalState>, cpuCount: Int,
@@ -51,7 +51,8 @@ struct MachineContext: ~Copyable {
         self.cpus = cpus
         self.cpuCount = cpuCount
         ledger = audit ? ObligationLedger(frameCount: frameCount) : nil
-        buddy = BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)
+        pool = .allocate(capacity: 1)
+        pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
     }
 
     /// Frames the allocator manages: everything but frame 0 and the metadata region.
@@ -84,6 +85,13 @@ struct MachineContext: ~Copyable {
     }
 }
 
+/// The global allocator state, guarded by `MachineContext.lock`.
+struct GlobalPool: ~Copyable {
+    var buddy: BuddySet
+    /// Set when the `Machine` object is gone; the last frame returned then releases everything.
+    var orphaned = false
+}
+
 /// Pointer-level operations: they take the context by pointer because they may destroy it.
 extension UnsafeMutablePointer where Pointee == MachineContext {
     // MARK: Frame allocation
@@ -110,7 +118,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     func allocChunk(order: BuddyOrder) -> Int? {
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        return pointee.buddy.alloc(order: order)
+        return pointee.pool.pointee.buddy.alloc(order: order)
     }
 
     /// Allocates `count` contiguous frames aligned to the next power of two; the surplus of the
@@ -121,9 +129,9 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         guard order <= BuddySet.maxOrder else { return nil }
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        guard let index = pointee.buddy.alloc(order: order) else { return nil }
+        guard let index = pointee.pool.pointee.buddy.alloc(order: order) else { return nil }
         let surplus = framesOfOrder(order) - count
-        if surplus > 0 { pointee.buddy.free(range: index + count, count: surplus) }
+        if surplus > 0 { pointee.pool.pointee.buddy.free(range: index + count, count: surplus) }
         return index
     }
 
@@ -131,8 +139,8 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     @usableFromInline
     func deallocRange(_ start: Int, count: Int) {
         pointee.lock.lock()
-        pointee.buddy.free(range: start, count: count)
-        let destroy = pointee.orphaned && pointee.buddy.freeFrames == pointee.allocatableFrames
+        pointee.pool.pointee.buddy.free(range: start, count: count)
+        let destroy = pointee.pool.pointee.orphaned && pointee.pool.pointee.buddy.freeFrames == pointee.allocatableFrames
         pointee.lock.unlock()
         if destroy { destroyContext() }
     }
@@ -144,22 +152,22 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         let batch = framesOfOrder(FrameCache.batchOrder)
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        if let chunk = pointee.buddy.alloc(order: FrameCache.batchOrder) {
+        if let chunk = pointee.pool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
             for i in stride(from: batch - 1, through: 1, by: -1) { _ = cpu.pointee.frameCache.push(chunk + i) }
             return chunk
         }
         for _ in 1..<batch {
-            guard let index = pointee.buddy.alloc(order: 0) else { break }
+            guard let index = pointee.pool.pointee.buddy.alloc(order: 0) else { break }
             _ = cpu.pointee.frameCache.push(index)
         }
-        return pointee.buddy.alloc(order: 0) ?? cpu.pointee.frameCache.pop()
+        return pointee.pool.pointee.buddy.alloc(order: 0) ?? cpu.pointee.frameCache.pop()
     }
 
     /// Returns the oldest half of a full CPU cache to the buddy set, then caches `index`.
     @usableFromInline
     func flushCacheAndPush(_ cpu: UnsafeMutablePointer<CpuLocalState>, _ index: Int) {
         pointee.lock.lock()
-        cpu.pointee.frameCache.drainOldest(FrameCache.capacity / 2) { pointee.buddy.free($0, order: 0) }
+        cpu.pointee.frameCache.drainOldest(FrameCache.capacity / 2) { pointee.pool.pointee.buddy.free($0, order: 0) }
         pointee.lock.unlock()
         _ = cpu.pointee.frameCache.push(index)
     }
@@ -168,7 +176,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     /// thread may be bound to a CPU.
     func drainAllCachesLocked() {
         for i in 0..<pointee.cpuCount {
-            pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) { pointee.buddy.free($0, order: 0) }
+            pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) { pointee.pool.pointee.buddy.free($0, order: 0) }
         }
     }
 
@@ -178,7 +186,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     func outstandingFrames() -> Int {
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        var free = pointee.buddy.freeFrames
+        var free = pointee.pool.pointee.buddy.freeFrames
         for i in 0..<pointee.cpuCount { free += pointee.cpus[i].frameCache.count }
         return pointee.allocatableFrames - free
     }
@@ -191,8 +199,8 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     func orphan() {
         pointee.lock.lock()
         drainAllCachesLocked()
-        pointee.orphaned = true
-        let destroy = pointee.buddy.freeFrames == pointee.allocatableFrames
+        pointee.pool.pointee.orphaned = true
+        let destroy = pointee.pool.pointee.buddy.freeFrames == pointee.allocatableFrames
         pointee.lock.unlock()
         if destroy { destroyContext() }
     }
@@ -204,6 +212,8 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         let cpus = pointee.cpus
         let cpuCount = pointee.cpuCount
         pointee.ledger?.deallocate()
+        pointee.pool.deinitialize(count: 1)
+        pointee.pool.deallocate()
         cpus.deinitialize(count: cpuCount)
         cpus.deallocate()
         deinitialize(count: 1)

@@ -107,9 +107,9 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
         let pte = node.read(index)
         var prop = pte.property
         op(&prop)
-        prop.flags.remove(.avail1)
-        let marker = pte.raw & PageTableEntry.avail1
-        let updated = PageTableEntry.page(pte.paddr(level: inner.level), level: inner.level, prop: prop).raw | marker
+        // The address and the page table's AVAIL1 marker stay; everything else comes from `prop`.
+        let kept = pte.raw & (PageTableEntry.paMask(inner.level) | PageTableEntry.avail1)
+        let updated = kept | (prop.leafBits & ~PageTableEntry.avail1)
         if updated != pte.raw { node.write(index, PageTableEntry(raw: updated)) }
         let range = inner.curVaRange
         inner.moveForward()
