@@ -46,7 +46,7 @@ public final class Machine: @unchecked Sendable {
         for i in 0..<cpus { (cpuStates + i).initialize(to: CpuLocalState(id: i, context: context)) }
         markReserved(frames: 0..<1, usage: .reserved)
         markReserved(frames: 1..<(1 + metaFrames), usage: .meta)
-        context.pointee.pool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
+        context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
     }
 
     deinit { context.orphan() }
@@ -117,7 +117,7 @@ public final class Machine: @unchecked Sendable {
     public var freeChunksByOrder: [Int] {
         context.pointee.lock.lock()
         defer { context.pointee.lock.unlock() }
-        return (0...BuddySet.maxOrder).map { context.pointee.pool.pointee.buddy.chunkCount(order: $0) }
+        return (0...BuddySet.maxOrder).map { context.globalPool.pointee.buddy.chunkCount(order: $0) }
     }
 
     /// Returns every CPU cache's frames to the buddy set, where they coalesce.

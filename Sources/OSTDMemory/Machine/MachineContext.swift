@@ -33,7 +33,7 @@ struct MachineContext: ~Copyable {
     @usableFromInline let ledger: ObligationLedger?
 
     /// Guards `pool`.
-    let lock = SpinLock()
+    let lock = OutOfLineSpinLock()
     /// The mutable global state, out of line: mutating it must not count as writing the whole
     /// context, which other CPUs read without the lock (Swift's exclusivity rules; TSan checks).
     let pool: UnsafeMutablePointer<GlobalPool>
@@ -94,6 +94,11 @@ struct GlobalPool: ~Copyable {
 
 /// Pointer-level operations: they take the context by pointer because they may destroy it.
 extension UnsafeMutablePointer where Pointee == MachineContext {
+    /// The global pool, reached with a read of the context (a mutation through
+    /// `pointee.pool.pointee` would formally modify the whole context).
+    @inline(__always)
+    var globalPool: UnsafeMutablePointer<GlobalPool> { pointee.pool }
+
     // MARK: Frame allocation
 
     /// Allocates one frame, from the current CPU's cache when the caller is bound to a CPU.
@@ -118,7 +123,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     func allocChunk(order: BuddyOrder) -> Int? {
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        return pointee.pool.pointee.buddy.alloc(order: order)
+        return globalPool.pointee.buddy.alloc(order: order)
     }
 
     /// Allocates `count` contiguous frames aligned to the next power of two; the surplus of the
@@ -129,9 +134,9 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         guard order <= BuddySet.maxOrder else { return nil }
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        guard let index = pointee.pool.pointee.buddy.alloc(order: order) else { return nil }
+        guard let index = globalPool.pointee.buddy.alloc(order: order) else { return nil }
         let surplus = framesOfOrder(order) - count
-        if surplus > 0 { pointee.pool.pointee.buddy.free(range: index + count, count: surplus) }
+        if surplus > 0 { globalPool.pointee.buddy.free(range: index + count, count: surplus) }
         return index
     }
 
@@ -139,8 +144,8 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     @usableFromInline
     func deallocRange(_ start: Int, count: Int) {
         pointee.lock.lock()
-        pointee.pool.pointee.buddy.free(range: start, count: count)
-        let destroy = pointee.pool.pointee.orphaned && pointee.pool.pointee.buddy.freeFrames == pointee.allocatableFrames
+        globalPool.pointee.buddy.free(range: start, count: count)
+        let destroy = globalPool.pointee.orphaned && globalPool.pointee.buddy.freeFrames == pointee.allocatableFrames
         pointee.lock.unlock()
         if destroy { destroyContext() }
     }
@@ -152,22 +157,22 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         let batch = framesOfOrder(FrameCache.batchOrder)
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        if let chunk = pointee.pool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
+        if let chunk = globalPool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
             for i in stride(from: batch - 1, through: 1, by: -1) { _ = cpu.pointee.frameCache.push(chunk + i) }
             return chunk
         }
         for _ in 1..<batch {
-            guard let index = pointee.pool.pointee.buddy.alloc(order: 0) else { break }
+            guard let index = globalPool.pointee.buddy.alloc(order: 0) else { break }
             _ = cpu.pointee.frameCache.push(index)
         }
-        return pointee.pool.pointee.buddy.alloc(order: 0) ?? cpu.pointee.frameCache.pop()
+        return globalPool.pointee.buddy.alloc(order: 0) ?? cpu.pointee.frameCache.pop()
     }
 
     /// Returns the oldest half of a full CPU cache to the buddy set, then caches `index`.
     @usableFromInline
     func flushCacheAndPush(_ cpu: UnsafeMutablePointer<CpuLocalState>, _ index: Int) {
         pointee.lock.lock()
-        cpu.pointee.frameCache.drainOldest(FrameCache.capacity / 2) { pointee.pool.pointee.buddy.free($0, order: 0) }
+        cpu.pointee.frameCache.drainOldest(FrameCache.capacity / 2) { globalPool.pointee.buddy.free($0, order: 0) }
         pointee.lock.unlock()
         _ = cpu.pointee.frameCache.push(index)
     }
@@ -176,7 +181,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     /// thread may be bound to a CPU.
     func drainAllCachesLocked() {
         for i in 0..<pointee.cpuCount {
-            pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) { pointee.pool.pointee.buddy.free($0, order: 0) }
+            pointee.cpus[i].frameCache.drainOldest(FrameCache.capacity) { globalPool.pointee.buddy.free($0, order: 0) }
         }
     }
 
@@ -186,7 +191,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     func outstandingFrames() -> Int {
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        var free = pointee.pool.pointee.buddy.freeFrames
+        var free = globalPool.pointee.buddy.freeFrames
         for i in 0..<pointee.cpuCount { free += pointee.cpus[i].frameCache.count }
         return pointee.allocatableFrames - free
     }
@@ -199,8 +204,8 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
     func orphan() {
         pointee.lock.lock()
         drainAllCachesLocked()
-        pointee.pool.pointee.orphaned = true
-        let destroy = pointee.pool.pointee.buddy.freeFrames == pointee.allocatableFrames
+        globalPool.pointee.orphaned = true
+        let destroy = globalPool.pointee.buddy.freeFrames == pointee.allocatableFrames
         pointee.lock.unlock()
         if destroy { destroyContext() }
     }
@@ -214,6 +219,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         pointee.ledger?.deallocate()
         pointee.pool.deinitialize(count: 1)
         pointee.pool.deallocate()
+        pointee.lock.deallocate()
         cpus.deinitialize(count: cpuCount)
         cpus.deallocate()
         deinitialize(count: 1)
