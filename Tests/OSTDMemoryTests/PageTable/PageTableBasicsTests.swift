@@ -151,4 +151,28 @@ import Testing
         #expect(nothingMore)
         #expect(cursor.virtAddr == Vaddr(0x3000))
     }
+
+    /// Splitting a huge page with no free frame: `tryProtectNext` and `tryTakeNext` throw
+    /// `outOfMemory` and change nothing; with memory back, the same calls succeed.
+    @Test func splitWithoutMemoryThrows() throws {
+        let machine = makeMachine()
+        let table = try PageTable<UserPtConfig>(empty: machine)
+        let huge = Vaddr(0x20_0000)..<Vaddr(0x40_0000)
+        var cursor = try table.cursorMut(huge)
+        cursor.map(MappedItem(untracked: Paddr(0x20_0000), level: 2, property: rw))
+        try cursor.jump(Vaddr(0x20_1000))
+        var held: [Paddr] = []
+        while let frame = try? FrameAllocOptions().zeroed(false).allocFrame(in: machine) { held.append(frame.intoRaw()) }
+        #expect(throws: PageTableError.outOfMemory) { try cursor.tryProtectNext(0x1000) { $0.flags.remove(.w) } }
+        try cursor.jump(Vaddr(0x20_1000))
+        #expect(throws: PageTableError.outOfMemory) { _ = try cursor.tryTakeNext(0x1000) }
+        #expect(table.view().mappings.map(\.level) == [2])
+        for paddr in held { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
+        try cursor.jump(Vaddr(0x20_1000))
+        let protected = try cursor.tryProtectNext(0x1000) { $0.flags.remove(.w) }
+        #expect(protected == Vaddr(0x20_1000)..<Vaddr(0x20_2000))
+        #expect(table.view().mappings.count == 512)
+        _ = consume cursor
+        #expect(table.structuralViolations() == [])
+    }
 }

@@ -112,7 +112,8 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     ///   exceeds remaining cursor range").
     @inlinable
     public mutating func findNext(_ len: Int) -> Vaddr? {
-        findNextImpl(len, findUnmapSubtree: false, splitHuge: false) ? va : nil
+        // Without splitting nothing is allocated, so nothing can fail.
+        (try? findNextImpl(len, findUnmapSubtree: false, splitHuge: false)) == true ? va : nil
     }
 
     /// Moves to `va`, anywhere in the cursor's range (OSTD `jump`).
@@ -197,9 +198,11 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// the first slot in `va ..< va + len` that holds a leaf — or, with `findUnmapSubtree`, a
     /// child node whose whole range is inside — and returns `true`. With `splitHuge`, a huge leaf
     /// the range covers only in part is split and the scan goes on inside it. Empty child nodes
-    /// are skipped. On `false` the cursor is at `min(va + len, barrierVa.upperBound)`.
+    /// are skipped. On `false` the cursor is at `va + len`. Throws `outOfMemory` when a split
+    /// finds no frame for its node; the cursor is then at the huge leaf, and the mappings are
+    /// unchanged (splits made higher up map the same memory in smaller pieces).
     @inlinable @inline(__always)
-    mutating func findNextImpl(_ len: Int, findUnmapSubtree: Bool, splitHuge: Bool) -> Bool {
+    mutating func findNextImpl(_ len: Int, findUnmapSubtree: Bool, splitHuge: Bool) throws(PageTableError) -> Bool {
         precondition(len % pageSize == 0, "len \(len) is not a multiple of the page size")
         precondition(len >= 0 && va <= barrierVa.upperBound && len <= barrierVa.upperBound - va,
                      "len exceeds remaining cursor range")
@@ -215,7 +218,8 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
             let covered = va.rawValue == slotStart && end &- slotStart >= size
             if pte.isLeaf {
                 if !splitHuge || level == 1 || covered { return true }
-                pushLevel(splitHugeLeaf(pte))
+                guard let child = splitHugeLeaf(pte) else { throw .outOfMemory }
+                pushLevel(child)
                 continue
             }
             if findUnmapSubtree && covered && (C.topLevelCanUnmap || level < PagingConsts.nrLevels) {
@@ -236,11 +240,10 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// Replaces the huge leaf of the current slot with a new node of 512 leaves one level down
     /// that map the same memory with the same property, and returns the node (locked). The
     /// leaf's references move to the 512 new leaves unchanged (OSTD `split_if_mapped_huge`).
+    /// Returns `nil`, changing nothing, when no frame is free for the node.
     @usableFromInline
-    mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef {
-        guard let child = context.allocNode(level: level - 1) else {
-            preconditionFailure("Failed to allocate a page table node (splitting a huge page)")
-        }
+    mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef? {
+        guard let child = context.allocNode(level: level - 1) else { return nil }
         fillSplit(child, from: pte)
         currentNode.write(currentIndex, .pageTable(child.paddr(context)))
         return child

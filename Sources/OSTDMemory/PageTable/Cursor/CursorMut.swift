@@ -79,10 +79,22 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// fragment owns what was removed; drop it after the TLB flush.
     ///
     /// - Returns: `nil` when nothing in the range is mapped; the cursor is then at the end of it.
-    /// - Precondition: as `findNext` ("len exceeds remaining cursor range").
+    /// - Precondition: as `findNext` ("len exceeds remaining cursor range"), and a split finds a
+    ///   frame for its node (OSTD panics; `tryTakeNext` throws instead).
     @inlinable
     public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
-        guard inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
+        do throws(PageTableError) {
+            return try tryTakeNext(len)
+        } catch {
+            splitFailed()
+        }
+    }
+
+    /// `takeNext`, throwing `outOfMemory` when a huge page must be split and no frame is free for
+    /// the new node. Nothing is removed then, and the mappings are unchanged.
+    @inlinable
+    public mutating func tryTakeNext(_ len: Int) throws(PageTableError) -> PageTableFrag<C>? {
+        guard try inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
         let slotEnd = inner.curSlotEnd
         let frag = inner.takeCurrent()
         inner.reclaimEmptyPath()
@@ -99,9 +111,23 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// `AVAIL1` belongs to the page table: whatever `op` does with it is undone.
     ///
     /// - Returns: the protected leaf's range, or `nil` when nothing in the range is mapped.
+    /// - Precondition: as `takeNext` (`tryProtectNext` throws instead of panicking).
     @inlinable @inline(__always)
     public mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
-        guard inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
+        do throws(PageTableError) {
+            return try tryProtectNext(len, op)
+        } catch {
+            splitFailed()
+        }
+    }
+
+    /// `protectNext`, throwing `outOfMemory` when a huge page must be split and no frame is free
+    /// for the new node. No property changes then.
+    @inlinable @inline(__always)
+    public mutating func tryProtectNext(
+        _ len: Int, _ op: (inout PageProperty) -> Void
+    ) throws(PageTableError) -> Range<Vaddr>? {
+        guard try inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
         let node = inner.currentNode
         let index = inner.currentIndex
         let pte = node.read(index)
@@ -115,6 +141,11 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
         inner.moveForward()
         return range
     }
+}
+
+@usableFromInline @inline(never)
+func splitFailed() -> Never {
+    preconditionFailure("Failed to allocate a page table node (splitting a huge page)")
 }
 
 /// An item `tryMap` could not map, handed back, and why.
