@@ -25,8 +25,10 @@ struct Bench: ParsableCommand {
         let repetitions = quick ? 5 : 21
         let machine = try Machine.host(memory: 1 << 30, cpus: 1)
         let tableMachine = try Machine.host(memory: 3 << 30, cpus: 1)
-        machine.populateMetadata()
-        tableMachine.populateMetadata()
+        for host in [machine, tableMachine] {
+            host.adviseHugePages()
+            host.populateMetadata()
+        }
         // The benchmarks (and the tables they keep) are gone when this returns.
         func runAll() {
             let benches = FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
