@@ -75,12 +75,14 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
 
     /// Translates `va` the way the MMU does, without locks (OSTD `page_walk`): the physical
     /// address of the byte and the leaf's property, or `nil` when nothing maps it.
+    @inlinable
     public func pageWalk(_ va: Vaddr) -> (paddr: Paddr, property: PageProperty)? {
         guard let (leaf, offset) = translate(va) else { return nil }
         return (leaf.paddr + offset, leaf.property)
     }
 
     /// The leaf mapping `va` and the offset of `va` inside it, without locks.
+    @inlinable
     public func translate(_ va: Vaddr) -> (leaf: MappedItemRef, offset: Int)? {
         var node = root
         var level = PagingConsts.nrLevels

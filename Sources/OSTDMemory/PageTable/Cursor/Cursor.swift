@@ -93,7 +93,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// of that entry at its level.
     ///
     /// - Throws: `invalidVaddr(va)` when the cursor is at or past the end of its range.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
         guard va < barrierVa.upperBound else { throw .invalidVaddr(va) }
         while true {

@@ -81,7 +81,7 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// - Returns: `nil` when nothing in the range is mapped; the cursor is then at the end of it.
     /// - Precondition: as `findNext` ("len exceeds remaining cursor range"), and a split finds a
     ///   frame for its node (OSTD panics; `tryTakeNext` throws instead).
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
         do throws(PageTableError) {
             return try tryTakeNext(len)
@@ -92,7 +92,7 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
 
     /// `takeNext`, throwing `outOfMemory` when a huge page must be split and no frame is free for
     /// the new node. Nothing is removed then, and the mappings are unchanged.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func tryTakeNext(_ len: Int) throws(PageTableError) -> PageTableFrag<C>? {
         guard try inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
         let slotEnd = inner.curSlotEnd
