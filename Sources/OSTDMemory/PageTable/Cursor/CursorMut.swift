@@ -191,12 +191,10 @@ extension Cursor where C: PageTableConfig {
             let pte = currentEntry()
             if pte.isPresent {
                 if pte.isLeaf {
-                    guard let child = context.allocNode(level: level - 1) else {
+                    guard let child = splitHugeLeaf(pte) else {
                         reclaimEmptyPath()
                         throw .outOfMemory
                     }
-                    fillSplit(child, from: pte)
-                    currentNode.write(currentIndex, .pageTable(child.paddr(context)))
                     pushLevel(child)
                 } else {
                     pushLevel(NodeRef(pte.paddr(level: level), context))
