@@ -179,13 +179,4 @@ extension MappedItemRef {
         prop.flags.remove(.avail1)
         self.init(paddr: pte.paddr(level: level), level: level, property: prop, isTracked: C.isTracked(pte.raw))
     }
-
-    /// The leaf entry for this item in a table of configuration `C`, with the tracked marker.
-    @inlinable @inline(__always)
-    func pte<C: PageTableConfig>(_: C.Type) -> PageTableEntry {
-        var prop = property
-        prop.flags.remove(.avail1)
-        let leaf = PageTableEntry.page(paddr, level: level, prop: prop)
-        return PageTableEntry(raw: leaf.raw | C.markerBits(tracked: isTracked))
-    }
 }
