@@ -168,11 +168,7 @@ public struct BootPageTable: ~Copyable {
             preconditionFailure("Failed to allocate a page table node")
         }
         child.unlock()
-        let step = PagingConsts.pageSize(level - 1)
-        for i in 0..<PagingConsts.nrEntries {
-            child.write(i, PageTableEntry(repr: .mapped(paddr + i * step, prop), level: level - 1))
-        }
-        child.nrChildren = PagingConsts.nrEntries
+        child.fillSplit(of: PageTableEntry(repr: .mapped(paddr, prop), level: level), level: level)
         parent.write(index, .pageTable(child.paddr(context)))   // still one entry: no count change
         return child
     }

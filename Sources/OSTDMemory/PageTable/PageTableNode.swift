@@ -114,6 +114,20 @@ struct NodeRef: Equatable {
         lockWord.pointee.store(0, ordering: .releasing)
     }
 
+    /// Fills this new, empty node with the 512 leaves, one level down, that together map what
+    /// the huge leaf `pte` at `level` did, with the same property and marker bits (the split of
+    /// OSTD's `split_if_mapped_huge`).
+    @usableFromInline
+    func fillSplit(of pte: PageTableEntry, level: PagingLevel) {
+        let base = pte.paddr(level: level).rawValue
+        let step = UInt64(PagingConsts.pageSize(level - 1))
+        let bits = pte.raw & ~PageTableEntry.childMask   // the property bits and the leaf bit
+        for i in 0..<PagingConsts.nrEntries {
+            write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
+        }
+        nrChildren = PagingConsts.nrEntries
+    }
+
     /// Whether some thread holds the lock (for tests and audits).
     var isLocked: Bool { lockWord.pointee.load(ordering: .relaxed) != 0 }
 }

@@ -244,21 +244,8 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     @usableFromInline
     mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef? {
         guard let child = context.allocNode(level: level - 1) else { return nil }
-        fillSplit(child, from: pte)
+        child.fillSplit(of: pte, level: level)
         currentNode.write(currentIndex, .pageTable(child.paddr(context)))
         return child
-    }
-
-    /// Writes the 512 leaves that together map what the huge leaf `pte` of the current level did.
-    @usableFromInline
-    func fillSplit(_ child: NodeRef, from pte: PageTableEntry) {
-        let childLevel = level - 1
-        let base = pte.paddr(level: level).rawValue
-        let step = UInt64(PagingConsts.pageSize(childLevel))
-        let bits = pte.raw & ~PageTableEntry.childMask   // the property bits and the leaf bit
-        for i in 0..<PagingConsts.nrEntries {
-            child.write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
-        }
-        child.nrChildren = PagingConsts.nrEntries
     }
 }
