@@ -9,6 +9,25 @@ public enum OSTDError: Error, Equatable, Sendable {
     case outOfMemory(frames: Int)
     /// An argument is out of its domain; the text says which and why (OSTD `InvalidArgs`).
     case invalidArgs(String)
+    /// `offset + len` overflows (OSTD `Overflow`).
+    case overflow
+    /// A user range is empty, overflows, or ends past `maxUserspaceVaddr` (the seeds'
+    /// `reader_requires` / `writer_requires`; OSTD reports `AccessDenied`).
+    case invalidUserRange(vaddr: Vaddr, len: Int)
+    /// The `VmSpace` is not the one active on the CPU the caller runs on (OSTD `AccessDenied`).
+    case notActive(cpu: Int)
+    /// A reader or writer cannot be admitted: `requested` overlaps `conflicting`, held by an
+    /// active writer (or, for a writer, any active handle; for readers without `sharedReader`,
+    /// any active reader). The seeds' `can_create_reader` / `can_create_writer`.
+    case accessConflict(requested: Range<Vaddr>, conflicting: Range<Vaddr>)
+    /// A user-space access hit `address`, which is not mapped with the access rights it needs,
+    /// and the page-fault handler did not resolve it; `copied` bytes were transferred before it
+    /// (OSTD `Err((PageFault, copied))`).
+    case pageFault(address: Vaddr, copied: Int)
+    /// A reader or writer over `range` was disposed: activate it again before using it.
+    case disposed(range: Range<Vaddr>)
+    /// A page-table operation was refused (OSTD converts these to `AccessDenied`).
+    case pageTable(PageTableError)
 }
 
 extension OSTDError: CustomStringConvertible {
@@ -16,6 +35,17 @@ extension OSTDError: CustomStringConvertible {
         switch self {
         case .outOfMemory(let frames): return "out of memory: no \(frames) free contiguous frame(s)"
         case .invalidArgs(let why): return "invalid arguments: \(why)"
+        case .overflow: return "offset + length overflows"
+        case .invalidUserRange(let vaddr, let len):
+            return "user range \(vaddr) + \(len) is empty, overflows or ends past \(maxUserspaceVaddr)"
+        case .notActive(let cpu): return "the VmSpace is not active on cpu \(cpu); activate it first"
+        case .accessConflict(let requested, let conflicting):
+            return "access conflict: \(requested.lowerBound)..<\(requested.upperBound) overlaps an active handle over \(conflicting.lowerBound)..<\(conflicting.upperBound)"
+        case .pageFault(let address, let copied):
+            return "page fault at \(address) after \(copied) byte(s)"
+        case .disposed(let range):
+            return "the handle over \(range.lowerBound)..<\(range.upperBound) is disposed; activate it again"
+        case .pageTable(let error): return "page table: \(error)"
         }
     }
 }

@@ -26,7 +26,8 @@ public struct CpuLocalHooks: @unchecked Sendable {
     }
 }
 
-/// One simulated CPU: its identity, whether a thread is bound to it, and its frame cache.
+/// One simulated CPU: its identity, whether a thread is bound to it, its frame cache, and its
+/// MMU (what CR3 holds and the TLB).
 @usableFromInline
 struct CpuLocalState: ~Copyable {
     @usableFromInline let id: Int
@@ -36,12 +37,30 @@ struct CpuLocalState: ~Copyable {
     /// Single frames kept for this CPU (OSTD's per-CPU `CacheOfSizes`, 1-frame part).
     @usableFromInline var frameCache: FrameCache
 
+    /// Guards `tlb` and changes of `activeRoot`. Held by this CPU while it translates and
+    /// copies through its TLB, and by whoever flushes it; a remote flush therefore waits for an
+    /// access in progress, as an IPI waits for the instruction to finish.
+    @usableFromInline let mmuLock = OutOfLineSpinLock()
+    /// CR3: the root of the active user page table, or 0 when none is active.
+    @usableFromInline let activeRoot = Atomic<UInt64>(0)
+    /// The identity of the active `VmSpace` (OSTD's CPU-local `ACTIVATED_VM_SPACE`), or 0.
+    @usableFromInline let activeSpace = Atomic<UInt>(0)
+    /// The TLB, out of line: it is mutated under `mmuLock` while other CPUs read this record.
+    @usableFromInline let tlb: UnsafeMutablePointer<Tlb>
+
     init(id: Int, context: UnsafeMutablePointer<MachineContext>) {
         self.id = id
         self.context = context
         bound = Atomic(false)
         frameCache = FrameCache()
+        tlb = .allocate(capacity: 1)
+        tlb.initialize(to: Tlb())
     }
 
-    deinit { frameCache.deallocate() }
+    deinit {
+        frameCache.deallocate()
+        tlb.deinitialize(count: 1)
+        tlb.deallocate()
+        mmuLock.deallocate()
+    }
 }

@@ -83,6 +83,13 @@ struct MachineContext: ~Copyable {
         let cpu = raw.assumingMemoryBound(to: CpuLocalState.self)
         return cpu.pointee.context == me ? cpu : nil
     }
+
+    /// The CPU whose MMU the calling thread uses: the one it is bound to, or CPU 0 for a thread
+    /// bound to none (a one-CPU program, or the boot CPU).
+    @inlinable @inline(__always)
+    func executingCpu(of me: UnsafeMutablePointer<MachineContext>) -> UnsafeMutablePointer<CpuLocalState> {
+        currentCpu(of: me) ?? cpus
+    }
 }
 
 /// The global allocator state, guarded by `MachineContext.lock`.

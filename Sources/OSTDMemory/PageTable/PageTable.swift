@@ -27,6 +27,10 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// Whether retired nodes wait for `reclaimRetired()` instead of being freed when the cursor
     /// that removed them is dropped.
     public var defersReclamation = false
+    /// The CPUs that may be walking this table (a `VmSpace`'s active CPUs). Before a retired
+    /// node is freed, each of them is quiesced: its MMU lock, which it holds while it walks and
+    /// accesses memory, is taken and released once.
+    var walkerCpus: AtomicCpuSet?
 
     init(machine: Machine, root: NodeRef, kernel: PageTable<KernelPtConfig>?) {
         self.machine = machine
@@ -106,6 +110,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     func retire(_ nodes: [Paddr]) {
         guard !nodes.isEmpty else { return }
         guard defersReclamation else {
+            quiesceWalkers()
             for paddr in nodes { context.freeNode(NodeRef(paddr, context)) }
             return
         }
@@ -122,8 +127,19 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         let nodes = retiredNodes
         retiredNodes = []
         retireLock.unlock()
+        if !nodes.isEmpty { quiesceWalkers() }
         for paddr in nodes { context.freeNode(NodeRef(paddr, context)) }
         return nodes.count
+    }
+
+    /// Waits until no CPU that may walk this table is in the middle of a walk.
+    func quiesceWalkers() {
+        guard let walkerCpus else { return }
+        for cpu in walkerCpus.load() {
+            let state = context.pointee.cpus + cpu
+            state.pointee.mmuLock.lock()
+            state.pointee.mmuLock.unlock()
+        }
     }
 
     /// The number of retired nodes waiting for `reclaimRetired()`.

@@ -218,9 +218,36 @@ public struct PageTableNode<C: PageTableConfig>: ~Copyable {
     public var nrChildren: Int { node.nrChildren }
     /// Whether the node has been detached from a page table.
     public var isStray: Bool { node.isStray }
+
+    /// Forgets the handle without dropping the subtree and returns the node's address; the
+    /// caller tears it down later (`MachineContext.tearDown`).
+    consuming func intoRaw() -> Paddr {
+        let paddr = node.paddr(context)
+        discard self
+        return paddr
+    }
+
+    /// The 4 KiB pages that tracked leaves of this subtree map (frames a leaf of 2 MiB counts 512).
+    public var trackedBasePages: Int { context.trackedBasePages(C.self, node, level: node.level) }
 }
 
 extension UnsafeMutablePointer where Pointee == MachineContext {
+    /// Counts the base pages of tracked leaves below `node` (owned by the caller, so unlocked).
+    func trackedBasePages<C: PageTableConfig>(_: C.Type, _ node: NodeRef, level: PagingLevel) -> Int {
+        guard node.nrChildren > 0 else { return 0 }
+        var pages = 0
+        for index in 0..<PagingConsts.nrEntries {
+            let pte = node.read(index)
+            guard pte.isPresent else { continue }
+            if pte.isLeaf {
+                if MappedItemRef(C.self, pte: pte, level: level).isTracked { pages += PagingConsts.pageSize(level) / pageSize }
+            } else {
+                pages += trackedBasePages(C.self, NodeRef(pte.paddr(level: level), self), level: level - 1)
+            }
+        }
+        return pages
+    }
+
     /// Drops a node that the caller owns, and everything below it (OSTD `on_drop`). At the root
     /// only the configuration's top-level range is visited, so a user root never touches the
     /// shared kernel half.

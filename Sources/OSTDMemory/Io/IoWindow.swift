@@ -1,0 +1,142 @@
+// What a reader and a writer have in common: a cursor, an end, and what the bytes belong to.
+//
+// OSTD's `VmReader` / `VmWriter` are two raw pointers. Here a window also says whose memory it
+// covers: a user space (the addresses are virtual and go through the TLB, and the window holds a
+// `VmIoOwner` registration) or kernel memory (the addresses are host addresses; a window over
+// frames keeps a reference to them so they outlive it). The fallibility of a handle is its type
+// parameter: `Fallible` handles may fault, `Infallible` ones are kernel memory and cannot.
+
+import Synchronization
+
+/// Whether accesses through a reader or writer may fault (OSTD's `Fallibility` parameter).
+public protocol Fallibility {}
+
+/// Accesses may fault: user memory, or kernel memory viewed as such (OSTD `Fallible`).
+public enum Fallible: Fallibility {}
+
+/// Accesses never fault: kernel memory (OSTD `Infallible`).
+public enum Infallible: Fallibility {}
+
+/// Frames a kernel-memory window keeps alive: one reference on each.
+@usableFromInline
+struct KeptSegment {
+    let frames: Range<Int>
+    let context: UnsafeMutablePointer<MachineContext>
+
+    init<M: AnyFrameMeta>(_ segment: consuming Segment<M>) {
+        (frames, context) = segment.intoParts()
+    }
+
+    /// Another reference to the same frames.
+    func retained() -> KeptSegment {
+        let segment = Segment<DynFrameMeta>(adopting: frames, context: context)
+        let copy = segment.clone()
+        _ = segment.intoParts()
+        return KeptSegment(copy)
+    }
+
+    /// Drops the reference.
+    func release() { _ = Segment<DynFrameMeta>(adopting: frames, context: context) }
+}
+
+/// The cursor, end and backing of a reader or writer.
+@usableFromInline
+struct IoWindow {
+    @usableFromInline var cursor: UInt64
+    @usableFromInline var end: UInt64
+    /// The user space the addresses belong to, or `nil` for kernel (host) addresses.
+    @usableFromInline let space: VmSpace?
+    /// The registration of a user-space handle.
+    @usableFromInline var owner: VmIoOwner?
+    @usableFromInline var kept: KeptSegment?
+
+    @inlinable
+    init(cursor: UInt64, end: UInt64, space: VmSpace?, owner: VmIoOwner?, kept: KeptSegment?) {
+        self.cursor = cursor
+        self.end = end
+        self.space = space
+        self.owner = owner
+        self.kept = kept
+    }
+
+    /// Bytes between the cursor and the end.
+    @inlinable var length: Int { Int(end - cursor) }
+
+    /// The transfer end at the cursor.
+    @inlinable var here: IoEnd { IoEnd(space, cursor) }
+
+    /// The window's range as virtual addresses (meaningful for user windows).
+    @usableFromInline var range: Range<Vaddr> { Vaddr(cursor)..<Vaddr(end) }
+
+    /// Moves the cursor `count` bytes on; the registration follows (the seeds' `advance`).
+    @inlinable @inline(__always)
+    mutating func advance(_ count: Int) {
+        cursor += UInt64(count)
+        owner?.start.store(cursor, ordering: .relaxed)
+    }
+
+    /// Moves the cursor back to `position` (a fallible `readVal` / `writeVal` that faulted).
+    @inlinable
+    mutating func rewind(to position: UInt64) {
+        cursor = position
+        owner?.start.store(cursor, ordering: .relaxed)
+    }
+
+    /// Shrinks the window to at most `max` bytes (OSTD `limit`).
+    mutating func limit(_ max: Int) {
+        guard max >= 0, length > max else { return }
+        end = cursor + UInt64(max)
+        owner?.end.store(end, ordering: .relaxed)
+    }
+
+    /// Throws `disposed` when a user handle has given its view back.
+    @inlinable @inline(__always)
+    func checkUsable() throws(OSTDError) {
+        if let owner, owner.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
+    }
+
+    /// Splits off the first `count` bytes as a window of their own, registered with the same
+    /// view (the seeds' `VmIoOwner::split`).
+    mutating func splitFront(_ count: Int) -> IoWindow {
+        precondition(count >= 0 && count <= length, "split at \(count) exceeds the \(length) bytes left")
+        var frontOwner: VmIoOwner? = nil
+        if let owner, let space {
+            frontOwner = VmIoOwner(id: 0, range: Vaddr(cursor)..<(Vaddr(cursor) + count),
+                                   isFallible: owner.isFallible, isKernel: owner.isKernel)
+            space.registerSplit(frontOwner!, view: owner.memView)
+        }
+        let front = IoWindow(cursor: cursor, end: cursor + UInt64(count), space: space,
+                             owner: frontOwner, kept: kept?.retained())
+        advance(count)
+        return front
+    }
+
+    /// Hands the registration and the kept frames over to a new handle; this window keeps none.
+    mutating func relinquish() -> IoWindow {
+        let moved = self
+        owner = nil
+        kept = nil
+        return moved
+    }
+
+    /// Ends the window: the registration is removed and kept frames are dropped.
+    func close() {
+        if let owner, let space { space.remove(owner) }
+        kept?.release()
+    }
+}
+
+/// The panic of `skip` past the end (OSTD's assertion).
+@usableFromInline
+func checkSkip(_ count: Int, within length: Int) {
+    precondition(count >= 0 && count <= length, "skip(\(count)) exceeds the \(length) bytes left")
+}
+
+/// The checks of `readOnce` / `writeOnce`: a size of 1, 2, 4 or 8 bytes, at an aligned cursor.
+@usableFromInline
+func checkOnce<T>(_: T.Type, at address: UInt64) {
+    let size = MemoryLayout<T>.size
+    precondition(size == 1 || size == 2 || size == 4 || size == 8, "once-access of a \(size)-byte value")
+    precondition(address % UInt64(MemoryLayout<T>.alignment) == 0,
+                 "unaligned once-access of \(size) bytes at 0x\(String(address, radix: 16))")
+}

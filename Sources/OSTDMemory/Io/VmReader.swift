@@ -1,0 +1,175 @@
+// `VmReader`: reads memory through a moving cursor (OSTD `io/mod.rs`; the seeds' `VmReader`).
+//
+// A user-space reader comes from `VmSpace.createReader` and is registered with its space while it
+// lives; dropping it removes the registration (Rust's `Drop`). Kernel readers cover host buffers,
+// frames or segments. Every read moves the cursor by the bytes it transferred; a fault in a
+// fallible read stops it there and reports `pageFault` with that count, except `readVal`, which
+// puts the cursor back.
+
+import Synchronization
+
+/// A reader of memory (OSTD `VmReader`).
+public struct VmReader<F: Fallibility>: ~Copyable {
+    @usableFromInline var window: IoWindow
+
+    @inlinable
+    init(window: IoWindow) { self.window = window }
+
+    init(user space: VmSpace, owner: VmIoOwner, range: Range<Vaddr>) {
+        window = IoWindow(cursor: range.lowerBound.rawValue, end: range.upperBound.rawValue,
+                          space: space, owner: owner, kept: nil)
+    }
+
+    deinit { window.close() }
+
+    /// Bytes left to read (OSTD `remain`; the seeds' `remain_spec`).
+    @inlinable public var remain: Int { window.length }
+
+    /// Whether bytes are left (OSTD `has_remain`).
+    @inlinable public var hasRemain: Bool { remain > 0 }
+
+    /// The cursor: a virtual address for user memory, a host address for kernel memory.
+    @inlinable public var cursor: UInt64 { window.cursor }
+
+    /// The registration of a user-space reader (the seeds' `VmIoOwner`), `nil` for kernel memory.
+    public var owner: VmIoOwner? { window.owner }
+
+    /// Caps the bytes left at `max` (OSTD `limit`): afterwards `remain <= max`.
+    public mutating func limit(_ max: Int) { window.limit(max) }
+
+    /// Moves the cursor `count` bytes on without reading (OSTD `skip`).
+    ///
+    /// - Precondition: `count <= remain`.
+    public mutating func skip(_ count: Int) {
+        checkSkip(count, within: remain)
+        window.advance(count)
+    }
+
+    /// The seeds' `VmIoOwner::advance`: gives up the first `count` bytes (same as `skip`).
+    public mutating func advance(_ count: Int) { skip(count) }
+
+    /// Splits off the first `count` bytes as a reader of their own, registered with the same view
+    /// (the seeds' `VmIoOwner::split`); this reader keeps the rest.
+    ///
+    /// - Precondition: `count <= remain`.
+    public mutating func split(_ count: Int) -> VmReader<F> { VmReader(window: window.splitFront(count)) }
+
+    /// Copies `min(remain, writer.avail)` bytes into `writer`, faulting user pages in through
+    /// the space's handler (OSTD `read_fallible`). Both cursors move by the bytes copied.
+    ///
+    /// - Throws: `pageFault(address:copied:)` when it stopped at a byte it could not access;
+    ///   `disposed`; `notActive`.
+    @inlinable
+    public mutating func readFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
+        try window.checkUsable()
+        try writer.window.checkUsable()
+        let (copied, fault) = try transfer(from: window.here, to: writer.window.here, count: min(remain, writer.avail))
+        window.advance(copied)
+        writer.window.advance(copied)
+        if let fault { throw .pageFault(address: fault.address, copied: copied) }
+        return copied
+    }
+
+    /// Reads a `T` and moves past it (OSTD `read_val`).
+    ///
+    /// - Throws: `invalidArgs` when fewer than `MemoryLayout<T>.size` bytes are left; a fault
+    ///   throws `pageFault` (with the bytes that were read before it) and leaves the cursor where
+    ///   it was.
+    @inlinable
+    public mutating func readVal<T: BitwiseCopyable>(_: T.Type = T.self) throws(OSTDError) -> T {
+        let size = MemoryLayout<T>.size
+        guard remain >= size else {
+            throw .invalidArgs("reading a \(size)-byte value with \(remain) byte(s) left")
+        }
+        try window.checkUsable()
+        let start = window.cursor
+        var value = zeroedBits(T.self)
+        let here = window.here
+        let (copied, fault) = try withUnsafeMutableBytes(of: &value) { buffer in
+            Result { () throws(OSTDError) in
+                try transfer(from: here, to: IoEnd(nil, UInt64(UInt(bitPattern: buffer.baseAddress))), count: size)
+            }
+        }.get()
+        if let fault {
+            window.rewind(to: start)
+            throw .pageFault(address: fault.address, copied: copied)
+        }
+        window.advance(size)
+        return value
+    }
+}
+
+/// An all-zero value of `T`, for the slot a read fills (OSTD starts from `T::new_zeroed()`).
+@inlinable
+func zeroedBits<T: BitwiseCopyable>(_: T.Type) -> T {
+    withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer in
+        let raw = UnsafeMutableRawPointer(buffer.baseAddress!)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+        return raw.load(as: T.self)
+    }
+}
+
+extension VmReader where F == Infallible {
+    /// A reader of the host bytes `bytes` (OSTD `From<&[u8]>` and `from_kernel_space`).
+    ///
+    /// - Safety: the bytes must stay valid while the reader lives.
+    @unsafe
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        let start = UInt64(UInt(bitPattern: bytes.baseAddress))
+        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, owner: nil, kept: nil)
+    }
+
+    /// Copies `min(remain, writer.avail)` bytes into `writer`; both cursors move (OSTD `read`).
+    @inlinable
+    public mutating func read(_ writer: inout VmWriter<Infallible>) -> Int {
+        let count = min(remain, writer.avail)
+        writer.window.here.host.copyMemory(from: window.here.host, byteCount: count)
+        window.advance(count)
+        writer.window.advance(count)
+        return count
+    }
+
+    /// Reads a 1-, 2-, 4- or 8-byte integer in one access (OSTD `read_once`).
+    ///
+    /// - Throws: `invalidArgs` when too few bytes are left.
+    /// - Precondition: the cursor is aligned for `T`.
+    @inlinable
+    public mutating func readOnce<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type = T.self) throws(OSTDError) -> T {
+        guard remain >= MemoryLayout<T>.size else {
+            throw .invalidArgs("reading a \(MemoryLayout<T>.size)-byte value with \(remain) byte(s) left")
+        }
+        checkOnce(T.self, at: window.cursor)
+        let value = window.here.host.load(as: T.self)
+        window.advance(MemoryLayout<T>.size)
+        return value
+    }
+
+    /// Another reader of the same bytes (OSTD `Clone`).
+    public func clone() -> VmReader<Infallible> {
+        var copy = window
+        copy.kept = window.kept?.retained()
+        return VmReader(window: copy)
+    }
+
+    /// The same reader, typed as one that may fault (OSTD `to_fallible`; the seeds'
+    /// `change_fallible`).
+    public consuming func toFallible() -> VmReader<Fallible> { VmReader<Fallible>(window: window.relinquish()) }
+}
+
+extension VmReader where F == Fallible {
+    /// Loads the `UInt32` at the cursor atomically (Relaxed), without moving (OSTD
+    /// `atomic_load`).
+    ///
+    /// - Throws: `invalidArgs` when fewer than 4 bytes are left; `pageFault` (with `copied: 0`)
+    ///   when the page is not readable.
+    /// - Precondition: the cursor is 4-byte aligned.
+    public func atomicLoad() throws(OSTDError) -> UInt32 {
+        guard remain >= 4 else { throw .invalidArgs("atomic load of 4 bytes with \(remain) byte(s) left") }
+        precondition(window.cursor % 4 == 0, "unaligned atomic load at 0x\(String(window.cursor, radix: 16))")
+        try window.checkUsable()
+        switch try atomicAccess(window.here, write: false, { $0.pointee.load(ordering: .relaxed) }) {
+        case .success(let value): return value
+        case .failure(let fault): throw .pageFault(address: fault.address, copied: 0)
+        }
+    }
+}

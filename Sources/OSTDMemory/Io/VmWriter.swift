@@ -1,0 +1,171 @@
+// `VmWriter`: writes memory through a moving cursor (OSTD `io/mod.rs`; the seeds' `VmWriter`).
+//
+// The mirror of `VmReader`. A user-space writer holds its space's write view of the bytes it has
+// not written yet: no other reader or writer may overlap them while it is active.
+
+import Synchronization
+
+/// A writer of memory (OSTD `VmWriter`).
+public struct VmWriter<F: Fallibility>: ~Copyable {
+    @usableFromInline var window: IoWindow
+
+    @inlinable
+    init(window: IoWindow) { self.window = window }
+
+    init(user space: VmSpace, owner: VmIoOwner, range: Range<Vaddr>) {
+        window = IoWindow(cursor: range.lowerBound.rawValue, end: range.upperBound.rawValue,
+                          space: space, owner: owner, kept: nil)
+    }
+
+    deinit { window.close() }
+
+    /// Bytes left to write (OSTD `avail`; the seeds' `avail_spec`).
+    @inlinable public var avail: Int { window.length }
+
+    /// Whether bytes are left (OSTD `has_avail`).
+    @inlinable public var hasAvail: Bool { avail > 0 }
+
+    /// The cursor: a virtual address for user memory, a host address for kernel memory.
+    @inlinable public var cursor: UInt64 { window.cursor }
+
+    /// The registration of a user-space writer (the seeds' `VmIoOwner`), `nil` for kernel memory.
+    public var owner: VmIoOwner? { window.owner }
+
+    /// Caps the bytes left at `max` (OSTD `limit`).
+    public mutating func limit(_ max: Int) { window.limit(max) }
+
+    /// Moves the cursor `count` bytes on without writing (OSTD `skip`).
+    ///
+    /// - Precondition: `count <= avail`.
+    public mutating func skip(_ count: Int) {
+        checkSkip(count, within: avail)
+        window.advance(count)
+    }
+
+    /// The seeds' `VmIoOwner::advance`: gives up the first `count` bytes (same as `skip`).
+    public mutating func advance(_ count: Int) { skip(count) }
+
+    /// Splits off the first `count` bytes as a writer of their own (the seeds' `split`).
+    ///
+    /// - Precondition: `count <= avail`.
+    public mutating func split(_ count: Int) -> VmWriter<F> { VmWriter(window: window.splitFront(count)) }
+
+    /// The same bytes as a reader, holding a read view instead of the write view (the seeds'
+    /// `write_to_read`).
+    public consuming func writeToRead() -> VmReader<F> {
+        if let owner = window.owner, let space = window.space { space.convertToReader(owner) }
+        return VmReader(window: window.relinquish())
+    }
+
+    /// Copies from `reader` into this writer (OSTD `write_fallible`); see `VmReader.readFallible`.
+    @inlinable
+    public mutating func writeFallible<R: Fallibility>(_ reader: inout VmReader<R>) throws(OSTDError) -> Int {
+        try reader.readFallible(&self)
+    }
+
+    /// Writes `value` and moves past it (OSTD `write_val`).
+    ///
+    /// - Throws: `invalidArgs` when fewer than `MemoryLayout<T>.size` bytes are left; a fault
+    ///   throws `pageFault` with the bytes written before it, and the cursor stays where it was.
+    @inlinable
+    public mutating func writeVal<T: BitwiseCopyable>(_ value: T) throws(OSTDError) {
+        let size = MemoryLayout<T>.size
+        guard avail >= size else {
+            throw .invalidArgs("writing a \(size)-byte value with \(avail) byte(s) left")
+        }
+        try window.checkUsable()
+        let start = window.cursor
+        let here = window.here
+        let (copied, fault) = try withUnsafeBytes(of: value) { buffer in
+            Result { () throws(OSTDError) in
+                try transfer(from: IoEnd(nil, UInt64(UInt(bitPattern: buffer.baseAddress))), to: here, count: size)
+            }
+        }.get()
+        if let fault {
+            window.rewind(to: start)
+            throw .pageFault(address: fault.address, copied: copied)
+        }
+        window.advance(size)
+    }
+}
+
+extension VmWriter where F == Infallible {
+    /// A writer of the host bytes `bytes` (OSTD `From<&mut [u8]>` and `from_kernel_space`).
+    ///
+    /// - Safety: the bytes must stay valid while the writer lives.
+    @unsafe
+    public init(_ bytes: UnsafeMutableRawBufferPointer) {
+        let start = UInt64(UInt(bitPattern: bytes.baseAddress))
+        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, owner: nil, kept: nil)
+    }
+
+    /// Copies from `reader` (OSTD `write`): `reader.read(&self)`.
+    @inlinable
+    public mutating func write(_ reader: inout VmReader<Infallible>) -> Int { reader.read(&self) }
+
+    /// Writes `min(count, avail)` zero bytes and returns how many (OSTD `fill_zeros`).
+    @discardableResult
+    public mutating func fillZeros(_ count: Int) -> Int {
+        let filled = min(max(count, 0), avail)
+        window.here.host.initializeMemory(as: UInt8.self, repeating: 0, count: filled)
+        window.advance(filled)
+        return filled
+    }
+
+    /// Writes a 1-, 2-, 4- or 8-byte integer in one access (OSTD `write_once`).
+    ///
+    /// - Throws: `invalidArgs` when too few bytes are left.
+    /// - Precondition: the cursor is aligned for `T`.
+    @inlinable
+    public mutating func writeOnce<T: FixedWidthInteger & BitwiseCopyable>(_ value: T) throws(OSTDError) {
+        guard avail >= MemoryLayout<T>.size else {
+            throw .invalidArgs("writing a \(MemoryLayout<T>.size)-byte value with \(avail) byte(s) left")
+        }
+        checkOnce(T.self, at: window.cursor)
+        window.here.host.storeBytes(of: value, as: T.self)
+        window.advance(MemoryLayout<T>.size)
+    }
+
+    /// The same writer, typed as one that may fault (OSTD `to_fallible`; the seeds'
+    /// `change_fallible`).
+    public consuming func toFallible() -> VmWriter<Fallible> { VmWriter<Fallible>(window: window.relinquish()) }
+}
+
+extension VmWriter where F == Fallible {
+    /// Writes `min(count, avail)` zero bytes (OSTD's fallible `fill_zeros`).
+    ///
+    /// - Returns: the bytes written.
+    /// - Throws: `pageFault(address:copied:)` when it stopped at a byte it could not write; the
+    ///   bytes before it stay written.
+    @discardableResult
+    public mutating func fillZeros(_ count: Int) throws(OSTDError) -> Int {
+        try window.checkUsable()
+        let (filled, fault) = try zeroFill(window.here, count: min(max(count, 0), avail))
+        window.advance(filled)
+        if let fault { throw .pageFault(address: fault.address, copied: filled) }
+        return filled
+    }
+
+    /// Compares the `UInt32` at the cursor with `old` and, if equal, replaces it with `new`,
+    /// atomically (Relaxed) and without moving (OSTD `atomic_compare_exchange`).
+    ///
+    /// - Returns: the previous value and whether it was replaced.
+    /// - Throws: `invalidArgs` when fewer than 4 bytes are left; `pageFault` (with `copied: 0`)
+    ///   when the page is not writable.
+    /// - Precondition: `reader` is at the same address, and the cursor is 4-byte aligned.
+    public func atomicCompareExchange(
+        _ reader: borrowing VmReader<Fallible>, old: UInt32, new: UInt32
+    ) throws(OSTDError) -> (previous: UInt32, exchanged: Bool) {
+        precondition(reader.cursor == cursor, "the reader and the writer of a compare-exchange are at different addresses")
+        guard avail >= 4 else { throw .invalidArgs("atomic compare-exchange of 4 bytes with \(avail) byte(s) left") }
+        precondition(window.cursor % 4 == 0, "unaligned atomic compare-exchange at 0x\(String(window.cursor, radix: 16))")
+        try window.checkUsable()
+        let outcome = try atomicAccess(window.here, write: true) {
+            $0.pointee.compareExchange(expected: old, desired: new, ordering: .relaxed)
+        }
+        switch outcome {
+        case .success(let (exchanged, previous)): return (previous, exchanged)
+        case .failure(let fault): throw .pageFault(address: fault.address, copied: 0)
+        }
+    }
+}

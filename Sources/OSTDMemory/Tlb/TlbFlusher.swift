@@ -1,0 +1,142 @@
+// Batched TLB flushes for one address space (OSTD `mm/tlb.rs`, `TlbFlusher` and `OpsStack`).
+//
+// Whoever changes a user page table issues flush operations here, with the frames and detached
+// page-table nodes the change released; `dispatchTlbFlush` then performs the batch on every CPU
+// where the space is (or may still be) active, and only after the last of them has flushed are
+// the kept frames and nodes dropped. So a frame can never be handed out again while some CPU's
+// TLB may still translate to it: a stale entry reads the old, still-owned frame, and nothing else.
+//
+// Batching follows OSTD: up to 32 operations are kept; once the pages they cover reach 32 (or an
+// operation flushes everything) the batch collapses into one flush of everything.
+//
+// Deliberate differences from OSTD:
+// - Delivery is synchronous. OSTD queues the batch on each remote CPU and sends an IPI, and
+//   `syncTlbFlush` waits for them; here `dispatchTlbFlush` takes each target CPU's MMU lock and
+//   flushes its TLB itself, which is what the IPI handler would do, so when it returns every
+//   target has flushed. `syncTlbFlush` is kept and returns at once.
+// - No RCU grace period: an access through a TLB holds its CPU's MMU lock, so once a CPU has been
+//   flushed no access that could still use the old translation is in progress there.
+// - Dropping a flusher with pending operations dispatches them (OSTD defers only the frames), so
+//   forgetting to dispatch cannot leave a stale translation to a freed frame.
+
+/// A released frame, segment or subtree that must outlive the TLB flush of its translations.
+@usableFromInline
+enum KeptItem {
+    /// Tracked frames, as `Segment.intoRaw` gave them.
+    case frames(Range<Paddr>)
+    /// A detached page-table subtree (a stray node and everything below it), owned.
+    case subtree(Paddr)
+}
+
+/// A batch of TLB flushes for one `VmSpace` (OSTD `TlbFlusher`).
+public struct TlbFlusher: ~Copyable {
+    /// The space whose active CPUs are flushed.
+    let space: VmSpace
+    /// The pending operations (OSTD `OpsStack.ops`); meaningful only when `flushAll` is false.
+    var ops = InlineArray<32, TlbFlushOp>(repeating: .all)
+    var opCount = 0
+    /// Pages covered by the pending operations.
+    var pendingPages = 0
+    /// The batch has collapsed into one flush of everything.
+    var flushAll = false
+    /// What must be dropped only after the flush (OSTD `frame_keeper`).
+    var kept: [KeptItem] = []
+
+    init(space: VmSpace) { self.space = space }
+
+    deinit {
+        if flushAll || opCount > 0 {
+            space.performFlush(ops: ops, count: opCount, all: flushAll, kept: kept)
+        } else {
+            space.release(kept)
+        }
+    }
+
+    /// Whether operations are waiting for `dispatchTlbFlush`.
+    public var hasPendingFlush: Bool { flushAll || opCount > 0 }
+
+    /// Queues `op` (OSTD `issue_tlb_flush`).
+    public mutating func issueTlbFlush(_ op: TlbFlushOp) {
+        guard !flushAll else { return }
+        guard let pages = op.pageCount, pendingPages + pages < TlbFlushOp.flushAllPagesThreshold,
+              opCount < 32 else {
+            flushAll = true
+            opCount = 0
+            return
+        }
+        ops[opCount] = op
+        opCount += 1
+        pendingPages += pages
+    }
+
+    /// Queues `op` and keeps `frame` until every CPU has performed it (OSTD
+    /// `issue_tlb_flush_with`).
+    public mutating func issueTlbFlushWith<M: AnyFrameMeta>(_ op: TlbFlushOp, keeping frame: consuming Frame<M>) {
+        issueTlbFlushWith(op, keeping: Segment(frame))
+    }
+
+    /// Queues `op` and keeps `segment`'s frames until every CPU has performed it.
+    public mutating func issueTlbFlushWith<M: AnyFrameMeta>(_ op: TlbFlushOp, keeping segment: consuming Segment<M>) {
+        issueTlbFlush(op)
+        kept.append(.frames(segment.intoRaw()))
+    }
+
+    /// Queues `op` and keeps what `fragment` removed (its frames, or its detached subtree) until
+    /// every CPU has performed it.
+    public mutating func issueTlbFlushWith(_ op: TlbFlushOp, keeping fragment: consuming PageTableFrag<UserPtConfig>) {
+        switch consume fragment {
+        case .mapped(_, let item):
+            keep(item, flushing: op)
+        case .strayPageTable(let node, _, _, _):
+            issueTlbFlush(op)
+            kept.append(.subtree(node.intoRaw()))
+        }
+    }
+
+    /// Performs the pending operations on every CPU where the space is active, then drops what
+    /// was kept (OSTD `dispatch_tlb_flush`). Synchronous here: see the file comment.
+    public mutating func dispatchTlbFlush() {
+        guard flushAll || opCount > 0 else {
+            space.release(kept)
+            kept = []
+            return
+        }
+        space.performFlush(ops: ops, count: opCount, all: flushAll, kept: kept)
+        kept = []
+        opCount = 0
+        pendingPages = 0
+        flushAll = false
+    }
+
+    /// Waits until every dispatched flush has been performed (OSTD `sync_tlb_flush`). Dispatch
+    /// is synchronous here, so there is nothing to wait for.
+    public func syncTlbFlush() {}
+}
+
+extension VmSpace {
+    /// Flushes the TLB of every CPU in `cpus`, then drops `kept`.
+    func performFlush(ops: borrowing InlineArray<32, TlbFlushOp>, count: Int, all: Bool, kept: [KeptItem]) {
+        let context = pt.context
+        for cpu in cpus.load() {
+            let state = context.pointee.cpus + cpu
+            state.pointee.mmuLock.lock()
+            if all {
+                state.pointee.tlb.pointee.flushAll()
+            } else {
+                for i in 0..<count { state.pointee.tlb.pointee.perform(ops[i]) }
+            }
+            state.pointee.mmuLock.unlock()
+        }
+        release(kept)
+    }
+
+    /// Drops frames and subtrees kept for a flush that has been performed.
+    func release(_ kept: [KeptItem]) {
+        for item in kept {
+            switch item {
+            case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: pt.machine)
+            case .subtree(let paddr): pt.context.tearDown(UserPtConfig.self, NodeRef(paddr, pt.context))
+            }
+        }
+    }
+}

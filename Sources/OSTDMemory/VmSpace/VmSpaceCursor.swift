@@ -1,0 +1,178 @@
+// The cursors of a `VmSpace` (OSTD `vm_space::{Cursor, CursorMut}`).
+//
+// They wrap the page-table cursors. A mutable one carries a `TlbFlusher`: `unmap` issues a flush
+// per removed leaf or subtree, keeping what it removed until the flush, and dispatches before it
+// returns; `protectNext` leaves flushing to the caller (`flusher`), as in OSTD.
+
+/// What a query found at a mapped address (OSTD `VmQueriedItem`).
+public enum VmQueriedItem: Equatable, Sendable {
+    /// Frames of RAM owned by the mapping (OSTD `MappedRam`).
+    case mappedRam(paddr: Paddr, level: PagingLevel, property: PageProperty)
+    /// Physical memory the mapping does not own (OSTD `MappedIoMem`).
+    case mappedUntracked(paddr: Paddr, level: PagingLevel, property: PageProperty)
+
+    init(_ leaf: MappedItemRef) {
+        self = leaf.isTracked
+            ? .mappedRam(paddr: leaf.paddr, level: leaf.level, property: leaf.property)
+            : .mappedUntracked(paddr: leaf.paddr, level: leaf.level, property: leaf.property)
+    }
+
+    /// The first physical address of the leaf.
+    public var paddr: Paddr {
+        switch self {
+        case .mappedRam(let paddr, _, _), .mappedUntracked(let paddr, _, _): return paddr
+        }
+    }
+
+    /// The leaf's level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB).
+    public var level: PagingLevel {
+        switch self {
+        case .mappedRam(_, let level, _), .mappedUntracked(_, let level, _): return level
+        }
+    }
+
+    /// The mapping's property (OSTD `prop()`).
+    public var property: PageProperty {
+        switch self {
+        case .mappedRam(_, _, let property), .mappedUntracked(_, _, let property): return property
+        }
+    }
+}
+
+extension VmSpace {
+    /// A read-only cursor over part of a space (OSTD `vm_space::Cursor`).
+    public struct Cursor: ~Copyable {
+        var ptCursor: OSTDMemory.Cursor<UserPtConfig>
+
+        /// The current virtual address.
+        public var virtAddr: Vaddr { ptCursor.virtAddr }
+
+        /// The slot at the current address: its range and what maps it, if anything.
+        ///
+        /// - Throws: `pageTable(invalidVaddr)` when the cursor is at the end of its range.
+        public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
+            do throws(PageTableError) {
+                let (range, leaf) = try ptCursor.query()
+                return (range, leaf.map(VmQueriedItem.init))
+            } catch {
+                throw .pageTable(error)
+            }
+        }
+
+        /// Moves to the first mapped address in `virtAddr ..< virtAddr + len` (OSTD `find_next`).
+        public mutating func findNext(_ len: Int) -> Vaddr? { ptCursor.findNext(len) }
+
+        /// Moves to `va` inside the cursor's range (OSTD `jump`).
+        public mutating func jump(_ va: Vaddr) throws(OSTDError) {
+            do throws(PageTableError) { try ptCursor.jump(va) } catch { throw .pageTable(error) }
+        }
+    }
+
+    /// A cursor that maps, unmaps and protects part of a space (OSTD `vm_space::CursorMut`).
+    public struct CursorMut: ~Copyable {
+        var ptCursor: OSTDMemory.CursorMut<UserPtConfig>
+        /// The TLB flushes this cursor has issued and not yet dispatched (OSTD `flusher()`).
+        public var flusher: TlbFlusher
+
+        /// The current virtual address.
+        public var virtAddr: Vaddr { ptCursor.virtAddr }
+
+        /// See `Cursor.query()`.
+        public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
+            do throws(PageTableError) {
+                let (range, leaf) = try ptCursor.query()
+                return (range, leaf.map(VmQueriedItem.init))
+            } catch {
+                throw .pageTable(error)
+            }
+        }
+
+        /// See `Cursor.findNext(_:)`.
+        public mutating func findNext(_ len: Int) -> Vaddr? { ptCursor.findNext(len) }
+
+        /// See `Cursor.jump(_:)`.
+        public mutating func jump(_ va: Vaddr) throws(OSTDError) {
+            do throws(PageTableError) { try ptCursor.jump(va) } catch { throw .pageTable(error) }
+        }
+
+        /// Maps `frame` at the current address with `property` and moves past it (OSTD
+        /// `CursorMut::map`). No flush is needed: nothing was mapped there.
+        ///
+        /// - Precondition: the page is not mapped ("mapping over an already mapped page"), and the
+        ///   address is in range and aligned (OSTD's panics).
+        public mutating func map<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, _ property: PageProperty) {
+            ptCursor.map(MappedItem(frame: frame, property: property))
+        }
+
+        /// Maps any item: a huge page (a segment of 512 or 512² frames) or untracked memory.
+        ///
+        /// - Precondition: as `map(_:_:)`.
+        public mutating func map(_ item: consuming MappedItem) { ptCursor.map(item) }
+
+        /// Maps `item`, or hands it back with the reason: nothing changes then.
+        public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? { ptCursor.tryMap(item) }
+
+        /// Unmaps every page in `virtAddr ..< virtAddr + len`, flushes the TLB of every CPU where
+        /// the space is active, and only then frees what was unmapped (OSTD `unmap`). Unmapping
+        /// nothing is fine.
+        ///
+        /// - Returns: the number of 4 KiB frames the removed tracked mappings held.
+        /// - Precondition: `len` is a multiple of 4 KiB and within the cursor's range (OSTD's
+        ///   panics); a huge page split finds a frame for its node.
+        @discardableResult
+        public mutating func unmap(_ len: Int) -> Int {
+            let end = virtAddr + len
+            var frames = 0
+            while virtAddr < end, let fragment = ptCursor.takeNext(end - virtAddr) {
+                frames += flusher.issueTlbFlush(removing: fragment)
+            }
+            flusher.dispatchTlbFlush()
+            return frames
+        }
+
+        /// Removes the first leaf or subtree in `virtAddr ..< virtAddr + len` *without* a TLB
+        /// flush, and hands it over (the step `unmap` repeats). Until the caller issues a flush
+        /// keeping it (`flusher.issueTlbFlushWith(_:keeping:)`) and dispatches, CPUs may still
+        /// reach its frames through their TLBs, which is why the fragment must be kept until then.
+        public mutating func takeNext(_ len: Int) -> PageTableFrag<UserPtConfig>? { ptCursor.takeNext(len) }
+
+        /// Changes the flags and cache policy of the first leaf in `virtAddr ..< virtAddr + len`
+        /// (OSTD `protect_next`). No TLB flush: issue one through `flusher`.
+        ///
+        /// - Returns: the protected leaf's range, or `nil` when nothing in the range is mapped.
+        public mutating func protectNext(
+            _ len: Int, _ op: (inout PageFlags, inout CachePolicy) -> Void
+        ) -> Range<Vaddr>? {
+            ptCursor.protectNext(len) { property in op(&property.flags, &property.cache) }
+        }
+
+        /// `protectNext` with the whole property, privileged flags included.
+        public mutating func protectNext(_ len: Int, property op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
+            ptCursor.protectNext(len, op)
+        }
+    }
+}
+
+extension TlbFlusher {
+    /// Issues the flush for what `fragment` removed, keeping it until the flush; returns the 4 KiB
+    /// frames its tracked mappings held.
+    mutating func issueTlbFlush(removing fragment: consuming PageTableFrag<UserPtConfig>) -> Int {
+        switch consume fragment {
+        case .mapped(let va, let item):
+            let frames = item.isTracked ? PagingConsts.pageSize(item.level) / pageSize : 0
+            keep(item, flushing: .single(va))
+            return frames
+        case .strayPageTable(let node, let va, let len, _):
+            let frames = node.trackedBasePages
+            issueTlbFlush(.range(va..<(va + len)))
+            kept.append(.subtree(node.intoRaw()))
+            return frames
+        }
+    }
+
+    /// Issues `op` and keeps `item`'s frames, if it owns any, until it is performed.
+    mutating func keep(_ item: consuming MappedItem, flushing op: TlbFlushOp) {
+        issueTlbFlush(op)
+        if item.isTracked { kept.append(.frames(item.intoSegment().intoRaw())) }
+    }
+}
