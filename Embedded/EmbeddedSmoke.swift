@@ -23,6 +23,7 @@ public func embeddedSmoke(base: UnsafeMutableRawPointer, size: Int) -> Int {
         while let frame = segment.next() { total += Int(AnyFrame(frame).referenceCount) }
     }
     total += pageTableSmoke(machine)
+    total += vmSpaceSmoke(machine)
     total += machine.outstandingFrames
     total += machine.cleanInv() ? 1 : 0
     return total
@@ -57,5 +58,55 @@ func pageTableSmoke(_ machine: Machine) -> Int {
     total += user.view().inv() ? 1 : 0
     total += user.structuralViolations().count + kernel.nodes().count
     total += user.pageWalk(Vaddr(0x1000)) == nil ? 1 : 0
+    return total
+}
+
+/// Exercises a user address space: mapping, activation, user readers and writers through the TLB,
+/// the fault handler, kernel readers over a frame, the flusher and unmap.
+func vmSpaceSmoke(_ machine: Machine) -> Int {
+    guard let space = try? VmSpace(machine: machine),
+          let frame = try? FrameAllocOptions().allocFrame(in: machine) else { return -1 }
+    var total = 0
+    let base = Vaddr(0x40_0000)
+    space.pageFaultHandler = { space, fault in
+        guard let page = try? FrameAllocOptions().allocFrame(in: space.machine),
+              var cursor = try? space.cursorMut(fault.address..<(fault.address + pageSize)) else { return false }
+        cursor.map(page, .user(.rw))
+        return true
+    }
+    do {
+        guard var cursor = try? space.cursorMut(base..<(base + pageSize)) else { return -1 }
+        cursor.map(frame, .user(.rw))
+        _ = cursor.protectNext(pageSize) { flags, _ in flags.insert(.w) }
+        cursor.flusher.issueTlbFlush(.single(base))
+        cursor.flusher.dispatchTlbFlush()
+    }
+    space.activate(on: 0)
+    if var writer = try? space.createWriter(base, 16), var reader = try? space.createReader(base + 16, 16) {
+        try? writer.writeVal(UInt64(42))
+        total += (try? writer.writeFallible(&reader)) ?? 0
+        total += (try? writer.fillZeros(4)) ?? 0
+        space.disposeWriter(&writer)
+        try? space.activateWriter(&writer)
+        total += Int((try? reader.atomicLoad()) ?? 0)
+        let front = reader.split(4)
+        total += front.remain
+        space.removeReader(reader)
+    }
+    total += (try? space.withReader(at: base, count: 8) { (reader) throws(OSTDError) in try reader.readVal(UInt64.self) }).map(Int.init) ?? 0
+    if let other = try? FrameAllocOptions().allocFrame(in: machine) {
+        var kernelReader = other.reader()
+        var kernelWriter = other.writer()
+        total += kernelReader.read(&kernelWriter)
+        total += (try? other.readVal(at: 8, as: UInt32.self)).map(Int.init) ?? 0
+        try? other.fillZeros(at: 0, count: 64)
+        var fallible = kernelReader.toFallible()
+        total += fallible.remain
+    }
+    if var cursor = try? space.cursorMut(base..<(base + 2 * pageSize)) {
+        total += cursor.unmap(2 * pageSize)
+    }
+    total += space.ownerSnapshot.inv() ? 1 : 0
+    total += space.tlbStatistics(cpu: 0).hits
     return total
 }

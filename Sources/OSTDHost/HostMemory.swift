@@ -55,9 +55,16 @@ extension Machine {
     /// this so that the host's first-touch page faults are not measured as frame operations.
     /// Returns whether the host did it (older kernels and other systems do not).
     @discardableResult
-    public func populateMetadata() -> Bool {
+    public func populateMetadata() -> Bool { populate(metadataRange) }
+
+    /// Has the host back all of physical memory with real pages now, as a machine's RAM is:
+    /// benchmarks of operations that hand out fresh frames call this so that they do not measure
+    /// the host zeroing pages on first touch. Returns whether the host did it.
+    @discardableResult
+    public func populateMemory() -> Bool { populate(Paddr(0)..<Paddr(UInt64(memorySize))) }
+
+    private func populate(_ range: Range<Paddr>) -> Bool {
         #if os(Linux)
-        let range = metadataRange
         let madvPopulateWrite: Int32 = 23
         return madvise(pointer(to: range.lowerBound), range.upperBound - range.lowerBound, madvPopulateWrite) == 0
         #else

@@ -29,9 +29,12 @@ struct Bench: ParsableCommand {
             host.adviseHugePages()
             host.populateMetadata()
         }
+        // The frames the frame and address-space benchmarks hand out are resident RAM.
+        machine.populateMemory()
         // The benchmarks (and the tables they keep) are gone when this returns.
         func runAll() {
             let benches = FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
+                + VmSpaceBenchmarks.all(machine: machine)
                 + Baselines.all()
             for bench in benches where filter.map(bench.name.contains) ?? true {
                 let result = bench.measure(repetitions: repetitions)
@@ -64,8 +67,9 @@ struct Benchmark {
     }
 
     /// A benchmark that times itself.
-    static func selfTimed(name: String, operations: Int, timed: @escaping (Int) -> UInt64) -> Benchmark {
-        Benchmark(name: name, operations: operations, bytesPerOperation: 0, timing: timed)
+    static func selfTimed(name: String, operations: Int, bytesPerOperation: Int = 0,
+                          timed: @escaping (Int) -> UInt64) -> Benchmark {
+        Benchmark(name: name, operations: operations, bytesPerOperation: bytesPerOperation, timing: timed)
     }
 
     private init(name: String, operations: Int, bytesPerOperation: Int, timing timed: @escaping (Int) -> UInt64) {

@@ -198,6 +198,7 @@ extension Frame {
 /// An owned, detached subtree (OSTD `PageTableNode<C>` as carried by `StrayPageTable`). Dropping
 /// it drops every node and every item in it: tracked frames lose the references their leaves
 /// held (OSTD's `PageTablePageMeta::on_drop`).
+@frozen
 public struct PageTableNode<C: PageTableConfig>: ~Copyable {
     @usableFromInline let node: NodeRef
     @usableFromInline let context: UnsafeMutablePointer<MachineContext>

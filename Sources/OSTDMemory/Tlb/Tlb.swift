@@ -6,8 +6,8 @@
 // it is flushed: exactly the window that `TlbFlusher` closes and that OSTD's "keep the frame
 // until every CPU has flushed" rule makes harmless.
 //
-// Three direct-mapped arrays, one per leaf size, as x86 parts keep separate TLBs for 4 KiB,
-// 2 MiB and 1 GiB pages. Negative results are never cached (x86 does not cache non-present
+// Three four-way set-associative arrays, one per leaf size, as x86 parts keep separate TLBs for
+// 4 KiB, 2 MiB and 1 GiB pages (164 entries in all, about a first-level data TLB). Negative results are never cached (x86 does not cache non-present
 // entries). The TLB belongs to its CPU's `CpuMmu` and is used only with that CPU's MMU lock held.
 
 /// One cached translation: the tag is the virtual page number at the entry's size with bit 0
@@ -61,59 +61,79 @@ public struct TlbStatistics: Equatable, Sendable {
 /// A software TLB (see the file comment).
 @usableFromInline
 struct Tlb: ~Copyable {
-    /// Entries per leaf size: 64 of 4 KiB, 32 of 2 MiB, 4 of 1 GiB.
-    @usableFromInline static var ways: (Int, Int, Int) { (64, 32, 4) }
-    @usableFromInline static var entryCount: Int { 100 }
+    /// Four-way sets: 32 sets of 4 KiB entries (128), 8 sets of 2 MiB entries (32), one set of
+    /// 1 GiB entries (4), laid out in that order.
+    @usableFromInline static var ways: Int { 4 }
+    @inlinable static func sets(_ level: PagingLevel) -> Int { level == 1 ? 32 : level == 2 ? 8 : 1 }
+    @inlinable static func firstEntry(_ level: PagingLevel) -> Int { level == 1 ? 0 : level == 2 ? 128 : 160 }
+    @usableFromInline static var entryCount: Int { 164 }
 
     @usableFromInline let entries: UnsafeMutablePointer<TlbEntry>
+    /// The way each set replaces next (round robin).
+    @usableFromInline let victims: UnsafeMutablePointer<UInt8>
     @usableFromInline var statistics = TlbStatistics()
 
     init() {
         entries = .allocate(capacity: Tlb.entryCount)
         entries.initialize(repeating: .invalid, count: Tlb.entryCount)
+        victims = .allocate(capacity: Tlb.entryCount / Tlb.ways)
+        victims.initialize(repeating: 0, count: Tlb.entryCount / Tlb.ways)
     }
 
-    deinit { entries.deallocate() }
+    deinit {
+        entries.deallocate()
+        victims.deallocate()
+    }
 
-    /// The slot for `va` among the entries of `level` (1, 2 or 3) and the tag it would carry.
+    /// The first entry of `va`'s set among the entries of `level` (1, 2 or 3), and the tag it
+    /// would carry.
     @inlinable @inline(__always)
-    static func slot(_ va: Vaddr, level: PagingLevel) -> (index: Int, tag: UInt64) {
+    static func set(_ va: Vaddr, level: PagingLevel) -> (first: Int, tag: UInt64) {
         let vpn = va.rawValue >> UInt64(PagingConsts.indexShift(level))
-        switch level {
-        case 1: return (Int(vpn & 63), vpn << 1 | 1)
-        case 2: return (64 + Int(vpn & 31), vpn << 1 | 1)
-        default: return (96 + Int(vpn & 3), vpn << 1 | 1)
-        }
+        let set = Int(vpn & UInt64(sets(level) - 1))
+        return (firstEntry(level) + set * ways, vpn << 1 | 1)
     }
 
     /// The cached translation of `va`, if any: 4 KiB entries first, then 2 MiB, then 1 GiB.
     @inlinable @inline(__always)
     mutating func lookup(_ va: Vaddr) -> TlbTranslation? {
         for level in PagingLevel(1)...3 {
-            let (index, tag) = Tlb.slot(va, level: level)
-            let entry = entries[index]
-            guard entry.tag == tag else { continue }
-            statistics.hits += 1
-            let size = PagingConsts.pageSize(level)
-            let offset = Int(va.rawValue & UInt64(size - 1))
-            return TlbTranslation(
-                paddr: Paddr(entry.value & ~UInt64(pageSize - 1)) + offset,
-                bytesLeftInPage: size - offset,
-                user: entry.value & TlbEntry.userBit != 0,
-                writable: entry.value & TlbEntry.writableBit != 0)
+            let (first, tag) = Tlb.set(va, level: level)
+            for way in 0..<Tlb.ways where entries[first + way].tag == tag {
+                statistics.hits += 1
+                let value = entries[first + way].value
+                let size = PagingConsts.pageSize(level)
+                let offset = Int(va.rawValue & UInt64(size - 1))
+                return TlbTranslation(
+                    paddr: Paddr(value & ~UInt64(pageSize - 1)) + offset,
+                    bytesLeftInPage: size - offset,
+                    user: value & TlbEntry.userBit != 0,
+                    writable: value & TlbEntry.writableBit != 0)
+            }
         }
         statistics.misses += 1
         return nil
     }
 
-    /// Caches the leaf that a page walk found for `va`.
+    /// Caches the leaf that a page walk found for `va`, in a free way of its set or in place of
+    /// the set's round-robin victim.
     @inlinable @inline(__always)
     mutating func fill(_ va: Vaddr, leaf: MappedItemRef) {
-        let (index, tag) = Tlb.slot(va, level: leaf.level)
+        let (first, tag) = Tlb.set(va, level: leaf.level)
         var value = leaf.paddr.rawValue
         if leaf.property.privilegedFlags.contains(.user) { value |= TlbEntry.userBit }
         if leaf.property.flags.contains(.w) { value |= TlbEntry.writableBit }
-        entries[index] = TlbEntry(tag: tag, value: value)
+        var target = -1
+        for way in 0..<Tlb.ways where entries[first + way].tag & 1 == 0 {
+            target = first + way
+            break
+        }
+        if target < 0 {
+            let victim = victims + first / Tlb.ways
+            target = first + Int(victim.pointee)
+            victim.pointee = (victim.pointee + 1) & UInt8(Tlb.ways - 1)
+        }
+        entries[target] = TlbEntry(tag: tag, value: value)
     }
 
     /// Invalidates every entry that translates `va`, whatever its size (`invlpg`).
@@ -127,8 +147,8 @@ struct Tlb: ~Copyable {
     @inlinable
     mutating func invalidate(_ va: Vaddr) {
         for level in PagingLevel(1)...3 {
-            let (index, tag) = Tlb.slot(va, level: level)
-            if entries[index].tag == tag { entries[index] = .invalid }
+            let (first, tag) = Tlb.set(va, level: level)
+            for way in 0..<Tlb.ways where entries[first + way].tag == tag { entries[first + way] = .invalid }
         }
     }
 

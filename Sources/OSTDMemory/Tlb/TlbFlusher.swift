@@ -33,8 +33,9 @@ public struct TlbFlusher: ~Copyable {
     /// The space whose active CPUs are flushed.
     let space: VmSpace
     /// The pending operations (OSTD `OpsStack.ops`); meaningful only when `flushAll` is false.
-    var ops = InlineArray<32, TlbFlushOp>(repeating: .all)
-    var opCount = 0
+    /// Out of line (allocated on the first operation), so that cursors that never flush stay
+    /// small to move.
+    var ops: [TlbFlushOp] = []
     /// Pages covered by the pending operations.
     var pendingPages = 0
     /// The batch has collapsed into one flush of everything.
@@ -45,27 +46,27 @@ public struct TlbFlusher: ~Copyable {
     init(space: VmSpace) { self.space = space }
 
     deinit {
-        if flushAll || opCount > 0 {
-            space.performFlush(ops: ops, count: opCount, all: flushAll, kept: kept)
+        if flushAll || !ops.isEmpty {
+            space.performFlush(ops: ops, all: flushAll, kept: kept)
         } else {
             space.release(kept)
         }
     }
 
     /// Whether operations are waiting for `dispatchTlbFlush`.
-    public var hasPendingFlush: Bool { flushAll || opCount > 0 }
+    public var hasPendingFlush: Bool { flushAll || !ops.isEmpty }
 
     /// Queues `op` (OSTD `issue_tlb_flush`).
     public mutating func issueTlbFlush(_ op: TlbFlushOp) {
         guard !flushAll else { return }
         guard let pages = op.pageCount, pendingPages + pages < TlbFlushOp.flushAllPagesThreshold,
-              opCount < 32 else {
+              ops.count < 32 else {
             flushAll = true
-            opCount = 0
+            ops.removeAll()
             return
         }
-        ops[opCount] = op
-        opCount += 1
+        if ops.isEmpty { ops.reserveCapacity(TlbFlushOp.flushAllPagesThreshold) }
+        ops.append(op)
         pendingPages += pages
     }
 
@@ -96,14 +97,14 @@ public struct TlbFlusher: ~Copyable {
     /// Performs the pending operations on every CPU where the space is active, then drops what
     /// was kept (OSTD `dispatch_tlb_flush`). Synchronous here: see the file comment.
     public mutating func dispatchTlbFlush() {
-        guard flushAll || opCount > 0 else {
+        guard flushAll || !ops.isEmpty else {
             space.release(kept)
             kept = []
             return
         }
-        space.performFlush(ops: ops, count: opCount, all: flushAll, kept: kept)
+        space.performFlush(ops: ops, all: flushAll, kept: kept)
         kept = []
-        opCount = 0
+        ops.removeAll(keepingCapacity: true)
         pendingPages = 0
         flushAll = false
     }
@@ -115,7 +116,7 @@ public struct TlbFlusher: ~Copyable {
 
 extension VmSpace {
     /// Flushes the TLB of every CPU in `cpus`, then drops `kept`.
-    func performFlush(ops: borrowing InlineArray<32, TlbFlushOp>, count: Int, all: Bool, kept: [KeptItem]) {
+    func performFlush(ops: [TlbFlushOp], all: Bool, kept: [KeptItem]) {
         let context = pt.context
         for cpu in cpus.load() {
             let state = context.pointee.cpus + cpu
@@ -123,7 +124,7 @@ extension VmSpace {
             if all {
                 state.pointee.tlb.pointee.flushAll()
             } else {
-                for i in 0..<count { state.pointee.tlb.pointee.perform(ops[i]) }
+                for op in ops { state.pointee.tlb.pointee.perform(op) }
             }
             state.pointee.mmuLock.unlock()
         }

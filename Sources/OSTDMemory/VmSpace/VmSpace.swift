@@ -337,6 +337,7 @@ public final class VmSpace: @unchecked Sendable {
     }
 
     func remove(_ handle: VmIoOwner) {
+        guard handle.memView != nil else { return }   // disposed: nothing registered
         ownerLock.lock()
         owner.dispose(handle)
         ownerLock.unlock()

@@ -84,8 +84,8 @@ public struct VmSpaceOwner {
     /// Takes `handle`'s view back (the seeds' `dispose_*` and `remove_*`).
     mutating func dispose(_ handle: VmIoOwner) {
         switch handle.memView {
-        case .readView?: readers.removeAll { $0 === handle }
-        case .writeView?: writers.removeAll { $0 === handle }
+        case .readView?: if let i = readers.lastIndex(where: { $0 === handle }) { readers.remove(at: i) }
+        case .writeView?: if let i = writers.lastIndex(where: { $0 === handle }) { writers.remove(at: i) }
         case nil: break
         }
         handle.memView = nil

@@ -1,0 +1,157 @@
+// Benchmarks of user address spaces: copies between user readers and writers, read against the
+// `memcpy-64k` baseline, and first-touch demand paging, read against `zero-4k`.
+
+import OSTDHost
+import OSTDMemory
+
+enum VmSpaceBenchmarks {
+    static let source = Vaddr(0x1000_0000)
+    static let destination = Vaddr(0x2000_0000)
+    static let copySize = 64 << 10
+
+    static func all(machine: Machine) -> [Benchmark] {
+        [
+            copy(machine, name: "copy-user-64k", scattered: false),
+            copy(machine, name: "copy-user-64k-scattered", scattered: true),
+            sameBytesMemcpy(machine),
+            faultIn(machine),
+            faultInFresh(machine),
+            zeroFresh(machine),
+        ]
+    }
+
+    /// A user-to-user copy of 64 KiB per operation, source and destination both starting in the
+    /// middle of a page: a reader and a writer are created, the bytes go through the TLB, and both
+    /// are dropped. With `scattered`, no two consecutive pages are physically adjacent, so every
+    /// page is a separate copy.
+    private static func copy(_ machine: Machine, name: String, scattered: Bool) -> Benchmark {
+        Benchmark.selfTimed(name: name, operations: 20_000, bytesPerOperation: copySize) { n in
+            machine.withCpu(0) {
+                let space = try! VmSpace(machine: machine)
+                let pages = copySize / pageSize + 1
+                mapPages(space, at: source, count: pages, scattered: scattered)
+                mapPages(space, at: destination, count: pages, scattered: scattered)
+                space.activate(on: 0)
+                let elapsed = timed {
+                    for _ in 0..<n {
+                        var reader = try! space.createReader(source + 0x800, copySize)
+                        var writer = try! space.createWriter(destination + 0x100, copySize)
+                        _ = try! reader.readFallible(&writer)
+                    }
+                }
+                var cursor = try! space.cursorMut(Vaddr(0)..<Vaddr(0x4000_0000))
+                cursor.unmap(0x4000_0000)
+                return elapsed
+            }
+        }
+    }
+
+    /// The baseline of `copy-user-64k`: a plain `memcpy` of the same bytes, from and to the same
+    /// host addresses (the frames are physically contiguous there).
+    private static func sameBytesMemcpy(_ machine: Machine) -> Benchmark {
+        Benchmark.selfTimed(name: "copy-user-64k-memcpy", operations: 20_000, bytesPerOperation: copySize) { n in
+            machine.withCpu(0) {
+                let space = try! VmSpace(machine: machine)
+                let pages = copySize / pageSize + 1
+                mapPages(space, at: source, count: pages, scattered: false)
+                mapPages(space, at: destination, count: pages, scattered: false)
+                let from = hostRun(space, source + 0x800, pages: pages)
+                let to = hostRun(space, destination + 0x100, pages: pages)
+                let elapsed = timed { for _ in 0..<n { OSTDHost.copy(to, from, copySize) } }
+                var cursor = try! space.cursorMut(Vaddr(0)..<Vaddr(0x4000_0000))
+                cursor.unmap(0x4000_0000)
+                return elapsed
+            }
+        }
+    }
+
+    /// The host address of `va`, checking that the `pages` pages from it are physically contiguous.
+    private static func hostRun(_ space: VmSpace, _ va: Vaddr, pages: Int) -> UnsafeMutableRawPointer {
+        let first = space.pageTable.pageWalk(va)!.paddr
+        for i in 1..<pages { precondition(space.pageTable.pageWalk(va + i * pageSize)?.paddr == first + i * pageSize) }
+        return space.machine.pointer(to: first)
+    }
+
+    /// Maps `count` physically contiguous fresh pages at `va`, in order; scattered ones leave a
+    /// frame out between pages.
+    private static func mapPages(_ space: VmSpace, at va: Vaddr, count: Int, scattered: Bool) {
+        var cursor = try! space.cursorMut(va..<(va + count * pageSize))
+        var frames = try! FrameAllocOptions().allocSegment(scattered ? 2 * count : count, in: space.machine)
+        while let frame = frames.next() {
+            cursor.map(frame, .user(.rw))
+            if scattered { _ = frames.next() }
+        }
+    }
+
+    /// A space whose page-fault handler maps a zeroed frame at any faulting page.
+    private static func demandPagedSpace(_ machine: Machine) -> VmSpace {
+        let space = try! VmSpace(machine: machine)
+        space.pageFaultHandler = { space, fault in
+            let page = Vaddr(fault.address.rawValue & ~UInt64(pageSize - 1))
+            guard let frame = try? FrameAllocOptions().allocFrame(in: space.machine),
+                  var cursor = try? space.cursorMut(page..<(page + pageSize)) else { return false }
+            cursor.map(frame, .user(.rw))
+            return true
+        }
+        space.activate(on: 0)
+        return space
+    }
+
+    /// Reads the first byte of each of `count` pages from `start` through one reader, as a system
+    /// call touching a buffer would: every read is a first touch.
+    private static func touch(_ space: VmSpace, from start: Vaddr, count: Int) -> Int {
+        var sum = 0
+        var reader = try! space.createReader(start, count * pageSize)
+        for _ in 0..<count {
+            sum &+= Int(try! reader.readVal(UInt8.self))
+            reader.skip(min(pageSize - 1, reader.remain))
+        }
+        return sum
+    }
+
+    /// First touch of a 4 KiB page: the read faults, the handler allocates a zeroed frame and maps
+    /// it, and the read is retried (one reader serves 16 pages). Pages are touched 16 at a time and unmapped (untimed) after
+    /// each batch, so the frames come back hot from the CPU's cache, as `zero-4k` zeroes 16 hot
+    /// pages.
+    private static func faultIn(_ machine: Machine) -> Benchmark {
+        Benchmark.selfTimed(name: "fault-in-4k", operations: 16 * 4096) { n in
+            machine.withCpu(0) {
+                let space = demandPagedSpace(machine)
+                var elapsed: UInt64 = 0
+                for _ in 0..<(n / 16) {
+                    elapsed += timed { precondition(touch(space, from: source, count: 16) == 0) }
+                    var cursor = try! space.cursorMut(source..<(source + 16 * pageSize))
+                    cursor.unmap(16 * pageSize)
+                }
+                return elapsed
+            }
+        }
+    }
+
+    /// First touch of fresh pages: 50 000 of them, each with a frame not used recently (cold in
+    /// the caches). Read against `cold-zero-4k`.
+    private static func faultInFresh(_ machine: Machine) -> Benchmark {
+        Benchmark.selfTimed(name: "cold-touch-4k", operations: 50_000) { n in
+            machine.withCpu(0) {
+                let space = demandPagedSpace(machine)
+                let elapsed = timed { precondition(touch(space, from: source, count: n) == 0) }
+                var cursor = try! space.cursorMut(source..<(source + n * pageSize))
+                cursor.unmap(n * pageSize)
+                return elapsed
+            }
+        }
+    }
+
+    /// The baseline of `cold-touch-4k`: zeroing 50 000 distinct frames.
+    private static func zeroFresh(_ machine: Machine) -> Benchmark {
+        Benchmark.selfTimed(name: "cold-zero-4k", operations: 50_000) { n in
+            machine.withCpu(0) {
+                var frames: [Paddr] = []
+                for _ in 0..<n { frames.append(try! FrameAllocOptions().zeroed(false).allocFrame(in: machine).intoRaw()) }
+                let elapsed = timed { for paddr in frames { zero(machine.pointer(to: paddr), pageSize) } }
+                for paddr in frames { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
+                return elapsed
+            }
+        }
+    }
+}
