@@ -14,6 +14,7 @@ enum VmSpaceBenchmarks {
             copy(machine, name: "copy-user-64k", scattered: false),
             copy(machine, name: "copy-user-64k-scattered", scattered: true),
             sameBytesMemcpy(machine),
+            createDrop(machine),
             faultIn(machine),
             faultInFresh(machine),
             zeroFresh(machine),
@@ -42,6 +43,25 @@ enum VmSpaceBenchmarks {
                 var cursor = try! space.cursorMut(Vaddr(0)..<Vaddr(0x4000_0000))
                 cursor.unmap(0x4000_0000)
                 return elapsed
+            }
+        }
+    }
+
+    /// Creating and dropping a user reader and writer, without copying: the admission checks and
+    /// registrations that `copy-user-64k` pays per operation.
+    private static func createDrop(_ machine: Machine) -> Benchmark {
+        Benchmark.selfTimed(name: "user-reader-writer-create-drop", operations: 200_000) { n in
+            machine.withCpu(0) {
+                let space = try! VmSpace(machine: machine)
+                space.activate(on: 0)
+                return timed {
+                    for _ in 0..<n {
+                        let reader = try! space.createReader(source + 0x800, copySize)
+                        let writer = try! space.createWriter(destination + 0x100, copySize)
+                        _ = consume reader
+                        _ = consume writer
+                    }
+                }
             }
         }
     }

@@ -40,30 +40,48 @@ struct KeptSegment {
 }
 
 /// The cursor, end and backing of a reader or writer.
+///
+/// The references are unmanaged, retained when the window is made and released by `close()`:
+/// the window is then plain data, so the generic handles that embed it destroy it without
+/// reference counting or value witnesses.
 @usableFromInline
 struct IoWindow {
     @usableFromInline var cursor: UInt64
     @usableFromInline var end: UInt64
-    /// The user space the addresses belong to, or `nil` for kernel (host) addresses.
-    @usableFromInline let space: VmSpace?
-    /// The registration of a user-space handle.
-    @usableFromInline var owner: VmIoOwner?
+    /// The user space the addresses belong to (retained), or `nil` for kernel (host) addresses.
+    @usableFromInline var spaceRef: Unmanaged<VmSpace>?
+    /// The registration of a user-space handle, in a slab its space owns.
+    @usableFromInline var record: UnsafeMutablePointer<IoRecord>?
     @usableFromInline var kept: KeptSegment?
 
     @inlinable
-    init(cursor: UInt64, end: UInt64, space: VmSpace?, owner: VmIoOwner?, kept: KeptSegment?) {
+    init(cursor: UInt64, end: UInt64, space: VmSpace?, record: UnsafeMutablePointer<IoRecord>?,
+         kept: KeptSegment?) {
         self.cursor = cursor
         self.end = end
-        self.space = space
-        self.owner = owner
+        spaceRef = space.map { Unmanaged.passRetained($0) }
+        self.record = record
         self.kept = kept
     }
+
+    /// A user window over `record`'s range.
+    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
+        let range = record.range
+        self.init(cursor: range.lowerBound.rawValue, end: range.upperBound.rawValue, space: space,
+                  record: record, kept: nil)
+    }
+
+    /// The user space, if any.
+    @inlinable var space: VmSpace? { spaceRef?.takeUnretainedValue() }
+
+    /// The registration as the seeds' `VmIoOwner`, if any.
+    var owner: VmIoOwner? { record?.snapshot }
 
     /// Bytes between the cursor and the end.
     @inlinable var length: Int { Int(end - cursor) }
 
     /// The transfer end at the cursor.
-    @inlinable var here: IoEnd { IoEnd(space, cursor) }
+    @inlinable var here: IoEnd { IoEnd(spaceRef, cursor) }
 
     /// The window's range as virtual addresses (meaningful for user windows).
     @usableFromInline var range: Range<Vaddr> { Vaddr(cursor)..<Vaddr(end) }
@@ -72,41 +90,37 @@ struct IoWindow {
     @inlinable @inline(__always)
     mutating func advance(_ count: Int) {
         cursor += UInt64(count)
-        owner?.start.store(cursor, ordering: .relaxed)
+        record?.pointee.start.store(cursor, ordering: .relaxed)
     }
 
     /// Moves the cursor back to `position` (a fallible `readVal` / `writeVal` that faulted).
     @inlinable
     mutating func rewind(to position: UInt64) {
         cursor = position
-        owner?.start.store(cursor, ordering: .relaxed)
+        record?.pointee.start.store(cursor, ordering: .relaxed)
     }
 
     /// Shrinks the window to at most `max` bytes (OSTD `limit`).
     mutating func limit(_ max: Int) {
         guard max >= 0, length > max else { return }
         end = cursor + UInt64(max)
-        owner?.end.store(end, ordering: .relaxed)
+        record?.pointee.end.store(end, ordering: .relaxed)
     }
 
     /// Throws `disposed` when a user handle has given its view back.
     @inlinable @inline(__always)
     func checkUsable() throws(OSTDError) {
-        if let owner, owner.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
+        if let record, record.pointee.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
     }
 
     /// Splits off the first `count` bytes as a window of their own, registered with the same
     /// view (the seeds' `VmIoOwner::split`).
     mutating func splitFront(_ count: Int) -> IoWindow {
         precondition(count >= 0 && count <= length, "split at \(count) exceeds the \(length) bytes left")
-        var frontOwner: VmIoOwner? = nil
-        if let owner, let space {
-            frontOwner = VmIoOwner(id: 0, range: Vaddr(cursor)..<(Vaddr(cursor) + count),
-                                   isFallible: owner.isFallible, isKernel: owner.isKernel)
-            space.registerSplit(frontOwner!, view: owner.memView)
-        }
+        var frontRecord: UnsafeMutablePointer<IoRecord>? = nil
+        if let record, let space { frontRecord = space.registerSplit(of: record, count: count) }
         let front = IoWindow(cursor: cursor, end: cursor + UInt64(count), space: space,
-                             owner: frontOwner, kept: kept?.retained())
+                             record: frontRecord, kept: kept?.retained())
         advance(count)
         return front
     }
@@ -114,14 +128,17 @@ struct IoWindow {
     /// Hands the registration and the kept frames over to a new handle; this window keeps none.
     mutating func relinquish() -> IoWindow {
         let moved = self
-        owner = nil
+        spaceRef = nil
+        record = nil
         kept = nil
         return moved
     }
 
-    /// Ends the window: the registration is removed and kept frames are dropped.
+    /// Ends the window: the registration is removed, the references released and kept frames
+    /// dropped.
     func close() {
-        if let owner, let space { space.remove(owner) }
+        if let record, let space { space.remove(record) }
+        spaceRef?.release()
         kept?.release()
     }
 }

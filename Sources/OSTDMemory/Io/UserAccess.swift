@@ -93,13 +93,19 @@ extension VmSpace {
 /// address when `space` is `nil`.
 @usableFromInline
 struct IoEnd {
-    @usableFromInline let space: VmSpace?
+    /// Unretained: the reader or writer the end comes from holds the space.
+    @usableFromInline let spaceRef: Unmanaged<VmSpace>?
     @usableFromInline let address: UInt64
 
-    @inlinable init(_ space: VmSpace?, _ address: UInt64) {
-        self.space = space
+    @inlinable init(_ spaceRef: Unmanaged<VmSpace>?, _ address: UInt64) {
+        self.spaceRef = spaceRef
         self.address = address
     }
+
+    /// Kernel memory at host address `address`.
+    @inlinable static func kernel(_ address: UInt64) -> IoEnd { IoEnd(nil, address) }
+
+    @inlinable var space: VmSpace? { spaceRef?.takeUnretainedValue() }
 
     /// The host address `offset` bytes in, for kernel memory.
     @inlinable var host: UnsafeMutableRawPointer {

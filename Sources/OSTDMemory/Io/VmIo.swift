@@ -140,5 +140,5 @@ func kernelWindow<M: AnyFrameMeta>(of segment: consuming Segment<M>) -> IoWindow
     let context = segment.context
     let start = UInt64(UInt(bitPattern: context.pointee.pointer(to: segment.paddr)))
     let end = start + UInt64(segment.size)
-    return IoWindow(cursor: start, end: end, space: nil, owner: nil, kept: KeptSegment(segment))
+    return IoWindow(cursor: start, end: end, space: nil, record: nil, kept: KeptSegment(segment))
 }

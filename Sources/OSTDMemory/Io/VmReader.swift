@@ -15,9 +15,8 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     @inlinable
     init(window: IoWindow) { self.window = window }
 
-    init(user space: VmSpace, owner: VmIoOwner, range: Range<Vaddr>) {
-        window = IoWindow(cursor: range.lowerBound.rawValue, end: range.upperBound.rawValue,
-                          space: space, owner: owner, kept: nil)
+    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
+        window = IoWindow(user: space, record: record)
     }
 
     deinit { window.close() }
@@ -87,7 +86,7 @@ public struct VmReader<F: Fallibility>: ~Copyable {
         let here = window.here
         let (copied, fault) = try withUnsafeMutableBytes(of: &value) { buffer in
             Result { () throws(OSTDError) in
-                try transfer(from: here, to: IoEnd(nil, UInt64(UInt(bitPattern: buffer.baseAddress))), count: size)
+                try transfer(from: here, to: IoEnd.kernel(UInt64(UInt(bitPattern: buffer.baseAddress))), count: size)
             }
         }.get()
         if let fault {
@@ -116,13 +115,14 @@ extension VmReader where F == Infallible {
     @unsafe
     public init(_ bytes: UnsafeRawBufferPointer) {
         let start = UInt64(UInt(bitPattern: bytes.baseAddress))
-        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, owner: nil, kept: nil)
+        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, record: nil, kept: nil)
     }
 
     /// Copies `min(remain, writer.avail)` bytes into `writer`; both cursors move (OSTD `read`).
     @inlinable
     public mutating func read(_ writer: inout VmWriter<Infallible>) -> Int {
         let count = min(remain, writer.avail)
+        guard count > 0 else { return 0 }
         writer.window.here.host.copyMemory(from: window.here.host, byteCount: count)
         window.advance(count)
         writer.window.advance(count)

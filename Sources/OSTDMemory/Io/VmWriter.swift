@@ -12,9 +12,8 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     @inlinable
     init(window: IoWindow) { self.window = window }
 
-    init(user space: VmSpace, owner: VmIoOwner, range: Range<Vaddr>) {
-        window = IoWindow(cursor: range.lowerBound.rawValue, end: range.upperBound.rawValue,
-                          space: space, owner: owner, kept: nil)
+    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
+        window = IoWindow(user: space, record: record)
     }
 
     deinit { window.close() }
@@ -53,7 +52,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     /// The same bytes as a reader, holding a read view instead of the write view (the seeds'
     /// `write_to_read`).
     public consuming func writeToRead() -> VmReader<F> {
-        if let owner = window.owner, let space = window.space { space.convertToReader(owner) }
+        if let record = window.record, let space = window.space { space.convertToReader(record) }
         return VmReader(window: window.relinquish())
     }
 
@@ -78,7 +77,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
         let here = window.here
         let (copied, fault) = try withUnsafeBytes(of: value) { buffer in
             Result { () throws(OSTDError) in
-                try transfer(from: IoEnd(nil, UInt64(UInt(bitPattern: buffer.baseAddress))), to: here, count: size)
+                try transfer(from: IoEnd.kernel(UInt64(UInt(bitPattern: buffer.baseAddress))), to: here, count: size)
             }
         }.get()
         if let fault {
@@ -96,7 +95,7 @@ extension VmWriter where F == Infallible {
     @unsafe
     public init(_ bytes: UnsafeMutableRawBufferPointer) {
         let start = UInt64(UInt(bitPattern: bytes.baseAddress))
-        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, owner: nil, kept: nil)
+        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, record: nil, kept: nil)
     }
 
     /// Copies from `reader` (OSTD `write`): `reader.read(&self)`.
@@ -107,6 +106,7 @@ extension VmWriter where F == Infallible {
     @discardableResult
     public mutating func fillZeros(_ count: Int) -> Int {
         let filled = min(max(count, 0), avail)
+        guard filled > 0 else { return 0 }
         window.here.host.initializeMemory(as: UInt8.self, repeating: 0, count: filled)
         window.advance(filled)
         return filled

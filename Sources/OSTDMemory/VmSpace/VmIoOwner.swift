@@ -1,8 +1,8 @@
-// The seeds' `VmIoOwner` (ostd/specs/mm/io.rs), as the run-time record of one reader or writer.
+// The seeds' `VmIoOwner` (ostd/specs/mm/io.rs), and the run-time record of one reader or writer.
 //
-// In Verus the owner is a ghost permission that travels with a `VmReader` / `VmWriter`; here it
-// is a small object shared by the handle and its space's `VmSpaceOwner`, so the space can check
-// the admission rules against the live ranges. The handle keeps `range.start` equal to its
+// In Verus the owner is a ghost permission that travels with a `VmReader` / `VmWriter`; here the
+// handle and its space share a small record (`IoRecord`), so the space can check the admission
+// rules against the live ranges, and `VmIoOwner` is the record read as the seeds' value. The handle keeps `range.start` equal to its
 // cursor and `range.end` to its end (the seeds' `VmReader::wf`), so a reader or writer holds
 // only the part it has not consumed yet.
 //
@@ -23,42 +23,64 @@ public enum VmIoMemView: UInt8, Equatable, Sendable {
     case writeView = 2
 }
 
-/// The permission record of one user-space reader or writer (the seeds' `VmIoOwner`).
-public final class VmIoOwner: @unchecked Sendable {
-    /// The owner's identity (the seeds' `id`, from `new_vm_io_id`).
-    public internal(set) var id: UInt64
-    @usableFromInline let start: Atomic<UInt64>
-    @usableFromInline let end: Atomic<UInt64>
+/// The live registration of one user-space reader or writer. Records live in slabs that the
+/// space owns, so a handle reaches its record through a plain pointer (no reference counting):
+/// the handle keeps `start` at its cursor and `end` at its end; the space reads them, and
+/// changes `view` and `id`, under its owner lock.
+@usableFromInline
+struct IoRecord: ~Copyable {
+    @usableFromInline let start = Atomic<UInt64>(0)
+    @usableFromInline let end = Atomic<UInt64>(0)
+    /// `VmIoMemView.rawValue`, or 0 while the handle is disposed.
     @usableFromInline let view = Atomic<UInt8>(0)
-    /// Whether the handle may fault (the seeds' `is_fallible`); user-space handles always may.
-    public let isFallible: Bool
-    /// Whether the memory is kernel memory (the seeds' `is_kernel`).
-    public let isKernel: Bool
+    /// Written under the owner lock before the handle exists.
+    @usableFromInline var id: UInt64 = 0
 
-    init(id: UInt64, range: Range<Vaddr>, isFallible: Bool, isKernel: Bool) {
+    init() {}
+}
+
+extension UnsafeMutablePointer where Pointee == IoRecord {
+    /// The bytes the handle still owns: from its cursor to its end.
+    var range: Range<Vaddr> {
+        let lower = pointee.start.load(ordering: .relaxed)
+        return Vaddr(lower)..<Vaddr(Swift.max(lower, pointee.end.load(ordering: .relaxed)))
+    }
+
+    /// The view held, or `nil` while disposed.
+    var memView: VmIoMemView? { VmIoMemView(rawValue: pointee.view.load(ordering: .relaxed)) }
+
+    /// The record as the seeds' `VmIoOwner`.
+    var snapshot: VmIoOwner {
+        VmIoOwner(id: pointee.id, range: range, isFallible: true, isKernel: false, memView: memView)
+    }
+}
+
+/// The permission of one reader or writer (the seeds' `VmIoOwner`), as a value: what a handle's
+/// registration held when it was read.
+public struct VmIoOwner: Equatable, Sendable {
+    /// The owner's identity (the seeds' `id`, from `new_vm_io_id`).
+    public var id: UInt64
+    /// The bytes the handle still owns: from its cursor to its end (the seeds' `range`).
+    public var range: Range<Vaddr>
+    /// Whether the handle may fault (the seeds' `is_fallible`); user-space handles always may.
+    public var isFallible: Bool
+    /// Whether the memory is kernel memory (the seeds' `is_kernel`).
+    public var isKernel: Bool
+    /// The view held, or `nil` while the handle is disposed (the seeds' `mem_view`).
+    public var memView: VmIoMemView?
+
+    public init(id: UInt64, range: Range<Vaddr>, isFallible: Bool, isKernel: Bool, memView: VmIoMemView?) {
         self.id = id
-        start = Atomic(range.lowerBound.rawValue)
-        end = Atomic(range.upperBound.rawValue)
+        self.range = range
         self.isFallible = isFallible
         self.isKernel = isKernel
-    }
-
-    /// The bytes the handle still owns: from its cursor to its end (the seeds' `range`).
-    public var range: Range<Vaddr> {
-        let lower = start.load(ordering: .relaxed)
-        return Vaddr(lower)..<Vaddr(max(lower, end.load(ordering: .relaxed)))
-    }
-
-    /// The view held, or `nil` while the handle is disposed (the seeds' `mem_view`).
-    public internal(set) var memView: VmIoMemView? {
-        get { VmIoMemView(rawValue: view.load(ordering: .relaxed)) }
-        set { view.store(newValue?.rawValue ?? 0, ordering: .relaxed) }
+        self.memView = memView
     }
 
     // MARK: The seeds' predicates
 
     /// `inv_wf`: "`range.start <= range.end`".
-    public func invWf() -> Bool { start.load(ordering: .relaxed) <= end.load(ordering: .relaxed) }
+    public func invWf() -> Bool { range.lowerBound <= range.upperBound }
 
     /// `has_read_view`: "`mem_view matches Some(ReadView(_))`".
     public func hasReadView() -> Bool { memView == .readView }
@@ -75,10 +97,7 @@ public final class VmIoOwner: @unchecked Sendable {
     /// `overlaps_with_range(r)`: the seeds check "`self.range.start <= r.end && r.start <=
     /// self.range.end`". Deliberately half-open here: the ranges share a byte, "`start < r.end
     /// && r.start < end`" (see the file comment).
-    public func overlapsWithRange(_ other: Range<Vaddr>) -> Bool {
-        let mine = range
-        return mine.lowerBound < other.upperBound && other.lowerBound < mine.upperBound
-    }
+    public func overlapsWithRange(_ other: Range<Vaddr>) -> Bool { halfOpenOverlap(range, other) }
 
     /// `disjoint(other)`: "`!overlaps_with_range(other.range)`" and, when both hold views,
     /// disjoint view mappings. Byte ranges only here (see the file comment).
@@ -94,4 +113,10 @@ public final class VmIoOwner: @unchecked Sendable {
     /// run time holds no `MemView`, and a fallible handle's range need not be mapped (its faults
     /// are reported, or resolved by the space's handler), so only `inv_wf` is checked.
     public func inv() -> Bool { invWf() }
+}
+
+/// Whether two byte ranges share a byte.
+@inline(__always)
+func halfOpenOverlap(_ a: Range<Vaddr>, _ b: Range<Vaddr>) -> Bool {
+    a.lowerBound < b.upperBound && b.lowerBound < a.upperBound
 }

@@ -55,12 +55,15 @@ public final class VmSpace: @unchecked Sendable {
     /// Resolves faults of this space's user-space accesses; set it before the space is shared.
     public var pageFaultHandler: PageFaultHandler?
 
-    /// Guards `owner`.
+    /// Guards `registry`.
     let ownerLock = SpinLock()
-    /// The readers and writers that hold a view of this space (the seeds' `VmSpaceOwner`).
-    var owner: VmSpaceOwner
+    /// The readers and writers that hold a view of this space (the seeds' `VmSpaceOwner`). Out
+    /// of line: it is mutated under `ownerLock`, and a class property would also pay Swift's
+    /// dynamic exclusivity checks on every access.
+    let registry: UnsafeMutablePointer<IoRegistry>
 
-    @usableFromInline var context: UnsafeMutablePointer<MachineContext> { pageTable.context }
+    /// The machine's context, kept at hand (reaching it through `pageTable` costs a retain).
+    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
     var pt: PageTable<UserPtConfig> { pageTable }
 
     /// A space whose page table shares `kernelPageTable`'s kernel half (OSTD `VmSpace::new`).
@@ -70,8 +73,10 @@ public final class VmSpace: @unchecked Sendable {
     /// - Throws: `outOfMemory` when there is no frame for the root.
     public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false) throws(OSTDError) {
         pageTable = try kernelPageTable.createUserPageTable()
+        context = pageTable.context
         rootPaddr = pageTable.rootPaddr
-        owner = VmSpaceOwner(sharedReader: sharedReader)
+        registry = .allocate(capacity: 1)
+        registry.initialize(to: IoRegistry(sharedReader: sharedReader))
         pageTable.walkerCpus = cpus
     }
 
@@ -93,6 +98,8 @@ public final class VmSpace: @unchecked Sendable {
             }
             state.pointee.mmuLock.unlock()
         }
+        registry.deinitialize(count: 1)
+        registry.deallocate()
     }
 
     /// The machine the space lives on.
@@ -199,8 +206,7 @@ public final class VmSpace: @unchecked Sendable {
     public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
         _ = try executingCpu()
         let range = try VmSpace.userRange(vaddr, len)
-        let owner = try admit(range, view: .readView)
-        return VmReader(user: self, owner: owner, range: range)
+        return VmReader(user: self, record: try admit(range, view: .readView))
     }
 
     /// A writer of the user memory `vaddr ..< vaddr + len` (the seeds' `create_writer` followed by
@@ -212,8 +218,7 @@ public final class VmSpace: @unchecked Sendable {
     public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
         _ = try executingCpu()
         let range = try VmSpace.userRange(vaddr, len)
-        let owner = try admit(range, view: .writeView)
-        return VmWriter(user: self, owner: owner, range: range)
+        return VmWriter(user: self, record: try admit(range, view: .writeView))
     }
 
     /// Runs `body` with a reader of `vaddr ..< vaddr + count`, removed when `body` returns: the
@@ -257,22 +262,22 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: `accessConflict` as `createReader`; `notActive`. Nothing changes then.
     public func activateReader(_ reader: inout VmReader<Fallible>) throws(OSTDError) {
-        try reactivate(reader.owner, view: .readView)
+        try reactivate(reader.window.record, view: .readView)
     }
 
     /// Gives a disposed writer its write view back (the seeds' `activate_writer`).
     ///
     /// - Throws: `accessConflict` as `createWriter`; `notActive`. Nothing changes then.
     public func activateWriter(_ writer: inout VmWriter<Fallible>) throws(OSTDError) {
-        try reactivate(writer.owner, view: .writeView)
+        try reactivate(writer.window.record, view: .writeView)
     }
 
     /// Returns a reader's permission (the seeds' `dispose_reader`): the reader stays registered
     /// and can be activated again, but reads fail with `disposed` until then.
-    public func disposeReader(_ reader: inout VmReader<Fallible>) { dispose(reader.owner) }
+    public func disposeReader(_ reader: inout VmReader<Fallible>) { dispose(reader.window.record) }
 
     /// Returns a writer's permission (the seeds' `dispose_writer`), as `disposeReader`.
-    public func disposeWriter(_ writer: inout VmWriter<Fallible>) { dispose(writer.owner) }
+    public func disposeWriter(_ writer: inout VmWriter<Fallible>) { dispose(writer.window.record) }
 
     /// Ends a reader for good (the seeds' `remove_reader`); dropping it does the same.
     public func removeReader(_ reader: consuming VmReader<Fallible>) { _ = consume reader }
@@ -282,11 +287,10 @@ public final class VmSpace: @unchecked Sendable {
 
     /// A snapshot of the ownership bookkeeping (the seeds' `VmSpaceOwner`).
     public var ownerSnapshot: VmSpaceOwner {
+        let active = context.pointee.executingCpu(of: context).pointee.activeRoot.load(ordering: .relaxed) == rootPaddr.rawValue
         ownerLock.lock()
         defer { ownerLock.unlock() }
-        var snapshot = owner
-        snapshot.active = context.pointee.executingCpu(of: context).pointee.activeRoot.load(ordering: .relaxed) == rootPaddr.rawValue
-        return snapshot
+        return registry.pointee.snapshot(active: active)
     }
 
     /// Whether readers may overlap one another (the seeds' `shared_reader`).
@@ -294,69 +298,72 @@ public final class VmSpace: @unchecked Sendable {
         get {
             ownerLock.lock()
             defer { ownerLock.unlock() }
-            return owner.sharedReader
+            return registry.pointee.sharedReader
         }
         set {
             ownerLock.lock()
-            owner.sharedReader = newValue
+            registry.pointee.sharedReader = newValue
             ownerLock.unlock()
         }
     }
 
     // MARK: Registration
 
+    typealias Record = UnsafeMutablePointer<IoRecord>
+
     /// Registers a new handle over `range` holding `view`, if the admission rules allow it.
-    func admit(_ range: Range<Vaddr>, view: VmIoMemView) throws(OSTDError) -> VmIoOwner {
+    func admit(_ range: Range<Vaddr>, view: VmIoMemView) throws(OSTDError) -> Record {
         ownerLock.lock()
         defer { ownerLock.unlock() }
-        if let conflict = owner.firstConflict(range, view: view, excluding: nil) {
-            throw .accessConflict(requested: range, conflicting: conflict.range)
+        if let conflict = registry.pointee.firstConflict(range, view: view) {
+            throw .accessConflict(requested: range, conflicting: conflict)
         }
-        let handle = VmIoOwner(id: owner.newVmIoId(), range: range, isFallible: true, isKernel: false)
-        owner.activate(handle, view: view)
-        return handle
+        let record = registry.pointee.makeRecord(range)
+        registry.pointee.activate(record, view: view)
+        return record
     }
 
-    func reactivate(_ handle: VmIoOwner?, view: VmIoMemView) throws(OSTDError) {
-        guard let handle else { return }
+    func reactivate(_ record: Record?, view: VmIoMemView) throws(OSTDError) {
+        guard let record else { return }
         _ = try executingCpu()
         ownerLock.lock()
         defer { ownerLock.unlock() }
-        guard handle.memView == nil else { return }
-        if let conflict = owner.firstConflict(handle.range, view: view, excluding: handle) {
-            throw .accessConflict(requested: handle.range, conflicting: conflict.range)
+        guard record.memView == nil else { return }
+        if let conflict = registry.pointee.firstConflict(record.range, view: view, excluding: record) {
+            throw .accessConflict(requested: record.range, conflicting: conflict)
         }
-        owner.activate(handle, view: view)
+        registry.pointee.activate(record, view: view)
     }
 
-    func dispose(_ handle: VmIoOwner?) {
-        guard let handle else { return }
+    func dispose(_ record: Record?) {
+        guard let record else { return }
         ownerLock.lock()
-        owner.dispose(handle)
+        registry.pointee.dispose(record)
         ownerLock.unlock()
     }
 
-    func remove(_ handle: VmIoOwner) {
-        guard handle.memView != nil else { return }   // disposed: nothing registered
+    func remove(_ record: Record) {
         ownerLock.lock()
-        owner.dispose(handle)
+        registry.pointee.remove(record)
         ownerLock.unlock()
     }
 
-    /// Registers `front`, split off an active handle, with the same view.
-    func registerSplit(_ front: VmIoOwner, view: VmIoMemView?) {
+    /// Registers the first `count` bytes of `record`, split off it, with the same view.
+    func registerSplit(of record: Record, count: Int) -> Record {
         ownerLock.lock()
-        front.id = owner.newVmIoId()
-        if let view { owner.activate(front, view: view) }
-        ownerLock.unlock()
+        defer { ownerLock.unlock() }
+        let start = Vaddr(record.pointee.start.load(ordering: .relaxed))
+        let front = registry.pointee.makeRecord(start..<(start + count))
+        if let view = record.memView { registry.pointee.activate(front, view: view) }
+        return front
     }
 
     /// Turns an active writer's registration into a reader's (the seeds' `write_to_read`).
-    func convertToReader(_ handle: VmIoOwner) {
+    func convertToReader(_ record: Record) {
         ownerLock.lock()
-        if handle.memView == .writeView {
-            owner.dispose(handle)
-            owner.activate(handle, view: .readView)
+        if record.memView == .writeView {
+            registry.pointee.dispose(record)
+            registry.pointee.activate(record, view: .readView)
         }
         ownerLock.unlock()
     }

@@ -10,32 +10,34 @@
 // The seeds' text is ambiguous on where a disposed owner goes (`dispose_*` pushes it to the
 // lists that `inv` checks for overlap); the reading above is the one under which disposal returns
 // the permission, which is what the seeds' documentation says it does.
+//
+// Two types: `IoRegistry` is the live bookkeeping a space keeps under its owner lock (records in
+// slabs, lists of record pointers); `VmSpaceOwner` is the seeds' owner as a value, a snapshot of
+// it, with the seeds' predicates. Admission runs on the registry with the same overlap test.
 
-/// The run-time bookkeeping of a space's readers and writers (the seeds' `VmSpaceOwner`).
-public struct VmSpaceOwner {
+import Synchronization
+
+/// The readers and writers of a space at one moment, with the seeds' predicates (the seeds'
+/// `VmSpaceOwner`).
+public struct VmSpaceOwner: Equatable, Sendable {
     /// Handles holding a read view (the seeds' `readers`).
-    public internal(set) var readers: [VmIoOwner] = []
+    public internal(set) var readers: [VmIoOwner]
     /// Handles holding the write view of their range (the seeds' `writers`).
-    public internal(set) var writers: [VmIoOwner] = []
+    public internal(set) var writers: [VmIoOwner]
     /// Whether readers may overlap one another (the seeds' `shared_reader`).
     public internal(set) var sharedReader: Bool
     /// Whether the space is active on the CPU that took this snapshot (the seeds' `active`).
-    public internal(set) var active = false
-    var lastId: UInt64 = 0
-
-    init(sharedReader: Bool) { self.sharedReader = sharedReader }
-
-    // MARK: The seeds' predicates
+    public internal(set) var active: Bool
 
     /// `can_create_reader(vaddr, len)`: "no active writer `overlaps_with_range(vaddr..vaddr+len)`".
     public func canCreateReader(_ vaddr: Vaddr, _ len: Int) -> Bool {
-        firstConflict(vaddr..<(vaddr + len), view: .readView, excluding: nil, sharedReaders: true) == nil
+        !writers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) }
     }
 
     /// `can_create_writer(vaddr, len)`: "no active reader and no active writer
     /// `overlaps_with_range(vaddr..vaddr+len)`".
     public func canCreateWriter(_ vaddr: Vaddr, _ len: Int) -> Bool {
-        firstConflict(vaddr..<(vaddr + len), view: .writeView, excluding: nil) == nil
+        canCreateReader(vaddr, len) && !readers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) }
     }
 
     /// `inv`, the clauses that hold at run time: "readers and writers are valid (`inv`); every
@@ -55,6 +57,36 @@ public struct VmSpaceOwner {
         }
         return true
     }
+}
+
+/// A space's live reader and writer bookkeeping, used under its owner lock.
+struct IoRegistry: ~Copyable {
+    typealias Record = UnsafeMutablePointer<IoRecord>
+
+    var readers: [Record] = []
+    var writers: [Record] = []
+    var sharedReader: Bool
+    var lastId: UInt64 = 0
+    /// Slabs of records (never moved, so handles may point into them) and the free ones.
+    var slabs: [Record] = []
+    var free: [Record] = []
+
+    static var slabSize: Int { 32 }
+
+    init(sharedReader: Bool) { self.sharedReader = sharedReader }
+
+    deinit {
+        for slab in slabs {
+            slab.deinitialize(count: IoRegistry.slabSize)
+            slab.deallocate()
+        }
+    }
+
+    /// The seeds' owner as a value.
+    func snapshot(active: Bool) -> VmSpaceOwner {
+        VmSpaceOwner(readers: readers.map(\.snapshot), writers: writers.map(\.snapshot),
+                     sharedReader: sharedReader, active: active)
+    }
 
     /// `new_vm_io_id`: a fresh id, never used by another handle of this space.
     mutating func newVmIoId() -> UInt64 {
@@ -62,32 +94,57 @@ public struct VmSpaceOwner {
         return lastId
     }
 
-    // MARK: Admission and the lifecycle
-
-    /// The first active handle that keeps a handle holding `view` over `range` out, ignoring
-    /// `excluded`: any writer; for a writer also any reader; for a reader also any reader unless
-    /// readers are shared.
-    func firstConflict(_ range: Range<Vaddr>, view: VmIoMemView, excluding excluded: VmIoOwner?,
-                       sharedReaders: Bool? = nil) -> VmIoOwner? {
-        let checkReaders = view == .writeView || !(sharedReaders ?? sharedReader)
-        if let writer = writers.first(where: { $0 !== excluded && $0.overlapsWithRange(range) }) { return writer }
-        guard checkReaders else { return nil }
-        return readers.first(where: { $0 !== excluded && $0.overlapsWithRange(range) })
+    /// The range of the first active handle that keeps a handle holding `view` over `range` out,
+    /// ignoring `excluded`: any writer; for a writer also any reader; for a reader also any
+    /// reader unless readers are shared (`can_create_*` and the disjointness clauses of `inv`).
+    func firstConflict(_ range: Range<Vaddr>, view: VmIoMemView, excluding excluded: Record? = nil) -> Range<Vaddr>? {
+        for writer in writers where writer != excluded {
+            let other = writer.range
+            if halfOpenOverlap(other, range) { return other }
+        }
+        guard view == .writeView || !sharedReader else { return nil }
+        for reader in readers where reader != excluded {
+            let other = reader.range
+            if halfOpenOverlap(other, range) { return other }
+        }
+        return nil
     }
 
-    /// Gives `handle` `view` (the seeds' `activate_reader` / `activate_writer`).
-    mutating func activate(_ handle: VmIoOwner, view: VmIoMemView) {
-        handle.memView = view
-        if view == .readView { readers.append(handle) } else { writers.append(handle) }
+    /// A fresh record over `range` with a new id, not yet holding a view.
+    mutating func makeRecord(_ range: Range<Vaddr>) -> Record {
+        if free.isEmpty {
+            let slab = Record.allocate(capacity: IoRegistry.slabSize)
+            for i in 0..<IoRegistry.slabSize { (slab + i).initialize(to: IoRecord()) }
+            slabs.append(slab)
+            for i in stride(from: IoRegistry.slabSize - 1, through: 0, by: -1) { free.append(slab + i) }
+        }
+        let record = free.removeLast()
+        record.pointee.id = newVmIoId()
+        record.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
+        record.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
+        record.pointee.view.store(0, ordering: .relaxed)
+        return record
     }
 
-    /// Takes `handle`'s view back (the seeds' `dispose_*` and `remove_*`).
-    mutating func dispose(_ handle: VmIoOwner) {
-        switch handle.memView {
-        case .readView?: if let i = readers.lastIndex(where: { $0 === handle }) { readers.remove(at: i) }
-        case .writeView?: if let i = writers.lastIndex(where: { $0 === handle }) { writers.remove(at: i) }
+    /// Gives `record` `view` (the seeds' `activate_reader` / `activate_writer`).
+    mutating func activate(_ record: Record, view: VmIoMemView) {
+        record.pointee.view.store(view.rawValue, ordering: .relaxed)
+        if view == .readView { readers.append(record) } else { writers.append(record) }
+    }
+
+    /// Takes `record`'s view back (the seeds' `dispose_*`).
+    mutating func dispose(_ record: Record) {
+        switch record.memView {
+        case .readView?: if let i = readers.lastIndex(of: record) { readers.remove(at: i) }
+        case .writeView?: if let i = writers.lastIndex(of: record) { writers.remove(at: i) }
         case nil: break
         }
-        handle.memView = nil
+        record.pointee.view.store(0, ordering: .relaxed)
+    }
+
+    /// Ends `record` (the seeds' `remove_*`): its view comes back and the record is reused.
+    mutating func remove(_ record: Record) {
+        dispose(record)
+        free.append(record)
     }
 }
