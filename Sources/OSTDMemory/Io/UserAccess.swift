@@ -126,6 +126,11 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
         destination.host.copyMemory(from: source.host, byteCount: count)
         return (count, nil)
     }
+    if let other = destination.spaceRef, let first = source.spaceRef, other.toOpaque() != first.toOpaque() {
+        // Two spaces cannot both be active on one CPU: report the one that is not.
+        _ = try first.takeUnretainedValue().executingCpu()
+        _ = try other.takeUnretainedValue().executingCpu()
+    }
     var copied = 0
     let fault = try space.access { cpu in
         while copied < count {

@@ -96,7 +96,8 @@ public struct VmIoOwner: Equatable, Sendable {
 
     /// `overlaps_with_range(r)`: the seeds check "`self.range.start <= r.end && r.start <=
     /// self.range.end`". Deliberately half-open here: the ranges share a byte, "`start < r.end
-    /// && r.start < end`" (see the file comment).
+    /// && r.start < end`" with both non-empty (see the file comment), so a handle that has
+    /// consumed all its bytes holds nothing.
     public func overlapsWithRange(_ other: Range<Vaddr>) -> Bool { halfOpenOverlap(range, other) }
 
     /// `disjoint(other)`: "`!overlaps_with_range(other.range)`" and, when both hold views,
@@ -115,8 +116,8 @@ public struct VmIoOwner: Equatable, Sendable {
     public func inv() -> Bool { invWf() }
 }
 
-/// Whether two byte ranges share a byte.
+/// Whether two byte ranges share a byte (an empty range shares none, even inside the other).
 @inline(__always)
 func halfOpenOverlap(_ a: Range<Vaddr>, _ b: Range<Vaddr>) -> Bool {
-    a.lowerBound < b.upperBound && b.lowerBound < a.upperBound
+    !a.isEmpty && !b.isEmpty && a.lowerBound < b.upperBound && b.lowerBound < a.upperBound
 }

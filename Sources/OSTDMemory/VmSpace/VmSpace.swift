@@ -294,6 +294,9 @@ public final class VmSpace: @unchecked Sendable {
     }
 
     /// Whether readers may overlap one another (the seeds' `shared_reader`).
+    ///
+    /// - Precondition: turning it off while active readers overlap is refused ("overlapping
+    ///   readers are active"): `inv` would no longer hold.
     public var sharedReader: Bool {
         get {
             ownerLock.lock()
@@ -302,8 +305,17 @@ public final class VmSpace: @unchecked Sendable {
         }
         set {
             ownerLock.lock()
+            defer { ownerLock.unlock() }
+            if !newValue {
+                let readers = registry.pointee.readers
+                for (i, a) in readers.enumerated() {
+                    for b in readers[(i + 1)...] {
+                        precondition(!halfOpenOverlap(a.range, b.range),
+                                     "overlapping readers are active; sharedReader cannot be turned off")
+                    }
+                }
+            }
             registry.pointee.sharedReader = newValue
-            ownerLock.unlock()
         }
     }
 

@@ -40,6 +40,13 @@ public struct VmSpaceOwner: Equatable, Sendable {
         canCreateReader(vaddr, len) && !readers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) }
     }
 
+    /// What `createReader` admits: `canCreateReader`, and, unless `shared_reader`, no active
+    /// reader overlapping either (the reader-disjointness clause of `inv`, which the seeds leave
+    /// to the proof of `dispose_reader`).
+    public func admitsReader(_ vaddr: Vaddr, _ len: Int) -> Bool {
+        canCreateReader(vaddr, len) && (sharedReader || !readers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) })
+    }
+
     /// `inv`, the clauses that hold at run time: "readers and writers are valid (`inv`); every
     /// reader is `disjoint` from every writer; writers are pairwise disjoint; and, unless
     /// `shared_reader`, readers are pairwise disjoint". (`mem_view_wf` relates `MemView`s, which
