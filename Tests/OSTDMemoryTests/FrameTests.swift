@@ -83,7 +83,7 @@ import OSTDHost
         let data: [UInt8] = [1, 2, 3, 4, 5]
         try write(data, to: frame, at: pageSize - 5)
         #expect(try read(5, from: frame, at: pageSize - 5) == data)
-        #expect(throws: OSTDError.invalidArgs("byte range 4092 ..< 4092 + 5 is outside 0 ..< 4096")) {
+        #expect(throws: OSTDError.invalidArgs("bytes 4092 ..< 4097 are outside the object's 4096 bytes")) {
             try write(data, to: frame, at: pageSize - 4)
         }
     }
