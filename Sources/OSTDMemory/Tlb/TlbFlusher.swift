@@ -117,7 +117,6 @@ public struct TlbFlusher: ~Copyable {
 extension VmSpace {
     /// Flushes the TLB of every CPU in `cpus`, then drops `kept`.
     func performFlush(ops: [TlbFlushOp], all: Bool, kept: [KeptItem]) {
-        let context = pt.context
         for cpu in cpus.load() {
             let state = context.pointee.cpus + cpu
             state.pointee.mmuLock.lock()
@@ -135,8 +134,8 @@ extension VmSpace {
     func release(_ kept: [KeptItem]) {
         for item in kept {
             switch item {
-            case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: pt.machine)
-            case .subtree(let paddr): pt.context.tearDown(UserPtConfig.self, NodeRef(paddr, pt.context))
+            case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: pageTable.machine)
+            case .subtree(let paddr): context.tearDown(UserPtConfig.self, NodeRef(paddr, context))
             }
         }
     }

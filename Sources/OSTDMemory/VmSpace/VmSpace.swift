@@ -53,6 +53,7 @@ public final class VmSpace: @unchecked Sendable {
     /// The root's physical address, what CR3 holds while the space is active.
     public let rootPaddr: Paddr
     /// Resolves faults of this space's user-space accesses; set it before the space is shared.
+    /// The handler is given the space: capturing it instead would keep the space alive forever.
     public var pageFaultHandler: PageFaultHandler?
 
     /// Guards `registry`.
@@ -64,7 +65,6 @@ public final class VmSpace: @unchecked Sendable {
 
     /// The machine's context, kept at hand (reaching it through `pageTable` costs a retain).
     @usableFromInline let context: UnsafeMutablePointer<MachineContext>
-    var pt: PageTable<UserPtConfig> { pageTable }
 
     /// A space whose page table shares `kernelPageTable`'s kernel half (OSTD `VmSpace::new`).
     ///
