@@ -100,7 +100,7 @@ func vmSpaceSmoke(_ machine: Machine) -> Int {
         total += kernelReader.read(&kernelWriter)
         total += (try? other.readVal(at: 8, as: UInt32.self)).map(Int.init) ?? 0
         try? other.fillZeros(at: 0, count: 64)
-        var fallible = kernelReader.toFallible()
+        let fallible = kernelReader.toFallible()
         total += fallible.remain
     }
     if var cursor = try? space.cursorMut(base..<(base + 2 * pageSize)) {

@@ -91,7 +91,7 @@ struct IoRegistry: ~Copyable {
 
     /// The seeds' owner as a value.
     func snapshot(active: Bool) -> VmSpaceOwner {
-        VmSpaceOwner(readers: readers.map(\.snapshot), writers: writers.map(\.snapshot),
+        VmSpaceOwner(readers: readers.map { $0.snapshot }, writers: writers.map { $0.snapshot },
                      sharedReader: sharedReader, active: active)
     }
 
