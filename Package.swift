@@ -8,6 +8,8 @@
 //   COSTDHostShims   a few lines of C the host layer needs (a thread-local word).
 //   OSTDHost         the host boundary: mmap-backed physical memory, threads bound to
 //                    simulated CPUs, a monotonic clock.
+//   OSTDScript       the op-script language of `ostd-mm run` (../docs/scripts.md): parser,
+//                    runner, JSON and text output, page-table image, dumps and drawings.
 //   ostd-mm          the command-line tool.
 import PackageDescription
 
@@ -26,17 +28,18 @@ let package = Package(
         .target(name: "OSTDMemory"),
         .target(name: "COSTDHostShims"),
         .target(name: "OSTDHost", dependencies: ["OSTDMemory", "COSTDHostShims"]),
+        .target(name: "OSTDScript", dependencies: ["OSTDMemory", "OSTDHost"]),
         .executableTarget(
             name: "ostd-mm",
             dependencies: [
-                "OSTDMemory", "OSTDHost",
+                "OSTDMemory", "OSTDHost", "OSTDScript",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "OSTDMemoryTests",
             dependencies: [
-                "OSTDMemory", "OSTDHost",
+                "OSTDMemory", "OSTDHost", "OSTDScript",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

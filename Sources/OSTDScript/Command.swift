@@ -1,0 +1,115 @@
+// `ostd-mm run` as a function: arguments in, output lines and an exit code out. The command-line
+// tool calls it with standard output and standard error; tests call it with buffers.
+//
+// Exit codes (SCRIPT.md): 0 the script ran (op failures are results); 2 the script or the
+// arguments are invalid, and nothing ran and nothing was written; 3 an audit violation; 1
+// anything else (for example, the image could not be written).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The options of `ostd-mm run`.
+public struct RunOptions: Sendable {
+    public var script: String
+    public var json = false
+    public var memory = "256M"
+    public var image: String? = nil
+    public var audit = false
+
+    public init(script: String, json: Bool = false, memory: String = "256M", image: String? = nil, audit: Bool = false) {
+        self.script = script
+        self.json = json
+        self.memory = memory
+        self.image = image
+        self.audit = audit
+    }
+}
+
+/// Runs a script as `ostd-mm run` does.
+///
+/// - Parameters:
+///   - text: the script's text, or `nil` to read `options.script` (`-`: standard input).
+///   - output: receives each line of standard output.
+///   - errors: receives each line of standard error.
+///   - progress: called after each op with the number done and the total.
+/// - Returns: the exit code.
+public func runScriptCommand(_ options: RunOptions, text: String? = nil,
+                             output: (String) -> Void, errors: (String) -> Void,
+                             progress: (Int, Int) -> Void = { _, _ in }) -> Int32 {
+    let prepared: (ScriptRunner, Script)
+    switch prepare(options, text: text) {
+    case .success(let value): prepared = value
+    case .failure(let problem):
+        errors(problem.description)
+        return 2
+    }
+    let (runner, script) = prepared
+    for (i, op) in script.ops.enumerated() {
+        let result = runner.run(op)
+        output(options.json ? result.jsonLine : result.textLine)
+        progress(i + 1, script.ops.count)
+    }
+    output(options.json ? runner.summary.jsonLine : runner.summary.textLine)
+    if let image = options.image, let problem = runner.writeImage(to: image) {
+        errors("ostd-mm: error: \(problem)")
+        return 1
+    }
+    return 0
+}
+
+/// Why `run` refused to start: a script error (`FILE:LINE: error: …`) or an argument error.
+enum StartProblem: Error, CustomStringConvertible {
+    case script(ScriptError)
+    case argument(String)
+
+    var description: String {
+        switch self {
+        case .script(let error): return error.description
+        case .argument(let message): return "ostd-mm: error: \(message)"
+        }
+    }
+}
+
+/// Checks the options, reads and parses the script, and builds the runner.
+func prepare(_ options: RunOptions, text: String?) -> Result<(ScriptRunner, Script), StartProblem> {
+    guard let size = ScriptParser.parseNumber(options.memory), size <= UInt64(Int.max) else {
+        return .failure(.argument("--memory \(options.memory) is not a number (e.g. 256M, 1G, 0x10000000)"))
+    }
+    guard !options.audit else {
+        return .failure(.argument("--audit is not available yet: the executable-specification issue has not landed; run without it"))
+    }
+    let name = options.script == "-" ? "<stdin>" : options.script
+    guard let source = text ?? readFile(options.script) else {
+        return .failure(.argument("cannot read \(name); give a readable file, or - for standard input"))
+    }
+    let script: Script
+    do {
+        script = try ScriptParser.parse(source, file: name)
+    } catch {
+        return .failure(.script(error))
+    }
+    do {
+        return .success((try ScriptRunner(memory: Int(size)), script))
+    } catch {
+        return .failure(.argument("\(error)"))
+    }
+}
+
+/// The text of the file at `path` (`-`: standard input), or `nil` when it cannot be read.
+public func readFile(_ path: String) -> String? {
+    let fd = path == "-" ? 0 : open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { if fd != 0 { close(fd) } }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 { return nil }
+        if count == 0 { break }
+        bytes.append(contentsOf: buffer[..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
