@@ -33,11 +33,14 @@ struct Bench: ParsableCommand {
         machine.populateMemory()
         // The benchmarks (and the tables they keep) are gone when this returns.
         func runAll() {
-            let benches = FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
-                + VmSpaceBenchmarks.all(machine: machine)
-                + Baselines.all()
-            for bench in benches where filter.map(bench.name.contains) ?? true {
+            let benches = (FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
+                + VmSpaceBenchmarks.all(machine: machine) + Baselines.all())
+                .filter { filter.map($0.name.contains) ?? true }
+            let progress = Progress(label: "benchmarks")
+            for (i, bench) in benches.enumerated() {
+                progress.show("[\(i + 1)/\(benches.count)] \(bench.name)…", force: true)
                 let result = bench.measure(repetitions: repetitions)
+                progress.finish()
                 print(json ? result.jsonLine : result.tableRow)
             }
         }

@@ -274,3 +274,34 @@ func read(_ count: Int, from frame: borrowing UFrame, at offset: Int) throws(OST
     try frame.readBytes(at: offset, into: buffer)
     return Array(buffer)
 }
+
+/// Frames never handed out are known to hold zeros and are not zero-filled again; frames that
+/// were handed out are, whatever path returned them (single frames, segments, page-table nodes).
+@Test func zeroFillSkipsOnlyNeverUsedFrames() throws {
+    let machine = makeMachine()
+    let dirty = try FrameAllocOptions().zeroed(false).allocSegment(8, in: machine)
+    let range = dirty.range
+    machine.pointer(to: range.lowerBound).initializeMemory(as: UInt8.self, repeating: 0xa5, count: 8 * pageSize)
+    _ = consume dirty
+    // The freed frames read as free (the touched bit is not part of the tag).
+    #expect(machine.metaSlot(of: range.lowerBound).isFree)
+    #expect(machine.metaSlot(of: range.lowerBound + pageSize).typeTag.word == 0)
+    #expect(machine.cleanInv())
+    // Allocating all memory hands every frame out zeroed, the dirty ones included.
+    var held: [Paddr] = []
+    while let frame = try? FrameAllocOptions().allocFrame(in: machine) {
+        let bytes = UnsafeRawBufferPointer(start: machine.pointer(to: frame.paddr), count: pageSize)
+        #expect(bytes.allSatisfy { $0 == 0 }, "frame \(frame.paddr) is not zero")
+        held.append(frame.intoRaw())
+    }
+    #expect(held.contains(range.lowerBound))
+    for paddr in held { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
+    // A segment over the dirty frames is zeroed too.
+    var written = try FrameAllocOptions().zeroed(false).allocSegment(4, in: machine)
+    let again = written.range
+    machine.pointer(to: again.lowerBound).initializeMemory(as: UInt8.self, repeating: 0x5a, count: 4 * pageSize)
+    _ = consume written
+    written = try FrameAllocOptions().allocSegment(4, in: machine)
+    let bytes = UnsafeRawBufferPointer(start: machine.pointer(to: written.paddr), count: 4 * pageSize)
+    #expect(bytes.allSatisfy { $0 == 0 })
+}

@@ -75,7 +75,22 @@ public struct MetaSlot: @unchecked Sendable {
     func writeMeta<M: FrameMeta>(_ meta: M) {
         checkFrameMetaLayout(M.self)
         storage.storeBytes(of: meta, as: M.self)
-        typeTagWord = M.typeTag.word
+        typeTagWord = M.typeTag.word | MetaSlot.touchedBit
+    }
+
+    /// A bit of the type-tag word that survives frees: set once the frame has been handed out.
+    /// Until then the frame still holds the zeros physical memory starts with (the
+    /// `PhysicalMemoryRegion` contract), so zero-filling allocations can skip it.
+    @inlinable static var touchedBit: UInt64 { 1 << 31 }
+
+    /// Whether the frame has ever been handed out (its content may be non-zero).
+    @inlinable @inline(__always)
+    var wasTouched: Bool { typeTagWord & MetaSlot.touchedBit != 0 }
+
+    /// Fills the frame with zeros unless it was never handed out (and so holds zeros already).
+    @inlinable @inline(__always)
+    func zeroFrameIfTouched(_ frame: UnsafeMutableRawPointer) {
+        if wasTouched { frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize) }
     }
 
     /// The raw type-tag word (offset 48). Written only while the slot is busy or unique, and
@@ -100,7 +115,7 @@ public struct MetaSlot: @unchecked Sendable {
     public var referenceCount: UInt64 { ~refCountWord.pointee.load(ordering: .relaxed) }
 
     /// The frame's type tag: what kind of metadata the slot holds.
-    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord) }
+    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord & ~MetaSlot.touchedBit) }
 
     /// The frame's usage (`.unused` for a free frame).
     public var usage: PageUsage { typeTag.usage }
@@ -173,7 +188,7 @@ public struct MetaSlot: @unchecked Sendable {
     /// the slot unused with a Release store.
     @inlinable @inline(__always)
     func storeUnused() {
-        typeTagWord = 0
+        typeTagWord &= MetaSlot.touchedBit
         refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
     }
 

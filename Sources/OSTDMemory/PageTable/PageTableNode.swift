@@ -142,7 +142,7 @@ extension UnsafeMutablePointer where Pointee == MachineContext {
         let slot = pointee.slot(index: index)
         if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(pointee.paddr(of: slot)) }
         let paddr = pointee.paddr(of: slot)
-        pointee.pointer(to: paddr).initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+        slot.zeroFrameIfTouched(pointee.pointer(to: paddr))
         var meta = PageTablePageMeta(level: level)
         meta.lock = 1
         let frame = Frame(initializing: slot, meta: meta, context: self)

@@ -40,10 +40,7 @@ public struct FrameAllocOptions: Sendable {
         guard let index = context.allocFrame() else { throw .outOfMemory(frames: 1) }
         let slot = context.pointee.slot(index: index)
         if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.pointee.paddr(of: slot)) }
-        if isZeroed {
-            context.pointee.pointer(to: context.pointee.paddr(of: slot))
-                .initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
-        }
+        if isZeroed { slot.zeroFrameIfTouched(context.pointee.pointer(to: context.pointee.paddr(of: slot))) }
         return Frame(initializing: slot, meta: meta, context: context)
     }
 
@@ -64,18 +61,23 @@ public struct FrameAllocOptions: Sendable {
         _ nframes: Int, in machine: Machine, meta: (Paddr) -> M
     ) throws(OSTDError) -> Segment<M> {
         guard nframes != 0 else { throw .invalidArgs("a segment of zero frames") }
-        let (bytes, overflow) = nframes.multipliedReportingOverflow(by: pageSize)
+        let (_, overflow) = nframes.multipliedReportingOverflow(by: pageSize)
         precondition(!overflow && nframes > 0, "segment size overflows: \(nframes) frames")
         let context = machine.context
         guard let start = context.allocContiguous(count: nframes) else { throw .outOfMemory(frames: nframes) }
+        if isZeroed {
+            // Before claiming, which marks the frames handed out. The frames are ours: the
+            // allocator just gave them.
+            for index in start..<(start + nframes) {
+                let paddr = Paddr(UInt64(index) << UInt64(pageShift))
+                context.pointee.slot(index: index).zeroFrameIfTouched(context.pointee.pointer(to: paddr))
+            }
+        }
         let segment: Segment<M>
         do {
             segment = try Segment.claim(start..<(start + nframes), context: context, meta: meta)
         } catch {
             allocatorReturnedInUse(error.paddr)
-        }
-        if isZeroed {
-            context.pointee.pointer(to: segment.paddr).initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         }
         return segment
     }
