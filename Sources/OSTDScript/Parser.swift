@@ -28,7 +28,8 @@ public enum ScriptParser {
     public static func parse(_ text: String, file: String) throws(ScriptError) -> Script {
         var ops: [ScriptOp] = []
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // `"\r\n"` is one `Character` in Swift, so lines end at either.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
             let tokens = tokenize(rawLine)
             guard !tokens.isEmpty else { continue }
@@ -41,10 +42,12 @@ public enum ScriptParser {
         return Script(ops: ops)
     }
 
-    /// The tokens of a line: the comment cut off, split at blanks and tabs (a `\r` counts as one).
+    /// The tokens of a line: a trailing `\r` dropped, the comment cut off, split at blanks and
+    /// tabs (a `\r` inside a line is not a separator).
     static func tokenize(_ line: Substring) -> [Substring] {
-        let code = line.prefix { $0 != "#" }
-        return code.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+        let content = line.last == "\r" ? line.dropLast() : line
+        let code = content.prefix { $0 != "#" }
+        return code.split(whereSeparator: { $0 == " " || $0 == "\t" })
     }
 
     /// A line's error, before it knows its file and line.

@@ -310,23 +310,32 @@ public final class ScriptRunner {
         return written
     }
 
+    /// Reads `[va, va + len)` in chunks of at most 1 MiB, so that a huge range that faults
+    /// early costs what it read, not what it asked for.
     func read(_ va: UInt64, _ len: UInt64) throws(OpFailure) -> [UInt8] {
         let range = try userRange(va, len)
         var reader = try handle { () throws(OSTDError) in try space.createReader(range.lowerBound, Int(len)) }
-        var data = [UInt8](repeating: 0, count: Int(len))
-        let outcome = data.withUnsafeMutableBytes { buffer in
-            Result { () throws(OSTDError) in
-                var destination = unsafe VmWriter<Infallible>(buffer).toFallible()
-                return try reader.readFallible(&destination)
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: Int(min(len, 1 << 20)))
+        while reader.hasRemain {
+            let step = min(chunk.count, reader.remain)
+            let outcome = chunk.withUnsafeMutableBytes { buffer in
+                Result { () throws(OSTDError) in
+                    var destination = unsafe VmWriter<Infallible>(UnsafeMutableRawBufferPointer(rebasing: buffer[..<step])).toFallible()
+                    return try reader.readFallible(&destination)
+                }
+            }
+            switch outcome {
+            case .success(let count): data.append(contentsOf: chunk[..<count])
+            case .failure(let error):
+                guard case .pageFault(let address, let copied) = error else { throw OpFailure(error) }
+                data.append(contentsOf: chunk[..<copied])
+                var failure = OpFailure(.pageFault(address: address, copied: data.count))
+                failure.fields.append(("data", .text(hexString(data))))
+                throw failure
             }
         }
-        switch outcome {
-        case .success: return data
-        case .failure(let error):
-            var failure = OpFailure(error)
-            if case .pageFault(_, let copied) = error { failure.fields.append(("data", .text(hexString(data[..<copied])))) }
-            throw failure
-        }
+        return data
     }
 
     func copy(_ src: UInt64, _ dst: UInt64, _ len: UInt64) throws(OpFailure) -> Int {
