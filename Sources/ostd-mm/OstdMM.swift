@@ -11,7 +11,7 @@ struct OstdMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ostd-mm",
         abstract: "The memory-management core of Asterinas OSTD, in Swift.",
-        subcommands: [Run.self, Demo.self, Bench.self])
+        subcommands: [Run.self, Dump.self, Demo.self, Bench.self])
 
     static func main() {
         do {
