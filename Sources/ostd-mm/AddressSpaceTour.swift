@@ -8,6 +8,7 @@
 
 import OSTDHost
 import OSTDMemory
+import OSTDScript
 
 
 /// What the tour counted, for the demo's summary line.
@@ -21,6 +22,7 @@ struct TourStats {
 /// The user address space of a small program, and what happens to it.
 struct AddressSpaceTour {
     let machine: Machine
+    let kernelPageTable: PageTable<KernelPtConfig>
     let space: VmSpace
     var stats = TourStats()
 
@@ -32,7 +34,8 @@ struct AddressSpaceTour {
 
     init(machine: Machine) throws {
         self.machine = machine
-        space = try VmSpace(machine: machine)
+        kernelPageTable = try PageTable.newKernelPageTable(machine: machine)
+        space = try VmSpace(kernelPageTable: kernelPageTable)
         say("space", "a user address space: root node at \(space.rootPaddr) (CR3), the kernel half shared with every other space")
     }
 
@@ -169,12 +172,12 @@ struct AddressSpaceTour {
         say("unmap", "the code: \(frames) frames unmapped, \(flushed) TLB pages flushed on cpu 0, then \(before - machine.outstandingFrames) frames freed (the emptied page-table node with them)")
     }
 
+    /// The final page table and map, as `ostd-mm dump` shows them.
     func showTree() {
-        say("tree", "the page table now (the shared kernel half left out):")
-        for node in space.pageTable.nodes() {
-            let indent = String(repeating: "  ", count: 4 - Int(node.level))
-            print("        \(indent)level \(node.level) node \(node.paddr)  covers from \(node.va)  \(node.presentEntries) entries")
-        }
+        say("tree", "the address space now, as `ostd-mm dump` shows it:")
+        let snapshot = AddressSpaceSnapshot(view: space.pageTable.view(), nodes: space.pageTable.nodes(),
+                                            kernelNodes: kernelPageTable.nodes())
+        for line in AddressSpaceDump.lines(snapshot) { print("        " + line) }
     }
 }
 
