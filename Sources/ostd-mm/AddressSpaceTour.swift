@@ -113,9 +113,9 @@ struct AddressSpaceTour {
     mutating func faultOnGuardPage() throws {
         let stackBottom = Vaddr(Self.stackTop.rawValue - UInt64(Self.stackPages * pageSize))
         let start = Vaddr(stackBottom.rawValue - 8)
-        do {
+        do throws(OSTDError) {
             try space.withWriter(at: start, count: 16) { (writer) throws(OSTDError) in _ = try writer.fillZeros(16) }
-        } catch let error as OSTDError {
+        } catch {
             guard case .pageFault(let address, let copied) = error else { throw error }
             stats.faults += 1
             say("fault", "a 16-byte write at \(start), just below the stack, faults at once: page fault at \(address), \(copied) bytes written — the guard page; a user program would get SIGSEGV")

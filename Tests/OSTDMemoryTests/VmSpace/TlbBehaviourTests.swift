@@ -18,7 +18,7 @@ private func mappedSpace(_ machine: Machine, pages: Int = 1) throws -> VmSpace {
 }
 
 @Test func writeThenReadThroughTheTlb() throws {
-    let machine = try makeMachine()
+    let machine = makeMachine()
     let space = try mappedSpace(machine, pages: 2)
     try space.withWriter(at: base + 4094, count: 4) { writer in try writer.writeVal(UInt32(0xdead_beef)) }
     let value = try space.withReader(at: base + 4094, count: 4) { reader in try reader.readVal(UInt32.self) }
@@ -29,7 +29,7 @@ private func mappedSpace(_ machine: Machine, pages: Int = 1) throws -> VmSpace {
 }
 
 @Test func staleTranslationSurvivesUntilTheFlushIsDispatched() throws {
-    let machine = try makeMachine()
+    let machine = makeMachine()
     let space = try mappedSpace(machine)
     try space.withWriter(at: base, count: 8) { writer in try writer.writeVal(UInt64(0x1122_3344_5566_7788)) }
     let walked = space.pageTable.pageWalk(base)
