@@ -97,21 +97,32 @@ struct Tlb: ~Copyable {
     /// The cached translation of `va`, if any: 4 KiB entries first, then 2 MiB, then 1 GiB.
     @inlinable @inline(__always)
     mutating func lookup(_ va: Vaddr) -> TlbTranslation? {
-        for level in PagingLevel(1)...3 {
-            let (first, tag) = Tlb.set(va, level: level)
-            for way in 0..<Tlb.ways where entries[first + way].tag == tag {
-                statistics.hits += 1
-                let value = entries[first + way].value
+        if let hit = probe(va, level: 1) ?? probe(va, level: 2) ?? probe(va, level: 3) {
+            statistics.hits += 1
+            return hit
+        }
+        statistics.misses += 1
+        return nil
+    }
+
+    /// The entry of `level` that translates `va`, if its set holds one.
+    @inlinable @inline(__always)
+    func probe(_ va: Vaddr, level: PagingLevel) -> TlbTranslation? {
+        let (first, tag) = Tlb.set(va, level: level)
+        var way = 0
+        while way < Tlb.ways {
+            let entry = entries[first + way]
+            if entry.tag == tag {
                 let size = PagingConsts.pageSize(level)
                 let offset = Int(va.rawValue & UInt64(size - 1))
                 return TlbTranslation(
-                    paddr: Paddr(value & ~UInt64(pageSize - 1)) + offset,
+                    paddr: Paddr(entry.value & ~UInt64(pageSize - 1)) + offset,
                     bytesLeftInPage: size - offset,
-                    user: value & TlbEntry.userBit != 0,
-                    writable: value & TlbEntry.writableBit != 0)
+                    user: entry.value & TlbEntry.userBit != 0,
+                    writable: entry.value & TlbEntry.writableBit != 0)
             }
+            way += 1
         }
-        statistics.misses += 1
         return nil
     }
 
