@@ -22,60 +22,6 @@ private func pages(_ start: UInt64, _ count: Int) -> Range<Vaddr> {
     Vaddr(start)..<Vaddr(start + UInt64(count) * kib4)
 }
 
-/// An atomic integer shared between threads.
-private final class SharedInt: Sendable {
-    private let value = Atomic<Int>(0)
-    func load() -> Int { value.load(ordering: .sequentiallyConsistent) }
-    func store(_ v: Int) { value.store(v, ordering: .sequentiallyConsistent) }
-    /// Adds `delta` and returns the new value.
-    @discardableResult
-    func add(_ delta: Int) -> Int { value.add(delta, ordering: .sequentiallyConsistent).newValue }
-}
-
-/// Failures seen on worker threads, recorded by the test's own thread afterwards (issues are
-/// attributed to the current test through a task-local, which a Foundation thread lacks).
-private final class Failures: Sendable {
-    private let list = Mutex<[String]>([])
-    func record(_ message: String) { list.withLock { $0.append(message) } }
-    func check(_ condition: Bool, _ message: @autoclosure () -> String) {
-        if !condition { record(message()) }
-    }
-    var all: [String] { list.withLock { $0 } }
-
-    /// Turns what the workers saw into test issues.
-    func report(sourceLocation: SourceLocation = #_sourceLocation) {
-        for message in all.prefix(20) { Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation) }
-        if all.count > 20 { Issue.record("... and \(all.count - 20) more failures", sourceLocation: sourceLocation) }
-    }
-}
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-private func waitUntil(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while !condition() {
-        if clock.now >= deadline { return false }
-        usleep(100)
-    }
-    return true
-}
-
-/// Runs `body(i)` for `i` in `0 ..< count`, each on its own thread, and waits for all of them;
-/// returns `false` if they did not all finish within `timeout` (a deadlock or livelock).
-private func runThreads(_ count: Int, timeout: Duration = .seconds(20),
-                        _ body: @escaping @Sendable (Int) -> Void) -> Bool {
-    let finished = SharedInt()
-    for i in 0..<count {
-        let thread = Thread {
-            body(i)
-            finished.add(1)
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-    return waitUntil(timeout) { finished.load() == count }
-}
-
 /// The nodes of `table` whose lock is taken, walking without locks: at a quiescent point, a
 /// lock some cursor failed to release (the next cursor there would spin forever).
 private func lockedNodes<C>(_ table: PageTable<C>) -> [Paddr] {

@@ -74,53 +74,7 @@ private func delta(_ after: TlbStatistics, _ before: TlbStatistics) -> Flushes {
     Flushes(after.pageFlushes - before.pageFlushes, after.fullFlushes - before.fullFlushes)
 }
 
-// MARK: Threads (as in CursorConcurrencyTests)
-
-private final class SharedInt: Sendable {
-    private let value = Atomic<Int>(0)
-    func load() -> Int { value.load(ordering: .sequentiallyConsistent) }
-    func store(_ v: Int) { value.store(v, ordering: .sequentiallyConsistent) }
-    @discardableResult
-    func add(_ delta: Int) -> Int { value.add(delta, ordering: .sequentiallyConsistent).newValue }
-}
-
-/// Failures seen on worker threads, turned into issues by the test's own thread.
-private final class Failures: Sendable {
-    private let list = Mutex<[String]>([])
-    func record(_ message: String) { list.withLock { $0.append(message) } }
-    var all: [String] { list.withLock { $0 } }
-
-    func report(sourceLocation: SourceLocation = #_sourceLocation) {
-        for message in all.prefix(20) { Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation) }
-        if all.count > 20 { Issue.record("... and \(all.count - 20) more failures", sourceLocation: sourceLocation) }
-    }
-}
-
-private func waitUntil(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while !condition() {
-        if clock.now >= deadline { return false }
-        usleep(100)
-    }
-    return true
-}
-
-/// Runs `body(i)` for `i` in `0 ..< count` on threads of their own; `false` if they did not all
-/// finish within `timeout`.
-private func runThreads(_ count: Int, timeout: Duration = .seconds(20),
-                        _ body: @escaping @Sendable (Int) -> Void) -> Bool {
-    let finished = SharedInt()
-    for i in 0..<count {
-        let thread = Thread {
-            body(i)
-            finished.add(1)
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-    return waitUntil(timeout) { finished.load() == count }
-}
+// Threads: `runThreads`, `Failures` and `SharedInt` are in Threads.swift.
 
 /// Every tag ever mapped at each page, recorded before the mapping was made. Guarded by an
 /// `NSLock` (pthread-based, so ThreadSanitizer sees it; it does not see `Mutex`'s futex).
