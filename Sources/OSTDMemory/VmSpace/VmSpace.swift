@@ -166,22 +166,15 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: `pageTable(invalidVaddrRange)` / `pageTable(unalignedVaddr)` for a bad range.
     public func cursor(_ range: Range<Vaddr>) throws(OSTDError) -> Cursor {
-        do throws(PageTableError) {
-            return Cursor(ptCursor: try pageTable.cursor(range))
-        } catch {
-            throw .pageTable(error)
-        }
+        Cursor(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursor(range) })
     }
 
     /// A cursor that may map, unmap and protect in `range` (OSTD `VmSpace::cursor_mut`).
     ///
     /// - Throws: as `cursor(_:)`.
     public func cursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut {
-        do throws(PageTableError) {
-            return CursorMut(ptCursor: try pageTable.cursorMut(range), flusher: TlbFlusher(space: self))
-        } catch {
-            throw .pageTable(error)
-        }
+        CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
+                  flusher: TlbFlusher(space: self))
     }
 
     // MARK: Readers and writers

@@ -39,6 +39,11 @@ public enum VmQueriedItem: Equatable, Sendable {
     }
 }
 
+/// Runs a page-table operation, reporting its refusal as `OSTDError.pageTable`.
+func pageTableCall<R: ~Copyable>(_ body: () throws(PageTableError) -> R) throws(OSTDError) -> R {
+    do throws(PageTableError) { return try body() } catch { throw .pageTable(error) }
+}
+
 extension VmSpace {
     /// A read-only cursor over part of a space (OSTD `vm_space::Cursor`).
     public struct Cursor: ~Copyable {
@@ -51,12 +56,8 @@ extension VmSpace {
         ///
         /// - Throws: `pageTable(invalidVaddr)` when the cursor is at the end of its range.
         public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
-            do throws(PageTableError) {
-                let (range, leaf) = try ptCursor.query()
-                return (range, leaf.map(VmQueriedItem.init))
-            } catch {
-                throw .pageTable(error)
-            }
+            let (range, leaf) = try pageTableCall { () throws(PageTableError) in try ptCursor.query() }
+            return (range, leaf.map(VmQueriedItem.init))
         }
 
         /// Moves to the first mapped address in `virtAddr ..< virtAddr + len` (OSTD `find_next`).
@@ -64,7 +65,7 @@ extension VmSpace {
 
         /// Moves to `va` inside the cursor's range (OSTD `jump`).
         public mutating func jump(_ va: Vaddr) throws(OSTDError) {
-            do throws(PageTableError) { try ptCursor.jump(va) } catch { throw .pageTable(error) }
+            try pageTableCall { () throws(PageTableError) in try ptCursor.jump(va) }
         }
     }
 
@@ -79,12 +80,8 @@ extension VmSpace {
 
         /// See `Cursor.query()`.
         public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
-            do throws(PageTableError) {
-                let (range, leaf) = try ptCursor.query()
-                return (range, leaf.map(VmQueriedItem.init))
-            } catch {
-                throw .pageTable(error)
-            }
+            let (range, leaf) = try pageTableCall { () throws(PageTableError) in try ptCursor.query() }
+            return (range, leaf.map(VmQueriedItem.init))
         }
 
         /// See `Cursor.findNext(_:)`.
@@ -92,7 +89,7 @@ extension VmSpace {
 
         /// See `Cursor.jump(_:)`.
         public mutating func jump(_ va: Vaddr) throws(OSTDError) {
-            do throws(PageTableError) { try ptCursor.jump(va) } catch { throw .pageTable(error) }
+            try pageTableCall { () throws(PageTableError) in try ptCursor.jump(va) }
         }
 
         /// Maps `frame` at the current address with `property` and moves past it (OSTD
