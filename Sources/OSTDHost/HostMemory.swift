@@ -16,9 +16,9 @@ public enum HostMemory {
     /// Reserves `size` bytes of zero-filled memory, released with `munmap` when the machine is
     /// gone.
     ///
-    /// - Throws: `OSTDError.invalidArgs` when `size` is not a positive multiple of 4 KiB,
+    /// - Throws: `FrameError.invalidArgs` when `size` is not a positive multiple of 4 KiB,
     ///   `OSTDError.outOfMemory` when the host refuses the reservation.
-    public static func reserve(size: Int) throws(OSTDError) -> PhysicalMemoryRegion {
+    public static func reserve(size: Int) throws(FrameError) -> PhysicalMemoryRegion {
         guard size > 0, size % 4096 == 0 else {
             throw .invalidArgs("memory size \(size) is not a positive multiple of 4 KiB")
         }
@@ -36,9 +36,9 @@ extension Machine {
     /// Boots a machine with `memory` bytes of host memory (default 256 MiB) and `cpus` simulated
     /// CPUs, with threads able to bind to them (`withCpu`).
     ///
-    /// - Throws: `OSTDError.invalidArgs` for a bad size or CPU count, `outOfMemory` when the host
+    /// - Throws: `FrameError.invalidArgs` for a bad size or CPU count, `outOfMemory` when the host
     ///   cannot reserve the memory.
-    public static func host(memory: Int = 256 << 20, cpus: Int = 1, audit: Bool = false) throws(OSTDError) -> Machine {
+    public static func host(memory: Int = 256 << 20, cpus: Int = 1, audit: Bool = false) throws(FrameError) -> Machine {
         let region = try HostMemory.reserve(size: memory)
         do {
             return try Machine(memory: region, cpus: cpus, cpuLocal: HostCpu.hooks, audit: audit)

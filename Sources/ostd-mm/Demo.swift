@@ -88,7 +88,7 @@ struct Demo: ParsableCommand {
     }
 
     private func tourOfCpuCaches(_ machine: Machine) throws {
-        try machine.withCpu(1) { () throws(OSTDError) in
+        try machine.withCpu(1) { () throws(FrameError) in
             let first = try FrameAllocOptions().allocFrame(in: machine)
             let paddr = first.paddr
             _ = consume first

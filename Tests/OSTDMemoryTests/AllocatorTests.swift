@@ -144,12 +144,12 @@ import OSTDHost
     @Test func outOfMemoryIsAnErrorAndLosesNothing() throws {
         let machine = try Machine.host(memory: 1 << 20)   // 256 frames, 4 of them metadata
         let free = machine.freeFrames
-        #expect(throws: OSTDError.outOfMemory(frames: 512)) { try FrameAllocOptions().allocSegment(512, in: machine) }
+        #expect(throws: FrameError.outOfMemory(frames: 512)) { try FrameAllocOptions().allocSegment(512, in: machine) }
         #expect(machine.freeFrames == free)
         var held: [Paddr] = []
         while let paddr = try? FrameAllocOptions().allocFrame(in: machine).intoRaw() { held.append(paddr) }
         #expect(held.count == free)
-        #expect(throws: OSTDError.outOfMemory(frames: 1)) { try FrameAllocOptions().allocFrame(in: machine) }
+        #expect(throws: FrameError.outOfMemory(frames: 1)) { try FrameAllocOptions().allocFrame(in: machine) }
         #expect(Set(held).count == held.count)
         for paddr in held { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
         #expect(machine.outstandingFrames == 0)
@@ -167,16 +167,16 @@ import OSTDHost
 
     @Test func machineRejectsBadGeometry() {
         let region = PhysicalMemoryRegion(base: UnsafeMutableRawPointer(bitPattern: 0x1000)!, size: 4096 * 2, release: nil)
-        #expect(throws: OSTDError.self) { try Machine(memory: region) }
-        #expect(throws: OSTDError.self) { try Machine.host(memory: 1 << 20, cpus: 0) }
-        #expect(throws: OSTDError.self) { try Machine.host(memory: 1 << 20, cpus: 65) }
-        #expect(throws: OSTDError.self) { try Machine.host(memory: 4097) }
+        #expect(throws: FrameError.self) { try Machine(memory: region) }
+        #expect(throws: FrameError.self) { try Machine.host(memory: 1 << 20, cpus: 0) }
+        #expect(throws: FrameError.self) { try Machine.host(memory: 1 << 20, cpus: 65) }
+        #expect(throws: FrameError.self) { try Machine.host(memory: 4097) }
     }
 
     @Test func cpuCacheServesAndFullyCoalescesAfterFlush() throws {
         let machine = try Machine.host(memory: 16 << 20, cpus: 2)
         let chunksBefore = machine.freeChunksByOrder
-        try machine.withCpu(1) { () throws(OSTDError) in
+        try machine.withCpu(1) { () throws(FrameError) in
             #expect(machine.currentCpu == 1)
             var held: [Paddr] = []
             for _ in 0..<200 { held.append(try FrameAllocOptions().zeroed(false).allocFrame(in: machine).intoRaw()) }

@@ -31,7 +31,7 @@ import OSTDHost
     // OSTD: frame::frame_drop (the same frame comes back: the allocator is LIFO)
     @Test(arguments: [false, true]) func frameDropReallocatesSameFrame(bound: Bool) throws {
         let machine = makeMachine()
-        func run() throws(OSTDError) {
+        func run() throws(FrameError) {
             let frame = try FrameAllocOptions().allocFrameWith(MockFrameMeta(value: 42), in: machine)
             let paddr = frame.paddr
             _ = consume frame
@@ -40,7 +40,7 @@ import OSTDHost
             #expect(again.paddr == paddr)
             #expect(again.referenceCount == 1)
         }
-        if bound { try machine.withCpu(0) { () throws(OSTDError) in try run() } } else { try run() }
+        if bound { try machine.withCpu(0) { () throws(FrameError) in try run() } } else { try run() }
         #expect(machine.outstandingFrames == 0)
     }
 
@@ -90,7 +90,7 @@ import OSTDHost
 
     @Test func zeroedAllocationClearsOldContents() throws {
         let machine = makeMachine()
-        try machine.withCpu(0) { () throws(OSTDError) in
+        try machine.withCpu(0) { () throws(FrameError) in
             let frame = try FrameAllocOptions().allocFrame(in: machine)
             machine.pointer(to: frame.paddr).initializeMemory(as: UInt8.self, repeating: 0xAB, count: pageSize)
             let paddr = frame.paddr

@@ -27,7 +27,7 @@ import OSTDHost
     // OSTD: segment::empty_segment_creation
     @Test func emptySegmentCreation() {
         let machine = makeMachine()
-        #expect(throws: OSTDError.invalidArgs("a segment of zero frames")) {
+        #expect(throws: FrameError.invalidArgs("a segment of zero frames")) {
             try FrameAllocOptions().allocSegment(0, in: machine)
         }
     }

@@ -90,7 +90,7 @@ import OSTDHost
             let frame = try! FrameAllocOptions().allocFrame(in: machine)
             let paddr = frame.paddr
             _ = frame.intoRaw()
-            machine.context.pointee.ledger!.redeem(Int(paddr.rawValue >> 12))
+            machine.context.ledger!.redeem(Int(paddr.rawValue >> 12))
         }
     }
 }

@@ -5,8 +5,15 @@
 // is Rust's `Drop`, giving the reference back. The last drop tears the slot down (`UNUSED`) and
 // returns the frame to the allocator. No Swift reference count is touched on any of these paths.
 //
-// `intoRaw()` forgets a handle without dropping it and yields the physical address; `fromRaw`
-// restores it. They are how ownership passes into a page-table entry and back.
+// Turning a handle into a raw address and back is one documented pair, used everywhere (frames
+// forgotten into page-table entries, kept across a TLB flush, handed to callers):
+//
+//     intoRaw()            forgets the handle: the reference stays, its ledger entry is redeemed
+//     fromRaw(_:in:)       restores it: one ledger entry is minted for the reference taken over
+//
+// `init(adopting:context:)` is not a third way in: it re-types or moves a reference that is
+// already held and already counted (conversions between metadata types, a segment yielding its
+// frames), so the ledger does not change.
 //
 // The generic parameter is the metadata type (`UntypedMeta` for plain data frames, or a type of
 // the caller's); `Frame<DynFrameMeta>` (`AnyFrame`) and `Frame<DynUFrameMeta>` (`UFrame`) are the
@@ -21,11 +28,12 @@ public typealias UFrame = Frame<DynUFrameMeta>
 @frozen
 public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     @usableFromInline let slot: MetaSlot
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
 
-    /// Adopts one reference that the caller already holds (and has counted in the ledger).
+    /// Takes over one reference that the caller already holds and has counted in the ledger
+    /// (a handle being re-typed or moved); the ledger does not change.
     @inlinable @inline(__always)
-    init(adopting slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+    init(adopting slot: MetaSlot, context: MachineRef) {
         self.slot = slot
         self.context = context
     }
@@ -33,16 +41,16 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// Drops the reference (Rust's `Drop`); the last one frees the frame.
     @inlinable
     deinit {
-        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
-        if slot.decRefCount(paddr: context.pointee.paddr(of: slot)) {
+        context.ledger?.redeem(context.frameIndex(of: slot))
+        if slot.decRefCount(paddr: context.paddr(of: slot)) {
             slot.storeUnused()
-            context.deallocFrame(context.pointee.frameIndex(of: slot))
+            context.deallocFrame(context.frameIndex(of: slot))
         }
     }
 
     /// The physical address of the frame.
     @inlinable
-    public var paddr: Paddr { context.pointee.paddr(of: slot) }
+    public var paddr: Paddr { context.paddr(of: slot) }
 
     /// The size of the frame: always 4 KiB.
     @inlinable
@@ -68,7 +76,7 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     @inlinable
     public func clone() -> Frame<M> {
         slot.incRefCount(paddr: paddr)
-        context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
+        context.ledger?.mint(context.frameIndex(of: slot))
         return Frame(adopting: slot, context: context)
     }
 
@@ -77,7 +85,7 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     @inlinable
     public consuming func intoRaw() -> Paddr {
         let paddr = self.paddr
-        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        context.ledger?.redeem(context.frameIndex(of: slot))
         discard self
         return paddr
     }
@@ -88,16 +96,24 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     ///   address may be restored once; restoring it twice is a double free.
     @unsafe @inlinable
     public static func fromRaw(_ paddr: Paddr, in machine: Machine) -> Frame<M> {
-        let context = machine.context
-        precondition(Int(paddr.rawValue) < context.pointee.memorySize, "frame \(paddr) is outside memory")
-        let slot = context.pointee.slot(of: paddr)
-        context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
+        precondition(Int(paddr.rawValue) < machine.context.memorySize, "frame \(paddr) is outside memory")
+        return unsafe fromRaw(paddr, in: machine.context)
+    }
+
+    /// Restores a handle forgotten by `intoRaw` on the machine `context` (the layers' form of
+    /// `fromRaw`, for references kept in page-table entries and flush batches).
+    ///
+    /// - Safety: as `fromRaw(_:in:)`; `paddr` is inside physical memory.
+    @unsafe @inlinable @inline(__always)
+    static func fromRaw(_ paddr: Paddr, in context: MachineRef) -> Frame<M> {
+        let slot = context.slot(of: paddr)
+        context.ledger?.mint(context.frameIndex(of: slot))
         return Frame(adopting: slot, context: context)
     }
 
     /// Splits the handle into its parts without dropping the reference (for conversions).
     @inlinable
-    consuming func intoParts() -> (slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+    consuming func intoParts() -> (slot: MetaSlot, context: MachineRef) {
         let parts = (slot, context)
         discard self
         return parts
@@ -121,10 +137,10 @@ extension Frame where M: FrameMeta {
     /// Writes the metadata of a slot this thread has just claimed (count `0`) and publishes it
     /// with one reference.
     @inlinable @inline(__always)
-    init(initializing slot: MetaSlot, meta: M, context: UnsafeMutablePointer<MachineContext>) {
+    init(initializing slot: MetaSlot, meta: M, context: MachineRef) {
         slot.writeMeta(meta)
         slot.publishShared()
-        context.pointee.ledger?.mint(context.pointee.frameIndex(of: slot))
+        context.ledger?.mint(context.frameIndex(of: slot))
         self.init(adopting: slot, context: context)
     }
 }
@@ -137,7 +153,7 @@ extension Frame where M == DynFrameMeta {
     public static func fromInUse(_ paddr: Paddr, in machine: Machine) throws(GetFrameError) -> AnyFrame {
         let slot = try machine.context.checkedSlot(paddr)
         if let status = slot.tryIncFromInUse() { throw GetFrameError(status: status, paddr: paddr) }
-        machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
+        machine.context.ledger?.mint(machine.context.frameIndex(of: slot))
         return AnyFrame(adopting: slot, context: machine.context)
     }
 
@@ -158,12 +174,12 @@ extension Frame where M == DynUFrameMeta {
     }
 }
 
-extension UnsafeMutablePointer where Pointee == MachineContext {
+extension MachineRef {
     /// The slot of `paddr` after OSTD's `get_slot` checks: aligned and inside memory.
     func checkedSlot(_ paddr: Paddr) throws(GetFrameError) -> MetaSlot {
         guard paddr.isAligned(to: pageSize) else { throw .notAligned(paddr) }
-        guard Int(paddr.rawValue) < pointee.memorySize else { throw .outOfBound(paddr) }
-        return pointee.slot(of: paddr)
+        guard Int(paddr.rawValue) < memorySize else { throw .outOfBound(paddr) }
+        return slot(of: paddr)
     }
 
     /// Claims the unused frame at `paddr` (OSTD `get_from_unused`): the slot is then busy and

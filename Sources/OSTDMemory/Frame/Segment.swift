@@ -14,10 +14,10 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// Frame indices `start ..< end`.
     @usableFromInline var start: Int
     @usableFromInline var end: Int
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
 
     @inlinable
-    init(adopting frames: Range<Int>, context: UnsafeMutablePointer<MachineContext>) {
+    init(adopting frames: Range<Int>, context: MachineRef) {
         start = frames.lowerBound
         end = frames.upperBound
         self.context = context
@@ -29,13 +29,13 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     }
 
     /// Drops one reference on each frame of `frames`, returning the freed ones in runs.
-    static func dropReferences(_ frames: Range<Int>, context: UnsafeMutablePointer<MachineContext>) {
+    static func dropReferences(_ frames: Range<Int>, context: MachineRef) {
         var runStart = frames.lowerBound
         var runLength = 0
         for index in frames {
-            let slot = context.pointee.slot(index: index)
-            context.pointee.ledger?.redeem(index)
-            if slot.decRefCount(paddr: context.pointee.paddr(of: slot)) {
+            let slot = context.slot(index: index)
+            context.ledger?.redeem(index)
+            if slot.decRefCount(paddr: context.paddr(of: slot)) {
                 slot.storeUnused()
                 if runLength == 0 { runStart = index }
                 runLength += 1
@@ -48,11 +48,11 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     }
 
     /// Adds one reference on each frame of `frames`, for a new segment over them.
-    static func addReferences(_ frames: Range<Int>, context: UnsafeMutablePointer<MachineContext>) {
+    static func addReferences(_ frames: Range<Int>, context: MachineRef) {
         for index in frames {
-            let slot = context.pointee.slot(index: index)
-            slot.incRefCount(paddr: context.pointee.paddr(of: slot))
-            context.pointee.ledger?.mint(index)
+            let slot = context.slot(index: index)
+            slot.incRefCount(paddr: context.paddr(of: slot))
+            context.ledger?.mint(index)
         }
     }
 
@@ -118,13 +118,13 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     public mutating func next() -> Frame<M>? {
         guard start < end else { return nil }
         defer { start += 1 }
-        return Frame(adopting: context.pointee.slot(index: start), context: context)
+        return Frame(adopting: context.slot(index: start), context: context)
     }
 
     /// A one-frame segment taking over the frame's reference (OSTD `From<Frame<M>>`).
     public init(_ frame: consuming Frame<M>) {
         let (slot, context) = frame.intoParts()
-        let index = context.pointee.frameIndex(of: slot)
+        let index = context.frameIndex(of: slot)
         self.init(adopting: index..<(index + 1), context: context)
     }
 
@@ -132,7 +132,7 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     public consuming func intoRaw() -> Range<Paddr> {
         let range = self.range
         let (frames, context) = intoParts()
-        for index in frames { context.pointee.ledger?.redeem(index) }
+        for index in frames { context.ledger?.redeem(index) }
         return range
     }
 
@@ -141,13 +141,20 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Safety: `range` must come from `Segment<M>.intoRaw` on this machine, restored once.
     @unsafe
     public static func fromRaw(_ range: Range<Paddr>, in machine: Machine) -> Segment<M> {
-        let context = machine.context
+        unsafe fromRaw(range, in: machine.context)
+    }
+
+    /// `fromRaw` on the machine `context`, for the layers that keep segments as raw ranges.
+    ///
+    /// - Safety: as `fromRaw(_:in:)`.
+    @unsafe
+    static func fromRaw(_ range: Range<Paddr>, in context: MachineRef) -> Segment<M> {
         let frames = Int(range.lowerBound.rawValue >> UInt64(pageShift))..<Int(range.upperBound.rawValue >> UInt64(pageShift))
-        for index in frames { context.pointee.ledger?.mint(index) }
+        for index in frames { context.ledger?.mint(index) }
         return Segment(adopting: frames, context: context)
     }
 
-    consuming func intoParts() -> (frames: Range<Int>, context: UnsafeMutablePointer<MachineContext>) {
+    consuming func intoParts() -> (frames: Range<Int>, context: MachineRef) {
         let parts = (start..<end, context)
         discard self
         return parts
@@ -177,12 +184,12 @@ extension Segment where M: FrameMeta {
     /// Claims frames `frames` one by one; the segment under construction owns those claimed so
     /// far, so a failure drops exactly them.
     static func claim(
-        _ frames: Range<Int>, context: UnsafeMutablePointer<MachineContext>, meta: (Paddr) -> M
+        _ frames: Range<Int>, context: MachineRef, meta: (Paddr) -> M
     ) throws(GetFrameError) -> Segment<M> {
         var segment = Segment(adopting: frames.lowerBound..<frames.lowerBound, context: context)
         for index in frames {
-            let slot = context.pointee.slot(index: index)
-            let paddr = context.pointee.paddr(of: slot)
+            let slot = context.slot(index: index)
+            let paddr = context.paddr(of: slot)
             if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
             _ = Frame(initializing: slot, meta: meta(paddr), context: context).intoParts()
             segment.end = index + 1
@@ -212,7 +219,7 @@ extension Segment where M: FrameMeta {
     /// only the first frame's tag is checked.
     public static func tryFrom(_ segment: consuming Segment<DynFrameMeta>) -> FrameConversion<Segment<M>, Segment<DynFrameMeta>> {
         guard segment.count > 0,
-              segment.context.pointee.slot(index: segment.start).typeTag == M.typeTag
+              segment.context.slot(index: segment.start).typeTag == M.typeTag
         else { return .rejected(segment) }
         let (frames, context) = segment.intoParts()
         return .converted(Segment(adopting: frames, context: context))

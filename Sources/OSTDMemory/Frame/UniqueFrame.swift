@@ -8,10 +8,10 @@
 @frozen
 public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     @usableFromInline let slot: MetaSlot
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
 
     @inlinable
-    init(adopting slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+    init(adopting slot: MetaSlot, context: MachineRef) {
         self.slot = slot
         self.context = context
     }
@@ -19,8 +19,8 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// Drops the frame: busy, metadata forgotten, `UNUSED`, back to the allocator.
     @inlinable
     deinit {
-        let index = context.pointee.frameIndex(of: slot)
-        context.pointee.ledger?.redeem(index)
+        let index = context.frameIndex(of: slot)
+        context.ledger?.redeem(index)
         slot.storeBusy()
         slot.storeUnused()
         context.deallocFrame(index)
@@ -33,13 +33,13 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
         let slot = try machine.context.claimUnused(paddr)
         slot.writeMeta(meta)
         slot.publishUnique()
-        machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
+        machine.context.ledger?.mint(machine.context.frameIndex(of: slot))
         return UniqueFrame(adopting: slot, context: machine.context)
     }
 
     /// The physical address of the frame.
     @inlinable
-    public var paddr: Paddr { context.pointee.paddr(of: slot) }
+    public var paddr: Paddr { context.paddr(of: slot) }
 
     /// The size of the frame: always 4 KiB.
     @inlinable
@@ -68,7 +68,7 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// (OSTD `reset_as_unused`, for allocator implementations).
     public consuming func resetAsUnused() {
         let (slot, context) = intoParts()
-        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        context.ledger?.redeem(context.frameIndex(of: slot))
         slot.storeBusy()
         slot.storeUnused()
     }
@@ -92,7 +92,7 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     public consuming func intoRaw() -> Paddr {
         let paddr = self.paddr
         let (slot, context) = intoParts()
-        context.pointee.ledger?.redeem(context.pointee.frameIndex(of: slot))
+        context.ledger?.redeem(context.frameIndex(of: slot))
         return paddr
     }
 
@@ -101,13 +101,13 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Safety: `paddr` must come from `UniqueFrame<M>.intoRaw` on this machine, restored once.
     @unsafe
     public static func fromRaw(_ paddr: Paddr, in machine: Machine) -> UniqueFrame<M> {
-        let slot = machine.context.pointee.slot(of: paddr)
-        machine.context.pointee.ledger?.mint(machine.context.pointee.frameIndex(of: slot))
+        let slot = machine.context.slot(of: paddr)
+        machine.context.ledger?.mint(machine.context.frameIndex(of: slot))
         return UniqueFrame(adopting: slot, context: machine.context)
     }
 
     @inlinable
-    consuming func intoParts() -> (slot: MetaSlot, context: UnsafeMutablePointer<MachineContext>) {
+    consuming func intoParts() -> (slot: MetaSlot, context: MachineRef) {
         let parts = (slot, context)
         discard self
         return parts

@@ -21,7 +21,7 @@ public enum Infallible: Fallibility {}
 @usableFromInline
 struct KeptSegment {
     let frames: Range<Int>
-    let context: UnsafeMutablePointer<MachineContext>
+    let context: MachineRef
 
     init<M: AnyFrameMeta>(_ segment: consuming Segment<M>) {
         (frames, context) = segment.intoParts()

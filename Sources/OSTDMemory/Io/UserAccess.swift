@@ -1,20 +1,16 @@
-// User-space memory access as a CPU performs it: through the TLB, with faults.
+// User-space memory access as a CPU performs it: through the MMU, with faults.
 //
-// A user-space reader or writer never dereferences a virtual address itself. Each access runs on
-// the caller's CPU with that CPU's MMU lock held: every page is looked up in the TLB, a miss walks
-// the page table (without locks, as the MMU does) and fills the TLB, and the access rights are
-// those of a user-mode access (USER to read, USER and W to write). Runs of pages that are also
-// physically contiguous are copied in one go.
+// A user-space reader or writer never dereferences a virtual address itself. Each access is a
+// platform user-mode access on the caller's CPU (`Platform.withUserAccess`): every page is
+// translated by the CPU's MMU (the TLB, then a page walk), with the access rights of a user-mode
+// access (USER to read, USER and W to write). Runs of pages that are also physically contiguous
+// are copied in one go.
 //
 // A fault releases the lock and asks the space's page-fault handler; if it resolves the fault
 // (say, by mapping a frame) the access resumes where it stopped, as `rep movsb` resumes after
 // OSTD's handler returns. Otherwise the access ends and reports the faulting address and the
 // bytes transferred before it (OSTD's exception-table recovery in `__memcpy_fallible`). A fault
 // that comes back at the same address right after being "resolved" is final.
-//
-// A permission fault on a cached entry first drops the entry and walks again, as x86 invalidates
-// the entry of a faulting access: an access that the table now allows proceeds (a spurious fault,
-// which a kernel's handler would simply return from), one it does not allow faults.
 
 import Synchronization
 
@@ -31,58 +27,38 @@ struct AccessFault: Error {
 }
 
 extension VmSpace {
-    /// Translates `va` for a user-mode access on `cpu`, whose MMU lock the caller holds.
-    @inlinable @inline(__always)
-    func translateForAccess(_ va: Vaddr, write: Bool, cpu: UnsafeMutablePointer<CpuLocalState>) -> TlbTranslation? {
-        let tlb = cpu.pointee.tlb
-        if let cached = tlb.pointee.lookup(va) {
-            if cached.user && (cached.writable || !write) { return cached }
-            tlb.pointee.invalidate(va)
-        }
-        guard let (leaf, offset) = pageTable.translate(va),
-              leaf.property.privilegedFlags.contains(.user),
-              !write || leaf.property.flags.contains(.w) else { return nil }
-        tlb.pointee.fill(va, leaf: leaf)
-        return TlbTranslation(paddr: leaf.paddr + offset, bytesLeftInPage: leaf.size - offset,
-                              user: true, writable: leaf.property.flags.contains(.w))
-    }
-
     /// The host address of `va` and how many of the next `limit` bytes are accessible there in
     /// one physically contiguous run, or `nil` when `va` itself faults.
     @inlinable @inline(__always)
-    func accessibleRun(_ va: Vaddr, write: Bool, limit: Int,
-                       cpu: UnsafeMutablePointer<CpuLocalState>) -> (UnsafeMutableRawPointer, Int)? {
-        guard let first = translateForAccess(va, write: write, cpu: cpu) else { return nil }
+    func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int,
+                                                 mmu: inout T) -> (UnsafeMutableRawPointer, Int)? {
+        guard let first = mmu.translate(va, write: write) else { return nil }
         var length = first.bytesLeftInPage
         while length < limit {
-            guard let next = translateForAccess(va + length, write: write, cpu: cpu),
+            guard let next = mmu.translate(va + length, write: write),
                   next.paddr == first.paddr + length else { break }
             length += next.bytesLeftInPage
         }
-        return (context.pointee.pointer(to: first.paddr), min(length, limit))
+        return (context.pointer(to: first.paddr), min(length, limit))
     }
 
-    /// Runs `step` with the caller's CPU's MMU locked until it finishes or faults; asks the
-    /// page-fault handler about each fault. `step` returns the fault that stopped it, if any, and
-    /// is called again after a resolved fault.
+    /// Runs `step` as a user-mode access on the caller's CPU until it finishes or faults; asks
+    /// the page-fault handler about each fault. `step` returns the fault that stopped it, if any,
+    /// and is called again after a resolved fault.
     ///
     /// - Returns: the fault that ended the access, or `nil` when it completed.
     /// - Throws: `notActive` when the space is not active on the caller's CPU.
     @inlinable @inline(__always)
-    func access(_ step: (UnsafeMutablePointer<CpuLocalState>) -> AccessFault?) throws(OSTDError) -> AccessFault? {
-        let cpu = context.pointee.executingCpu(of: context)
+    func access<P: Platform>(on platform: P, _ step: (inout P.UserMmu) -> AccessFault?) throws(OSTDError) -> AccessFault? {
+        let cpu = platform.executingCpu()
         var resolved: Vaddr? = nil
         while true {
-            cpu.pointee.mmuLock.lock()
-            guard cpu.pointee.activeRoot.load(ordering: .relaxed) == rootPaddr.rawValue else {
-                cpu.pointee.mmuLock.unlock()
-                throw .notActive(cpu: cpu.pointee.id)
+            guard let outcome = platform.withUserAccess(on: cpu, root: rootPaddr, step) else {
+                throw .notActive(cpu: cpu)
             }
-            let fault = step(cpu)
-            cpu.pointee.mmuLock.unlock()
-            guard let fault else { return nil }
+            guard let fault = outcome else { return nil }
             guard fault.address != resolved, let handler = pageFaultHandler,
-                  handler(self, PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu.pointee.id))
+                  handler(self, PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu))
             else { return fault }
             resolved = fault.address
         }
@@ -132,13 +108,13 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
         _ = try other.takeUnretainedValue().executingCpu()
     }
     var copied = 0
-    let fault = try space.access { cpu in
+    let fault = try space.access(on: space.context.platform) { mmu in
         while copied < count {
             var chunk = count - copied
             let from: UnsafeMutableRawPointer
             if source.space != nil {
                 let va = Vaddr(source.address) + copied
-                guard let (pointer, run) = space.accessibleRun(va, write: false, limit: chunk, cpu: cpu) else {
+                guard let (pointer, run) = space.accessibleRun(va, write: false, limit: chunk, mmu: &mmu) else {
                     return AccessFault(va, isWrite: false)
                 }
                 from = pointer
@@ -149,7 +125,7 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
             let to: UnsafeMutableRawPointer
             if destination.space != nil {
                 let va = Vaddr(destination.address) + copied
-                guard let (pointer, run) = space.accessibleRun(va, write: true, limit: chunk, cpu: cpu) else {
+                guard let (pointer, run) = space.accessibleRun(va, write: true, limit: chunk, mmu: &mmu) else {
                     return AccessFault(va, isWrite: true)
                 }
                 to = pointer
@@ -176,10 +152,10 @@ func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, Acces
         return (count, nil)
     }
     var filled = 0
-    let fault = try space.access { cpu in
+    let fault = try space.access(on: space.context.platform) { mmu in
         while filled < count {
             let va = Vaddr(destination.address) + filled
-            guard let (pointer, run) = space.accessibleRun(va, write: true, limit: count - filled, cpu: cpu) else {
+            guard let (pointer, run) = space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu) else {
                 return AccessFault(va, isWrite: true)
             }
             pointer.initializeMemory(as: UInt8.self, repeating: 0, count: run)
@@ -201,12 +177,12 @@ func atomicAccess<R>(_ end: IoEnd, write: Bool,
         return .success(body(end.host.assumingMemoryBound(to: Atomic<UInt32>.self)))
     }
     var result: R? = nil
-    let fault = try space.access { cpu in
+    let fault = try space.access(on: space.context.platform) { mmu in
         let va = Vaddr(end.address)
-        guard let translation = space.translateForAccess(va, write: write, cpu: cpu) else {
+        guard let translation = mmu.translate(va, write: write) else {
             return AccessFault(va, isWrite: write)
         }
-        let pointer = space.context.pointee.pointer(to: translation.paddr)
+        let pointer = space.context.pointer(to: translation.paddr)
         result = body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
         return nil
     }

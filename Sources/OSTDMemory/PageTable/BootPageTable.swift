@@ -29,16 +29,16 @@
 public struct BootPageTable: ~Copyable {
     /// The machine whose frames hold the table.
     public let machine: Machine
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
     /// The root node, at level `PagingConsts.nrLevels`.
     let root: NodeRef
 
     /// An empty boot page table: a root with no entries (OSTD `BootPageTable::new`).
     ///
-    /// - Throws: `outOfMemory(frames: 1)` when there is no frame for the root.
-    public init(machine: Machine) throws(OSTDError) {
+    /// - Throws: `outOfMemory` when there is no frame for the root.
+    public init(machine: Machine) throws(PageTableError) {
         guard let root = machine.context.allocNode(level: PagingConsts.nrLevels) else {
-            throw .outOfMemory(frames: 1)
+            throw .outOfMemory
         }
         root.unlock()
         self.machine = machine
@@ -176,7 +176,7 @@ public struct BootPageTable: ~Copyable {
     /// Frees `node` and every node below it, children first (OSTD `dfs_walk_on_leave` in
     /// `dismiss`). Leaves are untracked and left alone.
     private static func freeSubtree(
-        _ node: NodeRef, level: PagingLevel, context: UnsafeMutablePointer<MachineContext>
+        _ node: NodeRef, level: PagingLevel, context: MachineRef
     ) {
         if level > 1 && node.nrChildren > 0 {
             for i in 0..<PagingConsts.nrEntries {

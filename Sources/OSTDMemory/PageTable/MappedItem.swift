@@ -19,10 +19,10 @@ public struct MappedItem: ~Copyable {
     /// Where the page is, its level and property, and whether it is tracked.
     public let info: MappedItemRef
     /// The machine of a tracked item's frames (`nil` for untracked items).
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>?
+    @usableFromInline let context: MachineRef?
 
     @inlinable
-    init(info: MappedItemRef, context: UnsafeMutablePointer<MachineContext>?) {
+    init(info: MappedItemRef, context: MachineRef?) {
         self.info = info
         self.context = context
     }
@@ -31,7 +31,7 @@ public struct MappedItem: ~Copyable {
     @inlinable
     public init<M: AnyFrameMeta>(frame: consuming Frame<M>, property: PageProperty) {
         let (slot, context) = frame.intoParts()
-        let info = MappedItemRef(paddr: context.pointee.paddr(of: slot), level: 1, property: property, isTracked: true)
+        let info = MappedItemRef(paddr: context.paddr(of: slot), level: 1, property: property, isTracked: true)
         self.init(info: info, context: context)
     }
 
@@ -57,7 +57,7 @@ public struct MappedItem: ~Copyable {
     deinit {
         guard let context else { return }
         if info.level == 1 {
-            _ = AnyFrame(adopting: context.pointee.slot(of: info.paddr), context: context)
+            _ = AnyFrame(adopting: context.slot(of: info.paddr), context: context)
         } else {
             _ = Segment<DynFrameMeta>(adopting: info.frameIndices, context: context)
         }
@@ -80,7 +80,7 @@ public struct MappedItem: ~Copyable {
         let context = self.context!
         let paddr = info.paddr
         discard self
-        return AnyFrame(adopting: context.pointee.slot(of: paddr), context: context)
+        return AnyFrame(adopting: context.slot(of: paddr), context: context)
     }
 
     /// The tracked frames, as a segment (of one frame for a 4 KiB item).
@@ -106,27 +106,29 @@ public struct MappedItem: ~Copyable {
     }
 
     /// Consumes the item into an entry's raw parts (OSTD `item_into_raw`): its references now
-    /// belong to the entry, and leave the obligation ledger as `intoRaw` does.
+    /// belong to the entry, and leave the obligation ledger as `Frame.intoRaw` does. `fromRaw`
+    /// is the way back.
     @inlinable @inline(__always)
     consuming func intoRaw() -> MappedItemRef {
         let info = self.info
-        if let ledger = context?.pointee.ledger {
+        if let ledger = context?.ledger {
             for index in info.frameIndices { ledger.redeem(index) }
         }
         discard self
         return info
     }
 
-    /// Restores the item a leaf entry owned (OSTD `item_from_raw`).
+    /// Restores the item a leaf entry owned (OSTD `item_from_raw`), the pair of `intoRaw`: one
+    /// ledger entry is minted per frame, as `Frame.fromRaw` does.
     ///
     /// - Safety: the entry's references must be restored once; the caller clears the entry.
     @unsafe @inlinable
-    static func restore<C: PageTableConfig>(
-        _: C.Type, _ pte: PageTableEntry, level: PagingLevel, context: UnsafeMutablePointer<MachineContext>
+    static func fromRaw<C: PageTableConfig>(
+        _: C.Type, _ pte: PageTableEntry, level: PagingLevel, context: MachineRef
     ) -> MappedItem {
         let info = MappedItemRef(C.self, pte: pte, level: level)
         guard info.isTracked else { return MappedItem(info: info, context: nil) }
-        if let ledger = context.pointee.ledger {
+        if let ledger = context.ledger {
             for index in info.frameIndices { ledger.mint(index) }
         }
         return MappedItem(info: info, context: context)

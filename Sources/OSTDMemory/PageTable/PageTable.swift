@@ -15,7 +15,7 @@
 public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// The machine whose frames hold the table.
     public let machine: Machine
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
     @usableFromInline let root: NodeRef
     /// The kernel table whose level-3 nodes a user table shares: kept alive as long as this one.
     let kernel: PageTable<KernelPtConfig>?
@@ -28,8 +28,8 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// that removed them is dropped.
     public var defersReclamation = false
     /// The CPUs that may be walking this table (a `VmSpace`'s active CPUs). Before a retired
-    /// node is freed, each of them is quiesced: its MMU lock, which it holds while it walks and
-    /// accesses memory, is taken and released once.
+    /// node is freed, each of them is quiesced (`Platform.quiesce`): any walk it was in the
+    /// middle of has finished.
     var walkerCpus: AtomicCpuSet?
 
     init(machine: Machine, root: NodeRef, kernel: PageTable<KernelPtConfig>?) {
@@ -42,10 +42,10 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
 
     /// An empty table: a root with no entries (OSTD `PageTable::empty`).
     ///
-    /// - Throws: `outOfMemory(frames: 1)` when there is no frame for the root.
-    public convenience init(empty machine: Machine) throws(OSTDError) {
+    /// - Throws: `outOfMemory` when there is no frame for the root.
+    public convenience init(empty machine: Machine) throws(PageTableError) {
         guard let root = machine.context.allocNode(level: PagingConsts.nrLevels) else {
-            throw .outOfMemory(frames: 1)
+            throw .outOfMemory
         }
         self.init(machine: machine, root: root, kernel: nil)
     }
@@ -135,11 +135,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// Waits until no CPU that may walk this table is in the middle of a walk.
     func quiesceWalkers() {
         guard let walkerCpus else { return }
-        for cpu in walkerCpus.load() {
-            let state = context.pointee.cpus + cpu
-            state.pointee.mmuLock.lock()
-            state.pointee.mmuLock.unlock()
-        }
+        for cpu in walkerCpus.load() { context.platform.quiesce(cpu) }
     }
 
     /// The number of retired nodes waiting for `reclaimRetired()`.
@@ -156,11 +152,11 @@ extension PageTable where C == KernelPtConfig {
     /// `new_kernel_page_table`).
     ///
     /// - Throws: `outOfMemory` when the 257 nodes do not fit.
-    public static func newKernelPageTable(machine: Machine) throws(OSTDError) -> PageTable<KernelPtConfig> {
+    public static func newKernelPageTable(machine: Machine) throws(PageTableError) -> PageTable<KernelPtConfig> {
         let table = try PageTable(empty: machine)
         for i in KernelPtConfig.topLevelIndexRange {
             guard let child = machine.context.allocNode(level: PagingConsts.nrLevels - 1) else {
-                throw .outOfMemory(frames: 1)   // `table` drops the nodes made so far
+                throw .outOfMemory   // `table` drops the nodes made so far
             }
             child.unlock()
             table.root.write(i, .pageTable(child.paddr(machine.context)))
@@ -174,9 +170,9 @@ extension PageTable where C == KernelPtConfig {
     /// configuration never visits them, the kernel's never removes them, and the user table keeps
     /// this one alive. They are not counted in the user root's `nrChildren`.
     ///
-    /// - Throws: `outOfMemory(frames: 1)` when there is no frame for the root.
-    public func createUserPageTable() throws(OSTDError) -> PageTable<UserPtConfig> {
-        guard let root = context.allocNode(level: PagingConsts.nrLevels) else { throw .outOfMemory(frames: 1) }
+    /// - Throws: `outOfMemory` when there is no frame for the root.
+    public func createUserPageTable() throws(PageTableError) -> PageTable<UserPtConfig> {
+        guard let root = context.allocNode(level: PagingConsts.nrLevels) else { throw .outOfMemory }
         for i in KernelPtConfig.topLevelIndexRange { root.write(i, self.root.read(i)) }
         return PageTable<UserPtConfig>(machine: machine, root: root, kernel: self)
     }

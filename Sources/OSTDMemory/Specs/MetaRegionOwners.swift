@@ -117,20 +117,20 @@ extension Machine {
         var owners: [MetaSlotOwner] = []
         owners.reserveCapacity(frameCount)
         for i in 0..<frameCount {
-            let slot = context.pointee.slot(index: i)
+            let slot = context.slot(index: i)
             owners.append(MetaSlotOwner(
                 index: i, refCount: slot.referenceCount, typeTag: slot.typeTag, inList: slot.inList,
-                slotOffset: slot.base - context.pointee.metaBase, regionSize: regionSize,
+                slotOffset: slot.base - context.metaBase, regionSize: regionSize,
                 pathsInPt: pathsInPt[Paddr(UInt64(i) << UInt64(pageShift))] ?? 0))
         }
         let obligations: [Int]
-        if let ledger = context.pointee.ledger {
+        if let ledger = context.ledger {
             obligations = (0..<frameCount).map { ledger.count($0) }
         } else {
             obligations = owners.map { MetaRegionOwners.derivedObligations($0) }
         }
         return MetaRegionOwners(slotOwners: owners, frameObligations: obligations,
-                                isExactLedger: context.pointee.ledger != nil)
+                                isExactLedger: context.ledger != nil)
     }
 
     /// `clean_inv()` of the current state: nothing leaked, every slot consistent.

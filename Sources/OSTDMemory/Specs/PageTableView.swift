@@ -148,7 +148,7 @@ extension PageTable {
         walk { node, level, base in
             let paddr = node.paddr(context)
             if !seen.insert(paddr).inserted { problems.append("node \(paddr) is reachable twice") }
-            let slot = context.pointee.slot(of: paddr)
+            let slot = context.slot(of: paddr)
             if slot.typeTag != PageTablePageMeta.typeTag { problems.append("node \(paddr) is not a page-table frame") }
             if slot.referenceCount != 1 { problems.append("node \(paddr) has \(slot.referenceCount) references, not 1") }
             if node.level != level { problems.append("node \(paddr) has level \(node.level), expected \(level)") }
@@ -174,11 +174,11 @@ extension PageTable {
         let leaf = MappedItemRef(C.self, pte: pte, level: level)
         guard level <= PagingConsts.highestTranslationLevel else { return ["a leaf at level \(level)"] }
         guard leaf.isTracked else { return [] }
-        guard Int(leaf.paddrRange.upperBound.rawValue) <= context.pointee.memorySize else {
+        guard Int(leaf.paddrRange.upperBound.rawValue) <= context.memorySize else {
             return ["tracked leaf \(leaf) is outside physical memory"]
         }
         for index in leaf.frameIndices {
-            let slot = context.pointee.slot(index: index)
+            let slot = context.slot(index: index)
             guard case .shared = slot.status, slot.usage != .pageTable else {
                 return ["tracked leaf \(leaf): frame \(Paddr(UInt64(index) << 12)) is \(slot.status), usage \(slot.usage)"]
             }

@@ -1,9 +1,9 @@
 // Batched TLB flushes for one address space (OSTD `mm/tlb.rs`, `TlbFlusher` and `OpsStack`).
 //
 // Whoever changes a user page table issues flush operations here, with the frames and detached
-// page-table nodes the change released; `dispatchTlbFlush` then performs the batch on every CPU
-// where the space is (or may still be) active, and only after the last of them has flushed are
-// the kept frames and nodes dropped. So a frame can never be handed out again while some CPU's
+// page-table nodes the change released; `dispatchTlbFlush` then performs the batch, through the
+// platform, on every CPU of the flusher's CPU set (where the space is, or may still be, active),
+// and only after the last of them has flushed are the kept frames and nodes dropped. So a frame can never be handed out again while some CPU's
 // TLB may still translate to it: a stale entry reads the old, still-owned frame, and nothing else.
 //
 // Batching follows OSTD: up to 32 operations are kept; once the pages they cover reach 32 (or an
@@ -11,9 +11,9 @@
 //
 // Deliberate differences from OSTD:
 // - Delivery is synchronous. OSTD queues the batch on each remote CPU and sends an IPI, and
-//   `syncTlbFlush` waits for them; here `dispatchTlbFlush` takes each target CPU's MMU lock and
-//   flushes its TLB itself, which is what the IPI handler would do, so when it returns every
-//   target has flushed. `syncTlbFlush` is kept and returns at once.
+//   `syncTlbFlush` waits for them; here `Platform.flushTlb` returns once the target has flushed
+//   (the simulated platform flushes it under its MMU lock, which is what the IPI handler would
+//   do). `syncTlbFlush` is kept and returns at once.
 // - No RCU grace period: an access through a TLB holds its CPU's MMU lock, so once a CPU has been
 //   flushed no access that could still use the old translation is in progress there.
 // - Dropping a flusher with pending operations dispatches them (OSTD defers only the frames), so
@@ -28,10 +28,12 @@ enum KeptItem {
     case subtree(Paddr)
 }
 
-/// A batch of TLB flushes for one `VmSpace` (OSTD `TlbFlusher`).
+/// A batch of TLB flushes for one address space (OSTD `TlbFlusher`).
 public struct TlbFlusher: ~Copyable {
-    /// The space whose active CPUs are flushed.
-    let space: VmSpace
+    /// The CPUs to flush: the address space's active CPUs, read at each dispatch.
+    let targets: AtomicCpuSet
+    /// The machine whose CPUs and frames these are.
+    let context: MachineRef
     /// The pending operations (OSTD `OpsStack.ops`); meaningful only when `flushAll` is false.
     /// Out of line (allocated on the first operation), so that cursors that never flush stay
     /// small to move.
@@ -43,14 +45,17 @@ public struct TlbFlusher: ~Copyable {
     /// What must be dropped only after the flush (OSTD `frame_keeper`).
     var kept: [KeptItem] = []
 
-    init(space: VmSpace) { self.space = space }
+    /// A flusher for the address space active on `targets`.
+    init(targets: AtomicCpuSet, context: MachineRef) {
+        self.targets = targets
+        self.context = context
+    }
 
     deinit {
         if flushAll || !ops.isEmpty {
-            space.performFlush(ops: ops, all: flushAll, kept: kept)
-        } else {
-            space.release(kept)
+            TlbFlusher.perform(ops: ops, all: flushAll, on: targets, context: context)
         }
+        TlbFlusher.release(kept, context: context)
     }
 
     /// Whether operations are waiting for `dispatchTlbFlush`.
@@ -98,11 +103,12 @@ public struct TlbFlusher: ~Copyable {
     /// was kept (OSTD `dispatch_tlb_flush`). Synchronous here: see the file comment.
     public mutating func dispatchTlbFlush() {
         guard flushAll || !ops.isEmpty else {
-            space.release(kept)
+            TlbFlusher.release(kept, context: context)
             kept = []
             return
         }
-        space.performFlush(ops: ops, all: flushAll, kept: kept)
+        TlbFlusher.perform(ops: ops, all: flushAll, on: targets, context: context)
+        TlbFlusher.release(kept, context: context)
         kept = []
         ops.removeAll(keepingCapacity: true)
         pendingPages = 0
@@ -114,29 +120,42 @@ public struct TlbFlusher: ~Copyable {
     public func syncTlbFlush() {}
 }
 
-extension VmSpace {
-    /// Flushes the TLB of every CPU in `cpus`, then drops `kept`.
-    func performFlush(ops: [TlbFlushOp], all: Bool, kept: [KeptItem]) {
-        for cpu in cpus.load() {
-            let state = context.pointee.cpus + cpu
-            state.pointee.mmuLock.lock()
-            if all {
-                state.pointee.tlb.pointee.flushAll()
-            } else {
-                for op in ops { state.pointee.tlb.pointee.perform(op) }
-            }
-            state.pointee.mmuLock.unlock()
-        }
-        release(kept)
+extension TlbFlusher {
+    /// Flushes the TLB of every CPU in `targets`.
+    static func perform(ops: [TlbFlushOp], all: Bool, on targets: AtomicCpuSet, context: MachineRef) {
+        for cpu in targets.load() { context.platform.flushTlb(ops, all: all, on: cpu) }
     }
 
     /// Drops frames and subtrees kept for a flush that has been performed.
-    func release(_ kept: [KeptItem]) {
+    static func release(_ kept: [KeptItem], context: MachineRef) {
         for item in kept {
             switch item {
-            case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: pageTable.machine)
+            // SAFETY: `keep` and `issueTlbFlush(removing:)` forgot these exactly once.
+            case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: context)
             case .subtree(let paddr): context.tearDown(UserPtConfig.self, NodeRef(paddr, context))
             }
         }
+    }
+
+    /// Issues the flush for what `fragment` removed, keeping it until the flush; returns the 4 KiB
+    /// frames its tracked mappings held.
+    mutating func issueTlbFlush(removing fragment: consuming PageTableFrag<UserPtConfig>) -> Int {
+        switch consume fragment {
+        case .mapped(let va, let item):
+            let frames = item.isTracked ? PagingConsts.pageSize(item.level) / pageSize : 0
+            keep(item, flushing: .single(va))
+            return frames
+        case .strayPageTable(let node, let va, let len, _):
+            let frames = node.trackedBasePages
+            issueTlbFlush(.range(va..<(va + len)))
+            kept.append(.subtree(node.intoRaw()))
+            return frames
+        }
+    }
+
+    /// Issues `op` and keeps `item`'s frames, if it owns any, until it is performed.
+    mutating func keep(_ item: consuming MappedItem, flushing op: TlbFlushOp) {
+        issueTlbFlush(op)
+        if item.isTracked { kept.append(.frames(item.intoSegment().intoRaw())) }
     }
 }

@@ -39,11 +39,6 @@ public enum VmQueriedItem: Equatable, Sendable {
     }
 }
 
-/// Runs a page-table operation, reporting its refusal as `OSTDError.pageTable`.
-func pageTableCall<R: ~Copyable>(_ body: () throws(PageTableError) -> R) throws(OSTDError) -> R {
-    do throws(PageTableError) { return try body() } catch { throw .pageTable(error) }
-}
-
 extension VmSpace {
     /// A read-only cursor over part of a space (OSTD `vm_space::Cursor`).
     public struct Cursor: ~Copyable {
@@ -151,25 +146,6 @@ extension VmSpace {
 }
 
 extension TlbFlusher {
-    /// Issues the flush for what `fragment` removed, keeping it until the flush; returns the 4 KiB
-    /// frames its tracked mappings held.
-    mutating func issueTlbFlush(removing fragment: consuming PageTableFrag<UserPtConfig>) -> Int {
-        switch consume fragment {
-        case .mapped(let va, let item):
-            let frames = item.isTracked ? PagingConsts.pageSize(item.level) / pageSize : 0
-            keep(item, flushing: .single(va))
-            return frames
-        case .strayPageTable(let node, let va, let len, _):
-            let frames = node.trackedBasePages
-            issueTlbFlush(.range(va..<(va + len)))
-            kept.append(.subtree(node.intoRaw()))
-            return frames
-        }
-    }
-
-    /// Issues `op` and keeps `item`'s frames, if it owns any, until it is performed.
-    mutating func keep(_ item: consuming MappedItem, flushing op: TlbFlushOp) {
-        issueTlbFlush(op)
-        if item.isTracked { kept.append(.frames(item.intoSegment().intoRaw())) }
-    }
+    /// A flusher for `space`: its flushes reach the CPUs where the space is active.
+    init(space: VmSpace) { self.init(targets: space.cpus, context: space.context) }
 }

@@ -32,7 +32,7 @@ private func demandPager(served: Range<Vaddr>, log: FaultLog,
         log.append(fault)
         let page = pageOf(fault.address)
         guard served.contains(page) else { return false }
-        do throws(OSTDError) {
+        do {
             var cursor = try space.cursorMut(page..<(page + pageSize))
             if try cursor.query().item != nil { return false }   // a protection fault: not ours
             cursor.map(try FrameAllocOptions().allocFrame(in: space.machine), property)

@@ -27,7 +27,7 @@ public struct FrameAllocOptions: Sendable {
     ///
     /// - Throws: `outOfMemory(frames: 1)` when no frame is free.
     @inlinable
-    public func allocFrame(in machine: Machine) throws(OSTDError) -> Frame<UntypedMeta> {
+    public func allocFrame(in machine: Machine) throws(FrameError) -> Frame<UntypedMeta> {
         try allocFrameWith(UntypedMeta(), in: machine)
     }
 
@@ -35,12 +35,12 @@ public struct FrameAllocOptions: Sendable {
     ///
     /// - Throws: `outOfMemory(frames: 1)` when no frame is free.
     @inlinable
-    public func allocFrameWith<M: FrameMeta>(_ meta: M, in machine: Machine) throws(OSTDError) -> Frame<M> {
+    public func allocFrameWith<M: FrameMeta>(_ meta: M, in machine: Machine) throws(FrameError) -> Frame<M> {
         let context = machine.context
         guard let index = context.allocFrame() else { throw .outOfMemory(frames: 1) }
-        let slot = context.pointee.slot(index: index)
-        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.pointee.paddr(of: slot)) }
-        if isZeroed { slot.zeroFrameIfTouched(context.pointee.pointer(to: context.pointee.paddr(of: slot))) }
+        let slot = context.slot(index: index)
+        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
+        if isZeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
         return Frame(initializing: slot, meta: meta, context: context)
     }
 
@@ -49,7 +49,7 @@ public struct FrameAllocOptions: Sendable {
     /// - Throws: `invalidArgs` for `nframes == 0`; `outOfMemory(frames: nframes)` when no run of
     ///   that many frames is free.
     /// - Precondition: `nframes * 4096` does not overflow.
-    public func allocSegment(_ nframes: Int, in machine: Machine) throws(OSTDError) -> Segment<UntypedMeta> {
+    public func allocSegment(_ nframes: Int, in machine: Machine) throws(FrameError) -> Segment<UntypedMeta> {
         try allocSegmentWith(nframes, in: machine) { _ in UntypedMeta() }
     }
 
@@ -59,7 +59,7 @@ public struct FrameAllocOptions: Sendable {
     /// - Throws: as `allocSegment`.
     public func allocSegmentWith<M: FrameMeta>(
         _ nframes: Int, in machine: Machine, meta: (Paddr) -> M
-    ) throws(OSTDError) -> Segment<M> {
+    ) throws(FrameError) -> Segment<M> {
         guard nframes != 0 else { throw .invalidArgs("a segment of zero frames") }
         let (_, overflow) = nframes.multipliedReportingOverflow(by: pageSize)
         precondition(!overflow && nframes > 0, "segment size overflows: \(nframes) frames")
@@ -70,7 +70,7 @@ public struct FrameAllocOptions: Sendable {
             // allocator just gave them.
             for index in start..<(start + nframes) {
                 let paddr = Paddr(UInt64(index) << UInt64(pageShift))
-                context.pointee.slot(index: index).zeroFrameIfTouched(context.pointee.pointer(to: paddr))
+                context.slot(index: index).zeroFrameIfTouched(context.pointer(to: paddr))
             }
         }
         let segment: Segment<M>
@@ -86,14 +86,4 @@ public struct FrameAllocOptions: Sendable {
 @usableFromInline @inline(never)
 func allocatorReturnedInUse(_ paddr: Paddr) -> Never {
     preconditionFailure("frame \(paddr): the allocator handed out a frame that is in use")
-}
-
-extension GetFrameError {
-    /// The address the error is about.
-    public var paddr: Paddr {
-        switch self {
-        case .inUse(let p), .unused(let p), .unique(let p), .busy(let p), .notAligned(let p), .outOfBound(let p):
-            return p
-        }
-    }
 }

@@ -12,7 +12,7 @@
 /// A read-only cursor over a range of a page table (OSTD `Cursor`).
 public struct Cursor<C: PageTableConfig>: ~Copyable {
     @usableFromInline let pageTable: PageTable<C>
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
     /// `path[L - 1]`: the locked node at level `L`, for `level ... guardLevel`.
     @usableFromInline var path: InlineArray<4, NodeRef?>
     /// `path[level - 1]`, kept at hand: the node the cursor is in.

@@ -230,7 +230,7 @@ extension Cursor where C: PageTableConfig {
         node.nrChildren -= 1
         let slotVa = curVaRange.lowerBound
         if pte.isLeaf {
-            return .mapped(va: slotVa, item: unsafe MappedItem.restore(C.self, pte, level: level, context: context))
+            return .mapped(va: slotVa, item: unsafe MappedItem.fromRaw(C.self, pte, level: level, context: context))
         }
         let child = NodeRef(pte.paddr(level: level), context)
         let leaves = markStrayAndUnlock(child, level: level - 1)

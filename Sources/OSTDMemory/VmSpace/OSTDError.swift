@@ -1,7 +1,9 @@
-// The errors of the public API (OSTD `ostd::Error`, `GetFrameError`).
+// The errors of the address-space and I/O layers (OSTD `ostd::Error`).
 //
 // Typed throws everywhere: Embedded Swift has no `any Error`, and a caller should be able to
 // switch over exactly what can go wrong. Every case carries what a caller needs to act on it.
+// Each lower layer has an error of its own (`FrameError`, `PageTableError`); this is where they
+// meet, at the address-space boundary, wrapped by the two initialisers below.
 
 /// An error of a memory-management operation.
 public enum OSTDError: Error, Equatable, Sendable {
@@ -50,40 +52,20 @@ extension OSTDError: CustomStringConvertible {
     }
 }
 
-/// Why a frame could not be claimed or referenced by physical address (OSTD `GetFrameError`).
-public enum GetFrameError: Error, Equatable, Sendable {
-    /// The frame is in use (shared) and cannot be claimed as unused.
-    case inUse(Paddr)
-    /// The frame is unused, so there is no reference to take.
-    case unused(Paddr)
-    /// The frame is owned by a `UniqueFrame`.
-    case unique(Paddr)
-    /// The frame is being constructed or torn down.
-    case busy(Paddr)
-    /// The address is not 4 KiB aligned.
-    case notAligned(Paddr)
-    /// The address is outside physical memory.
-    case outOfBound(Paddr)
-
-    init(status: MetaSlotStatus, paddr: Paddr) {
-        switch status {
-        case .unused: self = .unused(paddr)
-        case .unique: self = .unique(paddr)
-        case .busy: self = .busy(paddr)
-        case .shared, .overflow: self = .inUse(paddr)
+extension OSTDError {
+    /// The frame layer's error as the address-space layer reports it.
+    @inlinable
+    public init(_ error: FrameError) {
+        switch error {
+        case .outOfMemory(let frames): self = .outOfMemory(frames: frames)
+        case .invalidArgs(let why): self = .invalidArgs(why)
         }
     }
-}
 
-extension GetFrameError: CustomStringConvertible {
-    public var description: String {
-        switch self {
-        case .inUse(let p): return "frame \(p) is in use"
-        case .unused(let p): return "frame \(p) is unused"
-        case .unique(let p): return "frame \(p) is uniquely owned"
-        case .busy(let p): return "frame \(p) is being constructed or destroyed"
-        case .notAligned(let p): return "physical address \(p) is not page aligned"
-        case .outOfBound(let p): return "physical address \(p) is outside physical memory"
-        }
+    /// The page-table layer's error as the address-space layer reports it: running out of
+    /// memory for a node is `outOfMemory(frames: 1)`, the rest is `pageTable`.
+    @inlinable
+    public init(_ error: PageTableError) {
+        self = error == .outOfMemory ? .outOfMemory(frames: 1) : .pageTable(error)
     }
 }

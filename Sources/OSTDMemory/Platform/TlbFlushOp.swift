@@ -4,7 +4,8 @@
 // address with bit 0 set flushes one page; a page address with a page count in its low six bits
 // flushes that many pages from it. A range of 32 pages or more becomes a flush of everything:
 // past that point one full flush is cheaper than page-by-page invalidations (OSTD
-// `FLUSH_ALL_PAGES_THRESHOLD`). The TLB layer (VmSpace issue) batches these per CPU.
+// `FLUSH_ALL_PAGES_THRESHOLD`). It is what a platform performs on a CPU's TLB (`Platform.flushTlb`);
+// the TLB layer's `TlbFlusher` batches them.
 
 /// A TLB flush operation (OSTD `TlbFlushOp`).
 @frozen

@@ -7,8 +7,9 @@
 // until every CPU has flushed" rule makes harmless.
 //
 // Three four-way set-associative arrays, one per leaf size, as x86 parts keep separate TLBs for
-// 4 KiB, 2 MiB and 1 GiB pages (164 entries in all, about a first-level data TLB). Negative results are never cached (x86 does not cache non-present
-// entries). The TLB belongs to its CPU's `CpuMmu` and is used only with that CPU's MMU lock held.
+// 4 KiB, 2 MiB and 1 GiB pages (164 entries in all, about a first-level data TLB). Negative
+// results are never cached (x86 does not cache non-present entries). The TLB belongs to its
+// `SimulatedCpu` and is used only with that CPU's MMU lock held.
 
 /// One cached translation: the tag is the virtual page number at the entry's size with bit 0
 /// set when valid; the value is the physical page base with the access rights in its low bits.
@@ -126,14 +127,14 @@ struct Tlb: ~Copyable {
         return nil
     }
 
-    /// Caches the leaf that a page walk found for `va`, in a free way of its set or in place of
-    /// the set's round-robin victim.
+    /// Caches the leaf that a page walk found for `va` (its page at `paddr`, of `level`, with the
+    /// rights it grants), in a free way of its set or in place of the set's round-robin victim.
     @inlinable @inline(__always)
-    mutating func fill(_ va: Vaddr, leaf: MappedItemRef) {
-        let (first, tag) = Tlb.set(va, level: leaf.level)
-        var value = leaf.paddr.rawValue
-        if leaf.property.privilegedFlags.contains(.user) { value |= TlbEntry.userBit }
-        if leaf.property.flags.contains(.w) { value |= TlbEntry.writableBit }
+    mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, user: Bool, writable: Bool) {
+        let (first, tag) = Tlb.set(va, level: level)
+        var value = paddr.rawValue
+        if user { value |= TlbEntry.userBit }
+        if writable { value |= TlbEntry.writableBit }
         var target = -1
         for way in 0..<Tlb.ways where entries[first + way].tag & 1 == 0 {
             target = first + way

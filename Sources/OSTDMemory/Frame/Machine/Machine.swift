@@ -13,7 +13,7 @@ import Synchronization
 ///     let frame = try FrameAllocOptions().allocFrame(in: machine)
 ///     print(frame.paddr, frame.referenceCount)   // 0x402000 1
 public final class Machine: @unchecked Sendable {
-    @usableFromInline let context: UnsafeMutablePointer<MachineContext>
+    @usableFromInline let context: MachineRef
 
     /// The largest machine: 2^32 - 2 frames (just under 16 TiB), so frame indices fit 32 bits.
     public static var maxMemorySize: Int { (Int(UInt32.max) - 1) << pageShift }
@@ -28,22 +28,21 @@ public final class Machine: @unchecked Sendable {
     ///   - cpuLocal: how to find the calling thread's CPU; without it no thread can bind to a CPU
     ///     and every allocation takes the locked global path.
     ///   - audit: keep the seeds' obligation ledger, counting every frame handle.
-    /// - Throws: `OSTDError.invalidArgs` for a misaligned, too small or too large region or a bad
-    ///   CPU count.
+    /// - Throws: `FrameError.invalidArgs` for a misaligned, too small or too large region or a
+    ///   bad CPU count.
     public init(memory: PhysicalMemoryRegion, cpus: Int = 1, cpuLocal: CpuLocalHooks? = nil,
-                audit: Bool = false) throws(OSTDError) {
+                audit: Bool = false) throws(FrameError) {
         try Machine.validate(memory: memory, cpus: cpus)
         let frameCount = memory.size >> pageShift
         let metaFrames = (frameCount * MetaSlot.size + pageSize - 1) >> pageShift
         guard 1 + metaFrames < frameCount else {
             throw .invalidArgs("memory of \(memory.size) bytes leaves no frame after its metadata")
         }
-        let cpuStates = UnsafeMutablePointer<CpuLocalState>.allocate(capacity: cpus)
-        context = .allocate(capacity: 1)
-        context.initialize(to: MachineContext(
+        let state = UnsafeMutablePointer<MachineContext>.allocate(capacity: 1)
+        state.initialize(to: MachineContext(
             memory: memory, frameCount: frameCount, metaFrames: metaFrames,
-            cpus: cpuStates, cpuCount: cpus, cpuLocal: cpuLocal, audit: audit))
-        for i in 0..<cpus { (cpuStates + i).initialize(to: CpuLocalState(id: i, context: context)) }
+            cpuCount: cpus, cpuLocal: cpuLocal, audit: audit))
+        context = MachineRef(state)
         markReserved(frames: 0..<1, usage: .reserved)
         markReserved(frames: 1..<(1 + metaFrames), usage: .meta)
         context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
@@ -51,7 +50,7 @@ public final class Machine: @unchecked Sendable {
 
     deinit { context.orphan() }
 
-    private static func validate(memory: PhysicalMemoryRegion, cpus: Int) throws(OSTDError) {
+    private static func validate(memory: PhysicalMemoryRegion, cpus: Int) throws(FrameError) {
         guard Int(bitPattern: memory.base) & (pageSize - 1) == 0 else {
             throw .invalidArgs("physical memory base is not 4 KiB aligned")
         }
@@ -71,7 +70,7 @@ public final class Machine: @unchecked Sendable {
     private func markReserved(frames: Range<Int>, usage: PageUsage) {
         let tag = FrameMetaTag(usage: usage, typeID: 3 + UInt32(usage.rawValue), untyped: false)
         for index in frames {
-            let slot = context.pointee.slot(index: index)
+            let slot = context.slot(index: index)
             _ = slot.claimUnused()
             slot.typeTagWord = tag.word
             slot.publishShared()
@@ -81,26 +80,26 @@ public final class Machine: @unchecked Sendable {
     // MARK: Geometry
 
     /// The size of physical memory in bytes.
-    public var memorySize: Int { context.pointee.memorySize }
+    public var memorySize: Int { context.memorySize }
     /// The number of 4 KiB frames, reserved ones included.
-    public var frameCount: Int { context.pointee.frameCount }
+    public var frameCount: Int { context.frameCount }
     /// The number of simulated CPUs.
-    public var cpuCount: Int { context.pointee.cpuCount }
+    public var cpuCount: Int { context.cpuCount }
     /// Whether the obligation ledger is kept.
-    public var isAuditing: Bool { context.pointee.ledger != nil }
+    public var isAuditing: Bool { context.ledger != nil }
     /// The physical range of the metadata region.
     public var metadataRange: Range<Paddr> {
-        Paddr(UInt64(pageSize)) ..< Paddr(UInt64(context.pointee.firstFreeFrame << pageShift))
+        Paddr(UInt64(pageSize)) ..< Paddr(UInt64(context.state.pointee.firstFreeFrame << pageShift))
     }
     /// The number of frames the allocator manages (all but frame 0 and the metadata region).
-    public var allocatableFrames: Int { context.pointee.allocatableFrames }
+    public var allocatableFrames: Int { context.state.pointee.allocatableFrames }
 
     /// A view of the metadata slot of the frame at `paddr`.
     ///
     /// - Precondition: `paddr` is inside physical memory.
     public func metaSlot(of paddr: Paddr) -> MetaSlot {
         precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
-        return context.pointee.slot(of: paddr)
+        return context.slot(of: paddr)
     }
 
     // MARK: Allocator state
@@ -115,8 +114,8 @@ public final class Machine: @unchecked Sendable {
     /// The number of free chunks of each order in the buddy set (index = order). Frames in CPU
     /// caches are not in chunks; `flushCpuCaches()` first for a fully coalesced picture.
     public var freeChunksByOrder: [Int] {
-        context.pointee.lock.lock()
-        defer { context.pointee.lock.unlock() }
+        context.state.pointee.lock.lock()
+        defer { context.state.pointee.lock.unlock() }
         return (0...BuddySet.maxOrder).map { context.globalPool.pointee.buddy.chunkCount(order: $0) }
     }
 
@@ -125,12 +124,12 @@ public final class Machine: @unchecked Sendable {
     /// - Precondition: no thread is bound to a CPU of this machine (a quiescent point).
     public func flushCpuCaches() {
         for i in 0..<cpuCount {
-            precondition(!context.pointee.cpus[i].bound.load(ordering: .acquiring),
+            precondition(!context.state.pointee.platform.isBound(i),
                          "cpu \(i) is bound to a thread; flush caches at a quiescent point")
         }
-        context.pointee.lock.lock()
+        context.state.pointee.lock.lock()
         context.drainAllCachesLocked()
-        context.pointee.lock.unlock()
+        context.state.pointee.lock.unlock()
     }
 
     // MARK: CPUs
@@ -141,25 +140,14 @@ public final class Machine: @unchecked Sendable {
     /// - Precondition: the machine has CPU-local hooks, `cpu` exists, and no other thread is bound
     ///   to it ("cpu N is already bound to another thread").
     public func withCpu<R: ~Copyable, E: Error>(_ cpu: Int, _ body: () throws(E) -> R) throws(E) -> R {
-        guard let hooks = context.pointee.cpuLocal else {
-            preconditionFailure("this machine has no CPU-local hooks; create it with cpuLocal:")
-        }
+        precondition(context.state.pointee.platform.hooks != nil,
+                     "this machine has no CPU-local hooks; create it with cpuLocal:")
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        let state = context.pointee.cpus + cpu
-        let previous = hooks.get()
-        if previous == UnsafeMutableRawPointer(state) { return try body() }
-        precondition(state.pointee.bound.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
-                     "cpu \(cpu) is already bound to another thread")
-        hooks.set(UnsafeMutableRawPointer(state))
-        defer {
-            hooks.set(previous)
-            state.pointee.bound.store(false, ordering: .releasing)
-        }
-        return try body()
+        return try context.state.pointee.platform.bind(cpu, body)
     }
 
     /// The CPU the calling thread is bound to on this machine, if any.
-    public var currentCpu: Int? { context.pointee.currentCpu(of: context)?.pointee.id }
+    public var currentCpu: Int? { context.state.pointee.platform.currentCpu() }
 
     // MARK: Linear mapping
 
@@ -168,6 +156,16 @@ public final class Machine: @unchecked Sendable {
     /// - Precondition: `paddr` is inside physical memory.
     public func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer {
         precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
-        return context.pointee.pointer(to: paddr)
+        return context.pointer(to: paddr)
+    }
+
+    // MARK: TLBs
+
+    /// The hit, miss and flush counts of `cpu`'s TLB.
+    ///
+    /// - Precondition: the machine has `cpu`.
+    public func tlbStatistics(cpu: Int) -> TlbStatistics {
+        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
+        return context.state.pointee.platform.tlbStatistics(on: cpu)
     }
 }

@@ -1,0 +1,145 @@
+// The state of one simulated machine, and `MachineRef`, the reference every handle holds to it.
+//
+// Frame handles are two words, a slot and a `MachineRef`, so that cloning and dropping a frame
+// never touches a Swift reference count. The state therefore cannot be a class: it is allocated
+// once, in memory no Swift reference owns, and its lifetime is stated once, here:
+//
+//     The state lives until the `Machine` object is gone *and* every frame the allocator handed
+//     out has come back. Whoever holds a frame reference (a handle, a page-table entry, a kept
+//     flush) may use its `MachineRef`; nothing else may use one once both have happened.
+//
+// `Machine.deinit` orphans the state; the return of the last frame then destroys it
+// (`MachineRef.deallocRange`). Until then a frame that outlives its `Machine` still drops safely.
+//
+// Layout of the physical address space:
+//
+//     0x0000 ..< 0x1000                 frame 0, reserved (a null physical address)
+//     0x1000 ..< 0x1000 + meta          the metadata region: 64 bytes per frame, usage `.meta`
+//     ... ..< size                      free frames, handed to the buddy set at boot
+
+import Synchronization
+
+@usableFromInline
+struct MachineContext: ~Copyable {
+    /// Host address of physical address 0 (the linear mapping).
+    @usableFromInline let memoryBase: UnsafeMutableRawPointer
+    @usableFromInline let memorySize: Int
+    @usableFromInline let frameCount: Int
+    /// Host address of slot 0 (physical address 0x1000).
+    @usableFromInline let metaBase: UnsafeMutableRawPointer
+    /// Frames `0 ..< firstFreeFrame` are reserved (frame 0 and the metadata region).
+    let firstFreeFrame: Int
+    let release: PhysicalMemoryRegion.Release?
+    /// The CPUs.
+    @usableFromInline let platform: SimulatedPlatform
+    /// Per-CPU caches of single free frames, indexed by CPU (CPU-local state of the allocator).
+    @usableFromInline let frameCaches: UnsafeMutablePointer<FrameCache>
+    /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
+    @usableFromInline let ledger: ObligationLedger?
+
+    /// Guards `pool`.
+    let lock = OutOfLineSpinLock()
+    /// The mutable global state, out of line: mutating it must not count as writing the whole
+    /// context, which other CPUs read without the lock (Swift's exclusivity rules; TSan checks).
+    let pool: UnsafeMutablePointer<GlobalPool>
+
+    init(memory: PhysicalMemoryRegion, frameCount: Int, metaFrames: Int, cpuCount: Int,
+         cpuLocal: CpuLocalHooks?, audit: Bool) {
+        memoryBase = memory.base
+        memorySize = memory.size
+        self.frameCount = frameCount
+        metaBase = memory.base + pageSize
+        firstFreeFrame = 1 + metaFrames
+        release = memory.release
+        platform = SimulatedPlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
+        frameCaches = .allocate(capacity: cpuCount)
+        for i in 0..<cpuCount { (frameCaches + i).initialize(to: FrameCache()) }
+        ledger = audit ? ObligationLedger(frameCount: frameCount) : nil
+        pool = .allocate(capacity: 1)
+        pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
+    }
+
+    /// Frames the allocator manages: everything but frame 0 and the metadata region.
+    var allocatableFrames: Int { frameCount - firstFreeFrame }
+}
+
+/// The global allocator state, guarded by `MachineContext.lock`.
+struct GlobalPool: ~Copyable {
+    var buddy: BuddySet
+    /// Set when the `Machine` object is gone; the last frame returned then releases everything.
+    var orphaned = false
+}
+
+/// A reference to a machine's state (see the file comment for how long it may be used).
+@frozen @usableFromInline
+struct MachineRef: Equatable, @unchecked Sendable {
+    @usableFromInline let state: UnsafeMutablePointer<MachineContext>
+
+    @inlinable @inline(__always)
+    init(_ state: UnsafeMutablePointer<MachineContext>) { self.state = state }
+
+    // MARK: Geometry
+
+    @inlinable var memoryBase: UnsafeMutableRawPointer { state.pointee.memoryBase }
+    @inlinable var memorySize: Int { state.pointee.memorySize }
+    @inlinable var frameCount: Int { state.pointee.frameCount }
+    @inlinable var metaBase: UnsafeMutableRawPointer { state.pointee.metaBase }
+    @inlinable var ledger: ObligationLedger? { state.pointee.ledger }
+
+    @inlinable @inline(__always)
+    func slot(index: Int) -> MetaSlot { MetaSlot(metaBase + index << MetaSlot.sizeShift) }
+
+    @inlinable @inline(__always)
+    func slot(of paddr: Paddr) -> MetaSlot { slot(index: Int(paddr.rawValue >> UInt64(pageShift))) }
+
+    @inlinable @inline(__always)
+    func frameIndex(of slot: MetaSlot) -> Int { (slot.base - metaBase) >> MetaSlot.sizeShift }
+
+    @inlinable @inline(__always)
+    func paddr(of slot: MetaSlot) -> Paddr { Paddr(UInt64(frameIndex(of: slot)) << UInt64(pageShift)) }
+
+    /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`).
+    @inlinable @inline(__always)
+    func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer { memoryBase + Int(paddr.rawValue) }
+
+    // MARK: CPUs
+
+    /// The machine's CPUs, as the layers above may use them: through `Platform` alone.
+    @inlinable @inline(__always)
+    var platform: some Platform { state.pointee.platform }
+
+    /// The number of CPUs.
+    @inlinable var cpuCount: Int { state.pointee.platform.cpuCount }
+
+    // MARK: Lifetime
+
+    /// Called by `Machine.deinit`: no thread can be bound to one of its CPUs any more (a binding
+    /// holds the machine), so the caches drain safely; the state goes now if every frame is
+    /// back, otherwise with the last frame returned.
+    func orphan() {
+        state.pointee.lock.lock()
+        drainAllCachesLocked()
+        state.pointee.pool.pointee.orphaned = true
+        let allBack = state.pointee.pool.pointee.buddy.freeFrames == state.pointee.allocatableFrames
+        state.pointee.lock.unlock()
+        if allBack { destroy() }
+    }
+
+    /// Frees the state and hands the memory back.
+    func destroy() {
+        let base = memoryBase
+        let size = memorySize
+        let release = state.pointee.release
+        let cpuCount = self.cpuCount
+        state.pointee.ledger?.deallocate()
+        state.pointee.pool.deinitialize(count: 1)
+        state.pointee.pool.deallocate()
+        state.pointee.lock.deallocate()
+        for i in 0..<cpuCount { state.pointee.frameCaches[i].deallocate() }
+        state.pointee.frameCaches.deallocate()
+        state.pointee.platform.shutDown()
+        state.deinitialize(count: 1)
+        state.deallocate()
+        release?(base, size)
+    }
+}

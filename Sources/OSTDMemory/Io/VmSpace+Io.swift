@@ -1,0 +1,94 @@
+// Readers and writers of a space's user memory: the I/O layer's half of the ownership protocol
+// (the seeds' `create_*`, `activate_*`, `dispose_*`, `remove_*`). Admission and registration are
+// the address-space layer's (`VmSpace+Registry.swift`); this file makes the handles.
+
+extension VmSpace {
+    /// A reader of the user memory `vaddr ..< vaddr + len` (the seeds' `create_reader` followed by
+    /// `activate_reader`; OSTD `VmSpace::reader`). It holds a read view until it is disposed or
+    /// dropped.
+    ///
+    /// - Throws: `notActive` when the space is not active on the caller's CPU; `invalidUserRange`
+    ///   for an empty, overflowing or non-user range; `accessConflict` when an active writer (or,
+    ///   without `sharedReader`, an active reader) overlaps the range.
+    public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
+        _ = try executingCpu()
+        let range = try VmSpace.userRange(vaddr, len)
+        return VmReader(user: self, record: try admit(range, view: .readView))
+    }
+
+    /// A writer of the user memory `vaddr ..< vaddr + len` (the seeds' `create_writer` followed by
+    /// `activate_writer`; OSTD `VmSpace::writer`). It holds the write view until it is disposed or
+    /// dropped.
+    ///
+    /// - Throws: as `createReader`, with `accessConflict` when any active reader or writer
+    ///   overlaps the range.
+    public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
+        _ = try executingCpu()
+        let range = try VmSpace.userRange(vaddr, len)
+        return VmWriter(user: self, record: try admit(range, view: .writeView))
+    }
+
+    /// Runs `body` with a reader of `vaddr ..< vaddr + count`, removed when `body` returns: the
+    /// scoped form of create, activate, use, dispose and remove, which cannot leak a registration.
+    ///
+    /// - Throws: what `createReader` throws, or what `body` throws.
+    public func withReader<R>(
+        at vaddr: Vaddr, count: Int, _ body: (inout VmReader<Fallible>) throws(OSTDError) -> R
+    ) throws(OSTDError) -> R {
+        var reader = try createReader(vaddr, count)
+        return try body(&reader)
+    }
+
+    /// Runs `body` with a writer of `vaddr ..< vaddr + count`, removed when `body` returns.
+    ///
+    /// - Throws: what `createWriter` throws, or what `body` throws.
+    public func withWriter<R>(
+        at vaddr: Vaddr, count: Int, _ body: (inout VmWriter<Fallible>) throws(OSTDError) -> R
+    ) throws(OSTDError) -> R {
+        var writer = try createWriter(vaddr, count)
+        return try body(&writer)
+    }
+
+    #if !hasFeature(Embedded)
+    /// `withReader` for a body that throws untyped errors.
+    public func withReader<R>(at vaddr: Vaddr, count: Int, _ body: (inout VmReader<Fallible>) throws -> R) throws -> R {
+        var reader = try createReader(vaddr, count)
+        return try body(&reader)
+    }
+
+    /// `withWriter` for a body that throws untyped errors.
+    public func withWriter<R>(at vaddr: Vaddr, count: Int, _ body: (inout VmWriter<Fallible>) throws -> R) throws -> R {
+        var writer = try createWriter(vaddr, count)
+        return try body(&writer)
+    }
+    #endif
+
+    // MARK: The ownership protocol's explicit steps
+
+    /// Gives a disposed reader its read view back (the seeds' `activate_reader`).
+    ///
+    /// - Throws: `accessConflict` as `createReader`; `notActive`. Nothing changes then.
+    public func activateReader(_ reader: inout VmReader<Fallible>) throws(OSTDError) {
+        try reactivate(reader.window.record, view: .readView)
+    }
+
+    /// Gives a disposed writer its write view back (the seeds' `activate_writer`).
+    ///
+    /// - Throws: `accessConflict` as `createWriter`; `notActive`. Nothing changes then.
+    public func activateWriter(_ writer: inout VmWriter<Fallible>) throws(OSTDError) {
+        try reactivate(writer.window.record, view: .writeView)
+    }
+
+    /// Returns a reader's permission (the seeds' `dispose_reader`): the reader stays registered
+    /// and can be activated again, but reads fail with `disposed` until then.
+    public func disposeReader(_ reader: inout VmReader<Fallible>) { dispose(reader.window.record) }
+
+    /// Returns a writer's permission (the seeds' `dispose_writer`), as `disposeReader`.
+    public func disposeWriter(_ writer: inout VmWriter<Fallible>) { dispose(writer.window.record) }
+
+    /// Ends a reader for good (the seeds' `remove_reader`); dropping it does the same.
+    public func removeReader(_ reader: consuming VmReader<Fallible>) { _ = consume reader }
+
+    /// Ends a writer for good (the seeds' `remove_writer`); dropping it does the same.
+    public func removeWriter(_ writer: consuming VmWriter<Fallible>) { _ = consume writer }
+}

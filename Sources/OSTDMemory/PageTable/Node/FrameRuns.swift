@@ -1,0 +1,30 @@
+// Returning the frames that page-table leaves held, in contiguous runs (one allocator lock per
+// run), as a subtree is torn down.
+
+/// Drops references that page-table entries held (no handle, so no ledger entry) and returns
+/// the frames left unreferenced to the allocator in contiguous runs.
+struct FrameRuns {
+    let context: MachineRef
+    var start = 0
+    var count = 0
+
+    init(context: MachineRef) { self.context = context }
+
+    mutating func dropReference(_ index: Int) {
+        let slot = context.slot(index: index)
+        guard slot.decRefCount(paddr: context.paddr(of: slot)) else { return }
+        slot.storeUnused()
+        if count > 0 && start + count == index {
+            count += 1
+            return
+        }
+        flush()
+        start = index
+        count = 1
+    }
+
+    mutating func flush() {
+        if count > 0 { context.deallocRange(start, count: count) }
+        count = 0
+    }
+}

@@ -1,0 +1,79 @@
+// What the memory-management core needs from a CPU: the platform protocol.
+//
+// The layers above the platform (frames, page tables, TLB flushes, address spaces, I/O) never
+// touch a CPU directly. They ask the platform which CPU they run on (with preemption disabled, so
+// the answer stays true and that CPU's local state is theirs), load a page-table root into a CPU
+// (CR3), flush TLBs, wait for a CPU to finish its page walks, and perform user-mode accesses.
+// Today `SimulatedPlatform` implements it over simulated CPUs; a bare-metal x86-64 platform
+// implements the same requirements with `GS`-relative CPU-local storage, `mov cr3`, `invlpg` and
+// IPIs, without touching the layers above.
+//
+// The layers reach the platform as `some Platform` (`MachineRef.platform`), so they can use
+// nothing but these requirements; the type is fixed at build time, so every call is direct.
+
+/// The CPU operations of the memory-management core.
+public protocol Platform {
+    /// How a user-mode access translates virtual addresses on one CPU.
+    associatedtype UserMmu: UserAddressTranslator
+
+    /// The number of CPUs; they are numbered `0 ..< cpuCount` (at most 64).
+    var cpuCount: Int { get }
+
+    /// Runs `body` with preemption disabled, passing the CPU the caller runs on, or `nil` when the
+    /// caller is not on one of this platform's CPUs (a host thread that bound itself to none).
+    /// While `body` runs the caller cannot move to another CPU, so that CPU's local state
+    /// (its frame cache) is the caller's alone (OSTD `disable_preempt` + `CpuId::current`).
+    func withPreemptionDisabled<R: ~Copyable, E: Error>(_ body: (Int?) throws(E) -> R) throws(E) -> R
+
+    /// The CPU whose MMU the caller uses: the current CPU, or the boot CPU 0.
+    func executingCpu() -> Int
+
+    /// Loads `root` into `cpu`'s CR3, which flushes its non-global TLB entries, and records
+    /// `space` (a non-zero identity chosen by the caller) as the address space active there
+    /// (OSTD `VmSpace::activate`). Nothing happens if `space` is active there already. Otherwise
+    /// `replacing` is called first, with the identity of the space active before (0 for none),
+    /// while no other activation or deactivation and no access can run on `cpu`.
+    func activate(root: Paddr, space: UInt, on cpu: Int, replacing: (UInt) -> Void)
+
+    /// Clears `cpu`'s CR3 if `space` is the address space active there (a space going away).
+    func deactivate(space: UInt, on cpu: Int)
+
+    /// The identity of the address space active on `cpu`, 0 for none.
+    func activeSpace(on cpu: Int) -> UInt
+
+    /// Whether `root` is what `cpu`'s CR3 holds.
+    func isActive(root: Paddr, on cpu: Int) -> Bool
+
+    /// Performs `ops` on `cpu`'s TLB, or flushes it whole when `all` is set; returns once the
+    /// CPU no longer caches what they invalidate (OSTD's IPI to `cpu` plus its handler).
+    func flushTlb(_ ops: [TlbFlushOp], all: Bool, on cpu: Int)
+
+    /// Waits until `cpu` is not in the middle of a page walk or user access, so that a page-table
+    /// node it might have been walking can be freed (an RCU grace period for one CPU).
+    func quiesce(_ cpu: Int)
+
+    /// Runs `body` as a user-mode access on `cpu` through the page table at `root`: `body`
+    /// translates addresses with the CPU's TLB and page walker and no flush of that CPU can
+    /// happen meanwhile. Returns `nil` without running `body` when `root` is not active on `cpu`.
+    func withUserAccess<R>(on cpu: Int, root: Paddr, _ body: (inout UserMmu) -> R) -> R?
+}
+
+/// Translates virtual addresses for user-mode accesses, as the MMU does.
+public protocol UserAddressTranslator {
+    /// Where the byte at `va` is and how many bytes of its page follow, if a user-mode access
+    /// (a write when `write` is set) may touch it; `nil` is a page fault.
+    mutating func translate(_ va: Vaddr, write: Bool) -> UserTranslation?
+}
+
+/// A user-mode translation: the physical address of a byte and the bytes left in its page.
+@frozen
+public struct UserTranslation: Equatable, Sendable {
+    public var paddr: Paddr
+    public var bytesLeftInPage: Int
+
+    @inlinable
+    public init(paddr: Paddr, bytesLeftInPage: Int) {
+        self.paddr = paddr
+        self.bytesLeftInPage = bytesLeftInPage
+    }
+}

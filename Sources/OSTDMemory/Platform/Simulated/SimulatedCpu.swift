@@ -1,0 +1,45 @@
+// One simulated CPU: whether a host thread is bound to it, and its MMU (CR3 and the TLB).
+//
+// A host thread *binds* itself to a CPU for the duration of `Machine.withCpu`: while it is bound,
+// no other thread may use that CPU, which is what a kernel gets by disabling preemption. The MMU
+// state is guarded by `mmuLock`, held by the CPU while it translates and copies through its TLB
+// and by whoever flushes it, so a remote flush waits for an access in progress, as an IPI waits
+// for the instruction to finish.
+
+import Synchronization
+
+/// A simulated CPU.
+@usableFromInline
+struct SimulatedCpu: ~Copyable {
+    @usableFromInline let id: Int
+    /// Set while a thread is bound to this CPU.
+    let bound = Atomic<Bool>(false)
+    /// Guards `tlb` and changes of `activeRoot` and `activeSpace`.
+    @usableFromInline let mmuLock = OutOfLineSpinLock()
+    /// CR3: the root of the active user page table, or 0 when none is active.
+    @usableFromInline let activeRoot = Atomic<UInt64>(0)
+    /// The identity of the active address space (OSTD's CPU-local `ACTIVATED_VM_SPACE`), or 0.
+    @usableFromInline let activeSpace = Atomic<UInt>(0)
+    /// The TLB, out of line: it is mutated under `mmuLock` while other CPUs read this record.
+    @usableFromInline let tlb: UnsafeMutablePointer<Tlb>
+
+    init(id: Int) {
+        self.id = id
+        tlb = .allocate(capacity: 1)
+        tlb.initialize(to: Tlb())
+    }
+
+    deinit {
+        tlb.deinitialize(count: 1)
+        tlb.deallocate()
+        mmuLock.deallocate()
+    }
+
+    /// Runs `body` with the MMU lock held.
+    @inlinable @inline(__always)
+    func withMmuLocked<R>(_ body: () -> R) -> R {
+        mmuLock.lock()
+        defer { mmuLock.unlock() }
+        return body()
+    }
+}

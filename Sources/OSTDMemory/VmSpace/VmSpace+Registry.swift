@@ -1,0 +1,112 @@
+// The ownership protocol's bookkeeping on a space: admission of readers and writers, their
+// registrations, and the seeds' `VmSpaceOwner` as a snapshot (see `VmSpaceOwner.swift`). The
+// handles themselves (`VmReader`, `VmWriter`) are the I/O layer's; it calls these.
+
+import Synchronization
+
+extension VmSpace {
+    /// Checks the seeds' preconditions on a user range: `len > 0` and `vaddr + len <=
+    /// MAX_USERSPACE_VADDR` without overflow (`reader_requires` / `writer_requires`).
+    static func userRange(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> Range<Vaddr> {
+        let (end, overflow) = vaddr.rawValue.addingReportingOverflow(UInt64(truncatingIfNeeded: len))
+        guard len > 0, !overflow, end <= maxUserspaceVaddr.rawValue else {
+            throw .invalidUserRange(vaddr: vaddr, len: len)
+        }
+        return vaddr..<Vaddr(end)
+    }
+
+    /// A snapshot of the ownership bookkeeping (the seeds' `VmSpaceOwner`).
+    public var ownerSnapshot: VmSpaceOwner {
+        let active = context.platform.isActive(root: rootPaddr, on: context.platform.executingCpu())
+        ownerLock.lock()
+        defer { ownerLock.unlock() }
+        return registry.pointee.snapshot(active: active)
+    }
+
+    /// Whether readers may overlap one another (the seeds' `shared_reader`).
+    ///
+    /// - Precondition: turning it off while active readers overlap is refused ("overlapping
+    ///   readers are active"): `inv` would no longer hold.
+    public var sharedReader: Bool {
+        get {
+            ownerLock.lock()
+            defer { ownerLock.unlock() }
+            return registry.pointee.sharedReader
+        }
+        set {
+            ownerLock.lock()
+            defer { ownerLock.unlock() }
+            if !newValue {
+                let readers = registry.pointee.readers
+                for (i, a) in readers.enumerated() {
+                    for b in readers[(i + 1)...] {
+                        precondition(!halfOpenOverlap(a.range, b.range),
+                                     "overlapping readers are active; sharedReader cannot be turned off")
+                    }
+                }
+            }
+            registry.pointee.sharedReader = newValue
+        }
+    }
+
+    // MARK: Registration
+
+    typealias Record = UnsafeMutablePointer<IoRecord>
+
+    /// Registers a new handle over `range` holding `view`, if the admission rules allow it.
+    func admit(_ range: Range<Vaddr>, view: VmIoMemView) throws(OSTDError) -> Record {
+        ownerLock.lock()
+        defer { ownerLock.unlock() }
+        if let conflict = registry.pointee.firstConflict(range, view: view) {
+            throw .accessConflict(requested: range, conflicting: conflict)
+        }
+        let record = registry.pointee.makeRecord(range)
+        registry.pointee.activate(record, view: view)
+        return record
+    }
+
+    func reactivate(_ record: Record?, view: VmIoMemView) throws(OSTDError) {
+        guard let record else { return }
+        _ = try executingCpu()
+        ownerLock.lock()
+        defer { ownerLock.unlock() }
+        guard record.memView == nil else { return }
+        if let conflict = registry.pointee.firstConflict(record.range, view: view, excluding: record) {
+            throw .accessConflict(requested: record.range, conflicting: conflict)
+        }
+        registry.pointee.activate(record, view: view)
+    }
+
+    func dispose(_ record: Record?) {
+        guard let record else { return }
+        ownerLock.lock()
+        registry.pointee.dispose(record)
+        ownerLock.unlock()
+    }
+
+    func remove(_ record: Record) {
+        ownerLock.lock()
+        registry.pointee.remove(record)
+        ownerLock.unlock()
+    }
+
+    /// Registers the first `count` bytes of `record`, split off it, with the same view.
+    func registerSplit(of record: Record, count: Int) -> Record {
+        ownerLock.lock()
+        defer { ownerLock.unlock() }
+        let start = Vaddr(record.pointee.start.load(ordering: .relaxed))
+        let front = registry.pointee.makeRecord(start..<(start + count))
+        if let view = record.memView { registry.pointee.activate(front, view: view) }
+        return front
+    }
+
+    /// Turns an active writer's registration into a reader's (the seeds' `write_to_read`).
+    func convertToReader(_ record: Record) {
+        ownerLock.lock()
+        if record.memView == .writeView {
+            registry.pointee.dispose(record)
+            registry.pointee.activate(record, view: .readView)
+        }
+        ownerLock.unlock()
+    }
+}
