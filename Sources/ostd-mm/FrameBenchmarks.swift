@@ -58,10 +58,10 @@ enum Baselines {
         destination.initializeMemory(as: UInt8.self, repeating: 0, count: 64 << 10)
         return [
             Benchmark(name: "zero-4k", operations: 200_000, bytesPerOperation: 4096) { n in
-                for i in 0..<n { zero(destination + (i & 15) * 4096, 4096) }
+                for i in 0..<n { memsetBaseline(destination + (i & 15) * 4096, 4096) }
             },
             Benchmark(name: "memcpy-64k", operations: 20_000, bytesPerOperation: 64 << 10) { n in
-                for _ in 0..<n { copy(destination, source, 64 << 10) }
+                for _ in 0..<n { memcpyBaseline(destination, source, 64 << 10) }
             },
             // The floor under clone+drop: one atomic increment and one decrement of a word.
             Benchmark(name: "atomic-inc-dec", operations: 10_000_000) { n in
