@@ -1,5 +1,5 @@
-// The formatting the dump's text and picture share: protection columns, sizes, counts with their
-// noun, and aligned tables.
+// The formatting the dump's text and picture share: protection columns, sizes (exact, and
+// approximate for labels), counts with their noun, and aligned tables.
 
 import OSTDMemory
 
@@ -16,6 +16,19 @@ extension AddressSpaceDump {
         for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] as [(String, UInt64)]
         where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
             return "\(bytes >> shift)\(unit)"
+        }
+        return "\(bytes)B"
+    }
+
+    /// An approximate size for a label: exact when it is a whole number of a unit (`2M`), else
+    /// `~` and three significant digits at most (`~1.9M`, `~128T`).
+    public static func approximateSize(_ bytes: UInt64) -> String {
+        for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] as [(String, UInt64)] where bytes >= 1 << shift {
+            if bytes % (1 << shift) == 0 { return "\(bytes >> shift)\(unit)" }
+            let value = Double(bytes) / Double(UInt64(1) << shift)
+            if value >= 10 { return "~\(Int(value.rounded()))\(unit)" }
+            let tenths = Int((value * 10).rounded())
+            return "~\(tenths / 10).\(tenths % 10)\(unit)"
         }
         return "\(bytes)B"
     }
