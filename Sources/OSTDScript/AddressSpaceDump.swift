@@ -54,6 +54,10 @@ public struct MappedRun: Equatable, Sendable {
 
     /// The protection in fixed columns: `r`, `w`, `x`, `u`, then `g` or nothing (e.g. `r-xu`).
     public var protColumns: String { AddressSpaceDump.protColumns(property) }
+
+    /// The physical range as the map and the picture's tooltip show it: `pa START-END`, or
+    /// `pa scattered`.
+    var paColumn: String { pa.map { "pa \($0.lowerBound)-\($0.upperBound)" } ?? "pa scattered" }
 }
 
 /// Renders an address space as text (and, in Svg.swift, as a picture).
@@ -90,7 +94,7 @@ public enum AddressSpaceDump {
         guard !runs.isEmpty else { return ["mapped ranges: none"] }
         var rows: [[String]] = []
         for run in runs {
-            let pa = run.pa.map { "pa \($0.lowerBound)-\($0.upperBound)" } ?? "pa scattered"
+            let pa = run.paColumn
             rows.append(["\(run.va.lowerBound)-\(run.va.upperBound)", size(run.bytes),
                          "\(size(run.leafBytes)) \(run.leaves == 1 ? "leaf" : "leaves")",
                          run.protColumns, ScriptCache(run.property.cache).rawValue, pa])

@@ -56,7 +56,25 @@ extension SvgMap {
     func document() -> String {
         let pieces = layout()
         let legendTop = barTop + barHeight + 62
-        let height = legendTop + 58
+        var taken: [(Double, Double)] = []
+        var out = heading(height: legendTop + 58) + axis(pieces, taken: &taken)
+        var callouts: [Callout] = []
+        var below: [BelowLabel] = []
+        for piece in pieces {
+            switch piece {
+            case .gap(let from, let to, let x): out += gap(from: from, to: to, x: x, below: &below)
+            case .segment(let runs, let x, let w): out += segment(runs, x: x, width: w, callouts: &callouts, below: &below)
+            }
+        }
+        out += place(below)
+        out += place(callouts, taken: taken)
+        out += legend(top: legendTop)
+        out.append("</svg>")
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// The document's opening, the hatch patterns, the background, the title and the subtitle.
+    func heading(height: Double) -> [String] {
         var out: [String] = []
         out.append("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\">")
         out.append("<defs>")
@@ -73,12 +91,16 @@ extension SvgMap {
         let subtitle = "user half 0x0-\(hex(end)) · \(AddressSpaceDump.count(runs.count, "run")), "
             + "\(AddressSpaceDump.approximateSize(bytes)) mapped · each segment to its own scale (tiny runs widened to stay visible), gaps squeezed"
         out.append(text(margin, 58, subtitle, size: 13, fill: "#555555"))
+        return out
+    }
 
-        // The axis line behind everything, and its two ends.
+    /// The axis line behind everything, and its two ends; the space their labels take is added to
+    /// `taken`, where no callout may go.
+    func axis(_ pieces: [Piece], taken: inout [(Double, Double)]) -> [String] {
+        var out: [String] = []
         let mid = barTop + barHeight / 2
         out.append("<line x1=\"\(n(margin))\" y1=\"\(n(mid))\" x2=\"\(n(width - margin))\" y2=\"\(n(mid))\" stroke=\"#9a9a9a\" stroke-width=\"1.5\"/>")
         // The axis's ends, unless a segment starts or ends there and says so.
-        var taken: [(Double, Double)] = []
         if case .gap = pieces.first {
             out.append(text(margin, barTop - 10, "0x0", size: 11, anchor: "start", mono: true, fill: "#555555"))
             taken.append((margin, margin + 3 * 6.7 + 4))
@@ -88,20 +110,7 @@ extension SvgMap {
             out.append(text(width - margin, barTop - 10, label, size: 11, anchor: "end", mono: true, fill: "#555555"))
             taken.append((width - margin - Double(label.count) * 6.7 - 4, width - margin))
         }
-
-        var callouts: [Callout] = []
-        var below: [BelowLabel] = []
-        for piece in pieces {
-            switch piece {
-            case .gap(let from, let to, let x): out += gap(from: from, to: to, x: x, below: &below)
-            case .segment(let runs, let x, let w): out += segment(runs, x: x, width: w, callouts: &callouts, below: &below)
-            }
-        }
-        out += place(below)
-        out += place(callouts, taken: taken)
-        out += legend(top: legendTop)
-        out.append("</svg>")
-        return out.joined(separator: "\n") + "\n"
+        return out
     }
 
     /// A squeezed gap: the axis with a break mark, and the gap's size under it.
@@ -124,16 +133,7 @@ extension SvgMap {
                  below: inout [BelowLabel]) -> [String] {
         let start = runs[0].va.lowerBound.rawValue
         let stop = runs[runs.count - 1].va.upperBound.rawValue
-        // The pieces in order: run, hole, run, …; each run at least 6 px wide and each hole 3 px.
-        var pieces: [(bytes: UInt64, least: Double)] = []
-        for (i, run) in runs.enumerated() {
-            if i > 0, runs[i - 1].va.upperBound < run.va.lowerBound {
-                pieces.append((run.va.lowerBound.rawValue - runs[i - 1].va.upperBound.rawValue, 3))
-            }
-            pieces.append((run.bytes, 6))
-        }
-        var edges = [x]
-        for width in widths(pieces, total: w) { edges.append(edges[edges.count - 1] + width) }
+        let edges = pieceEdges(runs, x: x, width: w)
         var out: [String] = []
         out.append("<g class=\"segment\">")
         out.append("<rect x=\"\(n(x))\" y=\"\(n(barTop))\" width=\"\(n(w))\" height=\"\(n(barHeight))\" fill=\"#f3f3f3\" stroke=\"#bbbbbb\"/>")
@@ -144,41 +144,68 @@ extension SvgMap {
                 callouts.append(Callout(x: (edges[piece] + edges[piece + 1]) / 2, text: "\(AddressSpaceDump.size(hole)) hole", bold: false))
                 piece += 1
             }
-            let x0 = edges[piece]
-            let rw = edges[piece + 1] - x0
+            out += drawRun(run, x: edges[piece], width: edges[piece + 1] - edges[piece], callouts: &callouts)
             piece += 1
-            let prot = ProtClass(run.property)
-            let user = run.property.privilegedFlags.contains(.user)
-            let fill = user ? prot.colour : "url(#\(prot.hatch))"
-            let pa = run.pa.map { "pa \($0.lowerBound)-\($0.upperBound)" } ?? "pa scattered"
-            let tip = "\(run.va.lowerBound)-\(run.va.upperBound)  \(AddressSpaceDump.size(run.bytes))  "
-                + "\(run.leaves) × \(AddressSpaceDump.size(run.leafBytes)) \(run.leaves == 1 ? "leaf" : "leaves")  "
-                + "\(run.protColumns)  \(ScriptCache(run.property.cache).rawValue)  \(pa)"
-            out.append("<rect class=\"run\" x=\"\(n(x0))\" y=\"\(n(barTop))\" width=\"\(n(rw))\" height=\"\(n(barHeight))\" "
-                + "fill=\"\(fill)\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>\(AddressSpaceDump.xmlEscaped(tip))</title></rect>")
-            // Labels: inside the run (or each huge leaf) when they fit, else above the bar.
-            let name = prot.letters + (user ? "" : " no u")
-            let size = AddressSpaceDump.size(run.leafBytes)
-            if run.level >= 2 {
-                out += hugeLeaves(run, x: x0, width: rw)
-                let leafWidth = rw / Double(run.leaves)
-                if leafWidth >= 6, leafWidth >= textWidth(name + " " + size + " leaf") + 8 {
-                    for leaf in 0..<run.leaves {
-                        out.append(label(x0 + (Double(leaf) + 0.5) * leafWidth, name + " " + size + " leaf", user: user))
-                    }
-                    continue
-                }
-            }
-            let whole = name + " " + (run.level >= 2 ? "\(run.leaves) × \(size)" : AddressSpaceDump.size(run.bytes))
-            if rw >= textWidth(whole) + 8 {
-                out.append(label(x0 + rw / 2, whole, user: user))
-            } else {
-                callouts.append(Callout(x: x0 + rw / 2, text: whole, bold: true))
-            }
         }
         below.append(BelowLabel(row: 0, x: x, anchor: "start", text: hex(start), priority: 0))
         below.append(BelowLabel(row: 1, x: x + w, anchor: "end", text: hex(stop), priority: 2))
         out.append("</g>")
+        return out
+    }
+
+    /// The x coordinates where a segment's pieces (run, hole, run, …) start, and where the last ends:
+    /// widths proportional to bytes, each run at least 6 px wide and each hole 3 px.
+    func pieceEdges(_ runs: [MappedRun], x: Double, width w: Double) -> [Double] {
+        var pieces: [(bytes: UInt64, least: Double)] = []
+        for (i, run) in runs.enumerated() {
+            if i > 0, runs[i - 1].va.upperBound < run.va.lowerBound {
+                pieces.append((run.va.lowerBound.rawValue - runs[i - 1].va.upperBound.rawValue, 3))
+            }
+            pieces.append((run.bytes, 6))
+        }
+        var edges = [x]
+        for width in widths(pieces, total: w) { edges.append(edges[edges.count - 1] + width) }
+        return edges
+    }
+
+    /// A run: its rectangle, coloured by protection (hatched without `u`) with the run's map row as
+    /// its tooltip, then its labels.
+    func drawRun(_ run: MappedRun, x x0: Double, width rw: Double, callouts: inout [Callout]) -> [String] {
+        let prot = ProtClass(run.property)
+        let user = run.property.privilegedFlags.contains(.user)
+        let fill = user ? prot.colour : "url(#\(prot.hatch))"
+        let pa = run.paColumn
+        let tip = "\(run.va.lowerBound)-\(run.va.upperBound)  \(AddressSpaceDump.size(run.bytes))  "
+            + "\(run.leaves) × \(AddressSpaceDump.size(run.leafBytes)) \(run.leaves == 1 ? "leaf" : "leaves")  "
+            + "\(run.protColumns)  \(ScriptCache(run.property.cache).rawValue)  \(pa)"
+        let rect = "<rect class=\"run\" x=\"\(n(x0))\" y=\"\(n(barTop))\" width=\"\(n(rw))\" height=\"\(n(barHeight))\" "
+            + "fill=\"\(fill)\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>\(AddressSpaceDump.xmlEscaped(tip))</title></rect>"
+        let name = prot.letters + (user ? "" : " no u")
+        return [rect] + runLabels(run, name, x: x0, width: rw, user: user, callouts: &callouts)
+    }
+
+    /// A run's huge leaves outlined, and its labels: inside the run (or each huge leaf) when they
+    /// fit, else a callout above the bar.
+    func runLabels(_ run: MappedRun, _ name: String, x x0: Double, width rw: Double, user: Bool,
+                   callouts: inout [Callout]) -> [String] {
+        var out: [String] = []
+        let size = AddressSpaceDump.size(run.leafBytes)
+        if run.level >= 2 {
+            out += hugeLeaves(run, x: x0, width: rw)
+            let leafWidth = rw / Double(run.leaves)
+            if leafWidth >= 6, leafWidth >= textWidth(name + " " + size + " leaf") + 8 {
+                for leaf in 0..<run.leaves {
+                    out.append(label(x0 + (Double(leaf) + 0.5) * leafWidth, name + " " + size + " leaf", user: user))
+                }
+                return out
+            }
+        }
+        let whole = name + " " + (run.level >= 2 ? "\(run.leaves) × \(size)" : AddressSpaceDump.size(run.bytes))
+        if rw >= textWidth(whole) + 8 {
+            out.append(label(x0 + rw / 2, whole, user: user))
+        } else {
+            callouts.append(Callout(x: x0 + rw / 2, text: whole, bold: true))
+        }
         return out
     }
 
