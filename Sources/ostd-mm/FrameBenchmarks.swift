@@ -1,8 +1,7 @@
-// Benchmarks of the frame layer and the baselines they are read against.
+// Benchmarks of the frame layer: allocation and freeing, single and batched, zeroed or not, and
+// clone and drop.
 
-import OSTDHost
 import OSTDMemory
-import Synchronization
 
 enum FrameBenchmarks {
     static func all(machine: Machine) -> [Benchmark] {
@@ -47,30 +46,5 @@ enum FrameBenchmarks {
             for paddr in held { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
             held.removeAll(keepingCapacity: true)
         }
-    }
-}
-
-enum Baselines {
-    static func all() -> [Benchmark] {
-        let source = UnsafeMutableRawPointer.allocate(byteCount: 64 << 10, alignment: 4096)
-        let destination = UnsafeMutableRawPointer.allocate(byteCount: 64 << 10, alignment: 4096)
-        source.initializeMemory(as: UInt8.self, repeating: 1, count: 64 << 10)
-        destination.initializeMemory(as: UInt8.self, repeating: 0, count: 64 << 10)
-        return [
-            Benchmark(name: "zero-4k", operations: 200_000, bytesPerOperation: 4096) { n in
-                for i in 0..<n { zero(destination + (i & 15) * 4096, 4096) }
-            },
-            Benchmark(name: "memcpy-64k", operations: 20_000, bytesPerOperation: 64 << 10) { n in
-                for _ in 0..<n { copy(destination, source, 64 << 10) }
-            },
-            // The floor under clone+drop: one atomic increment and one decrement of a word.
-            Benchmark(name: "atomic-inc-dec", operations: 10_000_000) { n in
-                let word = Atomic<UInt64>(1)
-                for _ in 0..<n {
-                    word.add(1, ordering: .relaxed)
-                    word.subtract(1, ordering: .releasing)
-                }
-            },
-        ]
     }
 }

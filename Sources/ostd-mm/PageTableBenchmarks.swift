@@ -135,30 +135,3 @@ enum PageTableBenchmarks {
         }
     }
 }
-
-/// A value made on first use.
-final class Lazy<Value> {
-    private let make: () -> Value
-    private var made: Value?
-
-    init(_ make: @escaping () -> Value) { self.make = make }
-
-    var value: Value {
-        if let made { return made }
-        let value = make()
-        made = value
-        return value
-    }
-}
-
-/// The nanoseconds `body` takes.
-@inline(__always)
-func timed(_ body: () -> Void) -> UInt64 {
-    let start = monotonicNanoseconds()
-    body()
-    return monotonicNanoseconds() - start
-}
-
-/// Keeps `value` alive so the optimiser cannot drop the work that computed it.
-@inline(never)
-func blackHole<T>(_ value: T) {}

@@ -77,7 +77,7 @@ enum VmSpaceBenchmarks {
                 mapPages(space, at: destination, count: pages, scattered: false)
                 let from = hostRun(space, source + 0x800, pages: pages)
                 let to = hostRun(space, destination + 0x100, pages: pages)
-                let elapsed = timed { for _ in 0..<n { OSTDHost.copy(to, from, copySize) } }
+                let elapsed = timed { for _ in 0..<n { memcpyBaseline(to, from, copySize) } }
                 var cursor = try! space.cursorMut(Vaddr(0)..<Vaddr(0x4000_0000))
                 cursor.unmap(0x4000_0000)
                 return elapsed
@@ -168,7 +168,7 @@ enum VmSpaceBenchmarks {
             machine.withCpu(0) {
                 var frames: [Paddr] = []
                 for _ in 0..<n { frames.append(try! FrameAllocOptions().zeroed(false).allocFrame(in: machine).intoRaw()) }
-                let elapsed = timed { for paddr in frames { zero(machine.pointer(to: paddr), pageSize) } }
+                let elapsed = timed { for paddr in frames { memsetBaseline(machine.pointer(to: paddr), pageSize) } }
                 for paddr in frames { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
                 return elapsed
             }

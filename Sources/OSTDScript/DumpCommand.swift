@@ -1,0 +1,80 @@
+// `ostd-mm dump SCRIPT` as a function, and `runScript`, which it is built on: runs a script as
+// `run` does, reports only the ops that failed, then prints the dump (AddressSpaceDump.swift) and,
+// with `--svg FILE`, writes the picture (Svg.swift). Exit codes are `run`'s: 0 the script ran, 2
+// invalid script or arguments (`FILE:LINE: error: …`; nothing ran), 1 anything else (the SVG could
+// not be written).
+
+/// Why a script could not start: the line `run` prints for it (`FILE:LINE: error: …` or
+/// `ostd-mm: error: …`).
+public struct ScriptStartError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Parses `options.script` (or `text`) and runs every op on a fresh machine, as `run` does, calling
+/// `failure` for each op that fails.
+///
+/// - Returns: the runner, holding the machine and the space the script left; or why nothing ran.
+public func runScript(_ options: RunOptions, text: String? = nil,
+                      failure: (OpResult) -> Void = { _ in }) -> Result<ScriptRunner, ScriptStartError> {
+    switch prepare(options, text: text) {
+    case .failure(let problem):
+        return .failure(ScriptStartError(description: problem.description))
+    case .success(let (runner, script)):
+        for op in script.ops {
+            let result = runner.run(op)
+            if !result.ok { failure(result) }
+        }
+        return .success(runner)
+    }
+}
+
+extension OpResult {
+    /// The op's failure as one line, e.g. `line 7: map failed: out-of-range (…)`.
+    public var failureLine: String {
+        "line \(line): \(op) failed: \(error?.rawValue ?? "?")" + (message.map { " (\($0))" } ?? "")
+    }
+}
+
+/// The options of `ostd-mm dump`.
+public struct DumpOptions: Sendable {
+    public var script: String
+    public var memory = "256M"
+    public var svg: String? = nil
+
+    public init(script: String, memory: String = "256M", svg: String? = nil) {
+        self.script = script
+        self.memory = memory
+        self.svg = svg
+    }
+}
+
+/// Runs a script as `ostd-mm dump` does.
+///
+/// - Parameters:
+///   - text: the script's text, or `nil` to read `options.script` (`-`: standard input).
+///   - output: receives each line of standard output: the failed ops, the tree, the map.
+///   - errors: receives each line of standard error.
+/// - Returns: the exit code.
+public func dumpScriptCommand(_ options: DumpOptions, text: String? = nil,
+                              output: (String) -> Void, errors: (String) -> Void) -> Int32 {
+    let runOptions = RunOptions(script: options.script, memory: options.memory)
+    let runner: ScriptRunner
+    switch runScript(runOptions, text: text, failure: { output($0.failureLine) }) {
+    case .success(let value): runner = value
+    case .failure(let problem):
+        errors(problem.description)
+        return 2
+    }
+    let snapshot = runner.snapshot
+    if runner.results.contains(where: { !$0.ok }) { output("") }
+    for line in AddressSpaceDump.lines(snapshot) { output(line) }
+    if let path = options.svg {
+        let name = options.script == "-" ? "<stdin>" : options.script
+        let svg = AddressSpaceDump.svg(snapshot.view, title: "Address space after \(baseName(name))")
+        if let problem = writeText(svg, to: path) {
+            errors("ostd-mm: error: \(problem)")
+            return 1
+        }
+    }
+    return 0
+}
