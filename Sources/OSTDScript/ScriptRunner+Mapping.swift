@@ -1,6 +1,7 @@
 // The mapping ops of a script: `map`, `unmap`, `protect`, `query`. A failed op changes nothing:
-// `map` rolls back what it mapped when memory runs out; `unmap` and `protect` count the page-table
-// nodes their huge-leaf splits need first and refuse when they are not free.
+// `map` rolls back what it mapped when memory runs out; `unmap` and `protect` are the space
+// cursor's transactions (`tryUnmap`, `tryProtect`), which refuse when the page-table nodes their
+// huge-leaf splits need cannot be had.
 
 import OSTDMemory
 
@@ -50,62 +51,33 @@ extension ScriptRunner {
     func unmap(_ va: UInt64, _ len: UInt64) throws(OpFailure) -> Int {
         let range = try userRange(va, len)
         try checkAligned(va, len, to: 4096)
-        try checkSplitMemory(range)
-        var cursor = try! space.cursorMut(range)
-        return cursor.unmap(Int(len))
+        return try splitting(range) { () throws(OSTDError) in
+            var cursor = try space.cursorMut(range)
+            return try cursor.tryUnmap(Int(len))
+        }
     }
 
     func protect(_ va: UInt64, _ len: UInt64, _ prot: Prot) throws(OpFailure) -> Int {
         let range = try userRange(va, len)
         try checkAligned(va, len, to: 4096)
-        try checkSplitMemory(range)
-        var cursor = try! space.cursorMut(range)
-        var pages = 0
-        while cursor.virtAddr < range.upperBound,
-              let done = cursor.protectNext(range.upperBound - cursor.virtAddr, property: { property in
-                  property = prot.property(cache: property.cache)
-              }) {
-            pages += (done.upperBound - done.lowerBound) / 4096
-            cursor.flusher.issueTlbFlush(.range(done))
+        return try splitting(range) { () throws(OSTDError) in
+            var cursor = try space.cursorMut(range)
+            return try cursor.tryProtect(Int(len), property: { property in
+                property = prot.property(cache: property.cache)
+            })
         }
-        cursor.flusher.dispatchTlbFlush()
-        return pages
     }
 
-    /// Refuses with `out-of-memory` when the huge-leaf splits at `range`'s ends need more
-    /// page-table nodes than are free, so that `unmap` and `protect` change nothing then.
-    func checkSplitMemory(_ range: Range<Vaddr>) throws(OpFailure) {
-        let needed = splitNodesNeeded(range)
-        guard needed <= machine.freeFrames else {
+    /// Runs a transactional `unmap` or `protect` of `range`; its refusal for want of page-table
+    /// nodes for the huge-leaf splits at the ends becomes `out-of-memory` (nothing changed).
+    func splitting(_ range: Range<Vaddr>, _ body: () throws(OSTDError) -> Int) throws(OpFailure) -> Int {
+        do {
+            return try body()
+        } catch .outOfMemory(let needed) {
             throw OpFailure(.outOfMemory, "splitting the huge pages at the ends of \(hex(range.lowerBound.rawValue))..<\(hex(range.upperBound.rawValue)) needs \(needed) page-table nodes; \(machine.freeFrames) frames are free; nothing changed")
+        } catch {
+            preconditionFailure("\(range.lowerBound)..<\(range.upperBound) was checked: \(error)")
         }
-    }
-
-    /// The page-table nodes that splitting the leaves around `range`'s two ends takes: a
-    /// boundary strictly inside a leaf of level 2 or 3 splits it into a node of smaller leaves,
-    /// again as long as it falls strictly inside one of them.
-    func splitNodesNeeded(_ range: Range<Vaddr>) -> Int {
-        var split: Set<UInt64> = []   // starts of the leaves (of level ≥ 2) split so far, tagged by level
-        var needed = 0
-        for boundary in [range.lowerBound, range.upperBound] {
-            guard boundary.rawValue % 4096 == 0, boundary < maxUserspaceVaddr || boundary == range.lowerBound,
-                  let leaf = leafCovering(boundary) else { continue }
-            var level = leaf.level
-            while level >= 2 {
-                let size = UInt64(PagingConsts.pageSize(level))
-                guard boundary.rawValue % size != 0 else { break }
-                let start = boundary.rawValue & ~(size - 1)
-                if split.insert(start | UInt64(level)).inserted { needed += 1 }
-                level -= 1
-            }
-        }
-        return needed
-    }
-
-    /// The leaf mapping `va`, if any.
-    func leafCovering(_ va: Vaddr) -> MappedItemRef? {
-        guard va < maxUserspaceVaddr else { return nil }
-        return space.pageTable.translate(va)?.leaf
     }
 
     func query(_ va: UInt64) throws(OpFailure) -> [(String, ResultValue)] {

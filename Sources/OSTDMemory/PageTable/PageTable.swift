@@ -103,6 +103,28 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         }
     }
 
+    // MARK: Split costs
+
+    /// The page-table nodes that splitting the huge leaves around `range`'s two ends takes: an end
+    /// strictly inside a leaf of level 2 or 3 splits it into a node of smaller leaves, again as
+    /// long as it falls strictly inside one of them. Exact while the caller holds a cursor over
+    /// `range` (the leaves an end falls strictly inside overlap the range, so they are locked).
+    func splitNodesNeeded(_ range: Range<Vaddr>) -> Int {
+        var split: [(start: UInt64, level: PagingLevel)] = []
+        for end in [range.lowerBound, range.upperBound] where end <= C.vaddrRange.upperBound {
+            guard let (leaf, _) = translate(end) else { continue }
+            var level = leaf.level
+            while level >= 2 {
+                let size = UInt64(PagingConsts.pageSize(level))
+                guard end.rawValue % size != 0 else { break }
+                let start = end.rawValue & ~(size - 1)
+                if !split.contains(where: { $0 == (start, level) }) { split.append((start, level)) }
+                level -= 1
+            }
+        }
+        return split.count
+    }
+
     // MARK: Reclamation
 
     /// Takes ownership of detached, empty nodes: frees them now, or keeps them for

@@ -122,6 +122,38 @@ extension VmSpace {
             return frames
         }
 
+        /// `unmap`, as a transaction: when splitting the huge pages at the range's ends needs
+        /// page-table nodes that cannot be had, it throws and changes nothing.
+        ///
+        /// - Returns: the number of 4 KiB frames the removed tracked mappings held.
+        /// - Throws: `outOfMemory(frames:)` with the number of nodes the splits need.
+        /// - Precondition: as `unmap`.
+        public mutating func tryUnmap(_ len: Int) throws(OSTDError) -> Int {
+            if let needed = ptCursor.reserveSplitNodes(len) { throw .outOfMemory(frames: needed) }
+            return unmap(len)
+        }
+
+        /// Applies `op` to every mapping in `virtAddr ..< virtAddr + len`, as a transaction, and
+        /// flushes the TLBs of the changed pages on every CPU where the space is active (a loop
+        /// of `protectNext` with its flushes, which OSTD leaves to the caller). When splitting the
+        /// huge pages at the range's ends needs nodes that cannot be had, it throws and changes
+        /// nothing.
+        ///
+        /// - Returns: the number of 4 KiB pages whose mappings `op` was applied to.
+        /// - Throws: `outOfMemory(frames:)` with the number of nodes the splits need.
+        /// - Precondition: as `protectNext`.
+        public mutating func tryProtect(_ len: Int, property op: (inout PageProperty) -> Void) throws(OSTDError) -> Int {
+            if let needed = ptCursor.reserveSplitNodes(len) { throw .outOfMemory(frames: needed) }
+            let end = virtAddr + len
+            var pages = 0
+            while virtAddr < end, let done = ptCursor.protectNext(end - virtAddr, op) {
+                pages += (done.upperBound - done.lowerBound) / pageSize
+                flusher.issueTlbFlush(.range(done))
+            }
+            flusher.dispatchTlbFlush()
+            return pages
+        }
+
         /// Removes the first leaf or subtree in `virtAddr ..< virtAddr + len` *without* a TLB
         /// flush, and hands it over (the step `unmap` repeats). Until the caller issues a flush
         /// keeping it (`flusher.issueTlbFlushWith(_:keeping:)`) and dispatches, CPUs may still

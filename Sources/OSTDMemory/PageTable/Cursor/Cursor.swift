@@ -29,6 +29,9 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     @usableFromInline let isMutable: Bool
     /// Nodes detached by this cursor, handed to the table when it is dropped.
     @usableFromInline var retired: [Paddr] = []
+    /// Nodes reserved for huge-leaf splits (`CursorMut.reserveSplitNodes`), born locked and not
+    /// yet in the tree; splits take them before allocating, and the rest are freed on drop.
+    @usableFromInline var spareNodes: [NodeRef] = []
     /// The last property encoded by `leafEntry` and its bits: a run of maps with one property
     /// encodes it once.
     @usableFromInline var lastProperty: PageProperty? = nil
@@ -59,6 +62,7 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
         // Read while the lock is still held: afterwards another cursor may own the node.
         let leftEmpty = isMutable && guardLevel < PagingConsts.nrLevels && subtreeRoot.nrChildren == 0
         dfsReleaseLock(subtreeRoot, level: guardLevel)
+        for node in spareNodes { context.freeNode(node) }   // never published: no walker saw them
         var detached = retired
         if leftEmpty { detached += reclaimEmptyAncestors() }
         pageTable.retire(detached)
@@ -243,7 +247,8 @@ public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// Returns `nil`, changing nothing, when no frame is free for the node.
     @usableFromInline
     mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef? {
-        guard let child = context.allocNode(level: level - 1) else { return nil }
+        guard let child = spareNodes.popLast().map({ $0.relevelled(level - 1) }) ?? context.allocNode(level: level - 1)
+        else { return nil }
         child.fillSplit(of: pte, level: level)
         currentNode.write(currentIndex, .pageTable(child.paddr(context)))
         return child

@@ -102,6 +102,32 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
         return frag
     }
 
+    // MARK: Transactions
+
+    /// Makes sure that removing or protecting everything in `va ..< va + len` cannot run out of
+    /// memory: reserves the page-table nodes that splitting the huge leaves at the range's two
+    /// ends takes (a `takeNext` or `protectNext` loop over the range splits nothing else). The
+    /// cursor keeps the nodes for its splits and frees what is left when it is dropped.
+    ///
+    /// - Returns: `nil` when the nodes are reserved (or none are needed); otherwise the number of
+    ///   nodes needed, and nothing changed.
+    /// - Precondition: as `takeNext`.
+    package mutating func reserveSplitNodes(_ len: Int) -> Int? {
+        precondition(len % pageSize == 0, "len \(len) is not a multiple of the page size")
+        precondition(len >= 0 && len <= inner.barrierVa.upperBound - inner.va, "len exceeds remaining cursor range")
+        let needed = inner.pageTable.splitNodesNeeded(inner.va..<(inner.va + len))
+        var reserved: [NodeRef] = []
+        for _ in 0..<needed {
+            guard let node = inner.context.allocNode(level: 1) else {
+                for node in reserved { inner.context.freeNode(node) }   // never published
+                return needed
+            }
+            reserved.append(node)
+        }
+        inner.spareNodes += reserved
+        return nil
+    }
+
     // MARK: Protect
 
     /// Applies `op` to the property of the first leaf in `va ..< va + len`, splitting a huge leaf

@@ -64,6 +64,13 @@ struct NodeRef: Equatable {
     @inlinable @inline(__always)
     var level: PagingLevel { meta.load(fromByteOffset: 6, as: UInt8.self) }
 
+    /// Sets the level of a node that is in no tree yet (a spare taken for a split); returns it.
+    @inlinable @inline(__always)
+    func relevelled(_ level: PagingLevel) -> NodeRef {
+        meta.storeBytes(of: level, toByteOffset: 6, as: UInt8.self)
+        return self
+    }
+
     /// Whether the node has been detached from the tree (OSTD `stray`).
     @inlinable @inline(__always)
     var isStray: Bool {
