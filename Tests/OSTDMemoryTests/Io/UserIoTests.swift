@@ -724,24 +724,6 @@ private func peek(_ space: VmSpace, _ va: Vaddr, _ count: Int) throws -> [UInt8]
 
 // MARK: - The model of the property test
 
-/// A small deterministic generator (SplitMix64).
-private struct SplitMix {
-    var state: UInt64
-
-    init(_ seed: Int) { state = UInt64(bitPattern: Int64(seed)) ^ 0x2545_f491_4f6c_dd1d }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
-}
 
 /// What a page of the window is.
 private enum PageKind: CustomStringConvertible {
@@ -787,7 +769,7 @@ private final class UserIoModel {
     var failed = false
 
     init(seed: Int) {
-        var random = SplitMix(seed)
+        var random = SplitMix64(seed)
         machine = makeMachine()
         var kinds: [PageKind] = []
         for _ in 0..<UserIoModel.pages {
@@ -843,7 +825,7 @@ private final class UserIoModel {
     // MARK: Steps
 
     /// An offset, biased towards page boundaries.
-    func offset(_ random: inout SplitMix) -> Int {
+    func offset(_ random: inout SplitMix64) -> Int {
         if random.chance(50) {
             let boundary = random.below(UserIoModel.pages + 1) * pageSize
             return min(max(boundary + random.below(17) - 8, 0), UserIoModel.total - 1)
@@ -852,7 +834,7 @@ private final class UserIoModel {
     }
 
     /// A length that fits from `offset`, from tiny to several pages.
-    func length(_ random: inout SplitMix, from offset: Int, max limit: Int = UserIoModel.total) -> Int {
+    func length(_ random: inout SplitMix64, from offset: Int, max limit: Int = UserIoModel.total) -> Int {
         let room = min(UserIoModel.total - offset, limit)
         let wanted: Int
         switch random.below(4) {
@@ -864,7 +846,7 @@ private final class UserIoModel {
     }
 
     func run(_ code: Int, step: Int) {
-        var random = SplitMix(code)
+        var random = SplitMix64(code)
         switch random.below(8) {
         case 0, 1: write(&random)
         case 2, 3: read(&random)
@@ -876,7 +858,7 @@ private final class UserIoModel {
     }
 
     /// Kernel bytes into a user writer.
-    func write(_ random: inout SplitMix) {
+    func write(_ random: inout SplitMix64) {
         let at = offset(&random)
         let count = length(&random, from: at)
         let data = random.bytes(count)
@@ -891,7 +873,7 @@ private final class UserIoModel {
     }
 
     /// A user reader into kernel bytes.
-    func read(_ random: inout SplitMix) {
+    func read(_ random: inout SplitMix64) {
         let at = offset(&random)
         let count = length(&random, from: at)
         let extra = random.below(3) == 0 ? random.below(10) : 0
@@ -907,7 +889,7 @@ private final class UserIoModel {
     }
 
     /// A user-to-user copy between disjoint ranges.
-    func copy(_ random: inout SplitMix) {
+    func copy(_ random: inout SplitMix64) {
         let count = length(&random, from: 0, max: UserIoModel.total / 2)
         let low = random.below(UserIoModel.total - 2 * count + 1)
         let high = low + count + random.below(UserIoModel.total - low - 2 * count + 1)
@@ -939,7 +921,7 @@ private final class UserIoModel {
     }
 
     /// `readVal` or `writeVal` of 2, 4 or 8 bytes; a fault rewinds.
-    func value(_ random: inout SplitMix) {
+    func value(_ random: inout SplitMix64) {
         let size = [2, 4, 8][random.below(3)]
         let at = min(offset(&random), UserIoModel.total - size)
         let room = size + random.below(3)
@@ -975,7 +957,7 @@ private final class UserIoModel {
     }
 
     /// `fillZeros` on a user writer, sometimes asked for more than the writer has.
-    func fill(_ random: inout SplitMix) {
+    func fill(_ random: inout SplitMix64) {
         let at = offset(&random)
         let count = length(&random, from: at)
         let asked = random.chance(25) ? count + random.below(100) : count - random.below(count)
@@ -990,7 +972,7 @@ private final class UserIoModel {
     }
 
     /// `atomicLoad` at an aligned offset; it never moves.
-    func atomicLoad(_ random: inout SplitMix) {
+    func atomicLoad(_ random: inout SplitMix64) {
         let at = offset(&random) & ~3
         trace.append("atomicLoad at +\(at)")
         let reader = try! space.createReader(va(at), 4)

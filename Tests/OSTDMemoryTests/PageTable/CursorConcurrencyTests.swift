@@ -65,17 +65,6 @@ private func unmapEverything(_ table: PageTable<UserPtConfig>) throws -> Int {
     return taken
 }
 
-/// A small deterministic generator, so that a failing stress run can be replayed from its seed.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 enum CursorKind: Sendable { case mutable, readOnly }
 

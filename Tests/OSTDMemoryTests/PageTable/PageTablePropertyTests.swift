@@ -45,7 +45,7 @@ import Darwin
     @Test func randomProgramsMatchTheModel() async {
         await propertyCheck(count: 40, input: Gen.int(in: 0...Int.max).array(of: 1...50), Gen.int(in: 0...Int.max)) {
             codes, config in
-            var r = StepRandom(config)
+            var r = SplitMix64(config, salt: SplitMix64.pageTableSalt)
             let windowBase = r.pick(PTProgram.windowBases)
             let allowGiant = r.chance(15)
             let deferred = r.chance(25)
@@ -67,7 +67,7 @@ import Darwin
     @Test func kernelSharedUserTable() async {
         await propertyCheck(count: 12, input: Gen.int(in: 0...Int.max).array(of: 1...40), Gen.int(in: 0...Int.max)) {
             codes, config in
-            var r = StepRandom(config)
+            var r = SplitMix64(config, salt: SplitMix64.pageTableSalt)
             let windowBase = r.pick([PTProgram.windowBases[2], PTProgram.windowBases[2], PTProgram.windowBases[0]])
             let machine = makeMachine(memory: 3 << 30, audit: false)
             let kernel = try! PageTable.newKernelPageTable(machine: machine)
@@ -109,27 +109,7 @@ import Darwin
     }
 }
 
-// MARK: - Randomness
-
-/// SplitMix64. Each step of a program is decoded from one generated integer, so a failing program
-/// is reproducible from the input `propertyCheck` prints.
-private struct StepRandom {
-    var state: UInt64
-
-    init(_ seed: Int) { state = UInt64(bitPattern: Int64(seed)) ^ 0x5851_f42d_4c95_7f2d }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ options: [T]) -> T { options[below(options.count)] }
-}
+// MARK: - Sizes and formatting
 
 private let size4K: UInt64 = 1 << 12
 private let size2M: UInt64 = 1 << 21
@@ -358,7 +338,7 @@ private final class PTProgram {
     /// Addresses the current step touched, probed after it.
     var probes: [UInt64] = []
     /// The generator of the current step's incidental choices.
-    var r = StepRandom(0)
+    var r = SplitMix64(0, salt: SplitMix64.pageTableSalt)
 
     init(machine: Machine, table: PageTable<UserPtConfig>, windowBase: UInt64, allowGiant: Bool, header: String,
          baselineFrames: Int = 0) {
@@ -392,7 +372,7 @@ private final class PTProgram {
     /// Runs the steps, checking after each; stops at the first failing step.
     func run(_ codes: [Int]) {
         for code in codes {
-            r = StepRandom(code)
+            r = SplitMix64(code, salt: SplitMix64.pageTableSalt)
             probes = []
             do throws(PageTableError) {
                 try step()
