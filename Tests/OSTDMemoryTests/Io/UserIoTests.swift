@@ -22,7 +22,6 @@ import OSTDHost
 
 // MARK: - Helpers
 
-private let base = Vaddr(0x40_0000)
 private let huge = PagingConsts.pageSize(2)
 
 /// A user read-write page.
@@ -45,11 +44,6 @@ private func makeSpace(
     _ = consume cursor
     space.activate(on: cpu)
     return space
-}
-
-/// What `body` returned or threw.
-private func outcome<T>(_ body: () throws(OSTDError) -> T) -> Result<T, OSTDError> {
-    do throws(OSTDError) { return .success(try body()) } catch { return .failure(error) }
 }
 
 /// The error `body` threw, or `nil`.

@@ -118,7 +118,6 @@ private let size1G: UInt64 = 1 << 30
 private func pageSizeOf(_ level: PagingLevel) -> UInt64 { UInt64(PagingConsts.pageSize(level)) }
 private func alignDown(_ x: UInt64, _ a: UInt64) -> UInt64 { x & ~(a - 1) }
 private func alignUp(_ x: UInt64, _ a: UInt64) -> UInt64 { (x + a - 1) & ~(a - 1) }
-private func hex(_ x: UInt64) -> String { "0x" + String(x, radix: 16) }
 private func hex(_ r: Range<UInt64>) -> String { hex(r.lowerBound) + "..<" + hex(r.upperBound) }
 private func vrange(_ r: Range<UInt64>) -> Range<Vaddr> { Vaddr(r.lowerBound)..<Vaddr(r.upperBound) }
 

@@ -65,7 +65,6 @@ private let topHuge: UInt64 = 0x7fff_ffc0_0000   // the last 2 MiB region that c
 private let memoryArgument = "64M"
 private let memoryBytes: UInt64 = 64 << 20
 
-private func hex(_ x: UInt64) -> String { "0x" + String(x, radix: 16) }
 
 private func hexBytes(_ bytes: [UInt8]) -> String {
     let digits = Array("0123456789abcdef")

@@ -11,11 +11,6 @@ import Testing
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
-/// `count` pages from `start`.
-private func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
-
 /// Flushes a CPU's TLB performed: single pages, and everything.
 private struct Flushes: Equatable, CustomStringConvertible {
     var pages: Int

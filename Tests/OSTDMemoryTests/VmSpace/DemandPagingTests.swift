@@ -8,13 +8,8 @@ import Testing
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
 /// The first byte of the page holding `va`.
 private func pageOf(_ va: Vaddr) -> Vaddr { Vaddr(va.rawValue & ~UInt64(pageSize - 1)) }
-
-/// `count` pages from `start`.
-private func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
 
 /// What the handlers were told, in order.
 private final class FaultLog: Sendable {

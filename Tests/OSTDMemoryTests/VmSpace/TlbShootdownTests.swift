@@ -10,11 +10,6 @@ import Testing
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
-/// `count` pages from `start`.
-private func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
-
 /// Makes `space` current on each of `cpus`, from that CPU.
 private func activate(_ space: VmSpace, on cpus: [Int]) {
     for cpu in cpus { space.machine.withCpu(cpu) { space.activate(on: cpu) } }
