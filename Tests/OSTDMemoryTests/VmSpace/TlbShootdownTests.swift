@@ -53,22 +53,6 @@ private func unmap(_ space: VmSpace, _ range: Range<Vaddr>) throws -> Int {
     }
 }
 
-/// Flushes a CPU's TLB performed: single pages, and everything.
-private struct Flushes: Equatable, CustomStringConvertible {
-    var pages: Int
-    var full: Int
-    init(_ pages: Int, _ full: Int) {
-        self.pages = pages
-        self.full = full
-    }
-    var description: String { "\(pages) page flush(es), \(full) full flush(es)" }
-}
-
-/// The flushes a CPU's TLB performed between two snapshots of its statistics.
-private func delta(_ after: TlbStatistics, _ before: TlbStatistics) -> Flushes {
-    Flushes(after.pageFlushes - before.pageFlushes, after.fullFlushes - before.fullFlushes)
-}
-
 // Threads: `runThreads`, `Failures` and `SharedInt` are in Threads.swift.
 
 /// Every tag ever mapped at each page, recorded before the mapping was made. Guarded by an
