@@ -74,11 +74,6 @@ private func throwsInvalidArgs(_ body: () throws -> Void) -> Bool {
     }
 }
 
-/// What `body` returned or threw.
-private func outcome<T>(_ body: () throws(OSTDError) -> T) -> Result<T, OSTDError> {
-    do throws(OSTDError) { return .success(try body()) } catch { return .failure(error) }
-}
-
 /// OSTD's `TestPodStruct`: a `u32` and a `u64` (with padding between them).
 private struct TestPodStruct: Equatable, BitwiseCopyable {
     var a: UInt32

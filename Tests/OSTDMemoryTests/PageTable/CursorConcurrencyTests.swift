@@ -22,6 +22,33 @@ private func pages(_ start: UInt64, _ count: Int) -> Range<Vaddr> {
     Vaddr(start)..<Vaddr(start + UInt64(count) * kib4)
 }
 
+/// A fresh machine (16 MiB and one CPU unless asked) and an empty user table on it: the setup of
+/// every test here.
+private func machineWithEmptyTable(memory: Int = 16 << 20, cpus: Int = 1) throws
+    -> (machine: Machine, table: PageTable<UserPtConfig>) {
+    let machine = makeMachine(memory: memory, cpus: cpus)
+    return (machine, try PageTable<UserPtConfig>(empty: machine))
+}
+
+/// What every test checks once its threads are done: the workers' failures are reported, every
+/// thread finished (else `deadlock`), and no node was left locked (`note` ends that message).
+private func requireThreadsDone(_ finished: Bool, _ failures: Failures, _ table: PageTable<UserPtConfig>,
+                                deadlock: Comment, note: String = "",
+                                sourceLocation: SourceLocation = #_sourceLocation) throws {
+    failures.report(sourceLocation: sourceLocation)
+    try #require(finished, deadlock, sourceLocation: sourceLocation)
+    try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive\(note)",
+                 sourceLocation: sourceLocation)
+}
+
+/// The table is sound and back to its root, and the root is the machine's only outstanding frame.
+private func expectOnlyTheRoot(_ table: PageTable<UserPtConfig>, _ machine: Machine,
+                               sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(table.structuralViolations() == [], sourceLocation: sourceLocation)
+    #expect(table.nodes().count == 1, sourceLocation: sourceLocation)
+    #expect(machine.outstandingFrames == 1, sourceLocation: sourceLocation)
+}
+
 /// The nodes of `table` whose lock is taken, walking without locks: at a quiescent point, a
 /// lock some cursor failed to release (the next cursor there would spin forever).
 private func lockedNodes<C>(_ table: PageTable<C>) -> [Paddr] {
@@ -65,17 +92,6 @@ private func unmapEverything(_ table: PageTable<UserPtConfig>) throws -> Int {
     return taken
 }
 
-/// A small deterministic generator, so that a failing stress run can be replayed from its seed.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 enum CursorKind: Sendable { case mutable, readOnly }
 
@@ -121,8 +137,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
     /// overlapping cursor meanwhile, gets it only after A dropped its own, and then sees A's change.
     @Test(arguments: overlapping)
     func overlappingCursorsSerialize(pair: CursorPair) throws {
-        let machine = makeMachine()
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable()
         let shared = max(pair.a.lowerBound, pair.b.lowerBound)
         #expect(pair.a.contains(shared) && pair.b.contains(shared))
         let original = try mapFresh(table, shared)
@@ -199,24 +214,19 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
                 failures.record("thread \(thread): \(error)")
             }
         }
-        failures.report()
-        try #require(finished, "the two cursors deadlocked")
-        try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive")
+        try requireThreadsDone(finished, failures, table, deadlock: "the two cursors deadlocked")
         // B asked for its cursor 50 ms before A let go, and got it only after.
         #expect(bSawRelease.load() == 1)
 
         #expect(try unmapEverything(table) == 1)
-        #expect(table.structuralViolations() == [])
-        #expect(table.nodes().count == 1)
-        #expect(machine.outstandingFrames == 1)
+        expectOnlyTheRoot(table, machine)
         #expect(machine.cleanInv())
     }
 
     /// Many threads take cursors over one page and count how many are inside at once: never more
     /// than one, and no increment is lost (the counter is plain memory guarded by the cursor).
     @Test func sameRangeIsACriticalSection() throws {
-        let machine = makeMachine()
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable()
         let range = pages(gib1 + 0x7000, 1)
         let inside = SharedInt()
         let failures = Failures()
@@ -247,14 +257,10 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
                 }
             }
         }
-        failures.report()
-        try #require(finished, "cursors deadlocked")
-        try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive")
+        try requireThreadsDone(finished, failures, table, deadlock: "cursors deadlocked")
         #expect(plain.pointee == 2 * rounds)
         _ = try unmapEverything(table)
-        #expect(table.structuralViolations() == [])
-        #expect(table.nodes().count == 1)
-        #expect(machine.outstandingFrames == 1)
+        expectOnlyTheRoot(table, machine)
     }
 
     // MARK: 1b. Parallelism
@@ -275,8 +281,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
     /// dropping its cursor.
     @Test(arguments: disjoint)
     func disjointCursorsProceedInParallel(pair: CursorPair) throws {
-        let machine = makeMachine()
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable()
         // Read-only cursors do not allocate: give them a path to lock.
         let aPage = pair.a.lowerBound, bPage = pair.b.lowerBound
         let aOriginal = try mapFresh(table, aPage)
@@ -350,9 +355,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
                 failures.record("thread \(thread): \(error)")
             }
         }
-        failures.report()
-        try #require(finished, "the two cursors deadlocked")
-        try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive")
+        try requireThreadsDone(finished, failures, table, deadlock: "the two cursors deadlocked")
         #expect(aSawB.load() == 1, "B could not work while A held a cursor over a disjoint subtree (A locked level \(aLocked.load()))")
         #expect(table.structuralViolations() == [])
         if pair.bKind == .mutable {
@@ -361,9 +364,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
             #expect(table.nodes().count < nodesBefore)
         }
         #expect(try unmapEverything(table) == (pair.bKind == .mutable ? 1 : 2))
-        #expect(table.structuralViolations() == [])
-        #expect(table.nodes().count == 1)
-        #expect(machine.outstandingFrames == 1)
+        expectOnlyTheRoot(table, machine)
         #expect(machine.cleanInv())
     }
 
@@ -389,8 +390,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
     /// left, and nothing leaked.
     @Test(arguments: stressSetups)
     func randomMapUnmapStress(setup: StressSetup) throws {
-        let machine = makeMachine(memory: 32 << 20, cpus: setup.bindCpus ? setup.threads : 1)
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable(memory: 32 << 20, cpus: setup.bindCpus ? setup.threads : 1)
         let mapped = SharedInt(), taken = SharedInt()
         let failures = Failures()
         let seed = UInt64.random(in: 0...UInt64.max)
@@ -499,17 +499,13 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
             }
             if setup.bindCpus { machine.withCpu(thread) { work() } } else { work() }
         }
-        failures.report()
-        try #require(finished, "stress threads deadlocked (seed \(seed))")
-        try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive (seed \(seed))")
+        try requireThreadsDone(finished, failures, table, deadlock: "stress threads deadlocked (seed \(seed))", note: " (seed \(seed))")
         #expect(table.structuralViolations() == [], "seed \(seed)")
         #expect(table.view().mappings.count == mapped.load() - taken.load(), "seed \(seed)")
         let rest = try unmapEverything(table)
         #expect(mapped.load() == taken.load() + rest, "seed \(seed)")
         #expect(mapped.load() > setup.threads * setup.iterations / 4)
-        #expect(table.structuralViolations() == [])
-        #expect(table.nodes().count == 1)
-        #expect(machine.outstandingFrames == 1)
+        expectOnlyTheRoot(table, machine)
         #expect(machine.cleanInv())
     }
 
@@ -556,8 +552,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
     /// locked root go at once, the rest when the cursor is dropped).
     @Test(arguments: reclaimSetups)
     func reclamationUnderConcurrency(setup: ReclaimSetup) throws {
-        let machine = makeMachine(memory: 64 << 20)
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable(memory: 64 << 20)
         table.defersReclamation = setup.deferred
         let failures = Failures()
         let rounds = setup.deferred ? 300 : 600
@@ -606,9 +601,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
                 }
             }
         }
-        failures.report()
-        try #require(finished, "threads deadlocked")
-        try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive")
+        try requireThreadsDone(finished, failures, table, deadlock: "threads deadlocked")
         #expect(table.structuralViolations() == [])
         #expect(table.nodes().count == 1)
         if setup.deferred {
@@ -628,8 +621,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
     /// does not free them: they wait in the table, still counted as outstanding frames, until
     /// `reclaimRetired()`.
     @Test func deferredReclamationWaitsForReclaimRetired() throws {
-        let machine = makeMachine()
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable()
         table.defersReclamation = true
         let va = Vaddr(gib1 + 0x5000)
         let paddr = try mapFresh(table, va)
@@ -659,8 +651,7 @@ struct CursorPair: Sendable, CustomTestStringConvertible {
     /// The same when the nodes go while the cursor lives (below its locked subtree root): they
     /// are handed to the table only when the cursor is dropped, and wait there.
     @Test func deferredReclamationOfNodesBelowTheCursorRoot() throws {
-        let machine = makeMachine()
-        let table = try PageTable<UserPtConfig>(empty: machine)
+        let (machine, table) = try machineWithEmptyTable()
         table.defersReclamation = true
         for round in 0..<3 {
             let va = Vaddr(UInt64(round) * gib512 + gib1 + 0x5000)

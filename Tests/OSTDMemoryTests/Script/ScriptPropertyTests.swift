@@ -65,7 +65,6 @@ private let topHuge: UInt64 = 0x7fff_ffc0_0000   // the last 2 MiB region that c
 private let memoryArgument = "64M"
 private let memoryBytes: UInt64 = 64 << 20
 
-private func hex(_ x: UInt64) -> String { "0x" + String(x, radix: 16) }
 
 private func hexBytes(_ bytes: [UInt8]) -> String {
     let digits = Array("0123456789abcdef")
@@ -84,25 +83,6 @@ private func validRange(_ va: UInt64, _ len: UInt64) -> Bool {
     return len > 0 && !overflow && end <= maxUser
 }
 
-/// SplitMix64: each op is decoded from one generated integer.
-private struct OpRandom {
-    var state: UInt64
-
-    init(_ seed: Int) { state = UInt64(bitPattern: Int64(seed)) ^ 0x2545_f491_4f6c_dd1d }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func int(_ r: ClosedRange<Int>) -> Int { r.lowerBound + below(r.count) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ options: [T]) -> T { options[below(options.count)] }
-}
 
 // MARK: - Scripts
 
@@ -142,7 +122,7 @@ private struct RandomScript {
         var cuts: [UInt64] = []   // the ends of earlier unmap/protect ranges
         let model = Model()   // to know which maps succeeded
         for code in codes where code != 0 {   // 0: no op, so that shrinking can drop ops
-            var r = OpRandom(code)
+            var r = SplitMix64(code)
             let op = Self.makeOp(&r, maps, cuts, model)
             switch op {
             case let .unmap(va, len), let .protect(va, len, _):
@@ -172,13 +152,13 @@ private struct RandomScript {
     }
 
     /// One of the last few `map` ranges, if there are any and the dice say so.
-    static func recentMap(_ r: inout OpRandom, _ maps: [Range], _ percent: Int) -> Range? {
+    static func recentMap(_ r: inout SplitMix64, _ maps: [Range], _ percent: Int) -> Range? {
         guard !maps.isEmpty, r.chance(percent) else { return nil }
         return maps[maps.count - 1 - r.below(min(maps.count, 6))]
     }
 
     /// A 4 KiB-aligned VA in or next to the window, biased to 2 MiB boundaries.
-    static func windowPage(_ r: inout OpRandom) -> UInt64 {
+    static func windowPage(_ r: inout SplitMix64) -> UInt64 {
         switch r.below(100) {
         case 0..<50:   // a 2 MiB boundary and the pages around it
             let boundary = windowBase + UInt64(r.int(0...4)) * page2M
@@ -193,19 +173,19 @@ private struct RandomScript {
 
     /// A page just below MAX_USERSPACE_VADDR, or in the 2 MiB region before the last one (the
     /// last one can hold only 4K leaves).
-    static func topPage(_ r: inout OpRandom) -> UInt64 {
+    static func topPage(_ r: inout SplitMix64) -> UInt64 {
         if r.chance(75) { return maxUser - UInt64(r.int(1...4)) * page4K }
         return r.pick([topHuge, topHuge + page2M - page4K, topHuge + page2M, topHuge + UInt64(r.below(512)) * page4K])
     }
 
     /// A 4 KiB-aligned VA for map/unmap/protect: mostly the window, sometimes the top.
-    static func somePage(_ r: inout OpRandom) -> UInt64 {
+    static func somePage(_ r: inout SplitMix64) -> UInt64 {
         r.chance(88) ? windowPage(&r) : topPage(&r)
     }
 
     /// A byte address for I/O: mostly in or next to an earlier `map`'s range (near its ends
     /// often), or a page plus an offset, biased to the page's ends.
-    static func someByte(_ r: inout OpRandom, _ maps: [Range]) -> UInt64 {
+    static func someByte(_ r: inout SplitMix64, _ maps: [Range]) -> UInt64 {
         if let m = recentMap(&r, maps, 80) {
             switch r.below(10) {
             case 0..<3: return m.va + m.len - UInt64(r.int(1...40))
@@ -223,7 +203,7 @@ private struct RandomScript {
     }
 
     /// A range that is out of range one way or another (empty, overflowing, past the end).
-    static func outOfRange(_ r: inout OpRandom) -> (UInt64, UInt64) {
+    static func outOfRange(_ r: inout SplitMix64) -> (UInt64, UInt64) {
         switch r.below(6) {
         case 0: return (somePage(&r), 0)
         case 1: return (0xffff_ffff_ffff_f000, 0x2000)
@@ -234,7 +214,7 @@ private struct RandomScript {
         }
     }
 
-    static func prot(_ r: inout OpRandom) -> String {
+    static func prot(_ r: inout SplitMix64) -> String {
         // (`letters.append("w")` would pick PropertyBased's `Sequence.append(_:)`, which returns a
         // new sequence and leaves `letters` alone.)
         var letters: [Character] = ["r"]
@@ -246,7 +226,7 @@ private struct RandomScript {
         return String(letters)
     }
 
-    static func ioLength(_ r: inout OpRandom) -> UInt64 {
+    static func ioLength(_ r: inout SplitMix64) -> UInt64 {
         switch r.below(10) {
         case 0..<6: return UInt64(r.int(1...48))
         case 6..<9: return UInt64(r.int(1...600))
@@ -256,7 +236,7 @@ private struct RandomScript {
 
     // MARK: Ops
 
-    static func makeOp(_ r: inout OpRandom, _ maps: [Range], _ cuts: [UInt64], _ model: Model) -> Op {
+    static func makeOp(_ r: inout SplitMix64, _ maps: [Range], _ cuts: [UInt64], _ model: Model) -> Op {
         switch r.below(100) {
         case 0..<24: return makeMap(&r, maps, model)
         case 24..<31:
@@ -324,7 +304,7 @@ private struct RandomScript {
         }
     }
 
-    static func makeMap(_ r: inout OpRandom, _ maps: [Range], _ model: Model) -> Op {
+    static func makeMap(_ r: inout SplitMix64, _ maps: [Range], _ model: Model) -> Op {
         let huge = r.chance(35)
         var va: UInt64
         var len: UInt64
@@ -363,7 +343,7 @@ private struct RandomScript {
         return .map(va: va, len: len, prot: prot(&r), huge: huge, cache: cache, options: options)
     }
 
-    static func rangeForUnmapProtect(_ r: inout OpRandom, _ maps: [Range]) -> (UInt64, UInt64) {
+    static func rangeForUnmapProtect(_ r: inout SplitMix64, _ maps: [Range]) -> (UInt64, UInt64) {
         if r.chance(6) { return outOfRange(&r) }
         var va = somePage(&r)
         let huge = maps.suffix(8).filter(\.huge)
@@ -393,7 +373,7 @@ private struct RandomScript {
     // MARK: Text
 
     /// A number in one of the syntaxes of SCRIPT.md: hex, decimal, or scaled by K/M.
-    static func number(_ x: UInt64, _ r: inout OpRandom) -> String {
+    static func number(_ x: UInt64, _ r: inout SplitMix64) -> String {
         switch r.below(10) {
         case 0..<6: return hex(x)
         case 6..<8: return String(x)
@@ -404,7 +384,7 @@ private struct RandomScript {
         }
     }
 
-    static func render(_ op: Op, _ r: inout OpRandom) -> String {
+    static func render(_ op: Op, _ r: inout SplitMix64) -> String {
         let sep = r.chance(10) ? "\t" : " "
         var tokens: [String] = [op.name]
         switch op {

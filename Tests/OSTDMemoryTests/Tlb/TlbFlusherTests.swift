@@ -11,28 +11,12 @@ import Testing
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
-/// `count` pages from `start`.
-private func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
-
-/// Flushes a CPU's TLB performed: single pages, and everything.
-private struct Flushes: Equatable, CustomStringConvertible {
-    var pages: Int
-    var full: Int
-    init(_ pages: Int, _ full: Int) {
-        self.pages = pages
-        self.full = full
-    }
-    var description: String { "\(pages) page flush(es), \(full) full flush(es)" }
-}
-
 /// The flushes `cpu` performed while `body` ran.
 private func flushes(_ space: VmSpace, cpu: Int = 0, _ body: () throws -> Void) rethrows -> Flushes {
     let before = space.tlbStatistics(cpu: cpu)
     try body()
     let after = space.tlbStatistics(cpu: cpu)
-    return Flushes(after.pageFlushes - before.pageFlushes, after.fullFlushes - before.fullFlushes)
+    return delta(after, before)
 }
 
 /// A space active on CPU 0 (and on CPU 1 when the machine has it).

@@ -8,13 +8,8 @@ import Testing
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
 /// The first byte of the page holding `va`.
 private func pageOf(_ va: Vaddr) -> Vaddr { Vaddr(va.rawValue & ~UInt64(pageSize - 1)) }
-
-/// `count` pages from `start`.
-private func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
 
 /// What the handlers were told, in order.
 private final class FaultLog: Sendable {
@@ -119,16 +114,22 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
     }
 }
 
+/// The setup most tests share: a one-CPU machine, a fresh space active on CPU 0, the frames
+/// outstanding before anything is mapped (what the test checks it returns to), and an empty log
+/// for the handlers.
+private func spaceWithFaultLog() throws -> (machine: Machine, space: VmSpace, baseline: Int, log: FaultLog) {
+    let machine = makeMachine()
+    let space = try VmSpace(machine: machine)
+    space.activate(on: 0)
+    return (machine, space, machine.outstandingFrames, FaultLog())
+}
+
 @Suite struct DemandPagingTests {
     /// A fallible read of pages nobody touched yet: the handler maps a zeroed frame at each page
     /// as the read reaches it, once per page, and the read returns zeros.
     @Test func readOfUntouchedServedPagesReturnsZeros() throws {
-        let machine = makeMachine()
-        let space = try VmSpace(machine: machine)
-        space.activate(on: 0)
-        let baseline = machine.outstandingFrames
+        let (machine, space, baseline, log) = try spaceWithFaultLog()
         let served = pages(base, 4)
-        let log = FaultLog()
         space.pageFaultHandler = demandPager(served: served, log: log)
 
         let outcome = readUser(space, base, 3 * pageSize)
@@ -162,12 +163,8 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
     /// A read running from served into unserved pages stops at the first unserved byte, having
     /// copied everything before it; the reader's cursor stops there too.
     @Test func readSpanningServedAndUnservedPagesFaultsAtTheFirstUnservedByte() throws {
-        let machine = makeMachine()
-        let space = try VmSpace(machine: machine)
-        space.activate(on: 0)
-        let baseline = machine.outstandingFrames
+        let (machine, space, baseline, log) = try spaceWithFaultLog()
         let served = pages(base, 2)
-        let log = FaultLog()
         space.pageFaultHandler = demandPager(served: served, log: log)
 
         let start = base + 100
@@ -196,10 +193,7 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
     /// A write to a read-only page: the handler makes it writable (protect, then flush) and the
     /// write resumes and succeeds; the page keeps its contents.
     @Test func writeFaultHandlerUpgradesAReadOnlyPage() throws {
-        let machine = makeMachine()
-        let space = try VmSpace(machine: machine)
-        space.activate(on: 0)
-        let baseline = machine.outstandingFrames
+        let (machine, space, baseline, log) = try spaceWithFaultLog()
         try mapTagged(space, base, tag: 0x1234_5678, .user(.r))
 
         // Cached read-only now.
@@ -208,7 +202,6 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
         #expect(throws: OSTDError.pageFault(address: base + 8, copied: 0)) { try writeUser(space, base + 8, 1) }
 
         #expect(try readUser64(space, base) == 0x1234_5678)   // cached read-only again
-        let log = FaultLog()
         space.pageFaultHandler = { space, fault in
             log.append(fault)
             guard fault.isWrite else { return false }
@@ -242,11 +235,7 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
     /// A handler that says it resolved the fault but did not: the retry faults at the same
     /// address, and that fault is final. The access ends instead of looping.
     @Test func handlerReturningTrueWithoutMappingFailsOnce() throws {
-        let machine = makeMachine()
-        let space = try VmSpace(machine: machine)
-        space.activate(on: 0)
-        let baseline = machine.outstandingFrames
-        let log = FaultLog()
+        let (machine, space, baseline, log) = try spaceWithFaultLog()
         space.pageFaultHandler = doNothing(answer: true, log: log)
 
         #expect(readUser(space, base + 8, 64).error == .pageFault(address: base + 8, copied: 0))
@@ -273,11 +262,7 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
 
     /// A handler that refuses: the access fails with `pageFault`, after one call.
     @Test func handlerReturningFalse() throws {
-        let machine = makeMachine()
-        let space = try VmSpace(machine: machine)
-        space.activate(on: 0)
-        let baseline = machine.outstandingFrames
-        let log = FaultLog()
+        let (machine, space, baseline, log) = try spaceWithFaultLog()
         space.pageFaultHandler = doNothing(answer: false, log: log)
 
         #expect(readUser(space, base, 8).error == .pageFault(address: base, copied: 0))
@@ -337,12 +322,8 @@ private func protect(_ space: VmSpace, _ va: Vaddr, flush: Bool, _ op: (inout Pa
     /// a flush. The stale read-only entry does not make the write fail: a permission fault
     /// re-walks the table first, which now allows the write. The handler is not asked.
     @Test func spuriousFaultFromAStaleReadOnlyEntryIsNotAFault() throws {
-        let machine = makeMachine()
-        let space = try VmSpace(machine: machine)
-        space.activate(on: 0)
-        let baseline = machine.outstandingFrames
+        let (machine, space, baseline, log) = try spaceWithFaultLog()
         try mapTagged(space, base, tag: 0x77, .user(.rw))
-        let log = FaultLog()
         space.pageFaultHandler = doNothing(answer: false, log: log)
 
         try protect(space, base, flush: true) { $0.remove(.w) }

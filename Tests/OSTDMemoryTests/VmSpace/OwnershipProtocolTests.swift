@@ -24,8 +24,6 @@ import PropertyBased
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
 /// `base + lo ..< base + hi`.
 private func bytes(_ lo: Int, _ hi: Int) -> Range<Vaddr> { (base + lo)..<(base + hi) }
 

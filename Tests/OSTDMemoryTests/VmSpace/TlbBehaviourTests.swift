@@ -5,8 +5,6 @@ import OSTDHost
 import OSTDMemory
 import Testing
 
-private let base = Vaddr(0x40_0000)
-
 /// A space with `pages` fresh pages mapped read-write at `base`, active on CPU 0.
 private func mappedSpace(_ machine: Machine, pages: Int = 1) throws -> VmSpace {
     let space = try VmSpace(machine: machine)

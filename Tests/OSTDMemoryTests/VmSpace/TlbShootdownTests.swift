@@ -10,11 +10,6 @@ import Testing
 import OSTDHost
 @testable import OSTDMemory
 
-private let base = Vaddr(0x40_0000)
-
-/// `count` pages from `start`.
-private func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
-
 /// Makes `space` current on each of `cpus`, from that CPU.
 private func activate(_ space: VmSpace, on cpus: [Int]) {
     for cpu in cpus { space.machine.withCpu(cpu) { space.activate(on: cpu) } }
@@ -56,22 +51,6 @@ private func unmap(_ space: VmSpace, _ range: Range<Vaddr>) throws -> Int {
         var cursor = try space.cursorMut(range)
         return cursor.unmap(range.upperBound - range.lowerBound)
     }
-}
-
-/// Flushes a CPU's TLB performed: single pages, and everything.
-private struct Flushes: Equatable, CustomStringConvertible {
-    var pages: Int
-    var full: Int
-    init(_ pages: Int, _ full: Int) {
-        self.pages = pages
-        self.full = full
-    }
-    var description: String { "\(pages) page flush(es), \(full) full flush(es)" }
-}
-
-/// The flushes a CPU's TLB performed between two snapshots of its statistics.
-private func delta(_ after: TlbStatistics, _ before: TlbStatistics) -> Flushes {
-    Flushes(after.pageFlushes - before.pageFlushes, after.fullFlushes - before.fullFlushes)
 }
 
 // Threads: `runThreads`, `Failures` and `SharedInt` are in Threads.swift.

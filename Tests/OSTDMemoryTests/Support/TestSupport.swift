@@ -1,5 +1,6 @@
-// Shared fixtures: small machines, metadata types for the ported OSTD tests, and a helper that
-// checks a crashing child process printed the expected message.
+// Shared fixtures: small machines, the user address most space tests map at, metadata types for
+// the ported OSTD tests, a helper that checks a crashing child process printed the expected
+// message, and small helpers for outcomes and hex formatting that several suites use.
 
 import Testing
 @testable import OSTDMemory
@@ -9,6 +10,12 @@ import OSTDHost
 func makeMachine(memory: Int = 16 << 20, cpus: Int = 1, audit: Bool = true) -> Machine {
     try! Machine.host(memory: memory, cpus: cpus, audit: audit)
 }
+
+/// The user address the VmSpace, TLB and user-I/O tests map at (4 MiB).
+let base = Vaddr(0x40_0000)
+
+/// `count` pages from `start`.
+func pages(_ start: Vaddr, _ count: Int) -> Range<Vaddr> { start..<(start + count * pageSize) }
 
 /// OSTD's `MockFrameMeta { value: u32 }`, a typed metadata.
 struct MockFrameMeta: FrameMeta {
@@ -36,3 +43,11 @@ func isNone<T: ~Copyable>(_ value: consuming T?) -> Bool {
     case .some: return false
     }
 }
+
+/// What `body` returned or threw.
+func outcome<T>(_ body: () throws(OSTDError) -> T) -> Result<T, OSTDError> {
+    do throws(OSTDError) { return .success(try body()) } catch { return .failure(error) }
+}
+
+/// `x` in hexadecimal, with `0x`.
+func hex(_ x: UInt64) -> String { "0x" + String(x, radix: 16) }
