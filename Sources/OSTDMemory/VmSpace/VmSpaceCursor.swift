@@ -93,16 +93,25 @@ extension VmSpace {
         /// - Precondition: the page is not mapped ("mapping over an already mapped page"), and the
         ///   address is in range and aligned (OSTD's panics).
         public mutating func map<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, _ property: PageProperty) {
-            ptCursor.map(MappedItem(frame: frame, property: property))
+            // SAFETY: a tracked untyped frame in user space: the item owns its reference, and
+            // the cursor's range is a user range (the page table's configuration checks it).
+            unsafe ptCursor.map(MappedItem(frame: frame, property: property))
         }
 
         /// Maps any item: a huge page (a segment of 512 or 512² frames) or untracked memory.
         ///
         /// - Precondition: as `map(_:_:)`.
-        public mutating func map(_ item: consuming MappedItem) { ptCursor.map(item) }
+        public mutating func map(_ item: consuming MappedItem) {
+            // SAFETY: as `map(_:_:)`; an untracked item maps physical memory its creator vouched
+            // for (`MappedItem(untracked:)`).
+            unsafe ptCursor.map(item)
+        }
 
         /// Maps `item`, or hands it back with the reason: nothing changes then.
-        public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? { ptCursor.tryMap(item) }
+        public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
+            // SAFETY: as `map(_:)`.
+            unsafe ptCursor.tryMap(item)
+        }
 
         /// Unmaps every page in `virtAddr ..< virtAddr + len`, flushes the TLB of every CPU where
         /// the space is active, and only then frees what was unmapped (OSTD `unmap`). Unmapping
@@ -115,7 +124,8 @@ extension VmSpace {
         public mutating func unmap(_ len: Int) -> Int {
             let end = virtAddr + len
             var frames = 0
-            while virtAddr < end, let fragment = ptCursor.takeNext(end - virtAddr) {
+            // SAFETY: every fragment is kept by the flusher until every CPU has flushed it.
+            while virtAddr < end, let fragment = unsafe ptCursor.takeNext(end - virtAddr) {
                 frames += flusher.issueTlbFlush(removing: fragment)
             }
             flusher.dispatchTlbFlush()
@@ -146,7 +156,8 @@ extension VmSpace {
             if let needed = ptCursor.reserveSplitNodes(len) { throw .outOfMemory(frames: needed) }
             let end = virtAddr + len
             var pages = 0
-            while virtAddr < end, let done = ptCursor.protectNext(end - virtAddr, op) {
+            // SAFETY: every protected range is flushed before this returns.
+            while virtAddr < end, let done = unsafe ptCursor.protectNext(end - virtAddr, op) {
                 pages += (done.upperBound - done.lowerBound) / pageSize
                 flusher.issueTlbFlush(.range(done))
             }
@@ -158,7 +169,11 @@ extension VmSpace {
         /// flush, and hands it over (the step `unmap` repeats). Until the caller issues a flush
         /// keeping it (`flusher.issueTlbFlushWith(_:keeping:)`) and dispatches, CPUs may still
         /// reach its frames through their TLBs, which is why the fragment must be kept until then.
-        public mutating func takeNext(_ len: Int) -> PageTableFrag<UserPtConfig>? { ptCursor.takeNext(len) }
+        public mutating func takeNext(_ len: Int) -> PageTableFrag<UserPtConfig>? {
+            // SAFETY: the fragment owns what was removed, so nothing is freed while a TLB may
+            // reach it; the caller flushes before dropping it (see above).
+            unsafe ptCursor.takeNext(len)
+        }
 
         /// Changes the flags and cache policy of the first leaf in `virtAddr ..< virtAddr + len`
         /// (OSTD `protect_next`). No TLB flush: issue one through `flusher`.
@@ -167,12 +182,15 @@ extension VmSpace {
         public mutating func protectNext(
             _ len: Int, _ op: (inout PageFlags, inout CachePolicy) -> Void
         ) -> Range<Vaddr>? {
-            ptCursor.protectNext(len) { property in op(&property.flags, &property.cache) }
+            // SAFETY: the property changes only rights; a stale TLB entry keeps the old rights to
+            // the same, still-owned frame until the caller's flush.
+            unsafe ptCursor.protectNext(len) { property in op(&property.flags, &property.cache) }
         }
 
         /// `protectNext` with the whole property, privileged flags included.
         public mutating func protectNext(_ len: Int, property op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
-            ptCursor.protectNext(len, op)
+            // SAFETY: as `protectNext(_:_:)`.
+            unsafe ptCursor.protectNext(len, op)
         }
     }
 }

@@ -1,12 +1,17 @@
 // The mutable cursor: map, take (unmap) and protect (OSTD `CursorMut`).
 //
+// As in OSTD, `map`, `takeNext` and `protectNext` are unsafe (`@unsafe`, OSTD's `unsafe fn`): the
+// page table cannot tell whether an item may be mapped at an address, or whether what it removes
+// is still reachable through a TLB. `VmSpace.CursorMut` is the safe way in: it maps only user
+// items in user space and keeps what it removes until every TLB has been flushed.
+//
 // Every operation keeps the tree's bookkeeping exact: `nrChildren` of each node counts its present
 // entries, each node has exactly one parent entry, and a node whose last entry goes is detached
 // at once (below the cursor's subtree root) or when the cursor is dropped (the subtree root and
 // its ancestors). Huge leaves are split on demand and never merged back.
 
 /// A cursor that can change the page table (OSTD `CursorMut`).
-public struct CursorMut<C: PageTableConfig>: ~Copyable {
+package struct CursorMut<C: PageTableConfig>: ~Copyable {
     @usableFromInline var inner: Cursor<C>
 
     init(_ inner: consuming Cursor<C>) { self.inner = inner }
@@ -16,26 +21,26 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// The current virtual address.
     @inlinable public var virtAddr: Vaddr { inner.va }
     /// The range the cursor owns.
-    public var barrierVa: Range<Vaddr> { inner.barrierVa }
+    package var barrierVa: Range<Vaddr> { inner.barrierVa }
     /// The level of the slot the cursor is at.
-    public var currentLevel: PagingLevel { inner.level }
+    package var currentLevel: PagingLevel { inner.level }
     /// The level of the locked subtree's root.
-    public var lockedLevel: PagingLevel { inner.guardLevel }
+    package var lockedLevel: PagingLevel { inner.guardLevel }
     /// The current slot's range.
-    public var curVaRange: Range<Vaddr> { inner.curVaRange }
+    package var curVaRange: Range<Vaddr> { inner.curVaRange }
 
     /// See `Cursor.query()`.
     @inlinable
-    public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
+    package mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
         try inner.query()
     }
 
     /// See `Cursor.findNext(_:)`.
     @inlinable
-    public mutating func findNext(_ len: Int) -> Vaddr? { inner.findNext(len) }
+    package mutating func findNext(_ len: Int) -> Vaddr? { inner.findNext(len) }
 
     /// See `Cursor.jump(_:)`.
-    public mutating func jump(_ va: Vaddr) throws(PageTableError) { try inner.jump(va) }
+    package mutating func jump(_ va: Vaddr) throws(PageTableError) { try inner.jump(va) }
 
     // MARK: Map
 
@@ -47,8 +52,9 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     ///   ("cursor virtual address not aligned for mapping"), the level is mappable ("cursor level
     ///   not suitable for mapping"), the slot is empty ("mapping over an already mapped page"),
     ///   and a node can be allocated. `tryMap` reports the same as errors.
+    @unsafe
     @inlinable @inline(__always)
-    public mutating func map(_ item: consuming MappedItem) {
+    package mutating func map(_ item: consuming MappedItem) {
         let raw = item.info
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
@@ -61,7 +67,8 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// Maps `item` like `map`, or hands it back with the reason when it cannot be mapped. On
     /// failure the mappings are unchanged (a huge leaf may have been split: the same translation
     /// in smaller pieces) and no frame is lost.
-    public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
+    @unsafe
+    package mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
         let raw = item.info
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
@@ -81,8 +88,9 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// - Returns: `nil` when nothing in the range is mapped; the cursor is then at the end of it.
     /// - Precondition: as `findNext` ("len exceeds remaining cursor range"), and a split finds a
     ///   frame for its node (OSTD panics; `tryTakeNext` throws instead).
+    @unsafe
     @inlinable @inline(__always)
-    public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
+    package mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
         do throws(PageTableError) {
             return try tryTakeNext(len)
         } catch {
@@ -92,8 +100,9 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
 
     /// `takeNext`, throwing `outOfMemory` when a huge page must be split and no frame is free for
     /// the new node. Nothing is removed then, and the mappings are unchanged.
+    @unsafe
     @inlinable @inline(__always)
-    public mutating func tryTakeNext(_ len: Int) throws(PageTableError) -> PageTableFrag<C>? {
+    package mutating func tryTakeNext(_ len: Int) throws(PageTableError) -> PageTableFrag<C>? {
         guard try inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
         let slotEnd = inner.curSlotEnd
         let frag = inner.takeCurrent()
@@ -138,8 +147,9 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
     ///
     /// - Returns: the protected leaf's range, or `nil` when nothing in the range is mapped.
     /// - Precondition: as `takeNext` (`tryProtectNext` throws instead of panicking).
+    @unsafe
     @inlinable @inline(__always)
-    public mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
+    package mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
         do throws(PageTableError) {
             return try tryProtectNext(len, op)
         } catch {
@@ -149,8 +159,9 @@ public struct CursorMut<C: PageTableConfig>: ~Copyable {
 
     /// `protectNext`, throwing `outOfMemory` when a huge page must be split and no frame is free
     /// for the new node. No property changes then.
+    @unsafe
     @inlinable @inline(__always)
-    public mutating func tryProtectNext(
+    package mutating func tryProtectNext(
         _ len: Int, _ op: (inout PageProperty) -> Void
     ) throws(PageTableError) -> Range<Vaddr>? {
         guard try inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
@@ -176,8 +187,8 @@ func splitFailed() -> Never {
 
 /// An item `tryMap` could not map, handed back, and why.
 public struct MapFailure: ~Copyable {
-    public var item: MappedItem
-    public var error: PageTableError
+    package var item: MappedItem
+    package var error: PageTableError
 }
 
 @usableFromInline @inline(never)
