@@ -22,8 +22,6 @@ public enum PagingConsts {
     @inlinable public static var highestTranslationLevel: PagingLevel { 3 }
     /// Entries per node: 512 (OSTD `nr_subpage_per_huge`).
     @inlinable public static var nrEntries: Int { 512 }
-    /// The size of one entry: 8 bytes.
-    @inlinable public static var pteSize: Int { 8 }
     /// Significant virtual-address bits: 48, sign-extended.
     @inlinable public static var addressWidth: Int { 48 }
     /// Index bits per level: 9.
@@ -32,12 +30,12 @@ public enum PagingConsts {
     /// The bytes one entry at `level` covers: 4 KiB, 2 MiB, 1 GiB, 512 GiB (OSTD `page_size`).
     @inlinable @inline(__always)
     public static func pageSize(_ level: PagingLevel) -> Int {
-        4096 << (9 * (Int(level) - 1))
+        1 << indexShift(level)
     }
 
     /// The shift of the index bits of `level` in a virtual address (OSTD `pte_index_bit_offset`).
     @inlinable @inline(__always)
-    public static func indexShift(_ level: PagingLevel) -> UInt64 { UInt64(12 + 9 * (Int(level) - 1)) }
+    public static func indexShift(_ level: PagingLevel) -> UInt64 { UInt64(pageShift + indexBits * (Int(level) - 1)) }
 
     /// The index of the entry covering `va` in a node of `level` (OSTD `pte_index`).
     @inlinable @inline(__always)

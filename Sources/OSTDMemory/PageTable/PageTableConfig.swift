@@ -52,10 +52,11 @@ extension PageTableConfig {
     }
 }
 
-/// Sign-extends a 48-bit virtual address to 64 bits.
+/// Sign-extends a virtual address of `PagingConsts.addressWidth` (48) bits to 64 bits.
 @inlinable @inline(__always)
 func signExtend(_ va: UInt64) -> UInt64 {
-    va & (1 << 47) != 0 ? va | 0xffff_0000_0000_0000 : va
+    let unused = UInt64(64 - PagingConsts.addressWidth)
+    return UInt64(bitPattern: Int64(bitPattern: va << unused) >> unused)
 }
 
 /// User address spaces: root entries 0 ..< 256, VA `0 ... 0x7fff_ffff_ffff`
