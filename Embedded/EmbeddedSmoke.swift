@@ -37,15 +37,17 @@ func pageTableSmoke(_ machine: Machine) -> Int {
     var total = 0
     do {
         guard var cursor = try? user.cursorMut(Vaddr(0x1000)..<Vaddr(0x40_0000)) else { return -1 }
-        cursor.map(MappedItem(frame: frame, property: .user(.rw)))
-        if let failure = cursor.tryMap(MappedItem(untracked: Paddr(0x20_0000), level: 2, property: .user(.r))) {
+        // SAFETY: the smoke test's table is never activated on a CPU: no TLB reaches it.
+        unsafe cursor.map(MappedItem(frame: frame, property: .user(.rw)))
+        // SAFETY: the map is refused (misaligned); nothing is ever mapped from it.
+        if let failure = unsafe cursor.tryMap(MappedItem(untracked: Paddr(0x20_0000), level: 2, property: .user(.r))) {
             total += failure.error == .unalignedVaddr(Vaddr(0x2000)) ? 1 : 0
         }
         try? cursor.jump(Vaddr(0x1000))
         if let (range, item) = try? cursor.query() { total += Int(range.lowerBound.rawValue) + Int(item?.level ?? 0) }
-        _ = cursor.protectNext(0x1000) { $0.flags.remove(.w) }
+        _ = unsafe cursor.protectNext(0x1000) { $0.flags.remove(.w) }
         try? cursor.jump(Vaddr(0x1000))
-        while let frag = cursor.takeNext(cursor.barrierVa.upperBound - cursor.virtAddr) {
+        while let frag = unsafe cursor.takeNext(cursor.barrierVa.upperBound - cursor.virtAddr) {
             switch consume frag {
             case .mapped(let va, let item): total += Int(va.rawValue) + Int(item.level)
             case .strayPageTable(let node, _, _, let frames): total += Int(node.level) + frames

@@ -87,14 +87,16 @@ enum PageTableBenchmarks {
         let options = FrameAllocOptions().zeroed(false)
         var cursor = try! table.cursorMut(region)
         for _ in 0..<pages {
-            cursor.map(MappedItem(frame: try! options.allocFrame(in: machine), property: rw))
+            // SAFETY: a tracked frame in a benchmark table that no CPU uses.
+            unsafe cursor.map(MappedItem(frame: try! options.allocFrame(in: machine), property: rw))
         }
     }
 
     static func mapAllUntracked(_ table: PageTable<UserPtConfig>) {
         var cursor = try! table.cursorMut(region)
         for i in 0..<pages {
-            cursor.map(MappedItem(untracked: Paddr(UInt64(i) << 12), level: 1, property: rw))
+            // SAFETY: a benchmark table that no CPU ever uses; it maps the machine's own memory.
+            unsafe cursor.map(MappedItem(untracked: Paddr(UInt64(i) << 12), level: 1, property: rw))
         }
     }
 
@@ -103,19 +105,22 @@ enum PageTableBenchmarks {
     static func unmapAll(_ table: PageTable<UserPtConfig>, in range: Range<Vaddr> = region, step: Int) {
         var cursor = try! table.cursorMut(range)
         while cursor.virtAddr < range.upperBound {
-            _ = cursor.takeNext(min(step, range.upperBound - cursor.virtAddr))
+            // SAFETY: no CPU uses the table, so no TLB can reach what is removed.
+            _ = unsafe cursor.takeNext(min(step, range.upperBound - cursor.virtAddr))
         }
     }
 
     static func protectAll(_ table: PageTable<UserPtConfig>) {
         var cursor = try! table.cursorMut(region)
-        while cursor.protectNext(region.upperBound - cursor.virtAddr, { $0.flags.formSymmetricDifference(.w) }) != nil {}
+        // SAFETY: no CPU uses the table, so no TLB holds the old rights.
+        while unsafe cursor.protectNext(region.upperBound - cursor.virtAddr, { $0.flags.formSymmetricDifference(.w) }) != nil {}
     }
 
     static func mapHuge(_ table: PageTable<UserPtConfig>, count: Int) {
         var cursor = try! table.cursorMut(Vaddr(0)..<Vaddr(UInt64(count) << 21))
         for i in 0..<count {
-            cursor.map(MappedItem(untracked: Paddr(UInt64(i) << 21), level: 2, property: rw))
+            // SAFETY: as in `mapAllUntracked`.
+            unsafe cursor.map(MappedItem(untracked: Paddr(UInt64(i) << 21), level: 2, property: rw))
         }
     }
 

@@ -48,7 +48,11 @@ public struct MappedItem: ~Copyable {
     }
 
     /// An untracked page of physical memory at `level` (I/O memory, the kernel's linear map).
-    @inlinable
+    ///
+    /// - Safety: nothing keeps the memory alive or checks who else uses it: the caller vouches
+    ///   that whoever the page will be mapped for may access `paddr ..< paddr + size` for as long
+    ///   as the mapping lasts (OSTD's `unsafe` untracked mappings).
+    @unsafe @inlinable
     public init(untracked paddr: Paddr, level: PagingLevel, property: PageProperty) {
         self.init(info: MappedItemRef(paddr: paddr, level: level, property: property, isTracked: false), context: nil)
     }

@@ -35,8 +35,8 @@ public enum OSTDError: Error, Equatable, Sendable {
 extension OSTDError: CustomStringConvertible {
     public var description: String {
         switch self {
-        case .outOfMemory(let frames): return "out of memory: no \(frames) free contiguous frame(s)"
-        case .invalidArgs(let why): return "invalid arguments: \(why)"
+        case .outOfMemory(let frames): return FrameError.outOfMemory(frames: frames).description
+        case .invalidArgs(let why): return FrameError.invalidArgs(why).description
         case .overflow: return "offset + length overflows"
         case .invalidUserRange(let vaddr, let len):
             return "user range \(vaddr) + \(len) is empty, overflows or ends past \(maxUserspaceVaddr)"

@@ -51,16 +51,24 @@ extension VmSpace {
         ///
         /// - Throws: `pageTable(invalidVaddr)` when the cursor is at the end of its range.
         public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
-            let (range, leaf) = try pageTableCall { () throws(PageTableError) in try ptCursor.query() }
-            return (range, leaf.map(VmQueriedItem.init))
+            try Cursor.query(&ptCursor)
         }
 
         /// Moves to the first mapped address in `virtAddr ..< virtAddr + len` (OSTD `find_next`).
         public mutating func findNext(_ len: Int) -> Vaddr? { ptCursor.findNext(len) }
 
         /// Moves to `va` inside the cursor's range (OSTD `jump`).
-        public mutating func jump(_ va: Vaddr) throws(OSTDError) {
-            try pageTableCall { () throws(PageTableError) in try ptCursor.jump(va) }
+        public mutating func jump(_ va: Vaddr) throws(OSTDError) { try Cursor.jump(&ptCursor, to: va) }
+
+        /// `query` on a page-table cursor, as a space reports it (shared with `CursorMut`).
+        static func query(_ cursor: inout OSTDMemory.Cursor<UserPtConfig>) throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
+            let (range, leaf) = try pageTableCall { () throws(PageTableError) in try cursor.query() }
+            return (range, leaf.map(VmQueriedItem.init))
+        }
+
+        /// `jump` on a page-table cursor, as a space reports it (shared with `CursorMut`).
+        static func jump(_ cursor: inout OSTDMemory.Cursor<UserPtConfig>, to va: Vaddr) throws(OSTDError) {
+            try pageTableCall { () throws(PageTableError) in try cursor.jump(va) }
         }
     }
 
@@ -75,17 +83,14 @@ extension VmSpace {
 
         /// See `Cursor.query()`.
         public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
-            let (range, leaf) = try pageTableCall { () throws(PageTableError) in try ptCursor.query() }
-            return (range, leaf.map(VmQueriedItem.init))
+            try Cursor.query(&ptCursor.inner)
         }
 
         /// See `Cursor.findNext(_:)`.
         public mutating func findNext(_ len: Int) -> Vaddr? { ptCursor.findNext(len) }
 
         /// See `Cursor.jump(_:)`.
-        public mutating func jump(_ va: Vaddr) throws(OSTDError) {
-            try pageTableCall { () throws(PageTableError) in try ptCursor.jump(va) }
-        }
+        public mutating func jump(_ va: Vaddr) throws(OSTDError) { try Cursor.jump(&ptCursor.inner, to: va) }
 
         /// Maps `frame` at the current address with `property` and moves past it (OSTD
         /// `CursorMut::map`). No flush is needed: nothing was mapped there.
