@@ -2,7 +2,7 @@
 //
 // The layers above the platform (frames, page tables, TLB flushes, address spaces, I/O) never
 // touch a CPU directly. They ask the platform which CPU they run on (with preemption disabled, so
-// the answer stays true and that CPU's local state is theirs), load a page-table root into a CPU
+// the answer stays true and that CPU's `CpuLocal` values are theirs), load a page-table root into a CPU
 // (CR3), flush TLBs, wait for a CPU to finish its page walks, and perform user-mode accesses.
 // Today `SimulatedPlatform` implements it over simulated CPUs; a bare-metal x86-64 platform
 // implements the same requirements with `GS`-relative CPU-local storage, `mov cr3`, `invlpg` and

@@ -17,7 +17,7 @@ extension MachineRef {
     func allocFrame() -> Int? {
         platform.withPreemptionDisabled { cpu in
             guard let cpu else { return allocChunk(order: 0) }
-            let cache = state.pointee.frameCaches + cpu
+            let cache = state.pointee.frameCaches.on(cpu)
             if let index = cache.pointee.pop() { return index }
             return refillCache(cache)
         }
@@ -28,7 +28,7 @@ extension MachineRef {
     func deallocFrame(_ index: Int) {
         platform.withPreemptionDisabled { cpu in
             guard let cpu else { return deallocRange(index, count: 1) }
-            let cache = state.pointee.frameCaches + cpu
+            let cache = state.pointee.frameCaches.on(cpu)
             if !cache.pointee.push(index) { flushCacheAndPush(cache, index) }
         }
     }
@@ -97,7 +97,7 @@ extension MachineRef {
     /// thread may be bound to a CPU.
     func drainAllCachesLocked() {
         for i in 0..<cpuCount {
-            state.pointee.frameCaches[i].drainOldest(FrameCache.capacity) { globalPool.pointee.buddy.free($0, order: 0) }
+            state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { globalPool.pointee.buddy.free($0, order: 0) }
         }
     }
 
@@ -108,7 +108,7 @@ extension MachineRef {
         state.pointee.lock.lock()
         defer { state.pointee.lock.unlock() }
         var free = globalPool.pointee.buddy.freeFrames
-        for i in 0..<cpuCount { free += state.pointee.frameCaches[i].count }
+        for i in 0..<cpuCount { free += state.pointee.frameCaches.on(i).pointee.count }
         return state.pointee.allocatableFrames - free
     }
 }

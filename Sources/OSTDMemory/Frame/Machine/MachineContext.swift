@@ -32,8 +32,8 @@ struct MachineContext: ~Copyable {
     let release: PhysicalMemoryRegion.Release?
     /// The CPUs.
     @usableFromInline let platform: SimulatedPlatform
-    /// Per-CPU caches of single free frames, indexed by CPU (CPU-local state of the allocator).
-    @usableFromInline let frameCaches: UnsafeMutablePointer<FrameCache>
+    /// Each CPU's cache of single free frames (the allocator's CPU-local state).
+    @usableFromInline let frameCaches: CpuLocal<FrameCache>
     /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
     @usableFromInline let ledger: ObligationLedger?
 
@@ -52,8 +52,7 @@ struct MachineContext: ~Copyable {
         firstFreeFrame = 1 + metaFrames
         release = memory.release
         platform = SimulatedPlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
-        frameCaches = .allocate(capacity: cpuCount)
-        for i in 0..<cpuCount { (frameCaches + i).initialize(to: FrameCache()) }
+        frameCaches = CpuLocal(cpuCount: cpuCount) { _ in FrameCache() }
         ledger = audit ? ObligationLedger(frameCount: frameCount) : nil
         pool = .allocate(capacity: 1)
         pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
@@ -135,8 +134,7 @@ struct MachineRef: Equatable, @unchecked Sendable {
         state.pointee.pool.deinitialize(count: 1)
         state.pointee.pool.deallocate()
         state.pointee.lock.deallocate()
-        for i in 0..<cpuCount { state.pointee.frameCaches[i].deallocate() }
-        state.pointee.frameCaches.deallocate()
+        for i in 0..<cpuCount { state.pointee.frameCaches.on(i).pointee.deallocate() }
         state.pointee.platform.shutDown()
         state.deinitialize(count: 1)
         state.deallocate()
