@@ -1,0 +1,80 @@
+// The simulated platform's MMU: its page walker starts at CR3 and reads raw entries, knowing
+// nothing of the page-table layer, so it is checked against the page table's own lock-free walk
+// (`PageTable.translate`) on random tables of 4 KiB, 2 MiB and 1 GiB leaves with random rights,
+// and against the TLB it fills. Also: `withUserAccess` refuses a root that is not in CR3.
+
+@testable import OSTDMemory
+import OSTDHost
+import Testing
+
+struct SimulatedMmuTests {
+    /// What a user-mode access may do at `va`, by the page table's software walk.
+    func expected(_ space: VmSpace, _ va: Vaddr, write: Bool) -> UserTranslation? {
+        guard let (leaf, offset) = space.pageTable.translate(va),
+              leaf.property.privilegedFlags.contains(.user),
+              !write || leaf.property.flags.contains(.w) else { return nil }
+        return UserTranslation(paddr: leaf.paddr + offset, bytesLeftInPage: leaf.size - offset)
+    }
+
+    /// A space with random leaves in the first 4 GiB: for each 1 GiB, a 1 GiB leaf, 2 MiB leaves,
+    /// 4 KiB leaves or nothing, with random rights and the USER bit most of the time.
+    func randomSpace(_ random: inout SplitMix64, _ machine: Machine) throws -> VmSpace {
+        let space = try VmSpace(machine: machine)
+        for gig in 0..<4 {
+            let start = Vaddr(UInt64(gig) << 30)
+            var cursor = try space.cursorMut(start..<(start + (1 << 30)))
+            func property(_ random: inout SplitMix64) -> PageProperty {
+                PageProperty(flags: random.pick([.r, .rw, .rx, []]), cache: .writeback,
+                             privilegedFlags: random.chance(80) ? .user : [])
+            }
+            switch random.below(4) {
+            case 0:
+                // SAFETY: the space is only translated, never accessed.
+                cursor.map(unsafe MappedItem(untracked: Paddr(UInt64(random.below(4)) << 30), level: 3, property: property(&random)))
+            case 1:
+                for i in 0..<8 where random.chance(60) {
+                    try cursor.jump(start + i << 21)
+                    cursor.map(unsafe MappedItem(untracked: Paddr(UInt64(random.below(8)) << 21), level: 2, property: property(&random)))
+                }
+            case 2:
+                for i in 0..<64 where random.chance(50) {
+                    try cursor.jump(start + i << 12)
+                    cursor.map(unsafe MappedItem(untracked: Paddr(UInt64(random.below(4096)) << 12), level: 1, property: property(&random)))
+                }
+            default:
+                break
+            }
+        }
+        return space
+    }
+
+    @Test(arguments: 0..<8) func walkerAgreesWithThePageTable(seed: Int) throws {
+        var random = SplitMix64(seed)
+        let machine = makeMachine(memory: 32 << 20)
+        let space = try randomSpace(&random, machine)
+        space.activate(on: 0)
+        for _ in 0..<2000 {
+            let gig = UInt64(random.below(4)) << 30
+            let va = Vaddr(gig | UInt64(random.chance(50) ? random.below(1 << 18) : random.below(1 << 30)))
+            let write = random.chance(50)
+            let expectation = expected(space, va, write: write)
+            // Twice: the first may walk and fill the TLB, the second may hit it.
+            for _ in 0..<2 {
+                let got = machine.context.platform.withUserAccess(on: 0, root: space.rootPaddr) { mmu in
+                    mmu.translate(va, write: write)
+                }
+                #expect(got == .some(expectation), "seed \(seed), \(va) write \(write)")
+            }
+        }
+    }
+
+    @Test func userAccessNeedsTheRootInCr3() throws {
+        let machine = makeMachine()
+        let space = try VmSpace(machine: machine)
+        let other = try VmSpace(machine: machine)
+        space.activate(on: 0)
+        let ran = machine.context.platform.withUserAccess(on: 0, root: other.rootPaddr) { _ in true }
+        #expect(ran == nil)
+        #expect(machine.context.platform.withUserAccess(on: 0, root: space.rootPaddr) { _ in true } == true)
+    }
+}
