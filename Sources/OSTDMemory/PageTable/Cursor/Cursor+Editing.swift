@@ -1,0 +1,95 @@
+// The edit primitives behind `CursorMut` (OSTD's `CursorMut` internals): preparing a slot for a
+// mapping (allocating nodes, splitting huge leaves), committing a leaf, taking a slot's content
+// out, and detaching nodes that an edit left empty. Every primitive keeps `nrChildren` exact.
+
+extension Cursor where C: PageTableConfig {
+    /// Checks that an item like `raw` can be mapped at `va`, goes to its level (allocating nodes
+    /// and splitting huge leaves on the way) and checks that the slot is empty.
+    @inlinable @inline(__always)
+    mutating func prepareSlot(for raw: MappedItemRef) throws(PageTableError) {
+        let size = PagingConsts.pageSize(raw.level)
+        guard va < barrierVa.upperBound, size <= barrierVa.upperBound - va else { throw .invalidVaddr(va) }
+        guard raw.level >= 1, raw.level <= PagingConsts.highestTranslationLevel, raw.level <= guardLevel else {
+            throw .unsuitableLevel(raw.level)
+        }
+        guard va.isAligned(to: size) else { throw .unalignedVaddr(va) }
+        guard raw.paddr.rawValue & ~PageTableEntry.paMask(raw.level) == 0 else { throw .unalignedPaddr(raw.paddr) }
+        while level < raw.level { popLevel() }
+        if level > raw.level { try descend(to: raw.level) }
+        if _slowPath(currentEntry().isPresent) { throw .alreadyMapped(va) }
+    }
+
+    /// Goes down to `target`, allocating absent nodes and splitting huge leaves. On running out
+    /// of memory, the nodes just allocated (all empty) are detached again.
+    @usableFromInline
+    mutating func descend(to target: PagingLevel) throws(PageTableError) {
+        while level > target {
+            let pte = currentEntry()
+            if pte.isPresent {
+                if pte.isLeaf {
+                    guard let child = splitHugeLeaf(pte) else {
+                        reclaimEmptyPath()
+                        throw .outOfMemory
+                    }
+                    pushLevel(child)
+                } else {
+                    pushLevel(NodeRef(pte.paddr(level: level), context))
+                }
+                continue
+            }
+            guard let child = context.allocNode(level: level - 1) else {
+                reclaimEmptyPath()
+                throw .outOfMemory
+            }
+            currentNode.write(currentIndex, .pageTable(child.paddr(context)))
+            currentNode.nrChildren += 1
+            pushLevel(child)
+        }
+    }
+
+    /// Writes the leaf for `raw` into the current (empty) slot and moves past it.
+    @inlinable @inline(__always)
+    mutating func commitMap(_ raw: MappedItemRef) {
+        let node = currentNode
+        node.write(currentIndex, leafEntry(raw))
+        node.nrChildren += 1
+        moveForward()
+    }
+
+    /// Clears the current slot and returns what it held, as a fragment.
+    @inlinable
+    mutating func takeCurrent() -> PageTableFrag<C> {
+        let node = currentNode
+        let index = currentIndex
+        let pte = node.read(index)
+        node.write(index, .absent)
+        node.nrChildren -= 1
+        let slotVa = curVaRange.lowerBound
+        if pte.isLeaf {
+            return .mapped(va: slotVa, item: unsafe MappedItem.fromRaw(C.self, pte, level: level, context: context))
+        }
+        let child = NodeRef(pte.paddr(level: level), context)
+        let leaves = markStrayAndUnlock(child, level: level - 1)
+        return .strayPageTable(node: PageTableNode(adopting: child, context: context), va: slotVa,
+                               len: PagingConsts.pageSize(level), numFrames: leaves)
+    }
+
+    /// Detaches the current node and each ancestor that is left without entries, up to (not
+    /// including) the cursor's subtree root, and stays at the level of the first non-empty one.
+    /// The kernel's shared level-3 nodes are never detached. The detached nodes are retired when
+    /// the cursor is dropped.
+    @inlinable
+    mutating func reclaimEmptyPath() {
+        while level < guardLevel && currentNode.nrChildren == 0
+            && (C.topLevelCanUnmap || level < PagingConsts.nrLevels - 1) {
+            let node = currentNode
+            node.isStray = true
+            node.unlock()
+            retired.append(node.paddr(context))
+            popLevel()
+            let parent = currentNode
+            parent.write(currentIndex, .absent)
+            parent.nrChildren -= 1
+        }
+    }
+}
