@@ -3,7 +3,8 @@
 // This is where OSTD's boot sequence (`frame::meta::init`, `frame::allocator::init`) happens:
 // the metadata region is laid out at physical address 0x1000, frame 0 and the metadata frames are
 // marked reserved, and everything else goes to the buddy set. The object is the public face of a
-// `MachineContext` that frames point to directly; see that file for why the context outlives it.
+// `MachineContext` that handles reach through a `MachineRef`; `MachineContext.swift` says how long
+// that state lives (it can outlive this object).
 
 import Synchronization
 
