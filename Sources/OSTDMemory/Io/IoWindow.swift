@@ -67,6 +67,14 @@ enum IoEnd {
         }
     }
 
+    /// The same end, with a new reference on its space for a new window to own.
+    func retained() -> IoEnd {
+        // SAFETY: the end comes from a live window, which holds its space; the new reference is
+        // the new window's, given back by its `deinit`.
+        if case .user(let space, _) = self { _ = unsafe space.retain() }
+        return self
+    }
+
     /// The end `count` bytes further on.
     @inlinable @inline(__always)
     func advanced(by count: Int) -> IoEnd {
@@ -77,10 +85,18 @@ enum IoEnd {
     }
 }
 
+/// Frames a kernel-memory window keeps alive: one reference on each (what a `Segment` over them
+/// would hold), owned by the window that stores them.
+@usableFromInline
+typealias KeptFrames = (frames: Range<Int>, context: MachineRef)
+
 /// The cursor, length and backing of a reader or writer.
 ///
-/// The space reference is unmanaged: retained when the window is made and released by its
-/// `deinit`, so that the per-access paths pass `IoEnd`s around without reference counting.
+/// The references are plain data, taken when the window is made and given back by its `deinit`:
+/// the space is unmanaged and the kept frames are a range, so the per-access paths pass `IoEnd`s
+/// around without reference counting, and destroying a window needs no generic metadata (a
+/// `Segment<DynFrameMeta>?` field would). The window being noncopyable is what makes each
+/// reference given back exactly once.
 @usableFromInline
 struct IoWindow: ~Copyable {
     /// The cursor; for a user window, its space is retained by this window.
@@ -89,17 +105,13 @@ struct IoWindow: ~Copyable {
     @usableFromInline var length: Int
     /// The registration of a user-space handle, in a slab its space owns.
     @usableFromInline var record: UnsafeMutablePointer<IoRecord>?
-    /// Frames a kernel-memory window keeps alive: one reference on each, dropped with the window.
-    @usableFromInline var kept: Segment<DynFrameMeta>?
+    /// Frames a kernel-memory window keeps alive; their references are this window's.
+    @usableFromInline var kept: KeptFrames?
 
-    /// A window at `here` over `length` bytes; retains `here`'s space, if any, and takes over
-    /// `record` and `kept`.
+    /// A window at `here` over `length` bytes, taking over a reference on `here`'s space (if
+    /// any), the registration `record` and the references of `kept`.
     @inlinable
-    init(retaining here: IoEnd, length: Int, record: UnsafeMutablePointer<IoRecord>?,
-         kept: consuming Segment<DynFrameMeta>?) {
-        // SAFETY: a user end names a live space (its maker holds it); the reference taken here
-        // is this window's, and its `deinit` gives it back once.
-        if case .user(let space, _) = here { _ = unsafe space.retain() }
+    init(owning here: IoEnd, length: Int, record: UnsafeMutablePointer<IoRecord>?, kept: KeptFrames?) {
         self.here = here
         self.length = length
         self.record = record
@@ -107,19 +119,22 @@ struct IoWindow: ~Copyable {
     }
 
     /// A user window over `record`'s range.
+    @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
         let range = record.range
-        self.init(retaining: .user(Unmanaged.passUnretained(space), range.lowerBound),
+        // SAFETY: the reference taken here is the window's; its `deinit` gives it back once.
+        self.init(owning: .user(unsafe Unmanaged.passRetained(space), range.lowerBound),
                   length: Int(range.upperBound.rawValue - range.lowerBound.rawValue), record: record, kept: nil)
     }
 
-    /// A kernel window over the host bytes `start ..< start + count`, keeping `kept` alive.
-    init(host start: UnsafeMutableRawPointer?, count: Int, kept: consuming Segment<DynFrameMeta>?) {
-        self.init(retaining: .host(start), length: count, record: nil, kept: kept)
+    /// A kernel window over the host bytes `start ..< start + count`, taking over the references
+    /// of `kept`.
+    init(host start: UnsafeMutableRawPointer?, count: Int, kept: KeptFrames?) {
+        self.init(owning: .host(start), length: count, record: nil, kept: kept)
     }
 
-    /// Ends the window: the registration is removed and the space released; kept frames are
-    /// dropped with `kept`.
+    /// Ends the window: the registration is removed, the space released and the kept frames
+    /// dropped.
     ///
     /// Inlinable so that the fragile code that overwrites or drops a handle's window (its
     /// `@usableFromInline` accessors) may inline it; the work is in `giveBack`.
@@ -133,9 +148,19 @@ struct IoWindow: ~Copyable {
             // SAFETY: the window holds one reference on its space from `init` (the window is
             // noncopyable, so only its one `deinit` comes here), and `record` is its own
             // registration, in a slab that space owns.
-            if let record { unsafe space.takeUnretainedValue().remove(record) }
+            if let record { unsafe space._withUnsafeGuaranteedRef { $0.remove(record) } }
             unsafe space.release()
         }
+        // The window owns one reference on each kept frame (taken by `kernelWindow` or
+        // `keptRetained`), dropped here once.
+        if let kept { Segment<DynFrameMeta>.dropReferences(kept.frames, context: kept.context) }
+    }
+
+    /// Another reference on each kept frame, for a new window over them.
+    func keptRetained() -> KeptFrames? {
+        guard let kept else { return nil }
+        Segment<DynFrameMeta>.addReferences(kept.frames, context: kept.context)
+        return kept
     }
 
     /// The user space, if any.
@@ -179,7 +204,7 @@ struct IoWindow: ~Copyable {
         precondition(count >= 0 && count <= length, "split at \(count) exceeds the \(length) bytes left")
         var frontRecord: UnsafeMutablePointer<IoRecord>? = nil
         if let record, let space { frontRecord = space.registerSplit(of: record, count: count) }
-        let front = IoWindow(retaining: here, length: count, record: frontRecord, kept: kept?.clone())
+        let front = IoWindow(owning: here.retained(), length: count, record: frontRecord, kept: keptRetained())
         advance(count)
         return front
     }
@@ -190,7 +215,7 @@ struct IoWindow: ~Copyable {
     /// - Precondition: this is a kernel window (it has no registration to share).
     func cloneKernel() -> IoWindow {
         precondition(record == nil, "a user window cannot be cloned")
-        return IoWindow(retaining: here, length: length, record: nil, kept: kept?.clone())
+        return IoWindow(owning: here.retained(), length: length, record: nil, kept: keptRetained())
     }
 }
 

@@ -139,5 +139,5 @@ extension Segment: VmIo where M: AnyUFrameMeta {
 func kernelWindow<M: AnyFrameMeta>(of segment: consuming Segment<M>) -> IoWindow {
     let start = segment.context.pointer(to: segment.paddr)
     let count = segment.size
-    return IoWindow(host: start, count: count, kept: Segment<DynFrameMeta>(segment))
+    return IoWindow(host: start, count: count, kept: segment.intoParts())
 }
