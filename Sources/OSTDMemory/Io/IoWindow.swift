@@ -1,10 +1,16 @@
-// What a reader and a writer have in common: a cursor, an end, and what the bytes belong to.
+// What a reader and a writer have in common: a cursor, the bytes left, and what they belong to.
 //
 // OSTD's `VmReader` / `VmWriter` are two raw pointers. Here a window also says whose memory it
 // covers: a user space (the addresses are virtual and go through the TLB, and the window holds a
-// `VmIoOwner` registration) or kernel memory (the addresses are host addresses; a window over
-// frames keeps a reference to them so they outlive it). The fallibility of a handle is its type
-// parameter: `Fallible` handles may fault, `Infallible` ones are kernel memory and cannot.
+// `VmIoOwner` registration) or kernel memory (the addresses are host pointers; a window over
+// frames keeps a reference to them so they outlive it). The two kinds of address have two types
+// (`IoEnd.user` holds a `Vaddr`, `IoEnd.host` a pointer), so a host address is never stored as an
+// integer and turned back into a pointer. The fallibility of a handle is its type parameter:
+// `Fallible` handles may fault, `Infallible` ones are kernel memory and cannot.
+//
+// A window is noncopyable and owns what it holds: the retained space and the registration of a
+// user window, the frame references of a kernel window over frames. Its `deinit` gives them
+// back, exactly once; handing a window to another handle is a move.
 
 import Synchronization
 
@@ -17,94 +23,173 @@ public enum Fallible: Fallibility {}
 /// Accesses never fault: kernel memory (OSTD `Infallible`).
 public enum Infallible: Fallibility {}
 
-/// Frames a kernel-memory window keeps alive: one reference on each.
+/// One end of a transfer, and a window's cursor: user memory of a space at a virtual address, or
+/// kernel memory at a host address.
 @usableFromInline
-struct KeptSegment {
-    let frames: Range<Int>
-    let context: MachineRef
+enum IoEnd {
+    /// User memory of the space at a virtual address. The space is unretained here: the window
+    /// the end comes from holds the reference.
+    case user(Unmanaged<VmSpace>, Vaddr)
+    /// Kernel memory at a host address. `nil` only as the start of an empty host buffer (a
+    /// buffer pointer without a base address), which no access of one byte or more reaches.
+    case host(UnsafeMutableRawPointer?)
 
-    init<M: AnyFrameMeta>(_ segment: consuming Segment<M>) {
-        (frames, context) = segment.intoParts()
+    /// The user space, if any.
+    @inlinable var space: VmSpace? {
+        guard case .user(let space, _) = self else { return nil }
+        // SAFETY: the window the end comes from holds a reference on the space while the end is
+        // in use (ends are taken from a live window and do not outlive the access).
+        return unsafe space.takeUnretainedValue()
     }
 
-    /// Another reference to the same frames.
-    func retained() -> KeptSegment {
-        let segment = Segment<DynFrameMeta>(adopting: frames, context: context)
-        let copy = segment.clone()
-        _ = segment.intoParts()
-        return KeptSegment(copy)
+    /// The user space's unmanaged reference, if any.
+    @inlinable var spaceRef: Unmanaged<VmSpace>? {
+        guard case .user(let space, _) = self else { return nil }
+        return space
     }
 
-    /// Drops the reference.
-    func release() { _ = Segment<DynFrameMeta>(adopting: frames, context: context) }
+    /// The host pointer, for kernel memory.
+    ///
+    /// - Precondition: this is a kernel end, with bytes at it.
+    @inlinable var host: UnsafeMutableRawPointer {
+        guard case .host(let pointer) = self, let pointer else {
+            preconditionFailure("a host access at a user address or an empty host buffer")
+        }
+        return pointer
+    }
+
+    /// The address as a number: the virtual address of user memory, the host address of kernel
+    /// memory (for display, comparison and alignment checks; never turned back into a pointer).
+    @inlinable var bits: UInt64 {
+        switch self {
+        case .user(_, let va): va.rawValue
+        case .host(let pointer): UInt64(UInt(bitPattern: pointer))
+        }
+    }
+
+    /// The same end, with a new reference on its space for a new window to own.
+    func retained() -> IoEnd {
+        // SAFETY: the end comes from a live window, which holds its space; the new reference is
+        // the new window's, given back by its `deinit`.
+        if case .user(let space, _) = self { _ = unsafe space.retain() }
+        return self
+    }
+
+    /// The end `count` bytes further on.
+    @inlinable @inline(__always)
+    func advanced(by count: Int) -> IoEnd {
+        switch self {
+        case .user(let space, let va): .user(space, va + count)
+        case .host(let pointer): .host(pointer.map { $0 + count })
+        }
+    }
 }
 
-/// The cursor, end and backing of a reader or writer.
-///
-/// The references are unmanaged, retained when the window is made and released by `close()`:
-/// the window is then plain data, so the generic handles that embed it destroy it without
-/// reference counting or value witnesses.
+/// Frames a kernel-memory window keeps alive: one reference on each (what a `Segment` over them
+/// would hold), owned by the window that stores them.
 @usableFromInline
-struct IoWindow {
-    @usableFromInline var cursor: UInt64
-    @usableFromInline var end: UInt64
-    /// The user space the addresses belong to (retained), or `nil` for kernel (host) addresses.
-    @usableFromInline var spaceRef: Unmanaged<VmSpace>?
+typealias KeptFrames = (frames: Range<Int>, context: MachineRef)
+
+/// The cursor, length and backing of a reader or writer.
+///
+/// The references are plain data, taken when the window is made and given back by its `deinit`:
+/// the space is unmanaged and the kept frames are a range, so the per-access paths pass `IoEnd`s
+/// around without reference counting, and destroying a window needs no generic metadata (a
+/// `Segment<DynFrameMeta>?` field would). The window being noncopyable is what makes each
+/// reference given back exactly once.
+@usableFromInline
+struct IoWindow: ~Copyable {
+    /// The cursor; for a user window, its space is retained by this window.
+    @usableFromInline var here: IoEnd
+    /// Bytes between the cursor and the end.
+    @usableFromInline var length: Int
     /// The registration of a user-space handle, in a slab its space owns.
     @usableFromInline var record: UnsafeMutablePointer<IoRecord>?
-    @usableFromInline var kept: KeptSegment?
+    /// Frames a kernel-memory window keeps alive; their references are this window's.
+    @usableFromInline var kept: KeptFrames?
 
+    /// A window at `here` over `length` bytes, taking over a reference on `here`'s space (if
+    /// any), the registration `record` and the references of `kept`.
     @inlinable
-    init(cursor: UInt64, end: UInt64, space: VmSpace?, record: UnsafeMutablePointer<IoRecord>?,
-         kept: KeptSegment?) {
-        self.cursor = cursor
-        self.end = end
-        spaceRef = space.map { Unmanaged.passRetained($0) }
+    init(owning here: IoEnd, length: Int, record: UnsafeMutablePointer<IoRecord>?, kept: KeptFrames?) {
+        self.here = here
+        self.length = length
         self.record = record
         self.kept = kept
     }
 
     /// A user window over `record`'s range.
+    @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
         let range = record.range
-        self.init(cursor: range.lowerBound.rawValue, end: range.upperBound.rawValue, space: space,
-                  record: record, kept: nil)
+        // SAFETY: the reference taken here is the window's; its `deinit` gives it back once.
+        self.init(owning: .user(unsafe Unmanaged.passRetained(space), range.lowerBound),
+                  length: Int(range.upperBound.rawValue - range.lowerBound.rawValue), record: record, kept: nil)
+    }
+
+    /// A kernel window over the host bytes `start ..< start + count`, taking over the references
+    /// of `kept`.
+    init(host start: UnsafeMutableRawPointer?, count: Int, kept: KeptFrames?) {
+        self.init(owning: .host(start), length: count, record: nil, kept: kept)
+    }
+
+    /// Ends the window: the registration is removed, the space released and the kept frames
+    /// dropped.
+    ///
+    /// Inlinable so that the fragile code that overwrites or drops a handle's window (its
+    /// `@usableFromInline` accessors) may inline it; the work is in `giveBack`.
+    @inlinable
+    deinit { giveBack() }
+
+    /// What `deinit` does: removes a user window's registration and releases its space.
+    @usableFromInline
+    func giveBack() {
+        if case .user(let space, _) = here {
+            // SAFETY: the window holds one reference on its space from `init` (the window is
+            // noncopyable, so only its one `deinit` comes here), and `record` is its own
+            // registration, in a slab that space owns.
+            if let record { unsafe space._withUnsafeGuaranteedRef { $0.remove(record) } }
+            unsafe space.release()
+        }
+        // The window owns one reference on each kept frame (taken by `kernelWindow` or
+        // `keptRetained`), dropped here once.
+        if let kept { Segment<DynFrameMeta>.dropReferences(kept.frames, context: kept.context) }
+    }
+
+    /// Another reference on each kept frame, for a new window over them.
+    func keptRetained() -> KeptFrames? {
+        guard let kept else { return nil }
+        Segment<DynFrameMeta>.addReferences(kept.frames, context: kept.context)
+        return kept
     }
 
     /// The user space, if any.
-    @inlinable var space: VmSpace? { spaceRef?.takeUnretainedValue() }
+    @inlinable var space: VmSpace? { here.space }
 
     /// The registration as the seeds' `VmIoOwner`, if any.
     var owner: VmIoOwner? { record?.snapshot }
 
-    /// Bytes between the cursor and the end.
-    @inlinable var length: Int { Int(end - cursor) }
-
-    /// The transfer end at the cursor.
-    @inlinable var here: IoEnd { IoEnd(spaceRef, cursor) }
+    /// The cursor as a number (see `IoEnd.bits`).
+    @inlinable var cursor: UInt64 { here.bits }
 
     /// The window's range as virtual addresses (meaningful for user windows).
-    @usableFromInline var range: Range<Vaddr> { Vaddr(cursor)..<Vaddr(end) }
+    @usableFromInline var range: Range<Vaddr> { Vaddr(cursor)..<(Vaddr(cursor) + length) }
 
     /// Moves the cursor `count` bytes on; the registration follows (the seeds' `advance`).
     @inlinable @inline(__always)
     mutating func advance(_ count: Int) {
-        cursor += UInt64(count)
-        record?.pointee.start.store(cursor, ordering: .relaxed)
-    }
-
-    /// Moves the cursor back to `position` (a fallible `readVal` / `writeVal` that faulted).
-    @inlinable
-    mutating func rewind(to position: UInt64) {
-        cursor = position
-        record?.pointee.start.store(cursor, ordering: .relaxed)
+        here = here.advanced(by: count)
+        length -= count
+        if let record, case .user(_, let va) = here { record.pointee.start.store(va.rawValue, ordering: .relaxed) }
     }
 
     /// Shrinks the window to at most `max` bytes (OSTD `limit`).
     mutating func limit(_ max: Int) {
         guard max >= 0, length > max else { return }
-        end = cursor + UInt64(max)
-        record?.pointee.end.store(end, ordering: .relaxed)
+        length = max
+        if let record, case .user(_, let va) = here {
+            record.pointee.end.store((va + max).rawValue, ordering: .relaxed)
+        }
     }
 
     /// Throws `disposed` when a user handle has given its view back.
@@ -114,32 +199,23 @@ struct IoWindow {
     }
 
     /// Splits off the first `count` bytes as a window of their own, registered with the same
-    /// view (the seeds' `VmIoOwner::split`).
+    /// view (the seeds' `VmIoOwner::split`), with its own references on the space or the frames.
     mutating func splitFront(_ count: Int) -> IoWindow {
         precondition(count >= 0 && count <= length, "split at \(count) exceeds the \(length) bytes left")
         var frontRecord: UnsafeMutablePointer<IoRecord>? = nil
         if let record, let space { frontRecord = space.registerSplit(of: record, count: count) }
-        let front = IoWindow(cursor: cursor, end: cursor + UInt64(count), space: space,
-                             record: frontRecord, kept: kept?.retained())
+        let front = IoWindow(owning: here.retained(), length: count, record: frontRecord, kept: keptRetained())
         advance(count)
         return front
     }
 
-    /// Hands the registration and the kept frames over to a new handle; this window keeps none.
-    mutating func relinquish() -> IoWindow {
-        let moved = self
-        spaceRef = nil
-        record = nil
-        kept = nil
-        return moved
-    }
-
-    /// Ends the window: the registration is removed, the references released and kept frames
-    /// dropped.
-    func close() {
-        if let record, let space { space.remove(record) }
-        spaceRef?.release()
-        kept?.release()
+    /// Another kernel window over the same bytes, with its own references on the kept frames
+    /// (a reader's `clone`).
+    ///
+    /// - Precondition: this is a kernel window (it has no registration to share).
+    func cloneKernel() -> IoWindow {
+        precondition(record == nil, "a user window cannot be cloned")
+        return IoWindow(owning: here.retained(), length: length, record: nil, kept: keptRetained())
     }
 }
 

@@ -65,32 +65,6 @@ extension VmSpace {
     }
 }
 
-/// One end of a transfer: user memory of `space` at a virtual address, or kernel memory at a host
-/// address when `space` is `nil`.
-@usableFromInline
-struct IoEnd {
-    /// Unretained: the reader or writer the end comes from holds the space.
-    @usableFromInline let spaceRef: Unmanaged<VmSpace>?
-    @usableFromInline let address: UInt64
-
-    @inlinable init(_ spaceRef: Unmanaged<VmSpace>?, _ address: UInt64) {
-        self.spaceRef = spaceRef
-        self.address = address
-    }
-
-    /// Kernel memory at host address `address`.
-    @inlinable static func kernel(_ address: UInt64) -> IoEnd { IoEnd(nil, address) }
-
-    @inlinable var space: VmSpace? { spaceRef?.takeUnretainedValue() }
-
-    /// The host address `offset` bytes in, for kernel memory.
-    @inlinable var host: UnsafeMutableRawPointer {
-        // SAFETY: kernel-memory handles are built over live host memory (their constructors'
-        // contract), so a non-zero address inside them is a valid pointer.
-        unsafe UnsafeMutableRawPointer(bitPattern: UInt(address))!
-    }
-}
-
 /// Copies `count` bytes from `source` to `destination`, user memory through the TLB.
 ///
 /// - Returns: the bytes copied and, when it stopped early, the fault.
@@ -98,39 +72,45 @@ struct IoEnd {
 @inlinable
 func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTDError) -> (Int, AccessFault?) {
     guard count > 0 else { return (0, nil) }
-    guard let space = source.space ?? destination.space else {
+    guard let spaceRef = source.spaceRef ?? destination.spaceRef else {
         destination.host.copyMemory(from: source.host, byteCount: count)
         return (count, nil)
     }
-    if let other = destination.spaceRef, let first = source.spaceRef, other.toOpaque() != first.toOpaque() {
+    // SAFETY: the windows the ends come from hold their spaces for the whole transfer.
+    let space = unsafe spaceRef.takeUnretainedValue()
+    if case .user(let first, _) = source, case .user(let other, _) = destination,
+       unsafe first.toOpaque() != other.toOpaque() {
         // Two spaces cannot both be active on one CPU: report the one that is not.
-        _ = try first.takeUnretainedValue().executingCpu()
-        _ = try other.takeUnretainedValue().executingCpu()
+        // SAFETY: as above, both windows hold their spaces.
+        _ = try unsafe first.takeUnretainedValue().executingCpu()
+        _ = try unsafe other.takeUnretainedValue().executingCpu()
     }
     var copied = 0
     let fault = try space.access(on: space.context.platform) { mmu in
         while copied < count {
             var chunk = count - copied
             let from: UnsafeMutableRawPointer
-            if source.space != nil {
-                let va = Vaddr(source.address) + copied
+            switch source {
+            case .user(_, let start):
+                let va = start + copied
                 guard let (pointer, run) = space.accessibleRun(va, write: false, limit: chunk, mmu: &mmu) else {
                     return AccessFault(va, isWrite: false)
                 }
                 from = pointer
                 chunk = run
-            } else {
+            case .host:
                 from = source.host + copied
             }
             let to: UnsafeMutableRawPointer
-            if destination.space != nil {
-                let va = Vaddr(destination.address) + copied
+            switch destination {
+            case .user(_, let start):
+                let va = start + copied
                 guard let (pointer, run) = space.accessibleRun(va, write: true, limit: chunk, mmu: &mmu) else {
                     return AccessFault(va, isWrite: true)
                 }
                 to = pointer
                 chunk = run
-            } else {
+            case .host:
                 to = destination.host + copied
             }
             to.copyMemory(from: from, byteCount: chunk)
@@ -147,14 +127,16 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
 @inlinable
 func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, AccessFault?) {
     guard count > 0 else { return (0, nil) }
-    guard let space = destination.space else {
+    guard case .user(let spaceRef, let start) = destination else {
         destination.host.initializeMemory(as: UInt8.self, repeating: 0, count: count)
         return (count, nil)
     }
+    // SAFETY: the window the end comes from holds the space for the whole fill.
+    let space = unsafe spaceRef.takeUnretainedValue()
     var filled = 0
     let fault = try space.access(on: space.context.platform) { mmu in
         while filled < count {
-            let va = Vaddr(destination.address) + filled
+            let va = start + filled
             guard let (pointer, run) = space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu) else {
                 return AccessFault(va, isWrite: true)
             }
@@ -173,12 +155,13 @@ func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, Acces
 @inlinable
 func atomicAccess<R>(_ end: IoEnd, write: Bool,
                      _ body: (UnsafeMutablePointer<Atomic<UInt32>>) -> R) throws(OSTDError) -> Result<R, AccessFault> {
-    guard let space = end.space else {
+    guard case .user(let spaceRef, let va) = end else {
         return .success(body(end.host.assumingMemoryBound(to: Atomic<UInt32>.self)))
     }
+    // SAFETY: the window the end comes from holds the space for the whole access.
+    let space = unsafe spaceRef.takeUnretainedValue()
     var result: R? = nil
     let fault = try space.access(on: space.context.platform) { mmu in
-        let va = Vaddr(end.address)
         guard let translation = mmu.translate(va, write: write) else {
             return AccessFault(va, isWrite: write)
         }

@@ -137,8 +137,7 @@ extension Segment: VmIo where M: AnyUFrameMeta {
 
 /// A kernel window over `segment`'s bytes (in the linear mapping) that owns its references.
 func kernelWindow<M: AnyFrameMeta>(of segment: consuming Segment<M>) -> IoWindow {
-    let context = segment.context
-    let start = UInt64(UInt(bitPattern: context.pointer(to: segment.paddr)))
-    let end = start + UInt64(segment.size)
-    return IoWindow(cursor: start, end: end, space: nil, record: nil, kept: KeptSegment(segment))
+    let start = segment.context.pointer(to: segment.paddr)
+    let count = segment.size
+    return IoWindow(host: start, count: count, kept: segment.intoParts())
 }

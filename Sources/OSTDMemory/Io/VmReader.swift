@@ -1,7 +1,9 @@
 // `VmReader`: reads memory through a moving cursor (OSTD `io/mod.rs`; the seeds' `VmReader`).
 //
 // A user-space reader comes from `VmSpace.createReader` and is registered with its space while it
-// lives; dropping it removes the registration (Rust's `Drop`). Kernel readers cover host buffers,
+// lives; dropping it removes the registration (Rust's `Drop`, here the `deinit` of the
+// noncopyable `IoWindow` it holds; the reader itself needs none, so consuming methods can move
+// the window out). Kernel readers cover host buffers,
 // frames or segments. Every read moves the cursor by the bytes it transferred; a fault in a
 // fallible read stops it there and reports `pageFault` with that count, except `readVal`, which
 // puts the cursor back.
@@ -13,13 +15,11 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     @usableFromInline var window: IoWindow
 
     @inlinable
-    init(window: IoWindow) { self.window = window }
+    init(window: consuming IoWindow) { self.window = window }
 
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
         window = IoWindow(user: space, record: record)
     }
-
-    deinit { window.close() }
 
     /// Bytes left to read (OSTD `remain`; the seeds' `remain_spec`).
     @inlinable public var remain: Int { window.length }
@@ -27,7 +27,10 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     /// Whether bytes are left (OSTD `has_remain`).
     @inlinable public var hasRemain: Bool { remain > 0 }
 
-    /// The cursor: a virtual address for user memory, a host address for kernel memory.
+    /// The cursor as a number: a virtual address for user memory, the host address of the next
+    /// byte for kernel memory. For kernel memory the number is for display, comparison and
+    /// alignment only: the reader keeps the pointer itself, and this value is never turned back
+    /// into one.
     @inlinable public var cursor: UInt64 { window.cursor }
 
     /// The registration of a user-space reader (the seeds' `VmIoOwner`), `nil` for kernel memory.
@@ -81,18 +84,15 @@ public struct VmReader<F: Fallibility>: ~Copyable {
             throw .invalidArgs("reading a \(size)-byte value with \(remain) byte(s) left")
         }
         try window.checkUsable()
-        let start = window.cursor
         var value = zeroedBits(T.self)
         let here = window.here
         let (copied, fault) = try withUnsafeMutableBytes(of: &value) { buffer in
             Result { () throws(OSTDError) in
-                try transfer(from: here, to: IoEnd.kernel(UInt64(UInt(bitPattern: buffer.baseAddress))), count: size)
+                try transfer(from: here, to: .host(buffer.baseAddress), count: size)
             }
         }.get()
-        if let fault {
-            window.rewind(to: start)
-            throw .pageFault(address: fault.address, copied: copied)
-        }
+        // The cursor moves only after a complete read: a fault leaves it where it was.
+        if let fault { throw .pageFault(address: fault.address, copied: copied) }
         window.advance(size)
         return value
     }
@@ -114,8 +114,9 @@ extension VmReader where F == Infallible {
     /// - Safety: the bytes must stay valid while the reader lives.
     @unsafe
     public init(_ bytes: UnsafeRawBufferPointer) {
-        let start = UInt64(UInt(bitPattern: bytes.baseAddress))
-        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, record: nil, kept: nil)
+        // SAFETY: a reader never writes through the pointer (the mutable type is the window's
+        // common currency); the caller keeps the bytes valid while the reader lives.
+        window = IoWindow(host: unsafe UnsafeMutableRawPointer(mutating: bytes.baseAddress), count: bytes.count, kept: nil)
     }
 
     /// Copies `min(remain, writer.avail)` bytes into `writer`; both cursors move (OSTD `read`).
@@ -145,15 +146,11 @@ extension VmReader where F == Infallible {
     }
 
     /// Another reader of the same bytes (OSTD `Clone`).
-    public func clone() -> VmReader<Infallible> {
-        var copy = window
-        copy.kept = window.kept?.retained()
-        return VmReader(window: copy)
-    }
+    public func clone() -> VmReader<Infallible> { VmReader(window: window.cloneKernel()) }
 
     /// The same reader, typed as one that may fault (OSTD `to_fallible`; the seeds'
     /// `change_fallible`).
-    public consuming func toFallible() -> VmReader<Fallible> { VmReader<Fallible>(window: window.relinquish()) }
+    public consuming func toFallible() -> VmReader<Fallible> { VmReader<Fallible>(window: window) }
 }
 
 extension VmReader where F == Fallible {

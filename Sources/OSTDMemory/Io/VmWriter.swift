@@ -1,7 +1,8 @@
 // `VmWriter`: writes memory through a moving cursor (OSTD `io/mod.rs`; the seeds' `VmWriter`).
 //
 // The mirror of `VmReader`. A user-space writer holds its space's write view of the bytes it has
-// not written yet: no other reader or writer may overlap them while it is active.
+// not written yet: no other reader or writer may overlap them while it is active. Like the reader,
+// it has no `deinit` of its own: its `IoWindow` gives the registration and references back.
 
 import Synchronization
 
@@ -10,13 +11,11 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     @usableFromInline var window: IoWindow
 
     @inlinable
-    init(window: IoWindow) { self.window = window }
+    init(window: consuming IoWindow) { self.window = window }
 
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
         window = IoWindow(user: space, record: record)
     }
-
-    deinit { window.close() }
 
     /// Bytes left to write (OSTD `avail`; the seeds' `avail_spec`).
     @inlinable public var avail: Int { window.length }
@@ -24,7 +23,9 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     /// Whether bytes are left (OSTD `has_avail`).
     @inlinable public var hasAvail: Bool { avail > 0 }
 
-    /// The cursor: a virtual address for user memory, a host address for kernel memory.
+    /// The cursor as a number: a virtual address for user memory, the host address of the next
+    /// byte for kernel memory (for display, comparison and alignment only; never turned back
+    /// into a pointer), as `VmReader.cursor`.
     @inlinable public var cursor: UInt64 { window.cursor }
 
     /// The registration of a user-space writer (the seeds' `VmIoOwner`), `nil` for kernel memory.
@@ -53,7 +54,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     /// `write_to_read`).
     public consuming func writeToRead() -> VmReader<F> {
         if let record = window.record, let space = window.space { space.convertToReader(record) }
-        return VmReader(window: window.relinquish())
+        return VmReader(window: window)
     }
 
     /// Copies from `reader` into this writer (OSTD `write_fallible`); see `VmReader.readFallible`.
@@ -73,17 +74,16 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
             throw .invalidArgs("writing a \(size)-byte value with \(avail) byte(s) left")
         }
         try window.checkUsable()
-        let start = window.cursor
         let here = window.here
         let (copied, fault) = try withUnsafeBytes(of: value) { buffer in
             Result { () throws(OSTDError) in
-                try transfer(from: IoEnd.kernel(UInt64(UInt(bitPattern: buffer.baseAddress))), to: here, count: size)
+                // SAFETY: `transfer` only reads from its source; the pointer is mutable only
+                // because that is the type of a host end. It is valid for `size` bytes in here.
+                try transfer(from: .host(unsafe UnsafeMutableRawPointer(mutating: buffer.baseAddress)), to: here, count: size)
             }
         }.get()
-        if let fault {
-            window.rewind(to: start)
-            throw .pageFault(address: fault.address, copied: copied)
-        }
+        // The cursor moves only after a complete write: a fault leaves it where it was.
+        if let fault { throw .pageFault(address: fault.address, copied: copied) }
         window.advance(size)
     }
 }
@@ -94,8 +94,7 @@ extension VmWriter where F == Infallible {
     /// - Safety: the bytes must stay valid while the writer lives.
     @unsafe
     public init(_ bytes: UnsafeMutableRawBufferPointer) {
-        let start = UInt64(UInt(bitPattern: bytes.baseAddress))
-        window = IoWindow(cursor: start, end: start + UInt64(bytes.count), space: nil, record: nil, kept: nil)
+        window = IoWindow(host: bytes.baseAddress, count: bytes.count, kept: nil)
     }
 
     /// Copies from `reader` (OSTD `write`): `reader.read(&self)`.
@@ -128,7 +127,7 @@ extension VmWriter where F == Infallible {
 
     /// The same writer, typed as one that may fault (OSTD `to_fallible`; the seeds'
     /// `change_fallible`).
-    public consuming func toFallible() -> VmWriter<Fallible> { VmWriter<Fallible>(window: window.relinquish()) }
+    public consuming func toFallible() -> VmWriter<Fallible> { VmWriter<Fallible>(window: window) }
 }
 
 extension VmWriter where F == Fallible {
