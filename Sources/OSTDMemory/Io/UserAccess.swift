@@ -65,6 +65,23 @@ extension VmSpace {
     }
 }
 
+extension VmSpace {
+    /// Where byte `offset` of `end` is in host memory, with `chunk` shortened to the bytes
+    /// accessible there in one run: user memory through `mmu` (a fault at the first byte is the
+    /// failure), kernel memory as it is.
+    @inlinable @inline(__always)
+    func locate<T: UserAddressTranslator>(_ end: IoEnd, at offset: Int, write: Bool, chunk: inout Int,
+                                          mmu: inout T) -> Result<UnsafeMutableRawPointer, AccessFault> {
+        guard case .user(_, let start) = end else { return .success(end.host + offset) }
+        let va = start + offset
+        guard let (pointer, run) = accessibleRun(va, write: write, limit: chunk, mmu: &mmu) else {
+            return .failure(AccessFault(va, isWrite: write))
+        }
+        chunk = run
+        return .success(pointer)
+    }
+}
+
 /// Copies `count` bytes from `source` to `destination`, user memory through the TLB.
 ///
 /// - Returns: the bytes copied and, when it stopped early, the fault.
@@ -90,28 +107,14 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
         while copied < count {
             var chunk = count - copied
             let from: UnsafeMutableRawPointer
-            switch source {
-            case .user(_, let start):
-                let va = start + copied
-                guard let (pointer, run) = space.accessibleRun(va, write: false, limit: chunk, mmu: &mmu) else {
-                    return AccessFault(va, isWrite: false)
-                }
-                from = pointer
-                chunk = run
-            case .host:
-                from = source.host + copied
+            switch space.locate(source, at: copied, write: false, chunk: &chunk, mmu: &mmu) {
+            case .success(let pointer): from = pointer
+            case .failure(let fault): return fault
             }
             let to: UnsafeMutableRawPointer
-            switch destination {
-            case .user(_, let start):
-                let va = start + copied
-                guard let (pointer, run) = space.accessibleRun(va, write: true, limit: chunk, mmu: &mmu) else {
-                    return AccessFault(va, isWrite: true)
-                }
-                to = pointer
-                chunk = run
-            case .host:
-                to = destination.host + copied
+            switch space.locate(destination, at: copied, write: true, chunk: &chunk, mmu: &mmu) {
+            case .success(let pointer): to = pointer
+            case .failure(let fault): return fault
             }
             to.copyMemory(from: from, byteCount: chunk)
             copied += chunk
