@@ -141,6 +141,12 @@ struct IoWindow: ~Copyable {
     @inlinable
     deinit { giveBack() }
 
+    /// Ends the window now (what dropping it does): the registration is removed, the space
+    /// released and the kept frames dropped. The window is gone afterwards, so it cannot be
+    /// closed twice.
+    @inlinable
+    consuming func close() {}
+
     /// What `deinit` does: removes a user window's registration and releases its space.
     @usableFromInline
     func giveBack() {

@@ -87,8 +87,8 @@ extension VmSpace {
     public func disposeWriter(_ writer: inout VmWriter<Fallible>) { dispose(writer.window.record) }
 
     /// Ends a reader for good (the seeds' `remove_reader`); dropping it does the same.
-    public func removeReader(_ reader: consuming VmReader<Fallible>) { _ = consume reader }
+    public func removeReader(_ reader: consuming VmReader<Fallible>) { reader.window.close() }
 
     /// Ends a writer for good (the seeds' `remove_writer`); dropping it does the same.
-    public func removeWriter(_ writer: consuming VmWriter<Fallible>) { _ = consume writer }
+    public func removeWriter(_ writer: consuming VmWriter<Fallible>) { writer.window.close() }
 }
