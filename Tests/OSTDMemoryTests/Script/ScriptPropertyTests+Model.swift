@@ -74,6 +74,22 @@ final class Model {
         pages[p] = nil
     }
 
+    /// `unmap` and `protect`: the range must be valid and 4 KiB-aligned; the 2 MiB leaves its ends
+    /// fall strictly inside are split, then `change` is applied to every mapped page in it, in
+    /// address order, and the line reports how many there were.
+    func changeMappedPages(_ va: UInt64, _ len: UInt64, _ change: (UInt64) -> Void) -> Expected {
+        guard validRange(va, len) else { return fail("out-of-range") }
+        guard va % page4K == 0, len % page4K == 0 else { return fail("unaligned") }
+        split(at: va)
+        split(at: va + len)
+        var count = 0
+        for p in pageRange(va, len) where pages[p] != nil {
+            change(p)
+            count += 1
+        }
+        return success([("pages", .int(count))])
+    }
+
     /// The offset of the first byte of `[va, va + len)` not accessible, or `nil`.
     func firstFault(_ va: UInt64, _ len: UInt64, write: Bool) -> UInt64? {
         var offset: UInt64 = 0
@@ -137,28 +153,10 @@ final class Model {
             return success([("pages", .int(Int(len / page4K)))])
 
         case let .unmap(va, len):
-            guard validRange(va, len) else { return fail("out-of-range") }
-            guard va % page4K == 0, len % page4K == 0 else { return fail("unaligned") }
-            split(at: va)
-            split(at: va + len)
-            var count = 0
-            for p in pageRange(va, len) where pages[p] != nil {
-                remove(p)
-                count += 1
-            }
-            return success([("pages", .int(count))])
+            return changeMappedPages(va, len) { p in remove(p) }
 
         case let .protect(va, len, prot):
-            guard validRange(va, len) else { return fail("out-of-range") }
-            guard va % page4K == 0, len % page4K == 0 else { return fail("unaligned") }
-            split(at: va)
-            split(at: va + len)
-            var count = 0
-            for p in pageRange(va, len) where pages[p] != nil {
-                pages[p]!.prot = Self.canonical(prot)
-                count += 1
-            }
-            return success([("pages", .int(count))])
+            return changeMappedPages(va, len) { p in pages[p]!.prot = Self.canonical(prot) }
 
         case let .query(va):
             guard va < maxUser else { return fail("out-of-range") }
