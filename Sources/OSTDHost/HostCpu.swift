@@ -1,7 +1,7 @@
 // The host's answer to "which simulated CPU is this thread on": a C thread-local word.
 
 import COSTDHostShims
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// CPU-local hooks for host threads.
 public enum HostCpu {

@@ -9,7 +9,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// Host-side construction of simulated machines.
 public enum HostMemory {

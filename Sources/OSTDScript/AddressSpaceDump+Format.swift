@@ -1,7 +1,7 @@
 // The formatting the dump's text and picture share: protection columns, sizes (exact, and
 // approximate for labels), counts with their noun, and aligned tables.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 extension AddressSpaceDump {
     /// `r`, `w`, `x`, `u` in fixed columns (`-` when absent), then `g` when global.

@@ -1,7 +1,7 @@
 // The page-table tree of `ostd-mm dump`: one line per node of the user half, indented by level,
 // its leaves summarized on its line; the shared kernel half collapsed into one line.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 extension AddressSpaceDump {
     /// The page-table tree: a heading, then one line per node of the user half, indented by level,

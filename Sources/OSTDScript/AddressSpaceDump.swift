@@ -3,7 +3,7 @@
 // node lists to lines of text, so tests can check it without a machine. The tree is in
 // AddressSpaceDump+Tree.swift, the shared formatting in AddressSpaceDump+Format.swift.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// What a dump shows: a user space's leaves and nodes, and the nodes of the kernel table whose
 /// top half every user root shares.

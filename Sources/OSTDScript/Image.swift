@@ -6,7 +6,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 extension ScriptRunner {
     /// Writes physical memory to `path` as a sparse file of exactly `memorySize` bytes.

@@ -2,7 +2,7 @@
 // Output.swift prints them. `OpFailure` is what a failing op throws, and says which of the
 // contract's codes an error of the `VmSpace` API stands for.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// An op failure's code (SCRIPT.md's error table, in precedence order).
 public enum ScriptErrorCode: String, Equatable, Sendable {

@@ -5,7 +5,7 @@
 // ScriptRunner+Bytes.swift (write, fill, read, copy).
 
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// Why the runner could not start.
 public enum RunnerError: Error, Equatable, CustomStringConvertible {

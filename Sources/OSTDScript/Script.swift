@@ -5,7 +5,7 @@
 // can be validated without running (syntax, numbers, letters, options), so a script that parses
 // runs to the end: an op that fails at run time is a result, not an error.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// A parsed script: its ops in order.
 public struct Script: Equatable, Sendable {

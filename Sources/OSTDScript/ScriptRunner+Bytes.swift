@@ -2,7 +2,7 @@
 // and writers. A faulting op keeps the bytes moved before the fault, as a user program's would be,
 // and its `page-fault` failure says how many.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 extension ScriptRunner {
     func write(_ va: UInt64, _ bytes: [UInt8]) throws(OpFailure) -> Int {

@@ -3,7 +3,7 @@
 // cursor's transactions (`tryUnmap`, `tryProtect`), which refuse when the page-table nodes their
 // huge-leaf splits need cannot be had.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 extension ScriptRunner {
     func map(_ va: UInt64, _ len: UInt64, _ property: PageProperty, _ page: LeafSize) throws(OpFailure) -> Int {

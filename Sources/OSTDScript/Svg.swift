@@ -4,7 +4,7 @@
 // and the segments. SvgMap.swift lays the axis out, SvgMap+Drawing.swift draws it,
 // SvgMap+Labels.swift places the text.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 extension AddressSpaceDump {
     /// The picture of `view`'s user half as an SVG document.

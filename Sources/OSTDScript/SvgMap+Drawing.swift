@@ -2,7 +2,7 @@
 // by protection, hatched when not user-accessible, huge leaves outlined one by one) and the legend.
 // Every run is a `rect class="run"` with a tooltip; the text goes through SvgMap+Labels.swift.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// The protection classes the picture tells apart, with their colours.
 private enum ProtClass: CaseIterable {

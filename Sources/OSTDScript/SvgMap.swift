@@ -2,7 +2,7 @@
 // run and hole is inside a segment. Segment widths grow with the logarithm of their spans, from a
 // floor that leaves room for labels; inside a segment widths are proportional to bytes, with minima.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 /// Lays out and draws the picture.
 struct SvgMap {

@@ -7,7 +7,7 @@
 // refused by the ownership protocol, an unmap with its TLB flush, and the final page table.
 
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 import OSTDScript
 
 

@@ -4,7 +4,7 @@
 
 import ArgumentParser
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the microbenchmarks (build with -c release).")

@@ -7,7 +7,7 @@
 
 import ArgumentParser
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
 // Benchmarks of the frame layer: allocation and freeing, single and batched, zeroed or not, and
 // clone and drop.
 
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 enum FrameBenchmarks {
     static func all(machine: Machine) -> [Benchmark] {

@@ -5,7 +5,7 @@
 // frame freeing and node reclamation.
 
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 enum PageTableBenchmarks {
     /// The region the 4 KiB benchmarks cover: 2 GiB, 524 288 pages.

@@ -2,7 +2,7 @@
 // `memcpy-64k` baseline, and first-touch demand paging, read against `zero-4k`.
 
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 
 enum VmSpaceBenchmarks {
     static let source = Vaddr(0x1000_0000)

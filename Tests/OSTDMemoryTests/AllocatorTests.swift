@@ -2,7 +2,7 @@
 // out-of-memory, large machines. Ported from OSTD's frame-allocator tests (names in comments).
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 @Suite struct ChunkTests {

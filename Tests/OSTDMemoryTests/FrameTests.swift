@@ -2,7 +2,7 @@
 // Ported from OSTD `frame/test.rs` (names in comments) plus the state-machine edges.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 @Suite struct FrameTests {

@@ -6,7 +6,7 @@
 
 import Testing
 import PropertyBased
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 @Suite struct FramePropertyTests {

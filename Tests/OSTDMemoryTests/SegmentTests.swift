@@ -2,7 +2,7 @@
 // Ported from OSTD `frame/test.rs` (`segment::*`, names in comments).
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 @Suite struct SegmentTests {

@@ -3,7 +3,7 @@
 // `clean_inv` is exactly "no handle outstanding".
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 @Suite struct SpecTests {

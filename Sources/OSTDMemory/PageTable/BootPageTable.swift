@@ -26,9 +26,9 @@
 ///     bootPt.mapBasePage(Vaddr(0x1000), Paddr(0x2000), .kernel(.rw))
 ///     bootPt.protectBasePage(Vaddr(0x1000)) { $0.flags.remove(.w) }
 ///     print(bootPt.pageWalk(Vaddr(0x1004))!)   // (paddr: 0x2004, property: r-- wb)
-package struct BootPageTable: ~Copyable {
+@_spi(OSTDInternals) public struct BootPageTable: ~Copyable {
     /// The machine whose frames hold the table.
-    package let machine: Machine
+    @_spi(OSTDInternals) public let machine: Machine
     @usableFromInline let context: MachineRef
     /// The root node, at level `PagingConsts.nrLevels`.
     let root: NodeRef
@@ -36,7 +36,7 @@ package struct BootPageTable: ~Copyable {
     /// An empty boot page table: a root with no entries (OSTD `BootPageTable::new`).
     ///
     /// - Throws: `outOfMemory` when there is no frame for the root.
-    package init(machine: Machine) throws(PageTableError) {
+    @_spi(OSTDInternals) public init(machine: Machine) throws(PageTableError) {
         guard let root = machine.context.allocNode(level: PagingConsts.nrLevels) else {
             throw .outOfMemory
         }
@@ -53,11 +53,11 @@ package struct BootPageTable: ~Copyable {
     }
 
     /// Gives the table up: frees its nodes now (OSTD `dismiss`). Dropping the value does the same.
-    package consuming func dismiss() {}
+    @_spi(OSTDInternals) public consuming func dismiss() {}
 
     /// The physical address of the root node: what CR3 holds when the table is active (OSTD
     /// `root_address`).
-    package var rootPaddr: Paddr { root.paddr(context) }
+    @_spi(OSTDInternals) public var rootPaddr: Paddr { root.paddr(context) }
 
     // MARK: Editing
 
@@ -67,7 +67,7 @@ package struct BootPageTable: ~Copyable {
     /// - Precondition: `va` and `pa` are 4 KiB aligned; no huge page covers `va` ("mapping an
     ///   already mapped huge page in the boot page table"); `va` is not mapped ("mapping an
     ///   already mapped page in the boot page table"); a node can be allocated.
-    package mutating func mapBasePage(_ va: Vaddr, _ pa: Paddr, _ prop: PageProperty) {
+    @_spi(OSTDInternals) public mutating func mapBasePage(_ va: Vaddr, _ pa: Paddr, _ prop: PageProperty) {
         precondition(va.isAligned(to: pageSize), "virtual address \(va) is not aligned to a base page")
         var node = root
         var level = PagingConsts.nrLevels
@@ -98,7 +98,7 @@ package struct BootPageTable: ~Copyable {
     ///
     /// - Precondition: `va` is mapped ("protecting an unmapped page in the boot page table"); a
     ///   node can be allocated when a split is needed.
-    package mutating func protectBasePage(_ va: Vaddr, _ op: (inout PageProperty) -> Void) {
+    @_spi(OSTDInternals) public mutating func protectBasePage(_ va: Vaddr, _ op: (inout PageProperty) -> Void) {
         var node = root
         var level = PagingConsts.nrLevels
         while level > 1 {
@@ -127,7 +127,7 @@ package struct BootPageTable: ~Copyable {
     /// Translates `va` the way the MMU does: the physical address of the byte and the leaf's
     /// property as stored, or `nil` when nothing maps it (OSTD `page_walk` on the boot table's
     /// root).
-    package func pageWalk(_ va: Vaddr) -> (paddr: Paddr, property: PageProperty)? {
+    @_spi(OSTDInternals) public func pageWalk(_ va: Vaddr) -> (paddr: Paddr, property: PageProperty)? {
         var node = root
         var level = PagingConsts.nrLevels
         while true {

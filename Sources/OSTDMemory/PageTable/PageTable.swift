@@ -26,7 +26,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     var retiredNodes: [Paddr] = []
     /// Whether retired nodes wait for `reclaimRetired()` instead of being freed when the cursor
     /// that removed them is dropped.
-    package var defersReclamation = false
+    @_spi(OSTDInternals) public var defersReclamation = false
     /// The CPUs that may be walking this table (a `VmSpace`'s active CPUs). Before a retired
     /// node is freed, each of them is quiesced (`Platform.quiesce`): any walk it was in the
     /// middle of has finished.
@@ -43,7 +43,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// An empty table: a root with no entries (OSTD `PageTable::empty`).
     ///
     /// - Throws: `outOfMemory` when there is no frame for the root.
-    package convenience init(empty machine: Machine) throws(PageTableError) {
+    @_spi(OSTDInternals) public convenience init(empty machine: Machine) throws(PageTableError) {
         guard let root = machine.context.allocNode(level: PagingConsts.nrLevels) else {
             throw .outOfMemory
         }
@@ -64,14 +64,14 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     ///
     /// - Throws: `invalidVaddrRange` for an empty, reversed or out-of-configuration range;
     ///   `unalignedVaddr` when an end is not 4 KiB aligned.
-    package func cursor(_ range: Range<Vaddr>) throws(PageTableError) -> Cursor<C> {
+    @_spi(OSTDInternals) public func cursor(_ range: Range<Vaddr>) throws(PageTableError) -> Cursor<C> {
         try Cursor(self, range, mutable: false)
     }
 
     /// A cursor that may map, unmap and protect in `range` (OSTD `PageTable::cursor_mut`).
     ///
     /// - Throws: as `cursor(_:)`.
-    package func cursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C> {
+    @_spi(OSTDInternals) public func cursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C> {
         CursorMut(try Cursor(self, range, mutable: true))
     }
 
@@ -87,7 +87,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
 
     /// The leaf mapping `va` and the offset of `va` inside it, without locks.
     @inlinable
-    package func translate(_ va: Vaddr) -> (leaf: MappedItemRef, offset: Int)? {
+    public func translate(_ va: Vaddr) -> (leaf: MappedItemRef, offset: Int)? {
         var node = root
         var level = PagingConsts.nrLevels
         while true {
@@ -144,7 +144,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// Frees every retired node: call once no CPU can still reach them (after the TLB flush and
     /// the grace period that follow their removal). Returns how many were freed.
     @discardableResult
-    package func reclaimRetired() -> Int {
+    @_spi(OSTDInternals) public func reclaimRetired() -> Int {
         retireLock.lock()
         let nodes = retiredNodes
         retiredNodes = []
@@ -161,7 +161,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     }
 
     /// The number of retired nodes waiting for `reclaimRetired()`.
-    package var retiredCount: Int {
+    @_spi(OSTDInternals) public var retiredCount: Int {
         retireLock.lock()
         defer { retireLock.unlock() }
         return retiredNodes.count
@@ -193,7 +193,7 @@ extension PageTable where C == KernelPtConfig {
     /// this one alive. They are not counted in the user root's `nrChildren`.
     ///
     /// - Throws: `outOfMemory` when there is no frame for the root.
-    package func createUserPageTable() throws(PageTableError) -> PageTable<UserPtConfig> {
+    @_spi(OSTDInternals) public func createUserPageTable() throws(PageTableError) -> PageTable<UserPtConfig> {
         guard let root = context.allocNode(level: PagingConsts.nrLevels) else { throw .outOfMemory }
         for i in KernelPtConfig.topLevelIndexRange { root.write(i, self.root.read(i)) }
         return PageTable<UserPtConfig>(machine: machine, root: root, kernel: self)

@@ -21,7 +21,7 @@ import Synchronization
 ///     try space.withWriter(at: Vaddr(0x40_0000), count: 4) { writer in try writer.writeVal(UInt32(7)) }
 public final class VmSpace: @unchecked Sendable {
     /// The user page table.
-    package let pageTable: PageTable<UserPtConfig>
+    @_spi(OSTDInternals) public let pageTable: PageTable<UserPtConfig>
     /// The CPUs on which this space is, or may still be, active (OSTD `cpus`): a TLB flush must
     /// reach all of them.
     public let cpus = AtomicCpuSet()

@@ -3,7 +3,7 @@
 // atomic tests again over user memory of an active `VmSpace`.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension OSTDIoTests {
     // MARK: Fallible readers and writers over kernel memory

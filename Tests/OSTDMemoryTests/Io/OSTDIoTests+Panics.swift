@@ -3,7 +3,7 @@
 // compare-exchange whose reader is not at the writer's address.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension OSTDIoTests {
     // MARK: Panics

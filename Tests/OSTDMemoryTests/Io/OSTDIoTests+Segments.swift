@@ -2,7 +2,7 @@
 // bounds every segment access checks and the frames a reader or writer keeps alive.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension OSTDIoTests {
     // MARK: VmIo on segments

@@ -15,7 +15,7 @@
 // segment and panic tests are in `OSTDIoTests+<Concern>.swift`.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 // MARK: - Helpers

@@ -5,7 +5,7 @@
 
 import Testing
 import PropertyBased
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 extension UserIoTests {

@@ -4,7 +4,7 @@
 
 import Testing
 import PropertyBased
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 extension UserIoTests {

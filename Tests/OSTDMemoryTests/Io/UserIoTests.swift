@@ -20,7 +20,7 @@
 
 import Testing
 import PropertyBased
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 // MARK: - Helpers

@@ -4,7 +4,7 @@
 // mutual-exclusion and parallelism tests take as arguments.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 let kib4: UInt64 = 0x1000
 let mib2: UInt64 = 1 << 21

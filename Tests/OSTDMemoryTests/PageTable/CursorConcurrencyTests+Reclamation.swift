@@ -4,7 +4,7 @@
 
 import Foundation
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension CursorConcurrencyTests {
     // MARK: 3. Reclamation under concurrency

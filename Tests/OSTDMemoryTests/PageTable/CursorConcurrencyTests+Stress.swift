@@ -5,7 +5,7 @@
 
 import Foundation
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension CursorConcurrencyTests {
     // MARK: 2. Stress

@@ -10,7 +10,7 @@
 import Foundation
 import Synchronization
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 // MARK: - Tests
 

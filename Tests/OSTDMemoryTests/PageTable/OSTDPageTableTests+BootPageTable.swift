@@ -3,7 +3,7 @@
 // firmware table left, and `dismiss` freeing every node it allocated.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 // MARK: - boot_pt
 

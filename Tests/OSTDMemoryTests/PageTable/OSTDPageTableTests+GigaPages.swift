@@ -3,7 +3,7 @@
 // an untracked 1 GiB page.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 // MARK: - 1 GiB leaves (beyond OSTD, whose x86 configuration stops at 2 MiB)
 

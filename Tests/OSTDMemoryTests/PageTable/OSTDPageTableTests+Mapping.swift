@@ -3,7 +3,7 @@
 // empty entries and ranges.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 // MARK: - mapping
 

@@ -3,7 +3,7 @@
 // `takeNext` taking one leaf or a whole subtree.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 // MARK: - navigation
 

@@ -4,7 +4,7 @@
 // unaligned maps panic.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 // MARK: - range_checks
 

@@ -9,7 +9,7 @@
 // create_page_table modules; the other modules are in `OSTDPageTableTests+<Concern>.swift`.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 @Suite struct OSTDPageTableTests {
     /// `PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback)`.

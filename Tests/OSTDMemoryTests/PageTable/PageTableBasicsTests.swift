@@ -1,7 +1,7 @@
 // First checks of the page table: map, query, take, protect, huge split, reclamation.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 @Suite struct PageTableBasicsTests {
     let rw = PageProperty.user(.rw)

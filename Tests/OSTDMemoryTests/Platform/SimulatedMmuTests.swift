@@ -3,7 +3,7 @@
 // (`PageTable.translate`) on random tables of 4 KiB, 2 MiB and 1 GiB leaves with random rights,
 // and against the TLB it fills. Also: `withUserAccess` refuses a root that is not in CR3.
 
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 import Testing
 

@@ -9,7 +9,7 @@ import Darwin
 #endif
 import Testing
 import OSTDHost
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 @testable import OSTDScript
 
 /// Runs `script` as `ostd-mm dump` does; returns the exit code and both outputs.

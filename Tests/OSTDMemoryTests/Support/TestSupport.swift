@@ -3,7 +3,7 @@
 // message, and small helpers for outcomes and hex formatting that several suites use.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 
 /// A machine small enough that per-test snapshots are cheap (16 MiB unless asked).

@@ -2,7 +2,7 @@
 // flushes a CPU performed between two snapshots of its statistics (the two suites each had a
 // copy of this).
 
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 /// Flushes a CPU's TLB performed: single pages, and everything.
 struct Flushes: Equatable, CustomStringConvertible {

@@ -1,7 +1,7 @@
 // The TLB flush-op encoding and CPU sets (OSTD `mm/tlb.rs`, `cpu/set.rs`).
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 @Suite struct TlbFlushOpTests {
     @Test func singlePageKeepsItsPageAddress() {

@@ -9,7 +9,7 @@
 
 import Testing
 import OSTDHost
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 /// The flushes `cpu` performed while `body` ran.
 private func flushes(_ space: VmSpace, cpu: Int = 0, _ body: () throws -> Void) rethrows -> Flushes {

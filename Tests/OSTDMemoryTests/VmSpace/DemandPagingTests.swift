@@ -6,7 +6,7 @@
 import Synchronization
 import Testing
 import OSTDHost
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 /// The first byte of the page holding `va`.
 private func pageOf(_ va: Vaddr) -> Vaddr { Vaddr(va.rawValue & ~UInt64(pageSize - 1)) }

@@ -16,7 +16,7 @@
 
 import Testing
 import OSTDHost
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 @Suite struct OSTDVmSpaceTests {
     /// `PageProperty::new_user(PageFlags::R, CachePolicy::Writeback)`.

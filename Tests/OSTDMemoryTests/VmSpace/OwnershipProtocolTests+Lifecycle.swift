@@ -4,7 +4,7 @@
 // `withReader` / `withWriter` leave no registration.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension OwnershipProtocolTests {
     // MARK: The lifecycle

@@ -4,7 +4,7 @@
 // disjoint handles, and `writeToRead` turns a writer's registration into a reader's.
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension OwnershipProtocolTests {
     // MARK: What a handle owns

@@ -3,7 +3,7 @@
 // seeds' `can_create_reader` looks at writers only, and `admitsReader` adds the readers).
 
 import Testing
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 extension OwnershipProtocolTests {
     // MARK: The seeds' predicates

@@ -25,7 +25,7 @@
 import Testing
 import PropertyBased
 import OSTDHost
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 /// `base + lo ..< base + hi`.
 func bytes(_ lo: Int, _ hi: Int) -> Range<Vaddr> { (base + lo)..<(base + hi) }

@@ -2,7 +2,7 @@
 // usable until a flush reaches the CPU, and a frame is never reused before that flush.
 
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 import Testing
 
 /// A space with `pages` fresh pages mapped read-write at `base`, active on CPU 0.

@@ -8,7 +8,7 @@ import Foundation
 import Synchronization
 import Testing
 import OSTDHost
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 
 /// Makes `space` current on each of `cpus`, from that CPU.
 private func activate(_ space: VmSpace, on cpus: [Int]) {

@@ -1,7 +1,7 @@
 // The README's address-space example run as written, and regressions of the VmSpace layer.
 
 import OSTDHost
-import OSTDMemory
+@_spi(OSTDInternals) import OSTDMemory
 import Testing
 
 @Test func readmeAddressSpaceExample() throws {

@@ -2,7 +2,7 @@
 // huge pages. Without the page-table nodes their splits need they throw and change nothing (no
 // mapping, no frame, no node); with them they do what `unmap` / a `protectNext` loop does.
 
-@testable import OSTDMemory
+@_spi(OSTDInternals) @testable import OSTDMemory
 import OSTDHost
 import Testing
 

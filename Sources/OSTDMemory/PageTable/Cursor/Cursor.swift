@@ -10,7 +10,7 @@
 // `Cursor` only reads. `CursorMut` (its own file) adds map, take and protect.
 
 /// A read-only cursor over a range of a page table (OSTD `Cursor`).
-package struct Cursor<C: PageTableConfig>: ~Copyable {
+@_spi(OSTDInternals) public struct Cursor<C: PageTableConfig>: ~Copyable {
     @usableFromInline let pageTable: PageTable<C>
     @usableFromInline let context: MachineRef
     /// `path[L - 1]`: the locked node at level `L`, for `level ... guardLevel`.
@@ -24,7 +24,7 @@ package struct Cursor<C: PageTableConfig>: ~Copyable {
     /// The current virtual address.
     @usableFromInline var va: Vaddr
     /// The range the cursor was created for and owns (OSTD `barrier_va`).
-    package let barrierVa: Range<Vaddr>
+    @_spi(OSTDInternals) public let barrierVa: Range<Vaddr>
     /// Whether the cursor may allocate and free nodes (a `CursorMut`).
     @usableFromInline let isMutable: Bool
     /// Nodes detached by this cursor, handed to the table when it is dropped.
@@ -72,18 +72,18 @@ package struct Cursor<C: PageTableConfig>: ~Copyable {
 
     /// The current virtual address (OSTD `virt_addr`).
     @inlinable
-    package var virtAddr: Vaddr { va }
+    @_spi(OSTDInternals) public var virtAddr: Vaddr { va }
 
     /// The level of the slot the cursor is at.
-    package var currentLevel: PagingLevel { level }
+    @_spi(OSTDInternals) public var currentLevel: PagingLevel { level }
 
     /// The level of the locked subtree's root.
-    package var lockedLevel: PagingLevel { guardLevel }
+    @_spi(OSTDInternals) public var lockedLevel: PagingLevel { guardLevel }
 
     /// The virtual range of the current slot (OSTD `cur_va_range`); it may extend past
     /// `barrierVa`. A slot ending at 2^64 is reported as ending at `UInt64.max`.
     @inlinable @inline(__always)
-    package var curVaRange: Range<Vaddr> {
+    @_spi(OSTDInternals) public var curVaRange: Range<Vaddr> {
         let size = UInt64(PagingConsts.pageSize(level))
         let start = va.rawValue & ~(size - 1)
         let end = start &+ size
@@ -98,7 +98,7 @@ package struct Cursor<C: PageTableConfig>: ~Copyable {
     ///
     /// - Throws: `invalidVaddr(va)` when the cursor is at or past the end of its range.
     @inlinable @inline(__always)
-    package mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
+    @_spi(OSTDInternals) public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
         guard va < barrierVa.upperBound else { throw .invalidVaddr(va) }
         while true {
             let pte = currentEntry()
@@ -115,7 +115,7 @@ package struct Cursor<C: PageTableConfig>: ~Copyable {
     /// - Precondition: `len` is a multiple of 4 KiB and at most what remains of the range ("len
     ///   exceeds remaining cursor range").
     @inlinable
-    package mutating func findNext(_ len: Int) -> Vaddr? {
+    @_spi(OSTDInternals) public mutating func findNext(_ len: Int) -> Vaddr? {
         // Without splitting nothing is allocated, so nothing can fail.
         (try? findNextImpl(len, findUnmapSubtree: false, splitHuge: false)) == true ? va : nil
     }
@@ -125,7 +125,7 @@ package struct Cursor<C: PageTableConfig>: ~Copyable {
     /// - Throws: `invalidVaddr(va)` when `va` is outside `barrierVa` (its end included).
     /// - Precondition: `va` is 4 KiB aligned.
     @inlinable
-    package mutating func jump(_ target: Vaddr) throws(PageTableError) {
+    @_spi(OSTDInternals) public mutating func jump(_ target: Vaddr) throws(PageTableError) {
         precondition(target.isAligned(to: pageSize), "jump to an unaligned virtual address \(target)")
         guard barrierVa.contains(target) else { throw .invalidVaddr(target) }
         while level < guardLevel {

@@ -11,7 +11,7 @@
 // its ancestors). Huge leaves are split on demand and never merged back.
 
 /// A cursor that can change the page table (OSTD `CursorMut`).
-package struct CursorMut<C: PageTableConfig>: ~Copyable {
+@_spi(OSTDInternals) public struct CursorMut<C: PageTableConfig>: ~Copyable {
     @usableFromInline var inner: Cursor<C>
 
     init(_ inner: consuming Cursor<C>) { self.inner = inner }
@@ -21,26 +21,26 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// The current virtual address.
     @inlinable public var virtAddr: Vaddr { inner.va }
     /// The range the cursor owns.
-    package var barrierVa: Range<Vaddr> { inner.barrierVa }
+    @_spi(OSTDInternals) public var barrierVa: Range<Vaddr> { inner.barrierVa }
     /// The level of the slot the cursor is at.
-    package var currentLevel: PagingLevel { inner.level }
+    @_spi(OSTDInternals) public var currentLevel: PagingLevel { inner.level }
     /// The level of the locked subtree's root.
-    package var lockedLevel: PagingLevel { inner.guardLevel }
+    @_spi(OSTDInternals) public var lockedLevel: PagingLevel { inner.guardLevel }
     /// The current slot's range.
-    package var curVaRange: Range<Vaddr> { inner.curVaRange }
+    @_spi(OSTDInternals) public var curVaRange: Range<Vaddr> { inner.curVaRange }
 
     /// See `Cursor.query()`.
     @inlinable
-    package mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
+    @_spi(OSTDInternals) public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
         try inner.query()
     }
 
     /// See `Cursor.findNext(_:)`.
     @inlinable
-    package mutating func findNext(_ len: Int) -> Vaddr? { inner.findNext(len) }
+    @_spi(OSTDInternals) public mutating func findNext(_ len: Int) -> Vaddr? { inner.findNext(len) }
 
     /// See `Cursor.jump(_:)`.
-    package mutating func jump(_ va: Vaddr) throws(PageTableError) { try inner.jump(va) }
+    @_spi(OSTDInternals) public mutating func jump(_ va: Vaddr) throws(PageTableError) { try inner.jump(va) }
 
     // MARK: Map
 
@@ -54,7 +54,7 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     ///   and a node can be allocated. `tryMap` reports the same as errors.
     @unsafe
     @inlinable @inline(__always)
-    package mutating func map(_ item: consuming MappedItem) {
+    @_spi(OSTDInternals) public mutating func map(_ item: consuming MappedItem) {
         let raw = item.info
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
@@ -68,7 +68,7 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// failure the mappings are unchanged (a huge leaf may have been split: the same translation
     /// in smaller pieces) and no frame is lost.
     @unsafe
-    package mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
+    @_spi(OSTDInternals) public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
         let raw = item.info
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
@@ -90,7 +90,7 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     ///   frame for its node (OSTD panics; `tryTakeNext` throws instead).
     @unsafe
     @inlinable @inline(__always)
-    package mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
+    @_spi(OSTDInternals) public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
         do throws(PageTableError) {
             return try tryTakeNext(len)
         } catch {
@@ -102,7 +102,7 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// the new node. Nothing is removed then, and the mappings are unchanged.
     @unsafe
     @inlinable @inline(__always)
-    package mutating func tryTakeNext(_ len: Int) throws(PageTableError) -> PageTableFrag<C>? {
+    @_spi(OSTDInternals) public mutating func tryTakeNext(_ len: Int) throws(PageTableError) -> PageTableFrag<C>? {
         guard try inner.findNextImpl(len, findUnmapSubtree: true, splitHuge: true) else { return nil }
         let slotEnd = inner.curSlotEnd
         let frag = inner.takeCurrent()
@@ -149,7 +149,7 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// - Precondition: as `takeNext` (`tryProtectNext` throws instead of panicking).
     @unsafe
     @inlinable @inline(__always)
-    package mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
+    @_spi(OSTDInternals) public mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
         do throws(PageTableError) {
             return try tryProtectNext(len, op)
         } catch {
@@ -161,7 +161,7 @@ package struct CursorMut<C: PageTableConfig>: ~Copyable {
     /// for the new node. No property changes then.
     @unsafe
     @inlinable @inline(__always)
-    package mutating func tryProtectNext(
+    @_spi(OSTDInternals) public mutating func tryProtectNext(
         _ len: Int, _ op: (inout PageProperty) -> Void
     ) throws(PageTableError) -> Range<Vaddr>? {
         guard try inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
@@ -187,8 +187,8 @@ func splitFailed() -> Never {
 
 /// An item `tryMap` could not map, handed back, and why.
 public struct MapFailure: ~Copyable {
-    package var item: MappedItem
-    package var error: PageTableError
+    @_spi(OSTDInternals) public var item: MappedItem
+    @_spi(OSTDInternals) public var error: PageTableError
 }
 
 @usableFromInline @inline(never)

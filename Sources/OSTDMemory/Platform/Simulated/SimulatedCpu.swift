@@ -12,6 +12,9 @@ import Synchronization
 @usableFromInline
 struct SimulatedCpu: ~Copyable {
     @usableFromInline let id: Int
+    /// The first CPU record of this CPU's machine: what tells its records from another machine's
+    /// when a thread-local word points at one.
+    @usableFromInline let machineCpus: UnsafeMutablePointer<SimulatedCpu>
     /// Set while a thread is bound to this CPU.
     let bound = Atomic<Bool>(false)
     /// Guards `tlb` and changes of `activeRoot` and `activeSpace`.
@@ -23,8 +26,9 @@ struct SimulatedCpu: ~Copyable {
     /// The TLB, out of line: it is mutated under `mmuLock` while other CPUs read this record.
     @usableFromInline let tlb: UnsafeMutablePointer<Tlb>
 
-    init(id: Int) {
+    init(id: Int, machineCpus: UnsafeMutablePointer<SimulatedCpu>) {
         self.id = id
+        self.machineCpus = machineCpus
         tlb = .allocate(capacity: 1)
         tlb.initialize(to: Tlb())
     }

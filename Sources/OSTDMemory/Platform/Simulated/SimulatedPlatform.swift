@@ -20,7 +20,7 @@ struct SimulatedPlatform: Platform {
     /// Creates `cpuCount` CPUs with empty TLBs and no active page table.
     init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer) {
         cpus = .allocate(capacity: cpuCount)
-        for i in 0..<cpuCount { (cpus + i).initialize(to: SimulatedCpu(id: i)) }
+        for i in 0..<cpuCount { (cpus + i).initialize(to: SimulatedCpu(id: i, machineCpus: cpus)) }
         self.cpuCount = cpuCount
         self.hooks = hooks
         self.memoryBase = memoryBase
@@ -38,9 +38,10 @@ struct SimulatedPlatform: Platform {
     @inlinable @inline(__always)
     func currentCpu() -> Int? {
         guard let hooks, let raw = hooks.get() else { return nil }
+        // SAFETY: the hooks only ever hold a pointer to a live `SimulatedCpu` (set by `bind`,
+        // which holds the machine) or nil.
         let cpu = raw.assumingMemoryBound(to: SimulatedCpu.self)
-        guard cpu >= cpus && cpu < cpus + cpuCount else { return nil }
-        return cpu - cpus
+        return cpu.pointee.machineCpus == cpus ? cpu.pointee.id : nil
     }
 
     @inlinable @inline(__always)
