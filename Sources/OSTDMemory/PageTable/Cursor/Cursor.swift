@@ -62,10 +62,17 @@
         // Read while the lock is still held: afterwards another cursor may own the node.
         let leftEmpty = isMutable && guardLevel < PagingConsts.nrLevels && subtreeRoot.nrChildren == 0
         dfsReleaseLock(subtreeRoot, level: guardLevel)
-        for node in spareNodes { context.freeNode(node) }   // never published: no walker saw them
+        if !spareNodes.isEmpty { releaseSpareNodes() }
         var detached = retired
         if leftEmpty { detached += reclaimEmptyAncestors() }
         pageTable.retire(detached)
+    }
+
+    /// Frees the nodes reserved for splits that no split took. They were never published, so no
+    /// walker can be in them.
+    @usableFromInline @inline(never)
+    func releaseSpareNodes() {
+        for node in spareNodes { context.freeNode(node) }
     }
 
     // MARK: Position
