@@ -90,12 +90,16 @@ extension VmSpace {
         ownerLock.unlock()
     }
 
-    /// Registers the first `count` bytes of `record`, split off it, with the same view.
+    /// Registers the first `count` bytes of `record`, split off it, with the same view, and
+    /// moves `record`'s start past them, both under the owner lock: a snapshot sees either the
+    /// whole range in `record` or the two halves, never the front bytes twice (the seeds'
+    /// `VmIoOwner::split` is one step).
     func registerSplit(of record: Record, count: Int) -> Record {
         ownerLock.lock()
         defer { ownerLock.unlock() }
         let start = Vaddr(record.pointee.start.load(ordering: .relaxed))
         let front = registry.pointee.makeRecord(start..<(start + count))
+        record.pointee.start.store((start + count).rawValue, ordering: .relaxed)
         if let view = record.memView { registry.pointee.activate(front, view: view) }
         return front
     }
