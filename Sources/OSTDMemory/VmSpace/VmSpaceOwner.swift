@@ -31,20 +31,40 @@ public struct VmSpaceOwner: Equatable, Sendable {
 
     /// `can_create_reader(vaddr, len)`: "no active writer `overlaps_with_range(vaddr..vaddr+len)`".
     public func canCreateReader(_ vaddr: Vaddr, _ len: Int) -> Bool {
-        !writers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) }
+        firstConflict(vaddr..<(vaddr + len), readersKeepOut: false) == nil
     }
 
     /// `can_create_writer(vaddr, len)`: "no active reader and no active writer
     /// `overlaps_with_range(vaddr..vaddr+len)`".
     public func canCreateWriter(_ vaddr: Vaddr, _ len: Int) -> Bool {
-        canCreateReader(vaddr, len) && !readers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) }
+        firstConflict(vaddr..<(vaddr + len),
+                      readersKeepOut: VmSpaceOwner.readersKeepOut(.writeView, sharedReader: sharedReader)) == nil
     }
 
     /// What `createReader` admits: `canCreateReader`, and, unless `shared_reader`, no active
     /// reader overlapping either (the reader-disjointness clause of `inv`, which the seeds leave
     /// to the proof of `dispose_reader`).
     public func admitsReader(_ vaddr: Vaddr, _ len: Int) -> Bool {
-        canCreateReader(vaddr, len) && (sharedReader || !readers.contains { $0.overlapsWithRange(vaddr..<(vaddr + len)) })
+        firstConflict(vaddr..<(vaddr + len),
+                      readersKeepOut: VmSpaceOwner.readersKeepOut(.readView, sharedReader: sharedReader)) == nil
+    }
+
+    /// The admission rule, defined once: an overlapping active writer keeps every new handle
+    /// out; overlapping active readers keep out a handle holding `view` exactly when this is
+    /// `true` (a writer, or a reader when readers are not shared). The predicates above and the
+    /// space's admission of new and re-activated handles (`IoRegistry.firstConflict`) apply it.
+    @inline(__always)
+    static func readersKeepOut(_ view: VmIoMemView, sharedReader: Bool) -> Bool {
+        view == .writeView || !sharedReader
+    }
+
+    /// The first active handle whose range overlaps `range`: a writer, or, when
+    /// `readersKeepOut`, a reader.
+    func firstConflict(_ range: Range<Vaddr>, readersKeepOut: Bool) -> Range<Vaddr>? {
+        for writer in writers where writer.overlapsWithRange(range) { return writer.range }
+        guard readersKeepOut else { return nil }
+        for reader in readers where reader.overlapsWithRange(range) { return reader.range }
+        return nil
     }
 
     /// `inv`, the clauses that hold at run time: "readers and writers are valid (`inv`); every
@@ -109,7 +129,7 @@ struct IoRegistry: ~Copyable {
             let other = writer.range
             if halfOpenOverlap(other, range) { return other }
         }
-        guard view == .writeView || !sharedReader else { return nil }
+        guard VmSpaceOwner.readersKeepOut(view, sharedReader: sharedReader) else { return nil }
         for reader in readers where reader != excluded {
             let other = reader.range
             if halfOpenOverlap(other, range) { return other }
