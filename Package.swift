@@ -3,8 +3,12 @@
 // swift-ostd: the memory-management core of Asterinas OSTD, in Swift.
 //
 // Layers, bottom to top:
-//   OSTDMemory       the core: frames, metadata, allocator, specs. Standard library and
-//                    Synchronization only, so it also builds as Embedded Swift.
+//   OSTDMemory       the core: frames, metadata, allocator, page tables, TLB flushes, address
+//                    spaces, I/O. Standard library and Synchronization only, so it also builds
+//                    as Embedded Swift. Layers inside it depend one way (.ci/layers-check).
+//   OSTDSpec         the executable specification: the seeds' models and predicates, computed
+//                    from a live machine through the core's read-only SPI. The core never
+//                    imports it.
 //   COSTDHostShims   a few lines of C the host layer needs (a thread-local word).
 //   OSTDHost         the host boundary: mmap-backed physical memory, threads bound to
 //                    simulated CPUs, a monotonic clock.
@@ -17,6 +21,7 @@ let package = Package(
     name: "swift-ostd",
     products: [
         .library(name: "OSTDMemory", targets: ["OSTDMemory"]),
+        .library(name: "OSTDSpec", targets: ["OSTDSpec"]),
         .library(name: "OSTDHost", targets: ["OSTDHost"]),
         .executable(name: "ostd-mm", targets: ["ostd-mm"]),
     ],
@@ -26,20 +31,21 @@ let package = Package(
     ],
     targets: [
         .target(name: "OSTDMemory"),
+        .target(name: "OSTDSpec", dependencies: ["OSTDMemory"]),
         .target(name: "COSTDHostShims"),
         .target(name: "OSTDHost", dependencies: ["OSTDMemory", "COSTDHostShims"]),
-        .target(name: "OSTDScript", dependencies: ["OSTDMemory", "OSTDHost"]),
+        .target(name: "OSTDScript", dependencies: ["OSTDMemory", "OSTDSpec", "OSTDHost"]),
         .executableTarget(
             name: "ostd-mm",
             dependencies: [
-                "OSTDMemory", "OSTDHost", "OSTDScript",
+                "OSTDMemory", "OSTDSpec", "OSTDHost", "OSTDScript",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "OSTDMemoryTests",
             dependencies: [
-                "OSTDMemory", "OSTDHost", "OSTDScript",
+                "OSTDMemory", "OSTDSpec", "OSTDHost", "OSTDScript",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

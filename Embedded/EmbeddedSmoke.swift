@@ -25,7 +25,6 @@ public func embeddedSmoke(base: UnsafeMutableRawPointer, size: Int) -> Int {
     total += pageTableSmoke(machine)
     total += vmSpaceSmoke(machine)
     total += machine.outstandingFrames
-    total += machine.cleanInv() ? 1 : 0
     return total
 }
 
@@ -57,8 +56,7 @@ func pageTableSmoke(_ machine: Machine) -> Int {
     if let cursor = try? kernel.cursor(Vaddr(0xffff_8000_0000_0000)..<Vaddr(0xffff_8000_0000_1000)) {
         total += Int(cursor.virtAddr.rawValue & 1)
     }
-    total += user.view().inv() ? 1 : 0
-    total += user.structuralViolations().count + kernel.nodes().count
+    user.forEachNode { node in total += node.nrChildren + Int(node.entry(node.indices.lowerBound).raw & 1) }
     total += user.pageWalk(Vaddr(0x1000)) == nil ? 1 : 0
     return total
 }

@@ -2,6 +2,7 @@
 // approximate for labels), counts with their noun, and aligned tables.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 extension AddressSpaceDump {
     /// `r`, `w`, `x`, `u` in fixed columns (`-` when absent), then `g` when global.

@@ -2,6 +2,7 @@
 // its leaves summarized on its line; the shared kernel half collapsed into one line.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 extension AddressSpaceDump {
     /// The page-table tree: a heading, then one line per node of the user half, indented by level,

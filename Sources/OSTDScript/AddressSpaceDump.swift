@@ -4,6 +4,7 @@
 // AddressSpaceDump+Tree.swift, the shared formatting in AddressSpaceDump+Format.swift.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 /// What a dump shows: a user space's leaves and nodes, and the nodes of the kernel table whose
 /// top half every user root shares.

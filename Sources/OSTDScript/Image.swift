@@ -7,6 +7,7 @@ import Glibc
 import Darwin
 #endif
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 extension ScriptRunner {
     /// Writes physical memory to `path` as a sparse file of exactly `memorySize` bytes.

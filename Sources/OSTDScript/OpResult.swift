@@ -3,6 +3,7 @@
 // contract's codes an error of the `VmSpace` API stands for.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 /// An op failure's code (SCRIPT.md's error table, in precedence order).
 public enum ScriptErrorCode: String, Equatable, Sendable {

@@ -6,6 +6,7 @@
 
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 /// Why the runner could not start.
 public enum RunnerError: Error, Equatable, CustomStringConvertible {

@@ -6,6 +6,7 @@
 // runs to the end: an op that fails at run time is a result, not an error.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 /// A parsed script: its ops in order.
 public struct Script: Equatable, Sendable {

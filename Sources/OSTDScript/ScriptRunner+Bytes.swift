@@ -3,6 +3,7 @@
 // and its `page-fault` failure says how many.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 extension ScriptRunner {
     func write(_ va: UInt64, _ bytes: [UInt8]) throws(OpFailure) -> Int {

@@ -4,6 +4,7 @@
 // huge-leaf splits need cannot be had.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 extension ScriptRunner {
     func map(_ va: UInt64, _ len: UInt64, _ property: PageProperty, _ page: LeafSize) throws(OpFailure) -> Int {

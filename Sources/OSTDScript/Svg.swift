@@ -5,6 +5,7 @@
 // SvgMap+Labels.swift places the text.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 extension AddressSpaceDump {
     /// The picture of `view`'s user half as an SVG document.

@@ -3,6 +3,7 @@
 // Every run is a `rect class="run"` with a tooltip; the text goes through SvgMap+Labels.swift.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 /// The protection classes the picture tells apart, with their colours.
 private enum ProtClass: CaseIterable {

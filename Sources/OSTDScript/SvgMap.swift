@@ -3,6 +3,7 @@
 // floor that leaves room for labels; inside a segment widths are proportional to bytes, with minima.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 /// Lays out and draws the picture.
 struct SvgMap {

@@ -8,6 +8,7 @@
 
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 import OSTDScript
 
 

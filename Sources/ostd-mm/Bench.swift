@@ -5,6 +5,7 @@
 import ArgumentParser
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the microbenchmarks (build with -c release).")

@@ -8,6 +8,7 @@
 import ArgumentParser
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 #if canImport(Glibc)
 import Glibc

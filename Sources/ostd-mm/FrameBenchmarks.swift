@@ -2,6 +2,7 @@
 // clone and drop.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 enum FrameBenchmarks {
     static func all(machine: Machine) -> [Benchmark] {

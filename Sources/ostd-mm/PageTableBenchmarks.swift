@@ -6,6 +6,7 @@
 
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 enum PageTableBenchmarks {
     /// The region the 4 KiB benchmarks cover: 2 GiB, 524 288 pages.

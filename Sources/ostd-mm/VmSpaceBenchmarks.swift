@@ -3,6 +3,7 @@
 
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 
 enum VmSpaceBenchmarks {
     static let source = Vaddr(0x1000_0000)

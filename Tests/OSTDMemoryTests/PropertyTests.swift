@@ -7,6 +7,7 @@
 import Testing
 import PropertyBased
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 
 @Suite struct FramePropertyTests {

@@ -2,6 +2,7 @@
 // VmSpaceRegressionTests), with their comments' claims as expectations.
 
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 import OSTDHost
 import Testing
 

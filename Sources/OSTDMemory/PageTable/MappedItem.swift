@@ -167,7 +167,7 @@ public struct MappedItemRef: Hashable, Sendable, CustomStringConvertible {
 
     /// The indices of the frames the page covers.
     @inlinable
-    var frameIndices: Range<Int> {
+    public var frameIndices: Range<Int> {
         let first = Int(paddr.rawValue >> UInt64(pageShift))
         return first..<(first + size >> pageShift)
     }

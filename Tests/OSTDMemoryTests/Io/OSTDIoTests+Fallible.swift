@@ -4,6 +4,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 extension OSTDIoTests {
     // MARK: Fallible readers and writers over kernel memory

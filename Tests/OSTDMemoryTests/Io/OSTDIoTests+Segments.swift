@@ -3,6 +3,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 extension OSTDIoTests {
     // MARK: VmIo on segments

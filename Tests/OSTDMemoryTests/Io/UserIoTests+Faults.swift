@@ -6,6 +6,7 @@
 import Testing
 import PropertyBased
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 
 extension UserIoTests {

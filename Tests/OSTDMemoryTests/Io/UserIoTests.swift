@@ -21,6 +21,7 @@
 import Testing
 import PropertyBased
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 
 // MARK: - Helpers

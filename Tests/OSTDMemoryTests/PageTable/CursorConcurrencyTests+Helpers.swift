@@ -5,6 +5,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 let kib4: UInt64 = 0x1000
 let mib2: UInt64 = 1 << 21

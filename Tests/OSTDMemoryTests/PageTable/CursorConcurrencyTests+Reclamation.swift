@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 extension CursorConcurrencyTests {
     // MARK: 3. Reclamation under concurrency

@@ -6,6 +6,7 @@
 import Foundation
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 extension CursorConcurrencyTests {
     // MARK: 2. Stress

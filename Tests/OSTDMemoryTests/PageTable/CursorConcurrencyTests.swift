@@ -11,6 +11,7 @@ import Foundation
 import Synchronization
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 // MARK: - Tests
 

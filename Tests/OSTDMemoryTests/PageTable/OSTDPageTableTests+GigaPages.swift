@@ -4,6 +4,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 // MARK: - 1 GiB leaves (beyond OSTD, whose x86 configuration stops at 2 MiB)
 

@@ -5,6 +5,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 // MARK: - range_checks
 

@@ -10,6 +10,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 @Suite struct OSTDPageTableTests {
     /// `PageProperty::new_user(PageFlags::RW, CachePolicy::Writeback)`.

@@ -2,6 +2,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 @Suite struct PageTableBasicsTests {
     let rw = PageProperty.user(.rw)

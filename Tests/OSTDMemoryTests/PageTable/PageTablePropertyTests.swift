@@ -35,6 +35,7 @@
 import Testing
 import PropertyBased
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 #if canImport(Glibc)
 import Glibc

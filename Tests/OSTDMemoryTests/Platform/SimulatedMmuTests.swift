@@ -4,6 +4,7 @@
 // and against the TLB it fills. Also: `withUserAccess` refuses a root that is not in CR3.
 
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 import Testing
 

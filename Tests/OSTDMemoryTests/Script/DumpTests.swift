@@ -10,6 +10,7 @@ import Darwin
 import Testing
 import OSTDHost
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 @testable import OSTDScript
 
 /// Runs `script` as `ostd-mm dump` does; returns the exit code and both outputs.

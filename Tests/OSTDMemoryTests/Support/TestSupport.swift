@@ -4,6 +4,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 
 /// A machine small enough that per-test snapshots are cheap (16 MiB unless asked).

@@ -3,6 +3,7 @@
 // copy of this).
 
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 /// Flushes a CPU's TLB performed: single pages, and everything.
 struct Flushes: Equatable, CustomStringConvertible {

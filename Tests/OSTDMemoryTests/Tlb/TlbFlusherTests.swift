@@ -10,6 +10,7 @@
 import Testing
 import OSTDHost
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 /// The flushes `cpu` performed while `body` ran.
 private func flushes(_ space: VmSpace, cpu: Int = 0, _ body: () throws -> Void) rethrows -> Flushes {

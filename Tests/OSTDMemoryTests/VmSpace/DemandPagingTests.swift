@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 import OSTDHost
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 /// The first byte of the page holding `va`.
 private func pageOf(_ va: Vaddr) -> Vaddr { Vaddr(va.rawValue & ~UInt64(pageSize - 1)) }

@@ -17,6 +17,7 @@
 import Testing
 import OSTDHost
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 @Suite struct OSTDVmSpaceTests {
     /// `PageProperty::new_user(PageFlags::R, CachePolicy::Writeback)`.

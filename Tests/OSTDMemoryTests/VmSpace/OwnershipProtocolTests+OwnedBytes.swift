@@ -5,6 +5,7 @@
 
 import Testing
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 extension OwnershipProtocolTests {
     // MARK: What a handle owns

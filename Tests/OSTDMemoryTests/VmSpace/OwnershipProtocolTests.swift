@@ -26,6 +26,7 @@ import Testing
 import PropertyBased
 import OSTDHost
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 /// `base + lo ..< base + hi`.
 func bytes(_ lo: Int, _ hi: Int) -> Range<Vaddr> { (base + lo)..<(base + hi) }

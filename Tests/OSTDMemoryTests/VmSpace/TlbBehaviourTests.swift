@@ -3,6 +3,7 @@
 
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 import Testing
 
 /// A space with `pages` fresh pages mapped read-write at `base`, active on CPU 0.

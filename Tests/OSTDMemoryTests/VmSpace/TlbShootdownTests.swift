@@ -9,6 +9,7 @@ import Synchronization
 import Testing
 import OSTDHost
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 
 /// Makes `space` current on each of `cpus`, from that CPU.
 private func activate(_ space: VmSpace, on cpus: [Int]) {

@@ -2,6 +2,7 @@
 
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
+import OSTDSpec
 import Testing
 
 @Test func readmeAddressSpaceExample() throws {

@@ -3,6 +3,7 @@
 // mapping, no frame, no node); with them they do what `unmap` / a `protectNext` loop does.
 
 @_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
 import OSTDHost
 import Testing
 

@@ -1,6 +1,8 @@
 // The seeds' `MetaSlotOwner` — the ghost owner of one metadata slot — read back from a live slot,
 // with its invariant as an executable check (vostd `specs/mm/frame/meta_owners.rs`).
 
+@_spi(OSTDInternals) import OSTDMemory
+
 /// What the specification knows about one slot, observed at one moment.
 public struct MetaSlotOwner: Equatable, Sendable {
     /// The slot's index: the frame's physical address / 4 KiB (`frame_to_index`).

@@ -11,6 +11,8 @@
 //   got back is taken as one obligation per reference: stricter than the seed, since a frame
 //   forgotten with `intoRaw` also counts.
 
+@_spi(OSTDInternals) import OSTDMemory
+
 /// A snapshot of every metadata slot and of the obligation ledger.
 public struct MetaRegionOwners: Sendable {
     /// `slot_owners`, indexed by slot.
@@ -112,25 +114,23 @@ extension Machine {
     /// A snapshot in which `paths_in_pt` of each frame is `pathsInPt[paddr]`: how many
     /// page-table entries (or table roots) reference it. `PageTable.pathsInPt()` supplies them.
     public func metaRegionOwners(pathsInPt: [Paddr: Int]) -> MetaRegionOwners {
-        let context = self.context
         let regionSize = frameCount * MetaSlot.size
         var owners: [MetaSlotOwner] = []
         owners.reserveCapacity(frameCount)
         for i in 0..<frameCount {
-            let slot = context.slot(index: i)
+            let paddr = Paddr(UInt64(i) << UInt64(pageShift))
+            let slot = metaSlot(of: paddr)
             owners.append(MetaSlotOwner(
-                index: i, refCount: slot.referenceCount, typeTag: slot.typeTag, inList: slot.inList,
-                slotOffset: slot.base - context.metaBase, regionSize: regionSize,
-                pathsInPt: pathsInPt[Paddr(UInt64(i) << UInt64(pageShift))] ?? 0))
+                index: i, refCount: slot.referenceCount, typeTag: slot.typeTag, inList: freeListWord(ofFrame: i),
+                slotOffset: metaSlotOffset(ofFrame: i), regionSize: regionSize, pathsInPt: pathsInPt[paddr] ?? 0))
         }
         let obligations: [Int]
-        if let ledger = context.ledger {
-            obligations = (0..<frameCount).map { ledger.count($0) }
+        if isAuditing {
+            obligations = (0..<frameCount).map { obligationCount(ofFrame: $0) ?? 0 }
         } else {
             obligations = owners.map { MetaRegionOwners.derivedObligations($0) }
         }
-        return MetaRegionOwners(slotOwners: owners, frameObligations: obligations,
-                                isExactLedger: context.ledger != nil)
+        return MetaRegionOwners(slotOwners: owners, frameObligations: obligations, isExactLedger: isAuditing)
     }
 
     /// `clean_inv()` of the current state: nothing leaked, every slot consistent.

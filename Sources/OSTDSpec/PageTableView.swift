@@ -2,9 +2,12 @@
 // `view_rec`, `PageTableOwner::inv`, `metaregion_sound`; run-time checks A.1–A.6 and C.18 of
 // `vostd-spec-reference.md` §10).
 //
-// `view()` walks the live tree without locks, like the MMU: exact at a quiescent point (no cursor
-// alive), a best-effort snapshot otherwise. `structuralViolations()` lists what is wrong with the
-// tree in words, empty when every invariant holds.
+// `view()` walks the live tree without locks, like the MMU, through the core's read-only
+// introspection (`PageTable.forEachNode`, SPI): exact at a quiescent point (no cursor alive), a
+// best-effort snapshot otherwise. `structuralViolations()` lists what is wrong with the tree in
+// words, empty when every invariant holds.
+
+@_spi(OSTDInternals) import OSTDMemory
 
 /// One leaf of a page table (vostd `Mapping`).
 public struct Mapping: Hashable, Sendable, CustomStringConvertible {
@@ -18,6 +21,14 @@ public struct Mapping: Hashable, Sendable, CustomStringConvertible {
     public var property: PageProperty
     /// Whether the leaf holds frame references.
     public var isTracked: Bool
+
+    public init(va: Range<Vaddr>, pa: Range<Paddr>, level: PagingLevel, property: PageProperty, isTracked: Bool) {
+        self.va = va
+        self.pa = pa
+        self.level = level
+        self.property = property
+        self.isTracked = isTracked
+    }
 
     /// `page_size`: the bytes the leaf maps.
     public var pageSize: Int { PagingConsts.pageSize(level) }
@@ -48,12 +59,23 @@ public struct PageTableNodeInfo: Hashable, Sendable {
     public var nrChildren: Int
     /// The present entries actually found in it (the shared kernel half of a user root excluded).
     public var presentEntries: Int
+
+    public init(paddr: Paddr, level: PagingLevel, va: Vaddr, nrChildren: Int, presentEntries: Int) {
+        self.paddr = paddr
+        self.level = level
+        self.va = va
+        self.nrChildren = nrChildren
+        self.presentEntries = presentEntries
+    }
 }
 
 /// The abstract view of a page table: the set of its leaves, in address order
 /// (vostd `PageTableView { mappings }`).
 public struct PageTableView: Sendable {
     public var mappings: [Mapping]
+
+    /// A view of `mappings`, which should be in address order.
+    public init(mappings: [Mapping]) { self.mappings = mappings }
 
     /// `PageTableView::inv`: every mapping well formed and the mappings pairwise VA-disjoint.
     /// (Physical disjointness is not required: one frame may be mapped at several addresses.)
@@ -81,23 +103,19 @@ extension PageTable {
     /// The table's leaves in virtual-address order (vostd `view_rec` from the root).
     public func view() -> PageTableView {
         var mappings: [Mapping] = []
-        func visit(_ node: NodeRef, _ level: PagingLevel, _ base: UInt64) {
-            let size = UInt64(PagingConsts.pageSize(level))
-            for index in indices(level) {
-                let pte = node.read(index)
-                guard pte.isPresent else { continue }
-                let start = base &+ UInt64(index) &* size
-                guard pte.isLeaf else {
-                    visit(NodeRef(pte.paddr(level: level), context), level - 1, start)
-                    continue
-                }
-                let leaf = MappedItemRef(C.self, pte: pte, level: level)
-                let va = Vaddr(signExtend(start))
-                mappings.append(Mapping(va: va..<Vaddr(va.rawValue &+ size), pa: leaf.paddrRange,
-                                        level: level, property: leaf.property, isTracked: leaf.isTracked))
+        forEachNode { node in
+            for index in node.indices {
+                let pte = node.entry(index)
+                guard pte.isPresent && pte.isLeaf else { continue }
+                let leaf = self.leaf(pte, level: node.level)
+                let va = node.va(ofEntry: index)
+                mappings.append(Mapping(va: va..<Vaddr(va.rawValue &+ UInt64(leaf.size)), pa: leaf.paddrRange,
+                                        level: node.level, property: leaf.property, isTracked: leaf.isTracked))
             }
         }
-        visit(root, PagingConsts.nrLevels, 0)
+        // Nodes come in pre-order, so a node's own leaves come before those of its children
+        // that lie at lower addresses.
+        mappings.sort { $0.va.lowerBound < $1.va.lowerBound }
         return PageTableView(mappings: mappings)
     }
 
@@ -105,9 +123,9 @@ extension PageTable {
     /// nodes are not included.
     public func nodes() -> [PageTableNodeInfo] {
         var nodes: [PageTableNodeInfo] = []
-        walk { node, level, base in
-            let present = indices(level).reduce(0) { $0 + (node.read($1).isPresent ? 1 : 0) }
-            nodes.append(PageTableNodeInfo(paddr: node.paddr(context), level: level, va: Vaddr(signExtend(base)),
+        forEachNode { node in
+            let present = node.indices.reduce(0) { $0 + (node.entry($1).isPresent ? 1 : 0) }
+            nodes.append(PageTableNodeInfo(paddr: node.paddr, level: node.level, va: node.va,
                                            nrChildren: node.nrChildren, presentEntries: present))
         }
         return nodes
@@ -145,65 +163,47 @@ extension PageTable {
     public func structuralViolations() -> [String] {
         var problems: [String] = []
         var seen = Set<Paddr>()
-        walk { node, level, base in
-            let paddr = node.paddr(context)
+        forEachNode { node in
+            let paddr = node.paddr
             if !seen.insert(paddr).inserted { problems.append("node \(paddr) is reachable twice") }
-            let slot = context.slot(of: paddr)
+            let slot = machine.metaSlot(of: paddr)
             if slot.typeTag != PageTablePageMeta.typeTag { problems.append("node \(paddr) is not a page-table frame") }
             if slot.referenceCount != 1 { problems.append("node \(paddr) has \(slot.referenceCount) references, not 1") }
-            if node.level != level { problems.append("node \(paddr) has level \(node.level), expected \(level)") }
+            if node.recordedLevel != node.level {
+                problems.append("node \(paddr) has level \(node.recordedLevel), expected \(node.level)")
+            }
             var present = 0
-            for index in indices(level) {
-                let pte = node.read(index)
+            for index in node.indices {
+                let pte = node.entry(index)
                 guard pte.isPresent else { continue }
                 present += 1
-                if pte.isLeaf { problems += leafViolations(pte, level: level) }
-                else if level == 1 { problems.append("node \(paddr) entry \(index): a child pointer at level 1") }
+                if pte.isLeaf { problems += leafViolations(pte, level: node.level) }
+                else if node.level == 1 { problems.append("node \(paddr) entry \(index): a child pointer at level 1") }
             }
             if present != node.nrChildren {
                 problems.append("node \(paddr): nrChildren \(node.nrChildren) but \(present) present entries")
             }
+            let level = node.level
             if present == 0 && level < PagingConsts.nrLevels && (C.topLevelCanUnmap || level < PagingConsts.nrLevels - 1) {
-                problems.append("node \(paddr) at level \(level) (va \(Vaddr(signExtend(base)))) is empty")
+                problems.append("node \(paddr) at level \(level) (va \(node.va)) is empty")
             }
         }
         return problems
     }
 
     private func leafViolations(_ pte: PageTableEntry, level: PagingLevel) -> [String] {
-        let leaf = MappedItemRef(C.self, pte: pte, level: level)
+        let leaf = self.leaf(pte, level: level)
         guard level <= PagingConsts.highestTranslationLevel else { return ["a leaf at level \(level)"] }
         guard leaf.isTracked else { return [] }
-        guard Int(leaf.paddrRange.upperBound.rawValue) <= context.memorySize else {
+        guard Int(leaf.paddrRange.upperBound.rawValue) <= machine.memorySize else {
             return ["tracked leaf \(leaf) is outside physical memory"]
         }
         for index in leaf.frameIndices {
-            let slot = context.slot(index: index)
+            let slot = machine.metaSlot(of: Paddr(UInt64(index) << 12))
             guard case .shared = slot.status, slot.usage != .pageTable else {
                 return ["tracked leaf \(leaf): frame \(Paddr(UInt64(index) << 12)) is \(slot.status), usage \(slot.usage)"]
             }
         }
         return []
-    }
-
-    /// The entry indices of a node at `level` that belong to this table.
-    private func indices(_ level: PagingLevel) -> Range<Int> {
-        level == PagingConsts.nrLevels ? C.topLevelIndexRange : 0..<PagingConsts.nrEntries
-    }
-
-    /// Visits every node of the table in pre-order with its level and the (unextended) first
-    /// virtual address it covers.
-    private func walk(_ visit: (NodeRef, PagingLevel, UInt64) -> Void) {
-        func visitNode(_ node: NodeRef, _ level: PagingLevel, _ base: UInt64) {
-            visit(node, level, base)
-            guard level > 1 else { return }
-            let size = UInt64(PagingConsts.pageSize(level))
-            for index in indices(level) {
-                let pte = node.read(index)
-                guard pte.isPresent && !pte.isLeaf else { continue }
-                visitNode(NodeRef(pte.paddr(level: level), context), level - 1, base &+ UInt64(index) &* size)
-            }
-        }
-        visitNode(root, PagingConsts.nrLevels, 0)
     }
 }

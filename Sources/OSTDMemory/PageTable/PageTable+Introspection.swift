@@ -1,0 +1,59 @@
+// Read-only introspection of a page table, for the executable specification (`OSTDSpec`) and the
+// tool's dumps: a walk over the nodes and their entries, reading them as the MMU does, without
+// locks. Exact at a quiescent point (no cursor alive), a best-effort snapshot otherwise. Nothing
+// here changes the table; it is SPI because it exposes the tree's layout.
+
+/// One node of a page table, as a walk finds it.
+@_spi(OSTDInternals) public struct PageTableNodeVisit {
+    /// The node's physical address.
+    public let paddr: Paddr
+    /// The level the node's position gives it (4 for the root).
+    public let level: PagingLevel
+    /// The level recorded in the node's metadata.
+    public let recordedLevel: PagingLevel
+    /// The node's `nrChildren` counter.
+    public let nrChildren: Int
+    /// The entries that belong to this table: all 512, or the configuration's top-level range
+    /// at the root (a user root's shared kernel half is not the user table's).
+    public let indices: Range<Int>
+    /// The unextended first virtual address the node covers.
+    let base: UInt64
+    let node: NodeRef
+
+    /// Entry `index`, read atomically.
+    public func entry(_ index: Int) -> PageTableEntry { node.read(index) }
+
+    /// The first virtual address the node covers (sign-extended).
+    public var va: Vaddr { Vaddr(signExtend(base)) }
+
+    /// The first virtual address entry `index` covers (sign-extended).
+    public func va(ofEntry index: Int) -> Vaddr {
+        Vaddr(signExtend(base &+ UInt64(index) &* UInt64(PagingConsts.pageSize(level))))
+    }
+}
+
+extension PageTable {
+    /// Visits every node of the table in pre-order (the root first, children in index order);
+    /// a user table's shared kernel nodes are not visited.
+    @_spi(OSTDInternals) public func forEachNode(_ visit: (PageTableNodeVisit) -> Void) {
+        func visitNode(_ node: NodeRef, _ level: PagingLevel, _ base: UInt64) {
+            let indices = level == PagingConsts.nrLevels ? C.topLevelIndexRange : 0..<PagingConsts.nrEntries
+            visit(PageTableNodeVisit(paddr: node.paddr(context), level: level, recordedLevel: node.level,
+                                     nrChildren: node.nrChildren, indices: indices, base: base, node: node))
+            guard level > 1 else { return }
+            let size = UInt64(PagingConsts.pageSize(level))
+            for index in indices {
+                let pte = node.read(index)
+                guard pte.isPresent && !pte.isLeaf else { continue }
+                visitNode(NodeRef(pte.paddr(level: level), context), level - 1, base &+ UInt64(index) &* size)
+            }
+        }
+        visitNode(root, PagingConsts.nrLevels, 0)
+    }
+
+    /// What the leaf entry `pte` at `level` of this table maps: its page, property (the table's
+    /// `AVAIL1` marker cleared) and whether it holds frame references.
+    @_spi(OSTDInternals) public func leaf(_ pte: PageTableEntry, level: PagingLevel) -> MappedItemRef {
+        MappedItemRef(C.self, pte: pte, level: level)
+    }
+}
