@@ -39,6 +39,13 @@ public struct RunOptions: Sendable {
 public func runScriptCommand(_ options: RunOptions, text: String? = nil,
                              output: (String) -> Void, errors: (String) -> Void,
                              progress: (Int, Int) -> Void = { _, _ in }) -> Int32 {
+    runScriptCommand(options, text: text, output: output, errors: errors, progress: progress, afterOp: { _ in })
+}
+
+/// `runScriptCommand`, calling `afterOp` with the runner after each op (and before its audit):
+/// how tests inject a fault that the audit must catch.
+func runScriptCommand(_ options: RunOptions, text: String?, output: (String) -> Void, errors: (String) -> Void,
+                      progress: (Int, Int) -> Void, afterOp: (ScriptRunner) -> Void) -> Int32 {
     let prepared: (ScriptRunner, Script)
     switch prepare(options, text: text) {
     case .success(let value): prepared = value
@@ -51,6 +58,15 @@ public func runScriptCommand(_ options: RunOptions, text: String? = nil,
         let result = runner.run(op)
         output(options.json ? result.jsonLine : result.textLine)
         progress(i + 1, script.ops.count)
+        afterOp(runner)
+        if options.audit {
+            let violations = runner.auditViolations()
+            guard violations.isEmpty else {
+                errors("ostd-mm: audit: the specification is violated after line \(op.line) (\(op.op.name)):")
+                for violation in violations { errors("  \(violation)") }
+                return 3
+            }
+        }
     }
     output(options.json ? runner.summary.jsonLine : runner.summary.textLine)
     if let image = options.image, let problem = runner.writeImage(to: image) {
@@ -78,9 +94,6 @@ func prepare(_ options: RunOptions, text: String?) -> Result<(ScriptRunner, Scri
     guard let size = ScriptParser.parseNumber(options.memory), size <= UInt64(Int.max) else {
         return .failure(.argument("--memory \(options.memory) is not a number (e.g. 256M, 1G, 0x10000000)"))
     }
-    guard !options.audit else {
-        return .failure(.argument("--audit is not available yet: the executable-specification issue has not landed; run without it"))
-    }
     let name = options.script == "-" ? "<stdin>" : options.script
     guard let source = text ?? readFile(options.script) else {
         return .failure(.argument("cannot read \(name); give a readable file, or - for standard input"))
@@ -92,7 +105,7 @@ func prepare(_ options: RunOptions, text: String?) -> Result<(ScriptRunner, Scri
         return .failure(.script(error))
     }
     do {
-        return .success((try ScriptRunner(memory: Int(size)), script))
+        return .success((try ScriptRunner(memory: Int(size), audit: options.audit), script))
     } catch {
         return .failure(.argument("\(error)"))
     }

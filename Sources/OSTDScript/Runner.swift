@@ -25,16 +25,20 @@ public final class ScriptRunner {
     public let kernelPageTable: PageTable<KernelPtConfig>
     public let space: VmSpace
     public let memorySize: Int
+    /// Whether every op is audited (`--audit`): the machine then keeps the exact obligation
+    /// ledger that reference accounting needs.
+    public let isAuditing: Bool
     public private(set) var results: [OpResult] = []
 
     /// A machine of `memory` bytes (a multiple of 2 MiB, large enough for the metadata and the
     /// page tables) and a space active on its CPU 0.
-    public init(memory: Int) throws(RunnerError) {
+    public init(memory: Int, audit: Bool = false) throws(RunnerError) {
         guard memory > 0, memory % (2 << 20) == 0 else {
             throw .badMemorySize(memory, "not a positive multiple of 2 MiB")
         }
+        isAuditing = audit
         do {
-            machine = try Machine.host(memory: memory, cpus: 1)
+            machine = try Machine.host(memory: memory, cpus: 1, audit: audit)
             kernelPageTable = try PageTable.newKernelPageTable(machine: machine)
             space = try VmSpace(kernelPageTable: kernelPageTable)
         } catch {
@@ -75,7 +79,12 @@ public final class ScriptRunner {
                       root: space.rootPaddr.rawValue, memory: UInt64(memorySize),
                       framesInUse: machine.outstandingFrames,
                       ptFrames: space.pageTable.nodes().count + kernelPageTable.nodes().count - 1,
-                      audit: false)
+                      audit: isAuditing)
+    }
+
+    /// The specification's quiescent-point checks on the machine and space now (`Audit`).
+    public func auditViolations() -> [AuditViolation] {
+        Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
     }
 
     // MARK: Ops

@@ -6,7 +6,7 @@
 // bad PROT, bad HEX, BYTE above 255 — rejects the whole script with exit 2, `FILE:LINE: error: …`
 // naming the first bad line, and nothing on standard output even when valid ops come first;
 // `<stdin>` as the file name of `-`; comments, blanks, tabs and line endings; and the argument
-// errors (`--memory` not a multiple of 2 MiB or malformed, `--audit`, a missing script file, no
+// errors (`--memory` not a multiple of 2 MiB or malformed, a missing script file, no
 // image written for an invalid script).
 
 import Foundation
@@ -225,12 +225,17 @@ struct ScriptParserTests {
         #expect(result.output.last?.contains("\"memory\":\"\(hex)\"") == true, "\(result.output)")
     }
 
-    @Test("--audit is not available yet: exit 2, nothing run")
-    func auditIsRefused() {
-        let result = run("map 0x10000000 4K rwu\n", audit: true)
-        #expect(result.code == 2)
-        #expect(result.output.isEmpty)
-        #expect(result.errors.count == 1)
+    @Test("--audit: the same op results as without, and \"audit\":\"ok\" in the summary")
+    func auditRuns() {
+        let script = "map 0x10000000 8K rwu\nmap 0x40000000 2M rwu page=2M\nwrite 0x10000ffe abcd\n"
+            + "protect 0x40001000 4K ru\nread 0x10000ffe 4\ncopy 0x10000000 0x40000000 16\nunmap 0x40000000 8K\nread 0 1\n"
+        let plain = run(script)
+        let audited = run(script, audit: true)
+        #expect(audited.code == 0, "\(audited.errors)")
+        #expect(audited.errors.isEmpty)
+        #expect(Array(audited.output.dropLast()) == Array(plain.output.dropLast()))
+        #expect(audited.output.last?.hasSuffix("\"audit\":\"ok\"}") == true)
+        #expect(plain.output.last?.hasSuffix("\"audit\":\"off\"}") == true)
     }
 
     @Test("a script file that cannot be read: exit 2; a readable one runs")

@@ -22,4 +22,10 @@ extension Machine {
         precondition((0..<frameCount).contains(index), "frame \(index) does not exist")
         return context.ledger?.count(index)
     }
+
+    /// The translations `cpu`'s TLB holds now (the simulated platform's; for audits).
+    @_spi(OSTDInternals) public func tlbEntries(cpu: Int) -> [TlbEntryInfo] {
+        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
+        return context.state.pointee.platform.tlbEntries(on: cpu)
+    }
 }

@@ -133,6 +133,11 @@ struct SimulatedPlatform: Platform {
         cpus[cpu].withMmuLocked { cpus[cpu].tlb.pointee.statistics }
     }
 
+    /// The valid entries of `cpu`'s TLB.
+    func tlbEntries(on cpu: Int) -> [TlbEntryInfo] {
+        cpus[cpu].withMmuLocked { cpus[cpu].tlb.pointee.validEntries() }
+    }
+
     // MARK: User accesses
 
     @inlinable @inline(__always)

@@ -171,6 +171,23 @@ struct Tlb: ~Copyable {
         entries.update(repeating: .invalid, count: Tlb.entryCount)
     }
 
+    /// Every valid entry, for audits: the page's virtual and physical base, its level and the
+    /// rights cached with it.
+    func validEntries() -> [TlbEntryInfo] {
+        var result: [TlbEntryInfo] = []
+        for level in PagingLevel(1)...3 {
+            let first = Tlb.firstEntry(level)
+            for i in first..<(first + Tlb.sets(level) * Tlb.ways) where entries[i].tag & 1 != 0 {
+                let entry = entries[i]
+                let va = Vaddr(signExtendedPage(entry.tag >> 1, level: level))
+                result.append(TlbEntryInfo(va: va, level: level, paddr: Paddr(entry.value & ~UInt64(pageSize - 1)),
+                                           user: entry.value & TlbEntry.userBit != 0,
+                                           writable: entry.value & TlbEntry.writableBit != 0))
+            }
+        }
+        return result
+    }
+
     /// Performs `op` on this TLB (OSTD `TlbFlushOp::perform_on_current`).
     @inlinable
     mutating func perform(_ op: TlbFlushOp) {
@@ -181,4 +198,24 @@ struct Tlb: ~Copyable {
             va = va + pageSize
         }
     }
+}
+
+/// A cached translation, as an audit reads it.
+public struct TlbEntryInfo: Equatable, Sendable {
+    /// The first virtual address of the cached page.
+    public var va: Vaddr
+    /// The page's level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB).
+    public var level: PagingLevel
+    /// The page's physical base.
+    public var paddr: Paddr
+    /// Whether the entry allows user-mode accesses.
+    public var user: Bool
+    /// Whether the entry allows writes.
+    public var writable: Bool
+}
+
+/// The virtual address of page number `vpn` at `level`, sign-extended from 48 bits.
+func signExtendedPage(_ vpn: UInt64, level: PagingLevel) -> UInt64 {
+    let va = vpn << PagingConsts.indexShift(level)
+    return UInt64(bitPattern: Int64(bitPattern: va << 16) >> 16)
 }

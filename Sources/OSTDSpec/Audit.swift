@@ -1,0 +1,106 @@
+// Auditing a live address space against the specification at a quiescent point (no cursor, reader
+// or writer alive, every flush dispatched): the checks `ostd-mm run --audit` makes after every op.
+//
+// Each check is a named function returning the violations it found, in words, empty when it
+// holds; `Audit.quiescent` runs them all. What they check (vostd-spec-reference.md §10):
+// - `pageTableViewInv`: the user table's leaves are well formed and pairwise disjoint (A.1, A.2);
+// - `pageTableStructure`: `nrChildren`, levels, one parent per node, node frames, tracked leaves'
+//   frames in use, no empty node below the root, for the user and the kernel table (A.3–A.6, C.18);
+// - `metaRegionInv`: every slot's `MetaSlotOwner::inv` and the region's index and address clauses;
+// - `referenceAccounting`: every frame's count is its handles (the exact ledger, so the machine
+//   must keep it: `audit: true`) plus its page-table paths (C.17);
+// - `vmSpaceOwnerInv`: the admitted readers and writers satisfy `VmSpaceOwner::inv`;
+// - `tlbSubsetOfPageTable`: every translation cached by a CPU where the space is active is one the
+//   page table gives now, with no more rights (check 31: after a completed flush, TLB ⊆ PT).
+// Not yet: the cursor operations' pre/post comparison with the spec functions (`map_spec`, ...),
+// the `MemView` layer, and the lock invariant; they are the rest of the executable-specification
+// issue.
+
+@_spi(OSTDInternals) import OSTDMemory
+
+/// A violated predicate and what was wrong.
+public struct AuditViolation: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The predicate's name (the function that found it).
+    public var predicate: String
+    /// The smallest useful excerpt of the state that breaks it.
+    public var detail: String
+
+    public init(predicate: String, detail: String) {
+        self.predicate = predicate
+        self.detail = detail
+    }
+
+    public var description: String { "\(predicate): \(detail)" }
+}
+
+/// The quiescent-point checks of one address space.
+public enum Audit {
+    /// Every check, in the order listed in the file comment; at most `limit` details each.
+    public static func quiescent(machine: Machine, space: VmSpace, kernel: PageTable<KernelPtConfig>,
+                                 limit: Int = 5) -> [AuditViolation] {
+        var paths = space.pageTable.pathsInPt()
+        for (paddr, count) in kernel.pathsInPt() { paths[paddr, default: 0] += count }
+        let owners = machine.metaRegionOwners(pathsInPt: paths)
+        let found: [(String, [String])] = [
+            ("pageTableViewInv", pageTableViewInv(space.pageTable.view())),
+            ("pageTableStructure", space.pageTable.structuralViolations() + kernel.structuralViolations()),
+            ("metaRegionInv", metaRegionInv(owners)),
+            ("referenceAccounting", machine.isAuditing ? owners.accountingViolations() : []),
+            ("vmSpaceOwnerInv", vmSpaceOwnerInv(space.ownerSnapshot)),
+            ("tlbSubsetOfPageTable", tlbSubsetOfPageTable(machine: machine, space: space)),
+        ]
+        return found.flatMap { name, details in
+            details.prefix(limit).map { AuditViolation(predicate: name, detail: $0) }
+        }
+    }
+
+    /// `PageTableView::inv`: the mappings that are malformed or overlap their predecessor.
+    public static func pageTableViewInv(_ view: PageTableView) -> [String] {
+        var problems = view.mappings.filter { !$0.inv() }.map { "malformed mapping \($0)" }
+        for (a, b) in zip(view.mappings, view.mappings.dropFirst()) where a.va.upperBound > b.va.lowerBound {
+            problems.append("mappings overlap: \(a) and \(b)")
+        }
+        return problems
+    }
+
+    /// `MetaRegionOwners::inv`: the first slot that breaks it, if any.
+    public static func metaRegionInv(_ owners: MetaRegionOwners) -> [String] {
+        guard let slot = owners.firstInvViolation() else { return [] }
+        return ["slot \(slot.index) (frame \(Paddr(UInt64(slot.index) << 12))): reference count "
+                + "\(slot.refCount), usage \(slot.usage), in_list \(slot.inList), paths \(slot.pathsInPt)"]
+    }
+
+    /// `VmSpaceOwner::inv`: the registrations, when it does not hold.
+    public static func vmSpaceOwnerInv(_ owner: VmSpaceOwner) -> [String] {
+        guard !owner.inv() else { return [] }
+        return ["readers \(owner.readers.map { describe($0.range) }), writers \(owner.writers.map { describe($0.range) }), "
+                + "sharedReader \(owner.sharedReader)"]
+    }
+
+    /// TLB ⊆ PT: the cached translations of the CPUs where `space` is active that the page table
+    /// no longer gives (another frame, or rights the leaf does not grant).
+    public static func tlbSubsetOfPageTable(machine: Machine, space: VmSpace) -> [String] {
+        var problems: [String] = []
+        for cpu in 0..<machine.cpuCount where space.isActive(on: cpu) {
+            for entry in machine.tlbEntries(cpu: cpu) {
+                guard let (leaf, _) = space.pageTable.translate(entry.va) else {
+                    problems.append("cpu \(cpu) caches \(entry.va) -> \(entry.paddr), which is not mapped")
+                    continue
+                }
+                let leafStart = Vaddr(entry.va.rawValue & ~(UInt64(leaf.size) - 1))
+                let offset = entry.va - leafStart
+                let rights = leaf.property
+                if leaf.paddr + offset != entry.paddr || entry.level > leaf.level
+                    || (entry.user && !rights.privilegedFlags.contains(.user))
+                    || (entry.writable && !rights.flags.contains(.w)) {
+                    problems.append("cpu \(cpu) caches \(entry.va) -> \(entry.paddr) (level \(entry.level)"
+                                    + "\(entry.user ? ", user" : "")\(entry.writable ? ", writable" : "")); "
+                                    + "the table maps \(leaf)")
+                }
+            }
+        }
+        return problems
+    }
+
+    static func describe(_ range: Range<Vaddr>) -> String { "\(range.lowerBound)..<\(range.upperBound)" }
+}
