@@ -6,6 +6,7 @@
 // readers and writers, a fault on the guard page, a protect that splits the huge page, a copy
 // refused by the ownership protocol, an unmap with its TLB flush, and the final page table.
 
+import ArgumentParser
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
 import OSTDSpec
@@ -18,6 +19,8 @@ struct TourStats {
     var faults = 0
     var conflicts = 0
     var tlbFlushes = 0
+    /// The quiescent points at which the specification's audit ran and held.
+    var audits = 0
 }
 
 /// The user address space of a small program, and what happens to it.
@@ -42,14 +45,31 @@ struct AddressSpaceTour {
 
     mutating func run() throws {
         try mapProgram()
+        try audit("map")
         space.activate(on: 0)
         say("cpu 0", "activated the space: CR3 = \(space.rootPaddr), TLB flushed")
         try useMemory()
+        try audit("use")
         try faultOnGuardPage()
+        try audit("fault")
         try splitHugePage()
+        try audit("split")
         try refuseConflict()
+        try audit("refuse")
         try unmapCode()
+        try audit("unmap")
         showTree()
+        say("audit", "the specification held after every step (\(stats.audits) audits: page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
+    }
+
+    /// Runs the specification's quiescent-point audit (`OSTDSpec.Audit`); a violation ends the
+    /// demo with the predicates that failed.
+    mutating func audit(_ step: String) throws {
+        let violations = Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
+        guard violations.isEmpty else {
+            throw ValidationError("audit after \(step): " + violations.map(\.description).joined(separator: "; "))
+        }
+        stats.audits += 1
     }
 
     /// Maps code, data, heap and stack, each with its own protection.

@@ -40,7 +40,7 @@ struct Demo: ParsableCommand {
             throw ValidationError("leak check failed: \(owners.outstandingObligations().count) frame(s) outstanding")
         }
         say("check", "MetaRegionOwners::inv holds for all \(owners.maxMetaSlots) slots; obligation ledger empty (clean_inv)")
-        print("demo: ok — \(stats.mappedPages) pages mapped, \(stats.faults) faults reported, \(stats.conflicts) conflict refused, \(stats.tlbFlushes) TLB shootdowns; all \(machine.frameCount) frames returned, clean_inv holds")
+        print("demo: ok — \(stats.mappedPages) pages mapped, \(stats.faults) faults reported, \(stats.conflicts) conflict refused, \(stats.tlbFlushes) TLB shootdowns, \(stats.audits) audits passed; all \(machine.frameCount) frames returned, clean_inv holds")
     }
 
     /// Builds, uses and drops a small program's address space.
