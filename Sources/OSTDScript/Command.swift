@@ -62,8 +62,7 @@ func runScriptCommand(_ options: RunOptions, text: String?, output: (String) -> 
         if options.audit {
             let violations = runner.auditViolations()
             guard violations.isEmpty else {
-                errors("ostd-mm: audit: the specification is violated after line \(op.line) (\(op.op.name)):")
-                for violation in violations { errors("  \(violation)") }
+                for line in auditViolationLines(violations, line: op.line, op: op.op.name) { errors(line) }
                 return 3
             }
         }

@@ -1,13 +1,22 @@
 // `ostd-mm dump SCRIPT` as a function, and `runScript`, which it is built on: runs a script as
 // `run` does, reports only the ops that failed, then prints the dump (AddressSpaceDump.swift) and,
 // with `--svg FILE`, writes the picture (Svg.swift). Exit codes are `run`'s: 0 the script ran, 2
-// invalid script or arguments (`FILE:LINE: error: …`; nothing ran), 1 anything else (the SVG could
-// not be written).
+// invalid script or arguments (`FILE:LINE: error: …`; nothing ran), 3 an audit violation (with
+// `--audit`; nothing is dumped), 1 anything else (the SVG could not be written).
+
+import OSTDSpec
 
 /// Why a script could not start: the line `run` prints for it (`FILE:LINE: error: …` or
-/// `ostd-mm: error: …`).
+/// `ostd-mm: error: …`); or, with auditing, the violation that stopped it.
 public struct ScriptStartError: Error, Equatable, CustomStringConvertible {
     public var description: String
+    /// The lines of an audit violation (`run`'s standard error for it), empty for a start error.
+    public var auditViolation: [String] = []
+}
+
+/// `run`'s standard-error lines for `violations` found after the op of line `line`.
+func auditViolationLines(_ violations: [AuditViolation], line: Int, op: String) -> [String] {
+    ["ostd-mm: audit: the specification is violated after line \(line) (\(op)):"] + violations.map { "  \($0)" }
 }
 
 /// Parses `options.script` (or `text`) and runs every op on a fresh machine, as `run` does, calling
@@ -23,6 +32,12 @@ public func runScript(_ options: RunOptions, text: String? = nil,
         for op in script.ops {
             let result = runner.run(op)
             if !result.ok { failure(result) }
+            guard options.audit else { continue }
+            let violations = runner.auditViolations()
+            if !violations.isEmpty {
+                let lines = auditViolationLines(violations, line: op.line, op: op.op.name)
+                return .failure(ScriptStartError(description: lines[0], auditViolation: lines))
+            }
         }
         return .success(runner)
     }
@@ -40,11 +55,13 @@ public struct DumpOptions: Sendable {
     public var script: String
     public var memory = "256M"
     public var svg: String? = nil
+    public var audit = false
 
-    public init(script: String, memory: String = "256M", svg: String? = nil) {
+    public init(script: String, memory: String = "256M", svg: String? = nil, audit: Bool = false) {
         self.script = script
         self.memory = memory
         self.svg = svg
+        self.audit = audit
     }
 }
 
@@ -57,10 +74,13 @@ public struct DumpOptions: Sendable {
 /// - Returns: the exit code.
 public func dumpScriptCommand(_ options: DumpOptions, text: String? = nil,
                               output: (String) -> Void, errors: (String) -> Void) -> Int32 {
-    let runOptions = RunOptions(script: options.script, memory: options.memory)
+    let runOptions = RunOptions(script: options.script, memory: options.memory, audit: options.audit)
     let runner: ScriptRunner
     switch runScript(runOptions, text: text, failure: { output($0.failureLine) }) {
     case .success(let value): runner = value
+    case .failure(let problem) where !problem.auditViolation.isEmpty:
+        for line in problem.auditViolation { errors(line) }
+        return 3
     case .failure(let problem):
         errors(problem.description)
         return 2

@@ -103,3 +103,19 @@ struct AuditTests {
         held.second = nil
     }
 }
+
+/// `ostd-mm dump --audit` audits every op as `run --audit` does; on a clean run the dump is the
+/// same as without it.
+@Test func dumpAuditedIsTheSameDump() {
+    let script = "map 0x10000000 8K rwu\nmap 0x40000000 2M rwu page=2M\nprotect 0x40001000 4K ru\nunmap 0x10000000 4K\n"
+    var plain: [String] = []
+    var audited: [String] = []
+    var errors: [String] = []
+    let plainCode = dumpScriptCommand(DumpOptions(script: "d.ostd", memory: "16M"), text: script,
+                                      output: { plain.append($0) }, errors: { errors.append($0) })
+    let auditedCode = dumpScriptCommand(DumpOptions(script: "d.ostd", memory: "16M", audit: true), text: script,
+                                        output: { audited.append($0) }, errors: { errors.append($0) })
+    #expect(plainCode == 0 && auditedCode == 0)
+    #expect(errors.isEmpty)
+    #expect(!audited.isEmpty && audited == plain)
+}

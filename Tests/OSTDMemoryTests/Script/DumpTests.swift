@@ -14,10 +14,10 @@ import OSTDSpec
 @testable import OSTDScript
 
 /// Runs `script` as `ostd-mm dump` does; returns the exit code and both outputs.
-private func dump(_ script: String, svg: String? = nil) -> (code: Int32, output: [String], errors: [String]) {
+private func dump(_ script: String, svg: String? = nil, audit: Bool = false) -> (code: Int32, output: [String], errors: [String]) {
     var output: [String] = []
     var errors: [String] = []
-    let code = dumpScriptCommand(DumpOptions(script: "test.ostd", memory: "16M", svg: svg), text: script,
+    let code = dumpScriptCommand(DumpOptions(script: "test.ostd", memory: "16M", svg: svg, audit: audit), text: script,
                                  output: { output.append($0) }, errors: { errors.append($0) })
     return (code, output, errors)
 }
