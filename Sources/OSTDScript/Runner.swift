@@ -53,12 +53,46 @@ public final class ScriptRunner {
         for op in script.ops { run(op) }
     }
 
-    /// Runs one op and records its result for the summary.
+    /// Runs one op and records its result for the summary. When auditing, the page-table view
+    /// before and after are compared with the op's spec function (`ViewTransitions`).
     @discardableResult
     public func run(_ scriptOp: ScriptOp) -> OpResult {
+        let before = isAuditing ? space.pageTable.view() : nil
         let result = perform(scriptOp)
         results.append(result)
+        if let before {
+            transitionViolations = checkTransition(scriptOp.op, ok: result.ok, before: before,
+                                                   after: space.pageTable.view())
+        }
         return result
+    }
+
+    /// What the last op did to the view that its spec function does not allow (auditing only).
+    var transitionViolations: [AuditViolation] = []
+
+    /// The spec function of `op` applied to the views around it: a failed op, and every op but
+    /// `map`, `unmap` and `protect`, must leave the view as it was.
+    func checkTransition(_ op: Op, ok: Bool, before: PageTableView, after: PageTableView) -> [AuditViolation] {
+        let problems: [String]
+        let name: String
+        switch op {
+        case .map(let va, let len, let prot, let page, let cache) where ok:
+            name = "mapSpec"
+            problems = ViewTransitions.mapped(Vaddr(va)..<Vaddr(va + len), property: prot.property(cache: cache.policy),
+                                              level: page.level, before: before, after: after)
+        case .unmap(let va, let len) where ok:
+            name = "unmapSpec"
+            problems = ViewTransitions.unmapped(Vaddr(va)..<Vaddr(va + len), before: before, after: after)
+        case .protect(let va, let len, let prot) where ok:
+            name = "protectSpec"
+            problems = ViewTransitions.protected(Vaddr(va)..<Vaddr(va + len), before: before, after: after) {
+                prot.property(cache: $0.cache)
+            }
+        default:
+            name = ok ? "viewUnchanged" : "failedOpChangesNothing"
+            problems = ViewTransitions.unchanged(before: before, after: after)
+        }
+        return problems.map { AuditViolation(predicate: name, detail: $0) }
     }
 
     func perform(_ scriptOp: ScriptOp) -> OpResult {
@@ -82,9 +116,10 @@ public final class ScriptRunner {
                       audit: isAuditing)
     }
 
-    /// The specification's quiescent-point checks on the machine and space now (`Audit`).
+    /// The last op against its spec function, then the specification's quiescent-point checks on
+    /// the machine and space now (`Audit`).
     public func auditViolations() -> [AuditViolation] {
-        Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
+        transitionViolations + Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
     }
 
     // MARK: Ops

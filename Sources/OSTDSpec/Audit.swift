@@ -12,7 +12,8 @@
 // - `vmSpaceOwnerInv`: the admitted readers and writers satisfy `VmSpaceOwner::inv`;
 // - `tlbSubsetOfPageTable`: every translation cached by a CPU where the space is active is one the
 //   page table gives now, with no more rights (check 31: after a completed flush, TLB ⊆ PT).
-// Not yet: the cursor operations' pre/post comparison with the spec functions (`map_spec`, ...),
+// Each op is also compared with its spec function on the views before and after
+// (`ViewTransitions`; the script runner does it). Not yet: each cursor operation's comparison,
 // the `MemView` layer, and the lock invariant; they are the rest of the executable-specification
 // issue.
 
