@@ -4,6 +4,7 @@
 // Each check is a named function returning the violations it found, in words, empty when it
 // holds; `Audit.quiescent` runs them all. What they check (vostd-spec-reference.md §10):
 // - `pageTableViewInv`: the user table's leaves are well formed and pairwise disjoint (A.1, A.2);
+// - `vaBounds`: user leaves below 2^47, kernel leaves in the kernel half (A.3);
 // - `pageTableStructure`: `nrChildren`, levels, one parent per node, node frames, tracked leaves'
 //   frames in use, no empty node below the root, for the user and the kernel table (A.3–A.6, C.18);
 // - `metaRegionInv`: every slot's `MetaSlotOwner::inv` and the region's index and address clauses;
@@ -44,6 +45,7 @@ public enum Audit {
         let owners = machine.metaRegionOwners(pathsInPt: paths)
         let found: [(String, [String])] = [
             ("pageTableViewInv", pageTableViewInv(space.pageTable.view())),
+            ("vaBounds", vaBounds(user: space.pageTable.view(), kernel: kernel.view())),
             ("pageTableStructure", space.pageTable.structuralViolations() + kernel.structuralViolations()),
             ("metaRegionInv", metaRegionInv(owners)),
             ("referenceAccounting", machine.isAuditing ? owners.accountingViolations() : []),
@@ -62,6 +64,16 @@ public enum Audit {
             problems.append("mappings overlap: \(a) and \(b)")
         }
         return problems
+    }
+
+    /// Check A.3: a user table maps only below 2^47, a kernel table only from
+    /// `0xffff_8000_0000_0000` on.
+    public static func vaBounds(user: PageTableView, kernel: PageTableView) -> [String] {
+        let userEnd = UInt64(1) << 47
+        let kernelStart: UInt64 = 0xffff_8000_0000_0000
+        return user.mappings.filter { $0.va.upperBound.rawValue > userEnd || $0.va.lowerBound > $0.va.upperBound }
+            .map { "user mapping \($0) reaches past 2^47" }
+            + kernel.mappings.filter { $0.va.lowerBound.rawValue < kernelStart }.map { "kernel mapping \($0) below the kernel half" }
     }
 
     /// `MetaRegionOwners::inv`: the first slot that breaks it, if any.

@@ -151,3 +151,13 @@ struct PredicateFailureTests {
         #expect(blind.accountingViolations().contains { $0.hasPrefix("frame \(paddr): reference count 1") })
     }
 }
+
+@Test func vaBoundsReportsAUserMappingPastTheUserHalfAndAKernelOneBelowIt() {
+    let user = Mapping(va: Vaddr(0x7fff_ffe0_0000)..<Vaddr(0x8000_0000_0000), pa: Paddr(0)..<Paddr(0x20_0000),
+                       level: 2, property: .user(.r), isTracked: false)
+    #expect(Audit.vaBounds(user: PageTableView(mappings: [user]), kernel: PageTableView(mappings: [])).isEmpty)
+    var past = user
+    past.va = Vaddr(0x8000_0000_0000)..<Vaddr(0x8000_0020_0000)
+    #expect(Audit.vaBounds(user: PageTableView(mappings: [past]), kernel: PageTableView(mappings: [])).count == 1)
+    #expect(Audit.vaBounds(user: PageTableView(mappings: []), kernel: PageTableView(mappings: [user])).count == 1)
+}
