@@ -5,11 +5,13 @@
 // stops at `maxOps` ops or when the input is used up, whichever comes first. Each op reads a kind
 // byte and then its operands, each chosen by a selector byte from a few shapes, so that ops meet:
 // addresses fall mostly in a 16 MiB window of eight 2 MiB regions (near each region's start and
-// end, or 2 MiB aligned, so 4K and 2M leaves overlap, split and get protected), plus edges (0,
-// the top of user space, past it, a 1 GiB-aligned address); lengths are 4K or 2M multiples,
-// odd byte counts, 0, 1 GiB (out of memory on the small machine) and overflowing ones. `read` is
-// capped at 256 KiB so that its result text stays small; every other op costs at most what the
-// machine's memory allows, whatever the input.
+// end, or 2 MiB aligned, so 4K and 2M leaves overlap, split and get protected), or at or just
+// after an earlier `map`'s address (so that byte ops often hit mapped pages), plus edges (0, the
+// top of user space, past it, a 1 GiB-aligned address). Lengths are 4K or 2M multiples, odd byte
+// counts, 0, 1 GiB (out of memory on the small machine) and overflowing ones. Huge-page maps are
+// usually aligned, and protections usually `rwu` plus some letters, so that user writes can
+// succeed. `read` is capped at 256 KiB so that its result text stays small; every other op costs
+// at most what the machine's memory allows, whatever the input.
 
 import OSTDScript
 
@@ -49,19 +51,29 @@ enum FuzzDecoder {
         var input = FuzzBytes(data)
         var ops: [Op] = []
         while ops.count < maxOps, !input.isExhausted {
-            ops.append(op(&input))
+            ops.append(op(&input, after: ops))
         }
         return ops
     }
 
-    static func op(_ input: inout FuzzBytes) -> Op {
+    static func op(_ input: inout FuzzBytes, after earlier: [Op]) -> Op {
+        // The addresses of the earlier maps, most recent first.
+        let mapped = earlier.reversed().compactMap { op -> UInt64? in
+            if case .map(let va, _, _, _, _) = op { return va } else { return nil }
+        }
+        func address(_ input: inout FuzzBytes) -> UInt64 { Self.address(&input, mapped: mapped) }
         switch input.byte() % 16 {
         case 0, 1, 2, 3:
-            let va = address(&input)
-            let len = length(&input)
+            var va = address(&input)
+            var len = length(&input)
             let prot = self.prot(&input)
             let options = input.byte()
             let page: LeafSize = switch options & 7 { case 0...4: .size4K; case 5, 6: .size2M; default: .size1G }
+            if page != .size4K, options & 0x60 != 0 {
+                // Usually aligned: the start rounded down, the length up, to the leaf size.
+                va &= ~(page.bytes - 1)
+                if len > 0, len <= 1 << 40 { len = (len + page.bytes - 1) & ~(page.bytes - 1) }
+            }
             return .map(va: va, len: len, prot: prot, page: page, cache: ScriptCache.allCases[Int(options >> 3) % 4])
         case 4, 5:
             return .unmap(va: address(&input), len: length(&input))
@@ -92,10 +104,17 @@ enum FuzzDecoder {
         return region + index * page
     }
 
-    static func address(_ input: inout FuzzBytes) -> UInt64 {
+    static func address(_ input: inout FuzzBytes, mapped: [UInt64]) -> UInt64 {
         let selector = input.byte()
         switch selector % 16 {
-        case 0...5: return windowPage(&input)
+        case 0...2: return windowPage(&input)
+        case 3...5:
+            // At or just after an earlier map's address (a window page when there is none).
+            guard !mapped.isEmpty else { return windowPage(&input) }
+            let b = input.byte()
+            let base = mapped[Int(b % 4) % mapped.count]
+            let offset: UInt64 = switch b >> 6 { case 0, 1: 0; case 2: UInt64(input.byte()) * 16; default: page * UInt64(input.byte() % 16) }
+            return base &+ offset
         case 6, 7, 8: return windowBase + UInt64(input.byte() % 8) * huge
         case 9: return windowBase + UInt64(input.u16() % UInt16(windowSize / page)) * page
         case 10:
@@ -125,8 +144,10 @@ enum FuzzDecoder {
         }
     }
 
+    /// Usually `rwu` with some of `x g`, else any letters.
     static func prot(_ input: inout FuzzBytes) -> Prot {
         let b = input.byte()
-        return Prot(writable: b & 1 != 0, executable: b & 2 != 0, user: b & 4 != 0, global: b & 8 != 0)
+        let usual = b & 0xc0 != 0
+        return Prot(writable: usual || b & 1 != 0, executable: b & 2 != 0, user: usual || b & 4 != 0, global: b & 8 != 0)
     }
 }
