@@ -15,6 +15,7 @@
 //   OSTDScript       the op-script language of `ostd-mm run` (../docs/scripts.md): parser,
 //                    runner, JSON and text output, page-table image, dumps and drawings.
 //   ostd-mm          the command-line tool.
+//   ostd-fuzz        the libFuzzer target: decoded op sequences run with the audit on.
 import PackageDescription
 
 let package = Package(
@@ -24,6 +25,7 @@ let package = Package(
         .library(name: "OSTDSpec", targets: ["OSTDSpec"]),
         .library(name: "OSTDHost", targets: ["OSTDHost"]),
         .executable(name: "ostd-mm", targets: ["ostd-mm"]),
+        .executable(name: "ostd-fuzz", targets: ["ostd-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +44,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The libFuzzer target (.ci/fuzz); a plain build gets its smoke mode (`--smoke N`).
+        .executableTarget(name: "ostd-fuzz", dependencies: ["OSTDScript", "OSTDSpec", "OSTDMemory", "OSTDHost"]),
         .testTarget(
             name: "OSTDMemoryTests",
             dependencies: [
