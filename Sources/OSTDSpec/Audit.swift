@@ -42,13 +42,14 @@ public enum Audit {
                                  limit: Int = 5) -> [AuditViolation] {
         var paths = space.pageTable.pathsInPt()
         for (paddr, count) in kernel.pathsInPt() { paths[paddr, default: 0] += count }
-        let owners = machine.metaRegionOwners(pathsInPt: paths)
+        let userView = space.pageTable.view()
+        let (slotProblems, accountingProblems) = metaRegion(machine, pathsInPt: paths, limit: limit)
         let found: [(String, [String])] = [
-            ("pageTableViewInv", pageTableViewInv(space.pageTable.view())),
-            ("vaBounds", vaBounds(user: space.pageTable.view(), kernel: kernel.view())),
+            ("pageTableViewInv", pageTableViewInv(userView)),
+            ("vaBounds", vaBounds(user: userView, kernel: kernel.view())),
             ("pageTableStructure", space.pageTable.structuralViolations() + kernel.structuralViolations()),
-            ("metaRegionInv", metaRegionInv(owners)),
-            ("referenceAccounting", machine.isAuditing ? owners.accountingViolations() : []),
+            ("metaRegionInv", slotProblems),
+            ("referenceAccounting", accountingProblems),
             ("vmSpaceOwnerInv", vmSpaceOwnerInv(space.ownerSnapshot)),
             ("tlbSubsetOfPageTable", tlbSubsetOfPageTable(machine: machine, space: space)),
         ]
@@ -76,11 +77,49 @@ public enum Audit {
             + kernel.mappings.filter { $0.va.lowerBound.rawValue < kernelStart }.map { "kernel mapping \($0) below the kernel half" }
     }
 
+    /// `MetaRegionOwners::inv` and, with the exact ledger, reference accounting, in one pass over
+    /// the slots without building the region's snapshot (the audit's hot loop): the same
+    /// predicates as `MetaRegionOwners.inv` / `accountingViolations`, at most `limit` details each.
+    public static func metaRegion(_ machine: Machine, pathsInPt: [Paddr: Int], limit: Int = 5)
+        -> (slots: [String], accounting: [String]) {
+        var slots: [String] = []
+        var accounting: [String] = []
+        let regionSize = machine.frameCount * MetaSlot.size
+        // The paths in address order, walked beside the slots (a hash lookup per slot was most of
+        // the audit's time).
+        let paths = pathsInPt.sorted { $0.key < $1.key }
+        var next = 0
+        for i in 0..<machine.frameCount {
+            let paddr = Paddr(UInt64(i) << UInt64(pageShift))
+            while next < paths.count && paths[next].key < paddr { next += 1 }
+            let pathCount = next < paths.count && paths[next].key == paddr ? paths[next].value : 0
+            let slot = machine.metaSlot(of: paddr)
+            let owner = MetaSlotOwner(index: i, refCount: slot.referenceCount, typeTag: slot.typeTag,
+                                      inList: machine.freeListWord(ofFrame: i),
+                                      slotOffset: machine.metaSlotOffset(ofFrame: i), regionSize: regionSize,
+                                      pathsInPt: pathCount)
+            if slots.count < limit, !(owner.slotOffset == i * MetaSlot.size && owner.inv()) {
+                slots.append(describe(owner))
+            }
+            guard accounting.count < limit, let handles = machine.obligationCount(ofFrame: i),
+                  case .shared(let count) = owner.status, owner.holdsReferences else { continue }
+            if Int(clamping: count) != handles + owner.pathsInPt {
+                accounting.append("frame \(paddr): reference count \(count), but \(handles) handle(s) and "
+                                  + "\(owner.pathsInPt) page-table path(s)")
+            }
+        }
+        return (slots, accounting)
+    }
+
+    /// A slot as a violation shows it.
+    static func describe(_ slot: MetaSlotOwner) -> String {
+        "slot \(slot.index) (frame \(Paddr(UInt64(slot.index) << 12))): reference count \(slot.refCount), usage "
+            + "\(slot.usage), in_list \(slot.inList), paths \(slot.pathsInPt), offset \(slot.slotOffset)"
+    }
+
     /// `MetaRegionOwners::inv`: the first slot that breaks it, if any.
     public static func metaRegionInv(_ owners: MetaRegionOwners) -> [String] {
-        guard let slot = owners.firstInvViolation() else { return [] }
-        return ["slot \(slot.index) (frame \(Paddr(UInt64(slot.index) << 12))): reference count "
-                + "\(slot.refCount), usage \(slot.usage), in_list \(slot.inList), paths \(slot.pathsInPt)"]
+        owners.firstInvViolation().map { [describe($0)] } ?? []
     }
 
     /// `VmSpaceOwner::inv`: the registrations, when it does not hold.

@@ -142,7 +142,7 @@ extension MetaRegionOwners {
     /// page-table entries hold.
     static func derivedObligations(_ owner: MetaSlotOwner) -> Int {
         // Free frames (free-chunk heads included) and the machine's own frames hold no handle.
-        guard ![.unused, .reserved, .meta].contains(owner.usage) else { return 0 }
+        guard owner.holdsReferences else { return 0 }
         switch MetaSlotStatus(refCount: owner.refCount) {
         case .unused: return 0
         case .unique, .busy: return 1
@@ -156,7 +156,7 @@ extension MetaRegionOwners {
     /// Exact only with an exact ledger (a machine created with `audit: true`).
     public func accountingViolations() -> [String] {
         var problems: [String] = []
-        for (i, owner) in slotOwners.enumerated() where ![.unused, .reserved, .meta].contains(owner.usage) {
+        for (i, owner) in slotOwners.enumerated() where owner.holdsReferences {
             guard case .shared(let count) = MetaSlotStatus(refCount: owner.refCount) else { continue }
             let expected = frameObligations[i] + owner.pathsInPt
             if Int(clamping: count) != expected {

@@ -25,6 +25,18 @@ public struct MetaSlotOwner: Equatable, Sendable {
     /// The usage recorded in the type tag (`usage`).
     public var usage: PageUsage { typeTag.usage }
 
+    /// The state the reference count encodes.
+    public var status: MetaSlotStatus { MetaSlotStatus(refCount: refCount) }
+
+    /// Whether the slot is of a frame whose references handles and page tables hold (not free,
+    /// not the machine's own frames): the frames reference accounting covers.
+    public var holdsReferences: Bool {
+        switch usage {
+        case .unused, .reserved, .meta: return false
+        default: return true
+        }
+    }
+
     /// The slot invariant, as the seeds' `MetaSlotOwner::inv`:
     ///
     ///     rc == UNUSED ⟹ storage uninit ∧ vtable uninit ∧ in_list == 0 ∧ (usage != MMIO ⟹ paths_in_pt == ∅)
