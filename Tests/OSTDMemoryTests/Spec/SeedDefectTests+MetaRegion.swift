@@ -2,7 +2,7 @@
 // permission (defect 7), and the file's documentation contradicting its invariant and itself
 // (16). Slot permissions are modelled as tokens (`SeedPointsTo`), the ledger as a count per
 // slot. The run time has no permission objects (every slot is always present: see
-// Sources/OSTDMemory/Specs/MetaRegionOwners.swift); its counterpart of handing a slot back is the
+// Sources/OSTDSpec/MetaRegionOwners.swift); its counterpart of handing a slot back is the
 // `Frame.intoRaw` / `Frame.fromRaw` pair, checked through `Machine.metaRegionOwners()`.
 
 import Testing
