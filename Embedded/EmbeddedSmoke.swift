@@ -46,6 +46,7 @@ func pageTableSmoke(_ machine: Machine) -> Int {
         if let (range, item) = try? cursor.query() { total += Int(range.lowerBound.rawValue) + Int(item?.level ?? 0) }
         _ = unsafe cursor.protectNext(0x1000) { $0.flags.remove(.w) }
         try? cursor.jump(Vaddr(0x1000))
+        // SAFETY: as for `map` above: no TLB reaches this table, and each fragment is dropped here.
         while let frag = unsafe cursor.takeNext(cursor.barrierVa.upperBound - cursor.virtAddr) {
             switch consume frag {
             case .mapped(let va, let item): total += Int(va.rawValue) + Int(item.level)

@@ -11,6 +11,8 @@ extension ScriptRunner {
         var writer = try handle { () throws(OSTDError) in try space.createWriter(range.lowerBound, bytes.count) }
         return try bytes.withUnsafeBytes { buffer in
             Result { () throws(OpFailure) in
+                // SAFETY: `buffer` is valid for the whole closure, and the reader does not
+                // escape it.
                 var source = unsafe VmReader<Infallible>(buffer).toFallible()
                 return try transfer { () throws(OSTDError) in try writer.writeFallible(&source) }
             }
@@ -27,6 +29,7 @@ extension ScriptRunner {
             let step = min(chunk.count, writer.avail)
             let done = try chunk.withUnsafeBytes { buffer in
                 Result { () throws(OpFailure) in
+                    // SAFETY: as in `write`: the reader lives inside the buffer's closure.
                     var source = unsafe VmReader<Infallible>(UnsafeRawBufferPointer(rebasing: buffer[..<step])).toFallible()
                     return try transfer(before: written) { () throws(OSTDError) in try writer.writeFallible(&source) }
                 }
@@ -47,6 +50,7 @@ extension ScriptRunner {
             let step = min(chunk.count, reader.remain)
             let outcome = chunk.withUnsafeMutableBytes { buffer in
                 Result { () throws(OSTDError) in
+                    // SAFETY: the writer lives inside the buffer's closure.
                     var destination = unsafe VmWriter<Infallible>(UnsafeMutableRawBufferPointer(rebasing: buffer[..<step])).toFallible()
                     return try reader.readFallible(&destination)
                 }

@@ -15,6 +15,7 @@ import Testing
     _ = consume clone                                             // deinit is Rust's Drop: count 1
     #expect(frame.referenceCount == 1)
     let paddr = frame.intoRaw()                                   // the reference now lives in a number
+    // SAFETY: `paddr` comes from `intoRaw` just above, restored once.
     _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine)     // ...and comes back, then drops
     #expect(machine.cleanInv())                                   // the seeds' clean_inv: nothing leaked
 }
@@ -24,6 +25,7 @@ import Testing
     do {
         let table = try PageTable<UserPtConfig>(empty: machine)      // root node: one frame
         var cursor = try table.cursorMut(Vaddr(0x40_0000)..<Vaddr(0x80_0000))
+        // SAFETY: no CPU ever activates this table, so no TLB can reach what the cursor edits.
         unsafe cursor.map(MappedItem(frame: try FrameAllocOptions().allocFrame(in: machine), property: .user(.rw)))
         try cursor.jump(Vaddr(0x40_0000))
         let (range, leaf) = try cursor.query()                        // 0x400000..<0x401000, rw- wb u
@@ -32,6 +34,7 @@ import Testing
         _ = unsafe cursor.protectNext(0x1000) { $0.flags.remove(.w) } // no TLB flush: the caller's job
         try cursor.jump(Vaddr(0x40_0000))
         var taken = false
+        // SAFETY: as for `map`: no TLB can reach the removed frame, which the fragment owns.
         if case .mapped(let va, let item)? = unsafe cursor.takeNext(0x1000) {
             taken = va == Vaddr(0x40_0000) && item.property.flags == .r
         }

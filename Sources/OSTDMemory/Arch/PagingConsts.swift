@@ -44,6 +44,14 @@ public enum PagingConsts {
     }
 }
 
+/// Sign-extends a virtual address of `PagingConsts.addressWidth` (48) bits to 64 bits: the
+/// canonical form the MMU requires.
+@inlinable @inline(__always)
+func signExtend(_ va: UInt64) -> UInt64 {
+    let unused = UInt64(64 - PagingConsts.addressWidth)
+    return UInt64(bitPattern: Int64(bitPattern: va << unused) >> unused)
+}
+
 /// The highest user virtual address a mapping may reach (OSTD `MAX_USERSPACE_VADDR`):
 /// `0x8000_0000_0000 - PAGE_SIZE`, so that the last user page is left as a guard.
 @inlinable public var maxUserspaceVaddr: Vaddr { Vaddr(0x7fff_ffff_f000) }

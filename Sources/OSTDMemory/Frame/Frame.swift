@@ -97,6 +97,8 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     @unsafe @inlinable
     public static func fromRaw(_ paddr: Paddr, in machine: Machine) -> Frame<M> {
         precondition(Int(paddr.rawValue) < machine.context.memorySize, "frame \(paddr) is outside memory")
+        // SAFETY: the caller's contract (above) is the internal form's: an address from
+        // `intoRaw` on this machine, restored once; it is inside memory (checked).
         return unsafe fromRaw(paddr, in: machine.context)
     }
 

@@ -141,6 +141,7 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Safety: `range` must come from `Segment<M>.intoRaw` on this machine, restored once.
     @unsafe
     public static func fromRaw(_ range: Range<Paddr>, in machine: Machine) -> Segment<M> {
+        // SAFETY: the caller's contract (above) is the internal form's.
         unsafe fromRaw(range, in: machine.context)
     }
 

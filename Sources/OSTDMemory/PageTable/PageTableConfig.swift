@@ -52,13 +52,6 @@ extension PageTableConfig {
     }
 }
 
-/// Sign-extends a virtual address of `PagingConsts.addressWidth` (48) bits to 64 bits.
-@inlinable @inline(__always)
-func signExtend(_ va: UInt64) -> UInt64 {
-    let unused = UInt64(64 - PagingConsts.addressWidth)
-    return UInt64(bitPattern: Int64(bitPattern: va << unused) >> unused)
-}
-
 /// User address spaces: root entries 0 ..< 256, VA `0 ... 0x7fff_ffff_ffff`
 /// (OSTD `UserPtConfig`). `AVAIL1` set marks untracked I/O memory.
 public enum UserPtConfig: PageTableConfig {

@@ -6,7 +6,8 @@
 // that goes away deactivates itself on every CPU, so no CPU keeps a dangling CR3.
 
 extension VmSpace {
-    /// The value a CPU records as its active space: this object's address.
+    /// The value a CPU records as its active space: this object's address. Only compared, and
+    /// turned back into a reference by `activate` under the rule stated there.
     var identity: UInt { UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()) }
 
     /// Makes this space current on `cpu` (OSTD `activate`): the CPU joins `cpus`, its CR3 is

@@ -76,6 +76,7 @@ extension OSTDIoTests {
     @Test func atomicLoadFallible() throws {
         var loads: [UInt32] = []
         _ = try withAlignedBytes([1, 1, 1, 1, 2, 2, 2, 2]) { bytes in
+            // SAFETY: `bytes` outlives the reader, which is dropped in this scope.
             var reader = unsafe VmReader<Infallible>(UnsafeRawBufferPointer(bytes)).toFallible()
             loads.append(try reader.atomicLoad())
             let remain = reader.remain

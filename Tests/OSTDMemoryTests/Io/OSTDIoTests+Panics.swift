@@ -14,6 +14,7 @@ extension OSTDIoTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let buffer: [UInt8] = [1, 2, 3]
             buffer.withUnsafeBytes { bytes in
+                // SAFETY: the buffer lives for the whole (crashing) child process.
                 var reader = unsafe VmReader<Infallible>(bytes)
                 reader.skip(4)
             }
@@ -25,6 +26,7 @@ extension OSTDIoTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             var buffer = [UInt8](repeating: 0, count: 3)
             buffer.withUnsafeMutableBytes { bytes in
+                // SAFETY: the buffer lives for the whole (crashing) child process.
                 var writer = unsafe VmWriter<Infallible>(bytes).toFallible()
                 writer.skip(5)
             }
@@ -37,6 +39,7 @@ extension OSTDIoTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
             bytes.initializeMemory(as: UInt8.self, repeating: 0)
+            // SAFETY: the buffer lives for the whole (crashing) child process.
             var reader = unsafe VmReader<Infallible>(UnsafeRawBufferPointer(rebasing: bytes[1...]))
             _ = try? reader.readOnce(UInt32.self)
         }
@@ -46,6 +49,7 @@ extension OSTDIoTests {
     @Test func unalignedWriteOncePanics() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+            // SAFETY: the buffer lives for the whole (crashing) child process.
             var writer = unsafe VmWriter<Infallible>(UnsafeMutableRawBufferPointer(rebasing: bytes[2...]))
             try? writer.writeOnce(UInt64(1))
         }
@@ -67,6 +71,7 @@ extension OSTDIoTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
             bytes.initializeMemory(as: UInt8.self, repeating: 0)
+            // SAFETY: the buffer lives for the whole (crashing) child process.
             let reader = unsafe VmReader<Infallible>(UnsafeRawBufferPointer(rebasing: bytes[2...])).toFallible()
             _ = try? reader.atomicLoad()
         }

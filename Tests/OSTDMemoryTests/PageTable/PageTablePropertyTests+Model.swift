@@ -44,6 +44,7 @@ final class PageModel {
 
     init(base: UInt64) {
         self.base = base
+        // SAFETY: fresh zeroed memory of `pageCount` words, used only as `UInt64`, freed in deinit.
         pages = calloc(PageModel.pageCount, MemoryLayout<UInt64>.stride)!.assumingMemoryBound(to: UInt64.self)
         count2M = Array(repeating: 0, count: PageModel.pageCount >> 9)
         count1G = Array(repeating: 0, count: PageModel.pageCount >> 18)

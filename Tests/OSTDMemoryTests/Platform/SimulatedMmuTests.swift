@@ -28,9 +28,10 @@ struct SimulatedMmuTests {
                 PageProperty(flags: random.pick([.r, .rw, .rx, []]), cache: .writeback,
                              privilegedFlags: random.chance(80) ? .user : [])
             }
+            // SAFETY (every untracked item below): the space is only translated, never accessed,
+            // so no one reads or writes the physical memory these items name.
             switch random.below(4) {
             case 0:
-                // SAFETY: the space is only translated, never accessed.
                 cursor.map(unsafe MappedItem(untracked: Paddr(UInt64(random.below(4)) << 30), level: 3, property: property(&random)))
             case 1:
                 for i in 0..<8 where random.chance(60) {

@@ -39,6 +39,7 @@ struct AuditTests {
             var leafNode: Paddr? = nil
             runner.space.pageTable.forEachNode { node in if node.level == 1 { leafNode = node.paddr } }
             guard let node = leafNode else { return }
+            // SAFETY: `node` is a level-1 node of this table; its page holds 512 eight-byte entries.
             let entry = runner.machine.pointer(to: node).advanced(by: 100 * 8).assumingMemoryBound(to: UInt64.self)
             entry.pointee = PageTableEntry.page(Paddr(0x7000), level: 1, prop: .user(.r)).raw | PageTableEntry.avail1
         }
@@ -58,6 +59,7 @@ struct AuditTests {
             runner.machine.metaSlot(of: leaf.paddr).incRefCount(paddr: leaf.paddr)
         }
         // Give the extra reference back, so the machine's memory goes with its last frame.
+        // SAFETY: gives back exactly the one reference the fault took behind the ledger's back.
         _ = unsafe Frame<UntypedMeta>.fromRaw(try #require(paddr), in: try #require(machine))
         #expect(result.code == 3)
         #expect(result.errors.first == "ostd-mm: audit: the specification is violated after line 2 (read):")
@@ -76,6 +78,7 @@ struct AuditTests {
             _ = consume cursor
             if case .mapped(_, let item)? = consume fragment { kept = item.intoSegment().intoRaw() }
         }
+        // SAFETY: `kept` comes from `intoRaw` in the fault, restored once.
         _ = unsafe Segment<DynFrameMeta>.fromRaw(try #require(kept), in: try #require(machine))
         #expect(result.code == 3)
         #expect(result.errors.contains { $0.hasPrefix("  tlbSubsetOfPageTable: cpu 0 caches 0x10000000 -> ") && $0.hasSuffix("which is not mapped") })

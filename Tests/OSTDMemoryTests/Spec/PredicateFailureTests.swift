@@ -60,6 +60,7 @@ struct PredicateFailureTests {
         let kernel = try PageTable.newKernelPageTable(machine: machine)
         let table = try kernel.createUserPageTable()
         var cursor = try table.cursorMut(Vaddr(0x40_0000)..<Vaddr(0x40_1000))
+        // SAFETY: no CPU activates this table, so no TLB can reach it.
         unsafe cursor.map(MappedItem(frame: try FrameAllocOptions().allocFrame(in: machine), property: .user(.rw)))
         _ = consume cursor
         #expect(table.structuralViolations().isEmpty)
@@ -68,6 +69,7 @@ struct PredicateFailureTests {
         let node = try #require(leafNode)
         // An extra present entry that `nrChildren` does not count (an untracked user leaf, so that
         // nothing owns a reference through it), written behind the page table's back.
+        // SAFETY: `node` is a level-1 node of this table; its page holds 512 eight-byte entries.
         let entry = machine.pointer(to: node).advanced(by: 7 * 8).assumingMemoryBound(to: UInt64.self)
         entry.pointee = PageTableEntry.page(Paddr(0x7000), level: 1, prop: .user(.r)).raw | PageTableEntry.avail1
         let problems = table.structuralViolations()
@@ -138,6 +140,7 @@ struct PredicateFailureTests {
         let frame = try FrameAllocOptions().allocFrame(in: machine)
         let paddr = frame.paddr
         var cursor = try table.cursorMut(Vaddr(0x40_0000)..<Vaddr(0x40_1000))
+        // SAFETY: no CPU activates this table, so no TLB can reach it.
         unsafe cursor.map(MappedItem(frame: frame, property: .user(.rw)))
         _ = consume cursor
         var paths = table.pathsInPt()

@@ -23,6 +23,7 @@ struct VmSpaceTransactionTests {
     }
 
     func release(_ hoard: [Paddr], _ machine: Machine) {
+        // SAFETY: each address of `hoard` comes from one `intoRaw`, restored once here.
         for paddr in hoard { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
     }
 

@@ -66,6 +66,9 @@ extension Cursor where C: PageTableConfig {
         node.nrChildren -= 1
         let slotVa = curVaRange.lowerBound
         if pte.isLeaf {
+            // SAFETY: the leaf's references were forgotten into this entry by `commitMap` (or a
+            // split moved them here), and the entry was cleared above under the node's lock, so
+            // they are restored exactly once.
             return .mapped(va: slotVa, item: unsafe MappedItem.fromRaw(C.self, pte, level: level, context: context))
         }
         let child = NodeRef(pte.paddr(level: level), context)

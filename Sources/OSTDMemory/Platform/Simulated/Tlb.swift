@@ -179,7 +179,7 @@ struct Tlb: ~Copyable {
             let first = Tlb.firstEntry(level)
             for i in first..<(first + Tlb.sets(level) * Tlb.ways) where entries[i].tag & 1 != 0 {
                 let entry = entries[i]
-                let va = Vaddr(signExtendedPage(entry.tag >> 1, level: level))
+                let va = Vaddr(signExtend((entry.tag >> 1) << PagingConsts.indexShift(level)))
                 result.append(TlbEntryInfo(va: va, level: level, paddr: Paddr(entry.value & ~UInt64(pageSize - 1)),
                                            user: entry.value & TlbEntry.userBit != 0,
                                            writable: entry.value & TlbEntry.writableBit != 0))
@@ -212,10 +212,4 @@ public struct TlbEntryInfo: Equatable, Sendable {
     public var user: Bool
     /// Whether the entry allows writes.
     public var writable: Bool
-}
-
-/// The virtual address of page number `vpn` at `level`, sign-extended from 48 bits.
-func signExtendedPage(_ vpn: UInt64, level: PagingLevel) -> UInt64 {
-    let va = vpn << PagingConsts.indexShift(level)
-    return UInt64(bitPattern: Int64(bitPattern: va << 16) >> 16)
 }
