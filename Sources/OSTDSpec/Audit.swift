@@ -38,15 +38,18 @@ public struct AuditViolation: Error, Equatable, Sendable, CustomStringConvertibl
 /// The quiescent-point checks of one address space.
 public enum Audit {
     /// Every check, in the order listed in the file comment; at most `limit` details each.
+    /// `userView`, when given, must be the space's page-table view now (a caller that has just
+    /// taken it saves a walk).
     public static func quiescent(machine: Machine, space: VmSpace, kernel: PageTable<KernelPtConfig>,
-                                 limit: Int = 5) -> [AuditViolation] {
-        var paths = space.pageTable.pathsInPt()
-        for (paddr, count) in kernel.pathsInPt() { paths[paddr, default: 0] += count }
-        let userView = space.pageTable.view()
+                                 userView: PageTableView? = nil, limit: Int = 5) -> [AuditViolation] {
+        let userView = userView ?? space.pageTable.view()
+        let kernelView = kernel.view()
+        var paths = space.pageTable.pathsInPt(view: userView)
+        for (paddr, count) in kernel.pathsInPt(view: kernelView) { paths[paddr, default: 0] += count }
         let (slotProblems, accountingProblems) = metaRegion(machine, pathsInPt: paths, limit: limit)
         let found: [(String, [String])] = [
-            ("pageTableViewInv", pageTableViewInv(userView)),
-            ("vaBounds", vaBounds(user: userView, kernel: kernel.view())),
+            ("pageTableViewInv", userView.invViolations(limit: limit)),
+            ("vaBounds", vaBounds(user: userView, kernel: kernelView)),
             ("pageTableStructure", space.pageTable.structuralViolations() + kernel.structuralViolations()),
             ("metaRegionInv", slotProblems),
             ("referenceAccounting", accountingProblems),
@@ -59,13 +62,7 @@ public enum Audit {
     }
 
     /// `PageTableView::inv`: the mappings that are malformed or overlap their predecessor.
-    public static func pageTableViewInv(_ view: PageTableView) -> [String] {
-        var problems = view.mappings.filter { !$0.inv() }.map { "malformed mapping \($0)" }
-        for (a, b) in zip(view.mappings, view.mappings.dropFirst()) where a.va.upperBound > b.va.lowerBound {
-            problems.append("mappings overlap: \(a) and \(b)")
-        }
-        return problems
-    }
+    public static func pageTableViewInv(_ view: PageTableView) -> [String] { view.invViolations() }
 
     /// Check A.3: a user table maps only below 2^47, a kernel table only from
     /// `0xffff_8000_0000_0000` on.
@@ -98,7 +95,7 @@ public enum Audit {
                                       inList: machine.freeListWord(ofFrame: i),
                                       slotOffset: machine.metaSlotOffset(ofFrame: i), regionSize: regionSize,
                                       pathsInPt: pathCount)
-            if slots.count < limit, !(owner.slotOffset == i * MetaSlot.size && owner.inv()) {
+            if slots.count < limit, !MetaRegionOwners.slotHolds(owner, at: i) {
                 slots.append(describe(owner))
             }
             guard accounting.count < limit, let handles = machine.obligationCount(ofFrame: i),

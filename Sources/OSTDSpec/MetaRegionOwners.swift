@@ -47,11 +47,14 @@ public struct MetaRegionOwners: Sendable {
 
     /// The first slot that breaks `inv()`, for error messages.
     public func firstInvViolation() -> MetaSlotOwner? {
-        for (i, owner) in slotOwners.enumerated() {
-            let atItsAddress = owner.index == i && owner.slotOffset == i * MetaSlot.size
-            if !(atItsAddress && owner.inv()) { return owner }
-        }
+        for (i, owner) in slotOwners.enumerated() where !MetaRegionOwners.slotHolds(owner, at: i) { return owner }
         return nil
+    }
+
+    /// The per-slot clause of `inv`: the owner of slot `i` is slot `i`'s, at its address in the
+    /// region, and satisfies `MetaSlotOwner::inv`.
+    static func slotHolds(_ owner: MetaSlotOwner, at i: Int) -> Bool {
+        owner.index == i && owner.slotOffset == i * MetaSlot.size && owner.inv()
     }
 
     /// `ref_count(i)`: the reference count of slot `i`.

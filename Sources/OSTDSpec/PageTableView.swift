@@ -79,12 +79,19 @@ public struct PageTableView: Sendable {
 
     /// `PageTableView::inv`: every mapping well formed and the mappings pairwise VA-disjoint.
     /// (Physical disjointness is not required: one frame may be mapped at several addresses.)
-    public func inv() -> Bool {
-        guard mappings.allSatisfy({ $0.inv() }) else { return false }
-        for (a, b) in zip(mappings, mappings.dropFirst()) where a.va.upperBound > b.va.lowerBound {
-            return false
+    public func inv() -> Bool { invViolations(limit: 1).isEmpty }
+
+    /// What breaks `inv`, in words: the malformed mappings and those overlapping their
+    /// predecessor (at most `limit`).
+    public func invViolations(limit: Int = .max) -> [String] {
+        var problems: [String] = []
+        for mapping in mappings where !mapping.inv() && problems.count < limit {
+            problems.append("malformed mapping \(mapping)")
         }
-        return true
+        for (a, b) in zip(mappings, mappings.dropFirst()) where a.va.upperBound > b.va.lowerBound && problems.count < limit {
+            problems.append("mappings overlap: \(a) and \(b)")
+        }
+        return problems
     }
 
     /// The mapping that covers `va`, if any.
@@ -133,9 +140,12 @@ extension PageTable {
 
     /// How many leaves map each tracked frame, by frame physical address: the page table's share
     /// of every reference count (vostd `paths_in_pt`).
-    public func trackedMappingCounts() -> [Paddr: Int] {
+    public func trackedMappingCounts() -> [Paddr: Int] { PageTable.trackedMappingCounts(view()) }
+
+    /// `trackedMappingCounts` of a view already taken.
+    static func trackedMappingCounts(_ view: PageTableView) -> [Paddr: Int] {
         var counts: [Paddr: Int] = [:]
-        for mapping in view().mappings where mapping.isTracked {
+        for mapping in view.mappings where mapping.isTracked {
             for offset in stride(from: 0, to: mapping.pageSize, by: pageSize) {
                 counts[mapping.pa.lowerBound + offset, default: 0] += 1
             }
@@ -146,9 +156,12 @@ extension PageTable {
     /// The page-table paths to every frame this table references (vostd `paths_in_pt`): one per
     /// leaf mapping a tracked frame, one per node (its parent entry, or the table for the root).
     /// Feed it to `Machine.metaRegionOwners(pathsInPt:)`; merge the counts of several tables.
-    public func pathsInPt() -> [Paddr: Int] {
-        var paths = trackedMappingCounts()
-        for node in nodes() { paths[node.paddr, default: 0] += 1 }
+    public func pathsInPt() -> [Paddr: Int] { pathsInPt(view: view()) }
+
+    /// `pathsInPt` with the table's view already taken (`view` must be this table's, now).
+    public func pathsInPt(view: PageTableView) -> [Paddr: Int] {
+        var paths = PageTable.trackedMappingCounts(view)
+        forEachNode { node in paths[node.paddr, default: 0] += 1 }
         return paths
     }
 
