@@ -98,11 +98,9 @@ public enum Audit {
             if slots.count < limit, !MetaRegionOwners.slotHolds(owner, at: i) {
                 slots.append(describe(owner))
             }
-            guard accounting.count < limit, let handles = machine.obligationCount(ofFrame: i),
-                  case .shared(let count) = owner.status, owner.holdsReferences else { continue }
-            if Int(clamping: count) != handles + owner.pathsInPt {
-                accounting.append("frame \(paddr): reference count \(count), but \(handles) handle(s) and "
-                                  + "\(owner.pathsInPt) page-table path(s)")
+            if accounting.count < limit, let handles = machine.obligationCount(ofFrame: i),
+               let problem = MetaRegionOwners.accountingViolation(owner, handles: handles) {
+                accounting.append(problem)
             }
         }
         return (slots, accounting)

@@ -158,15 +158,15 @@ extension MetaRegionOwners {
     /// plus page-table paths. Returns the frames where it fails, in words; empty when it holds.
     /// Exact only with an exact ledger (a machine created with `audit: true`).
     public func accountingViolations() -> [String] {
-        var problems: [String] = []
-        for (i, owner) in slotOwners.enumerated() where owner.holdsReferences {
-            guard case .shared(let count) = MetaSlotStatus(refCount: owner.refCount) else { continue }
-            let expected = frameObligations[i] + owner.pathsInPt
-            if Int(clamping: count) != expected {
-                problems.append("frame \(Paddr(UInt64(i) << UInt64(pageShift))): reference count \(count), but "
-                    + "\(frameObligations[i]) handle(s) and \(owner.pathsInPt) page-table path(s)")
-            }
-        }
-        return problems
+        slotOwners.indices.compactMap { MetaRegionOwners.accountingViolation(slotOwners[$0], handles: frameObligations[$0]) }
+    }
+
+    /// Check C.17 for one slot: a shared frame's count is its `handles` plus its page-table
+    /// paths; what is wrong, in words, or `nil`.
+    static func accountingViolation(_ owner: MetaSlotOwner, handles: Int) -> String? {
+        guard owner.holdsReferences, case .shared(let count) = owner.status,
+              Int(clamping: count) != handles + owner.pathsInPt else { return nil }
+        return "frame \(Paddr(UInt64(owner.index) << UInt64(pageShift))): reference count \(count), but "
+            + "\(handles) handle(s) and \(owner.pathsInPt) page-table path(s)"
     }
 }
