@@ -163,9 +163,10 @@ extension MetaRegionOwners {
 
     /// Check C.17 for one slot: a shared frame's count is its `handles` plus its page-table
     /// paths; what is wrong, in words, or `nil`.
+    @inline(__always)
     static func accountingViolation(_ owner: MetaSlotOwner, handles: Int) -> String? {
-        guard owner.holdsReferences, case .shared(let count) = owner.status,
-              Int(clamping: count) != handles + owner.pathsInPt else { return nil }
+        guard case .shared(let count) = owner.status, Int(clamping: count) != handles + owner.pathsInPt,
+              owner.holdsReferences else { return nil }
         return "frame \(Paddr(UInt64(owner.index) << UInt64(pageShift))): reference count \(count), but "
             + "\(handles) handle(s) and \(owner.pathsInPt) page-table path(s)"
     }
