@@ -59,12 +59,9 @@ func runScriptCommand(_ options: RunOptions, text: String?, output: (String) -> 
         output(options.json ? result.jsonLine : result.textLine)
         progress(i + 1, script.ops.count)
         afterOp(runner)
-        if options.audit {
-            let violations = runner.auditViolations()
-            guard violations.isEmpty else {
-                for line in auditViolationLines(violations, line: op.line, op: op.op.name) { errors(line) }
-                return 3
-            }
+        if let lines = runner.auditFailure(after: op) {
+            for line in lines { errors(line) }
+            return 3
         }
     }
     output(options.json ? runner.summary.jsonLine : runner.summary.textLine)

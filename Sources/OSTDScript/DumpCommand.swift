@@ -4,19 +4,19 @@
 // invalid script or arguments (`FILE:LINE: error: …`; nothing ran), 3 an audit violation (with
 // `--audit`; nothing is dumped), 1 anything else (the SVG could not be written).
 
-import OSTDSpec
+/// Why a script did not run to its end, as `run` reports it on standard error.
+public enum ScriptRunError: Error, Equatable, CustomStringConvertible {
+    /// It could not start: the line `run` prints (`FILE:LINE: error: …` or `ostd-mm: error: …`).
+    case notStarted(String)
+    /// With `--audit`, the specification was violated: `run`'s lines for it.
+    case auditViolated([String])
 
-/// Why a script could not start: the line `run` prints for it (`FILE:LINE: error: …` or
-/// `ostd-mm: error: …`); or, with auditing, the violation that stopped it.
-public struct ScriptStartError: Error, Equatable, CustomStringConvertible {
-    public var description: String
-    /// The lines of an audit violation (`run`'s standard error for it), empty for a start error.
-    public var auditViolation: [String] = []
-}
-
-/// `run`'s standard-error lines for `violations` found after the op of line `line`.
-func auditViolationLines(_ violations: [AuditViolation], line: Int, op: String) -> [String] {
-    ["ostd-mm: audit: the specification is violated after line \(line) (\(op)):"] + violations.map { "  \($0)" }
+    public var description: String {
+        switch self {
+        case .notStarted(let line): return line
+        case .auditViolated(let lines): return lines.joined(separator: "\n")
+        }
+    }
 }
 
 /// Parses `options.script` (or `text`) and runs every op on a fresh machine, as `run` does, calling
@@ -24,20 +24,15 @@ func auditViolationLines(_ violations: [AuditViolation], line: Int, op: String) 
 ///
 /// - Returns: the runner, holding the machine and the space the script left; or why nothing ran.
 public func runScript(_ options: RunOptions, text: String? = nil,
-                      failure: (OpResult) -> Void = { _ in }) -> Result<ScriptRunner, ScriptStartError> {
+                      failure: (OpResult) -> Void = { _ in }) -> Result<ScriptRunner, ScriptRunError> {
     switch prepare(options, text: text) {
     case .failure(let problem):
-        return .failure(ScriptStartError(description: problem.description))
+        return .failure(.notStarted(problem.description))
     case .success(let (runner, script)):
         for op in script.ops {
             let result = runner.run(op)
             if !result.ok { failure(result) }
-            guard options.audit else { continue }
-            let violations = runner.auditViolations()
-            if !violations.isEmpty {
-                let lines = auditViolationLines(violations, line: op.line, op: op.op.name)
-                return .failure(ScriptStartError(description: lines[0], auditViolation: lines))
-            }
+            if let lines = runner.auditFailure(after: op) { return .failure(.auditViolated(lines)) }
         }
         return .success(runner)
     }
@@ -78,11 +73,11 @@ public func dumpScriptCommand(_ options: DumpOptions, text: String? = nil,
     let runner: ScriptRunner
     switch runScript(runOptions, text: text, failure: { output($0.failureLine) }) {
     case .success(let value): runner = value
-    case .failure(let problem) where !problem.auditViolation.isEmpty:
-        for line in problem.auditViolation { errors(line) }
+    case .failure(.auditViolated(let lines)):
+        for line in lines { errors(line) }
         return 3
-    case .failure(let problem):
-        errors(problem.description)
+    case .failure(.notStarted(let line)):
+        errors(line)
         return 2
     }
     let snapshot = runner.snapshot

@@ -122,6 +122,16 @@ public final class ScriptRunner {
         transitionViolations + Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
     }
 
+    /// When auditing, the audit after `op` (just run): `nil` when it held, otherwise what `run`
+    /// and `dump` print on standard error before exiting 3.
+    public func auditFailure(after op: ScriptOp) -> [String]? {
+        guard isAuditing else { return nil }
+        let violations = auditViolations()
+        guard !violations.isEmpty else { return nil }
+        return ["ostd-mm: audit: the specification is violated after line \(op.line) (\(op.op.name)):"]
+            + violations.map { "  \($0)" }
+    }
+
     // MARK: Ops
 
     func perform(_ op: Op) throws(OpFailure) -> [(String, ResultValue)] {
