@@ -86,7 +86,7 @@ public final class VmSpace: @unchecked Sendable {
     /// - Throws: as `cursor(_:)`.
     public func cursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut {
         CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
-                  flusher: TlbFlusher(targets: cpus, context: context))
+                  flusher: TlbFlusher(space: self))
     }
 }
 
