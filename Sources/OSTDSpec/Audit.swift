@@ -26,13 +26,16 @@ public struct AuditViolation: Error, Equatable, Sendable, CustomStringConvertibl
     public var predicate: String
     /// The smallest useful excerpt of the state that breaks it.
     public var detail: String
+    /// The operation after (or during) which it was found, when known.
+    public var operation: String?
 
-    public init(predicate: String, detail: String) {
+    public init(predicate: String, detail: String, operation: String? = nil) {
         self.predicate = predicate
         self.detail = detail
+        self.operation = operation
     }
 
-    public var description: String { "\(predicate): \(detail)" }
+    public var description: String { "\(predicate): \(detail)" + (operation.map { " (in \($0))" } ?? "") }
 }
 
 /// The quiescent-point checks of one address space.

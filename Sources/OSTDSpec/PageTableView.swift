@@ -108,14 +108,20 @@ public struct PageTableView: Sendable {
 
 extension PageTable {
     /// The table's leaves in virtual-address order (vostd `view_rec` from the root).
-    public func view() -> PageTableView {
+    ///
+    /// With `range`, only the leaves that overlap it: the view of a cursor's locked range, which
+    /// is exact while the cursor is alive.
+    public func view(overlapping range: Range<Vaddr>? = nil) -> PageTableView {
         var mappings: [Mapping] = []
-        forEachNode { node in
+        forEachNode(overlapping: range) { node in
             for index in node.indices {
                 let pte = node.entry(index)
                 guard pte.isPresent && pte.isLeaf else { continue }
                 let leaf = self.leaf(pte, level: node.level)
                 let va = node.va(ofEntry: index)
+                if let range, !(va < range.upperBound && range.lowerBound.rawValue < va.rawValue &+ UInt64(leaf.size)) {
+                    continue
+                }
                 mappings.append(Mapping(va: va..<Vaddr(va.rawValue &+ UInt64(leaf.size)), pa: leaf.paddrRange,
                                         level: node.level, property: leaf.property, isTracked: leaf.isTracked))
             }

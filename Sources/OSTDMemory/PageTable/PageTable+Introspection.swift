@@ -13,6 +13,8 @@
     public let recordedLevel: PagingLevel
     /// The node's `nrChildren` counter.
     public let nrChildren: Int
+    /// Whether some thread holds the node's lock (a cursor over it).
+    public var isLocked: Bool { node.isLocked }
     /// The entries that belong to this table: all 512, or the configuration's top-level range
     /// at the root (a user root's shared kernel half is not the user table's).
     public let indices: Range<Int>
@@ -34,8 +36,11 @@
 
 extension PageTable {
     /// Visits every node of the table in pre-order (the root first, children in index order);
-    /// a user table's shared kernel nodes are not visited.
-    @_spi(OSTDInternals) public func forEachNode(_ visit: (PageTableNodeVisit) -> Void) {
+    /// a user table's shared kernel nodes are not visited. With `range`, only the nodes whose
+    /// part of the address space overlaps it (a cursor's locked range can be read this way while
+    /// other cursors work elsewhere).
+    @_spi(OSTDInternals) public func forEachNode(overlapping range: Range<Vaddr>? = nil,
+                                                 _ visit: (PageTableNodeVisit) -> Void) {
         func visitNode(_ node: NodeRef, _ level: PagingLevel, _ base: UInt64) {
             let indices = level == PagingConsts.nrLevels ? C.topLevelIndexRange : 0..<PagingConsts.nrEntries
             visit(PageTableNodeVisit(paddr: node.paddr(context), level: level, recordedLevel: node.level,
@@ -43,12 +48,20 @@ extension PageTable {
             guard level > 1 else { return }
             let size = UInt64(PagingConsts.pageSize(level))
             for index in indices {
+                let childBase = base &+ UInt64(index) &* size
+                if let range, !Self.overlaps(childBase, size, range) { continue }
                 let pte = node.read(index)
                 guard pte.isPresent && !pte.isLeaf else { continue }
-                visitNode(NodeRef(pte.paddr(level: level), context), level - 1, base &+ UInt64(index) &* size)
+                visitNode(NodeRef(pte.paddr(level: level), context), level - 1, childBase)
             }
         }
         visitNode(root, PagingConsts.nrLevels, 0)
+    }
+
+    /// Whether the entry covering `size` bytes from the unextended address `base` overlaps `range`.
+    static func overlaps(_ base: UInt64, _ size: UInt64, _ range: Range<Vaddr>) -> Bool {
+        let start = signExtend(base)
+        return start < range.upperBound.rawValue && range.lowerBound.rawValue < start &+ size
     }
 
     /// What the leaf entry `pte` at `level` of this table maps: its page, property (the table's

@@ -107,7 +107,13 @@ public struct TlbFlusher: ~Copyable {
             kept = []
             return
         }
+        #if DEBUG
+        if !context.hasMutant(.flusherDoesNotFlush) {
+            TlbFlusher.perform(ops: ops, all: flushAll, on: targets, context: context)
+        }
+        #else
         TlbFlusher.perform(ops: ops, all: flushAll, on: targets, context: context)
+        #endif
         TlbFlusher.release(kept, context: context)
         kept = []
         ops.removeAll(keepingCapacity: true)

@@ -55,39 +55,59 @@ extension VmSpace {
 
     /// Registers a new handle over `range` holding `view`, if the admission rules allow it.
     func admit(_ range: Range<Vaddr>, view: VmIoMemView) throws(OSTDError) -> Record {
-        ownerLock.lock()
-        defer { ownerLock.unlock() }
-        if let conflict = registry.pointee.firstConflict(range, view: view) {
-            throw .accessConflict(requested: range, conflicting: conflict)
+        let record = try withOwnerLock { () throws(OSTDError) in
+            var conflict = registry.pointee.firstConflict(range, view: view)
+            #if DEBUG
+            if view == .readView && context.hasMutant(.readerAdmissionIgnoresWriters) {
+                conflict = registry.pointee.firstConflict(range, view: view, ignoringWriters: true)
+            }
+            #endif
+            if let conflict { throw .accessConflict(requested: range, conflicting: conflict) }
+            let record = registry.pointee.makeRecord(range)
+            registry.pointee.activate(record, view: view)
+            return record
         }
-        let record = registry.pointee.makeRecord(range)
-        registry.pointee.activate(record, view: view)
+        auditOwnership(.admitted(range: range, view: view))
         return record
     }
 
+    /// Gives a disposed handle its view back, if the admission rules allow it.
     func reactivate(_ record: Record?, view: VmIoMemView) throws(OSTDError) {
         guard let record else { return }
         _ = try executingCpu()
+        let activated = try withOwnerLock { () throws(OSTDError) -> Bool in
+            guard record.memView == nil else { return false }
+            if let conflict = registry.pointee.firstConflict(record.range, view: view, excluding: record) {
+                throw .accessConflict(requested: record.range, conflicting: conflict)
+            }
+            registry.pointee.activate(record, view: view)
+            return true
+        }
+        if activated { auditOwnership(.reactivated(range: record.range, view: view)) }
+    }
+
+    /// Runs `body` holding the owner lock.
+    func withOwnerLock<R>(_ body: () throws(OSTDError) -> R) throws(OSTDError) -> R {
         ownerLock.lock()
         defer { ownerLock.unlock() }
-        guard record.memView == nil else { return }
-        if let conflict = registry.pointee.firstConflict(record.range, view: view, excluding: record) {
-            throw .accessConflict(requested: record.range, conflicting: conflict)
-        }
-        registry.pointee.activate(record, view: view)
+        return try body()
     }
 
     func dispose(_ record: Record?) {
         guard let record else { return }
         ownerLock.lock()
+        let range = auditor != nil ? record.range : nil
         registry.pointee.dispose(record)
         ownerLock.unlock()
+        if let range { auditOwnership(.disposed(range: range)) }
     }
 
     func remove(_ record: Record) {
         ownerLock.lock()
+        let range = auditor != nil ? record.range : nil
         registry.pointee.remove(record)
         ownerLock.unlock()
+        if let range { auditOwnership(.removed(range: range)) }
     }
 
     /// Registers the first `count` bytes of `record`, split off it, with the same view, and
@@ -96,21 +116,26 @@ extension VmSpace {
     /// `VmIoOwner::split` is one step).
     func registerSplit(of record: Record, count: Int) -> Record {
         ownerLock.lock()
-        defer { ownerLock.unlock() }
         let start = Vaddr(record.pointee.start.load(ordering: .relaxed))
+        let end = Vaddr(record.pointee.end.load(ordering: .relaxed))
         let front = registry.pointee.makeRecord(start..<(start + count))
         record.pointee.start.store((start + count).rawValue, ordering: .relaxed)
         if let view = record.memView { registry.pointee.activate(front, view: view) }
+        ownerLock.unlock()
+        auditOwnership(.split(range: start..<end, count: count))
         return front
     }
 
     /// Turns an active writer's registration into a reader's (the seeds' `write_to_read`).
     func convertToReader(_ record: Record) {
         ownerLock.lock()
-        if record.memView == .writeView {
+        let converted = record.memView == .writeView
+        if converted {
             registry.pointee.dispose(record)
             registry.pointee.activate(record, view: .readView)
         }
+        let range = auditor != nil && converted ? record.range : nil
         ownerLock.unlock()
+        if let range { auditOwnership(.convertedToReader(range: range)) }
     }
 }

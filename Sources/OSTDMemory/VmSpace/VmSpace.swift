@@ -30,6 +30,9 @@ public final class VmSpace: @unchecked Sendable {
     /// Resolves faults of this space's user-space accesses; set it before the space is shared.
     /// The handler is given the space: capturing it instead would keep the space alive forever.
     public var pageFaultHandler: PageFaultHandler?
+    /// The auditor every cursor operation and registration of this space is shown to, if the
+    /// space is audited (`VmSpaceAuditor.swift`); `nil`, the default, costs one test per operation.
+    public let auditor: (any VmSpaceAuditor)?
 
     /// Guards `registry`.
     let ownerLock = SpinLock()
@@ -43,10 +46,14 @@ public final class VmSpace: @unchecked Sendable {
 
     /// A space whose page table shares `kernelPageTable`'s kernel half (OSTD `VmSpace::new`).
     ///
-    /// - Parameter sharedReader: whether readers may overlap one another (the seeds'
-    ///   `shared_reader`); writers never overlap anything.
+    /// - Parameters:
+    ///   - sharedReader: whether readers may overlap one another (the seeds' `shared_reader`);
+    ///     writers never overlap anything.
+    ///   - auditor: checks every operation of the space against the specification (off when `nil`).
     /// - Throws: `outOfMemory` when there is no frame for the root.
-    public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false) throws(OSTDError) {
+    public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false,
+                auditor: (any VmSpaceAuditor)? = nil) throws(OSTDError) {
+        self.auditor = auditor
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         rootPaddr = pageTable.rootPaddr
@@ -57,9 +64,10 @@ public final class VmSpace: @unchecked Sendable {
 
     /// A space on `machine` with a kernel page table of its own (257 frames). Spaces that should
     /// share one kernel half use `init(kernelPageTable:)`.
-    public convenience init(machine: Machine, sharedReader: Bool = false) throws(OSTDError) {
+    public convenience init(machine: Machine, sharedReader: Bool = false,
+                            auditor: (any VmSpaceAuditor)? = nil) throws(OSTDError) {
         let kernel = try pageTableCall { () throws(PageTableError) in try PageTable.newKernelPageTable(machine: machine) }
-        try self.init(kernelPageTable: kernel, sharedReader: sharedReader)
+        try self.init(kernelPageTable: kernel, sharedReader: sharedReader, auditor: auditor)
     }
 
     deinit {
@@ -78,7 +86,8 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: `pageTable(invalidVaddrRange)` / `pageTable(unalignedVaddr)` for a bad range.
     public func cursor(_ range: Range<Vaddr>) throws(OSTDError) -> Cursor {
-        Cursor(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursor(range) })
+        Cursor(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursor(range) },
+               audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
     }
 
     /// A cursor that may map, unmap and protect in `range` (OSTD `VmSpace::cursor_mut`).
@@ -86,7 +95,7 @@ public final class VmSpace: @unchecked Sendable {
     /// - Throws: as `cursor(_:)`.
     public func cursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut {
         CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
-                  flusher: TlbFlusher(space: self))
+                  flusher: TlbFlusher(space: self), audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
     }
 }
 

@@ -43,6 +43,8 @@ extension VmSpace {
     /// A read-only cursor over part of a space (OSTD `vm_space::Cursor`).
     public struct Cursor: ~Copyable {
         var ptCursor: OSTDMemory.Cursor<UserPtConfig>
+        /// The space's auditor, when the space is audited.
+        let audit: SpaceAudit?
 
         /// The current virtual address.
         public var virtAddr: Vaddr { ptCursor.virtAddr }
@@ -51,14 +53,23 @@ extension VmSpace {
         ///
         /// - Throws: `pageTable(invalidVaddr)` when the cursor is at the end of its range.
         public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
-            try Cursor.query(&ptCursor)
+            guard audit != nil else { return try Cursor.query(&ptCursor) }
+            return try audited(.query, { c throws(OSTDError) in try Cursor.query(&c.ptCursor) }) {
+                .queried(range: $0.range, item: $0.item)
+            }
         }
 
         /// Moves to the first mapped address in `virtAddr ..< virtAddr + len` (OSTD `find_next`).
-        public mutating func findNext(_ len: Int) -> Vaddr? { ptCursor.findNext(len) }
+        public mutating func findNext(_ len: Int) -> Vaddr? {
+            guard audit != nil else { return ptCursor.findNext(len) }
+            return audited(.findNext(len: len), { c in c.ptCursor.findNext(len) }) { .found($0) }
+        }
 
         /// Moves to `va` inside the cursor's range (OSTD `jump`).
-        public mutating func jump(_ va: Vaddr) throws(OSTDError) { try Cursor.jump(&ptCursor, to: va) }
+        public mutating func jump(_ va: Vaddr) throws(OSTDError) {
+            guard audit != nil else { return try Cursor.jump(&ptCursor, to: va) }
+            try audited(.jump(to: va), { c throws(OSTDError) in try Cursor.jump(&c.ptCursor, to: va) }) { _ in .done }
+        }
 
         /// `query` on a page-table cursor, as a space reports it (shared with `CursorMut`).
         static func query(_ cursor: inout OSTDMemory.Cursor<UserPtConfig>) throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
@@ -77,20 +88,31 @@ extension VmSpace {
         var ptCursor: OSTDMemory.CursorMut<UserPtConfig>
         /// The TLB flushes this cursor has issued and not yet dispatched (OSTD `flusher()`).
         public var flusher: TlbFlusher
+        /// The space's auditor, when the space is audited.
+        let audit: SpaceAudit?
 
         /// The current virtual address.
         public var virtAddr: Vaddr { ptCursor.virtAddr }
 
         /// See `Cursor.query()`.
         public mutating func query() throws(OSTDError) -> (range: Range<Vaddr>, item: VmQueriedItem?) {
-            try Cursor.query(&ptCursor.inner)
+            guard audit != nil else { return try Cursor.query(&ptCursor.inner) }
+            return try audited(.query, { c throws(OSTDError) in try Cursor.query(&c.ptCursor.inner) }) {
+                .queried(range: $0.range, item: $0.item)
+            }
         }
 
         /// See `Cursor.findNext(_:)`.
-        public mutating func findNext(_ len: Int) -> Vaddr? { ptCursor.findNext(len) }
+        public mutating func findNext(_ len: Int) -> Vaddr? {
+            guard audit != nil else { return ptCursor.findNext(len) }
+            return audited(.findNext(len: len), { c in c.ptCursor.findNext(len) }) { .found($0) }
+        }
 
         /// See `Cursor.jump(_:)`.
-        public mutating func jump(_ va: Vaddr) throws(OSTDError) { try Cursor.jump(&ptCursor.inner, to: va) }
+        public mutating func jump(_ va: Vaddr) throws(OSTDError) {
+            guard audit != nil else { return try Cursor.jump(&ptCursor.inner, to: va) }
+            try audited(.jump(to: va), { c throws(OSTDError) in try Cursor.jump(&c.ptCursor.inner, to: va) }) { _ in .done }
+        }
 
         /// Maps `frame` at the current address with `property` and moves past it (OSTD
         /// `CursorMut::map`). No flush is needed: nothing was mapped there.
@@ -100,22 +122,37 @@ extension VmSpace {
         public mutating func map<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, _ property: PageProperty) {
             // SAFETY: a tracked untyped frame in user space: the item owns its reference, and
             // the cursor's range is a user range (the page table's configuration checks it).
-            unsafe ptCursor.map(MappedItem(frame: frame, property: property))
+            map(MappedItem(frame: frame, property: property))
         }
 
         /// Maps any item: a huge page (a segment of 512 or 512² frames) or untracked memory.
         ///
         /// - Precondition: as `map(_:_:)`.
         public mutating func map(_ item: consuming MappedItem) {
-            // SAFETY: as `map(_:_:)`; an untracked item maps physical memory its creator vouched
-            // for (`MappedItem(untracked:)`).
-            unsafe ptCursor.map(item)
+            guard audit != nil else {
+                // SAFETY: as `map(_:_:)`; an untracked item maps physical memory its creator
+                // vouched for (`MappedItem(untracked:)`).
+                return unsafe ptCursor.map(item)
+            }
+            let operation = VmSpaceOperation(mapping: item.info)
+            var item = Optional(item)
+            audited(operation, { c in unsafe c.ptCursor.map(item.take()!) }) { _ in .done }   // SAFETY: as above.
         }
 
         /// Maps `item`, or hands it back with the reason: nothing changes then.
         public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
-            // SAFETY: as `map(_:)`.
-            unsafe ptCursor.tryMap(item)
+            guard audit != nil else {
+                // SAFETY: as `map(_:)`.
+                return unsafe ptCursor.tryMap(item)
+            }
+            let operation = VmSpaceOperation(mapping: item.info)
+            var item = Optional(item)
+            return audited(operation, { c in unsafe c.ptCursor.tryMap(item.take()!) }) {   // SAFETY: as `map(_:)`.
+                switch $0 {
+                case .some(let failure): .failed(OSTDError(failure.error))
+                case .none: .done
+                }
+            }
         }
 
         /// Unmaps every page in `virtAddr ..< virtAddr + len`, flushes the TLB of every CPU where
@@ -127,6 +164,11 @@ extension VmSpace {
         ///   panics); a huge page split finds a frame for its node.
         @discardableResult
         public mutating func unmap(_ len: Int) -> Int {
+            guard audit != nil else { return unmapUnaudited(len) }
+            return audited(.unmap(len: len), { c in c.unmapUnaudited(len) }) { _ in .done }
+        }
+
+        mutating func unmapUnaudited(_ len: Int) -> Int {
             let end = virtAddr + len
             var frames = 0
             // SAFETY: every fragment is kept by the flusher until every CPU has flushed it.
@@ -144,8 +186,13 @@ extension VmSpace {
         /// - Throws: `outOfMemory(frames:)` with the number of nodes the splits need.
         /// - Precondition: as `unmap`.
         public mutating func tryUnmap(_ len: Int) throws(OSTDError) -> Int {
+            guard audit != nil else { return try tryUnmapUnaudited(len) }
+            return try audited(.unmap(len: len), { c throws(OSTDError) in try c.tryUnmapUnaudited(len) }) { _ in .done }
+        }
+
+        mutating func tryUnmapUnaudited(_ len: Int) throws(OSTDError) -> Int {
             if let needed = ptCursor.reserveSplitNodes(len) { throw .outOfMemory(frames: needed) }
-            return unmap(len)
+            return unmapUnaudited(len)
         }
 
         /// Applies `op` to every mapping in `virtAddr ..< virtAddr + len`, as a transaction, and
@@ -158,6 +205,13 @@ extension VmSpace {
         /// - Throws: `outOfMemory(frames:)` with the number of nodes the splits need.
         /// - Precondition: as `protectNext`.
         public mutating func tryProtect(_ len: Int, property op: (inout PageProperty) -> Void) throws(OSTDError) -> Int {
+            guard audit != nil else { return try tryProtectUnaudited(len, op) }
+            return try withoutActuallyEscaping(op) { (op) throws(OSTDError) -> Int in
+                try audited(.protect(len: len, op: op), { c throws(OSTDError) in try c.tryProtectUnaudited(len, op) }) { _ in .done }
+            }
+        }
+
+        mutating func tryProtectUnaudited(_ len: Int, _ op: (inout PageProperty) -> Void) throws(OSTDError) -> Int {
             if let needed = ptCursor.reserveSplitNodes(len) { throw .outOfMemory(frames: needed) }
             let end = virtAddr + len
             var pages = 0
@@ -177,7 +231,14 @@ extension VmSpace {
         public mutating func takeNext(_ len: Int) -> PageTableFrag<UserPtConfig>? {
             // SAFETY: the fragment owns what was removed, so nothing is freed while a TLB may
             // reach it; the caller flushes before dropping it (see above).
-            unsafe ptCursor.takeNext(len)
+            guard audit != nil else { return unsafe ptCursor.takeNext(len) }
+            var info: PageTableFragInfo? = nil
+            return audited(.takeNext(len: len), { c in
+                switch unsafe c.ptCursor.takeNext(len) {   // SAFETY: as above.
+                case .some(let frag): frag.recordingInfo(into: &info)
+                case .none: nil
+                }
+            }) { _ in .taken(info) }
         }
 
         /// Changes the flags and cache policy of the first leaf in `virtAddr ..< virtAddr + len`
@@ -187,15 +248,17 @@ extension VmSpace {
         public mutating func protectNext(
             _ len: Int, _ op: (inout PageFlags, inout CachePolicy) -> Void
         ) -> Range<Vaddr>? {
-            // SAFETY: the property changes only rights; a stale TLB entry keeps the old rights to
-            // the same, still-owned frame until the caller's flush.
-            unsafe ptCursor.protectNext(len) { property in op(&property.flags, &property.cache) }
+            protectNext(len) { property in op(&property.flags, &property.cache) }
         }
 
         /// `protectNext` with the whole property, privileged flags included.
         public mutating func protectNext(_ len: Int, property op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
-            // SAFETY: as `protectNext(_:_:)`.
-            unsafe ptCursor.protectNext(len, op)
+            // SAFETY: the property changes only rights; a stale TLB entry keeps the old rights to
+            // the same, still-owned frame until the caller's flush.
+            guard audit != nil else { return unsafe ptCursor.protectNext(len, op) }
+            return withoutActuallyEscaping(op) { op in
+                audited(.protectNext(len: len, op: op), { c in unsafe c.ptCursor.protectNext(len, op) }) { .protected($0) }   // SAFETY: as above.
+            }
         }
     }
 }

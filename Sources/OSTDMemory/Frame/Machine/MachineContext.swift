@@ -36,6 +36,10 @@ struct MachineContext: ~Copyable {
     @usableFromInline let frameCaches: CpuLocal<FrameCache>
     /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
     @usableFromInline let ledger: ObligationLedger?
+    #if DEBUG
+    /// The `CoreMutants` switched on (tests of the audit; debug builds only).
+    @usableFromInline let mutants = Atomic<UInt32>(0)
+    #endif
 
     /// Guards `pool`.
     let lock = OutOfLineSpinLock()

@@ -51,6 +51,14 @@ extension Cursor where C: PageTableConfig {
     @inlinable @inline(__always)
     mutating func commitMap(_ raw: MappedItemRef) {
         let node = currentNode
+        #if DEBUG
+        if context.hasMutant(.mapWritesWrongPaddr) && raw.level == 1 {
+            node.write(currentIndex, PageTableEntry(raw: leafEntry(raw).raw &+ UInt64(pageSize)))
+            node.nrChildren += 1
+            moveForward()
+            return
+        }
+        #endif
         node.write(currentIndex, leafEntry(raw))
         node.nrChildren += 1
         moveForward()
@@ -66,6 +74,11 @@ extension Cursor where C: PageTableConfig {
         node.nrChildren -= 1
         let slotVa = curVaRange.lowerBound
         if pte.isLeaf {
+            #if DEBUG
+            if context.hasMutant(.takeNextLeaksFrameReference) && MappedItemRef(C.self, pte: pte, level: level).isTracked {
+                context.slot(of: pte.paddr(level: level)).incRefCount(paddr: pte.paddr(level: level))
+            }
+            #endif
             // SAFETY: the leaf's references were forgotten into this entry by `commitMap` (or a
             // split moved them here), and the entry was cleared above under the node's lock, so
             // they are restored exactly once.

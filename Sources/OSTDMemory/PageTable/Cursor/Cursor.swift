@@ -256,7 +256,15 @@
     mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef? {
         guard let child = spareNodes.popLast().map({ $0.relevelled(level - 1) }) ?? context.allocNode(level: level - 1)
         else { return nil }
+        #if DEBUG
+        if context.hasMutant(.splitLosesProperty) {
+            child.fillSplit(of: PageTableEntry(raw: pte.raw & ~PageTableEntry.writable), level: level)
+        } else {
+            child.fillSplit(of: pte, level: level)
+        }
+        #else
         child.fillSplit(of: pte, level: level)
+        #endif
         currentNode.write(currentIndex, .pageTable(child.paddr(context)))
         return child
     }

@@ -164,6 +164,9 @@
     @_spi(OSTDInternals) public mutating func tryProtectNext(
         _ len: Int, _ op: (inout PageProperty) -> Void
     ) throws(PageTableError) -> Range<Vaddr>? {
+        #if DEBUG
+        let end = inner.va + len
+        #endif
         guard try inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
         let node = inner.currentNode
         let index = inner.currentIndex
@@ -173,8 +176,14 @@
         // The address and the page table's AVAIL1 marker stay; everything else comes from `prop`.
         let kept = pte.raw & (PageTableEntry.paMask(inner.level) | PageTableEntry.avail1)
         let updated = kept | (prop.leafBits & ~PageTableEntry.avail1)
-        if updated != pte.raw { node.write(index, PageTableEntry(raw: updated)) }
         let range = inner.curVaRange
+        #if DEBUG
+        if inner.context.hasMutant(.protectNextSkipsLastPage) && range.upperBound == end {
+            inner.moveForward()
+            return range
+        }
+        #endif
+        if updated != pte.raw { node.write(index, PageTableEntry(raw: updated)) }
         inner.moveForward()
         return range
     }

@@ -1,0 +1,159 @@
+// The audit switch: a space given a `SpecAuditor` checks every cursor operation and ownership
+// change against the specification. A run of correct operations of every kind finds nothing;
+// each of the core's mutants (`CoreMutants`, debug builds) is caught by the check meant for it,
+// on the smallest scenario that exercises it. (The property test runs them on random programs.)
+
+@_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
+import OSTDHost
+import Testing
+
+/// An audited space on a fresh machine, with its kernel table (for the quiescent checks).
+struct AuditedSpace {
+    let machine: Machine
+    let kernel: PageTable<KernelPtConfig>
+    let space: VmSpace
+    let auditor = SpecAuditor()
+
+    init(mutants: CoreMutants = [], memory: Int = 16 << 20) throws {
+        machine = makeMachine(memory: memory)
+        machine.mutants = mutants
+        kernel = try PageTable.newKernelPageTable(machine: machine)
+        space = try VmSpace(kernelPageTable: kernel, auditor: auditor)
+    }
+
+    /// The predicates violated so far, per-operation and quiescent.
+    func violatedPredicates() -> Set<String> {
+        auditor.checkQuiescent(space, kernel: kernel, after: "the test")
+        return Set(auditor.violations.map(\.predicate))
+    }
+
+    /// Keeps the space (and so its machine) alive forever: a mutant that corrupted the page
+    /// table would crash the space's teardown, after the audit has done its work.
+    func abandon() { _ = Unmanaged.passRetained(space) }
+
+    /// Maps `count` fresh 4 KiB pages at `start`.
+    func mapPages(at start: Vaddr, _ count: Int, _ flags: PageFlags = .rw) throws {
+        var cursor = try space.cursorMut(pages(start, count))
+        for _ in 0..<count { cursor.map(try FrameAllocOptions().allocFrame(in: machine), .user(flags)) }
+    }
+
+    /// Maps a fresh 2 MiB page at `start`.
+    func mapHuge(at start: Vaddr) throws {
+        var cursor = try space.cursorMut(start..<(start + 512 * pageSize))
+        let segment = try FrameAllocOptions().allocSegment(512, in: machine)
+        cursor.map(MappedItem(hugePage: segment, property: .user(.rw)))
+    }
+}
+
+@Suite struct SpecAuditorTests {
+    @Test func correctOperationsOfEveryKindViolateNothing() throws {
+        let audited = try AuditedSpace()
+        let space = audited.space
+        try audited.mapPages(at: base, 8)
+        try audited.mapHuge(at: Vaddr(0x60_0000))
+        do {
+            var cursor = try space.cursorMut(base..<Vaddr(0x80_0000))
+            _ = try cursor.query()
+            #expect(cursor.findNext(16 * pageSize) == base)
+            try cursor.jump(base + 2 * pageSize)
+            _ = try cursor.tryProtect(3 * pageSize) { $0.flags.remove(.w) }
+            try cursor.jump(Vaddr(0x60_1000))   // inside the huge page: a split
+            _ = cursor.protectNext(pageSize) { $0.flags.remove(.w) }
+            cursor.flusher.dispatchTlbFlush()
+            try cursor.jump(Vaddr(0x60_3000))
+            if let fragment = cursor.takeNext(4 * pageSize) {
+                cursor.flusher.issueTlbFlush(removing: fragment)
+                cursor.flusher.dispatchTlbFlush()
+            }
+            try cursor.jump(base + 6 * pageSize)
+            cursor.unmap(2 * pageSize)
+            #expect(throws: OSTDError.self) { try cursor.jump(Vaddr(0x90_0000)) }
+        }
+        space.activate(on: 0)
+        try space.withWriter(at: base, count: 8) { try $0.writeVal(UInt64(42)) }
+        #expect(try space.withReader(at: base, count: 8) { try $0.readVal(UInt64.self) } == 42)
+        #expect(audited.violatedPredicates().isEmpty, "\(audited.auditor.violations)")
+        #expect(audited.auditor.operationsChecked >= 12)
+    }
+
+    @Test func protectNextSkippingItsLastPageIsCaught() throws {
+        let audited = try AuditedSpace(mutants: .protectNextSkipsLastPage)
+        try audited.mapPages(at: base, 4)
+        var cursor = try audited.space.cursorMut(pages(base, 4))
+        _ = try cursor.tryProtect(4 * pageSize) { $0.flags.remove(.w) }
+        _ = consume cursor
+        #expect(audited.violatedPredicates().contains("protectSpec"))
+    }
+
+    @Test func takeNextLeakingAFrameReferenceIsCaught() throws {
+        let audited = try AuditedSpace(mutants: .takeNextLeaksFrameReference)
+        try audited.mapPages(at: base, 2)
+        var cursor = try audited.space.cursorMut(pages(base, 2))
+        cursor.unmap(2 * pageSize)
+        _ = consume cursor
+        #expect(audited.violatedPredicates().contains("referenceAccounting"))
+    }
+
+    @Test func aFlusherThatDoesNotFlushIsCaught() throws {
+        let audited = try AuditedSpace(mutants: .flusherDoesNotFlush)
+        try audited.mapPages(at: base, 1)
+        audited.space.activate(on: 0)
+        _ = try audited.space.withReader(at: base, count: 8) { try $0.readVal(UInt64.self) }   // fills the TLB
+        var cursor = try audited.space.cursorMut(pages(base, 1))
+        cursor.unmap(pageSize)
+        _ = consume cursor
+        #expect(audited.violatedPredicates().contains("tlbSubsetOfPageTable"))
+    }
+
+    @Test func readerAdmissionIgnoringWritersIsCaught() throws {
+        let audited = try AuditedSpace(mutants: .readerAdmissionIgnoresWriters)
+        try audited.mapPages(at: base, 2)
+        audited.space.activate(on: 0)
+        try audited.space.withWriter(at: base, count: 16) { _ in
+            _ = try audited.space.withReader(at: base + 8, count: 8) { try $0.readVal(UInt64.self) }
+        }
+        #expect(Set(audited.auditor.violations.map(\.predicate)) == ["vmSpaceOwnerInv"])
+    }
+
+    @Test func aMapWritingTheWrongPhysicalAddressIsCaught() throws {
+        let audited = try AuditedSpace(mutants: .mapWritesWrongPaddr)
+        try audited.mapPages(at: base, 1)
+        #expect(audited.auditor.violations.map(\.predicate).contains("mapSpec"))
+        audited.abandon()   // the leaf names a frame it holds no reference to
+    }
+
+    @Test func aSplitLosingALeafsPropertyIsCaught() throws {
+        let audited = try AuditedSpace(mutants: .splitLosesProperty)
+        try audited.mapHuge(at: Vaddr(0x60_0000))
+        var cursor = try audited.space.cursorMut(Vaddr(0x60_0000)..<Vaddr(0x80_0000))
+        try cursor.jump(Vaddr(0x60_1000))
+        _ = cursor.takeNext(pageSize)
+        _ = consume cursor
+        #expect(audited.auditor.violations.map(\.predicate).contains("takeNextSpec"))
+    }
+
+    @Test func theCursorInvariantsCanFail() throws {
+        let audited = try AuditedSpace()
+        try audited.mapPages(at: base, 1)
+        let table = audited.space.pageTable
+        let root = table.rootPaddr
+        let good = CursorAuditState(va: base, barrierVa: pages(base, 1), level: 4, guardLevel: 4, path: [nil, nil, nil, root])
+        // No cursor is alive: none of the 4 nodes down to the page is locked.
+        #expect(CursorInvariants.nodesLocked(good, table: table).count == 4)
+        #expect(CursorInvariants.wf(good, table: table).isEmpty)
+        var badPath = good
+        badPath.path = [nil, nil, root, root]
+        #expect(!CursorInvariants.wf(badPath, table: table).isEmpty)
+        var badLevel = good
+        badLevel.level = 5
+        #expect(!CursorInvariants.inv(badLevel).isEmpty)
+        var outside = good
+        outside.va = base + 2 * pageSize
+        #expect(!CursorInvariants.inv(outside).isEmpty)
+        // While a cursor is alive its state satisfies them all.
+        var cursor = try audited.space.cursorMut(pages(base, 1))
+        #expect(CursorInvariants.invariants(cursor.auditState, table: table).isEmpty)
+        _ = try cursor.query()
+    }
+}
