@@ -78,6 +78,12 @@ public final class SpecAuditor: VmSpaceAuditor {
     /// cursor, reader or writer alive, every flush dispatched. Returns and records what it found.
     @discardableResult
     public func checkQuiescent(_ space: VmSpace, kernel: PageTable<KernelPtConfig>, after operation: String) -> [AuditViolation] {
+        checkQuiescent(space, kernel: KernelTableAudit(kernel), after: operation)
+    }
+
+    /// `checkQuiescent` with the kernel table's part taken earlier (it must not have changed since).
+    @discardableResult
+    public func checkQuiescent(_ space: VmSpace, kernel: KernelTableAudit, after operation: String) -> [AuditViolation] {
         let found = Audit.quiescent(machine: space.machine, space: space, kernel: kernel).map {
             AuditViolation(predicate: $0.predicate, detail: $0.detail, operation: operation)
         }
