@@ -9,7 +9,8 @@
 // - `memViewWf` (defects 1, 13 and 11): the seed's is unsatisfiable with any writer and makes
 //   every view the whole space. Here ownership is by bytes, as the corrected `MemView.split`
 //   hands it out: R agrees with T wherever R translates and wherever no writer's range lies; a
-//   writer agrees with T on its range, R holds no byte of that range, and R and the writer share
+//   writer agrees with T on its range, R holds no byte of that range (looked up by the frames the
+//   writer's range translates to, whether or not R maps them), and R and the writer share
 //   only mappings that straddle an end of the writer's range; a reader agrees with T where it
 //   translates. The seed's `!remaining_view.memory.contains_key(va)` (000:219) looks a *virtual*
 //   address up among frame base PAs; "R holds no byte of the writer's range" is what it means.
@@ -81,7 +82,9 @@ public struct VmSpaceOwnerModel: Equatable, Sendable {
         if !w.translatesLike(t, extra: [range.lowerBound, range.upperBound], where: { range.contains($0) }) {
             problems.append("writer \(writer.id) translates its range unlike the total view")
         }
-        for piece in r.segments(range) {
+        // The bytes of the range, found through the writer's own translation (so R holding the
+        // writer's frame without a mapping to it still counts).
+        for piece in w.segments(range) {
             guard let m = piece.mapping, let frame = r.memory[m.pa.lowerBound] else { continue }
             if !frame.contents.noneInitialized((piece.range.lowerBound - m.va.lowerBound)..<(piece.range.upperBound - m.va.lowerBound)) {
                 problems.append("the remaining view still holds bytes of writer \(writer.id)'s range \(piece.range.lowerBound)..<\(piece.range.upperBound)")

@@ -179,4 +179,28 @@ func modelOwner(_ id: UInt64, _ range: Range<Int>, _ view: VmIoMemViewModel?, fa
         #expect(!good.canCreateWriter(base + 0x1000, 8) && good.canCreateWriter(base + 0x2000, 8))
         #expect(!good.seedCanCreateWriter(base + 0x2000, 8))   // adjacency counts in the seed
     }
+
+    // MARK: Defect 17
+
+    @Test func memViewWfLooksAVirtualAddressUpAmongFrameKeys() {
+        // 000:217-220, literally: where the writer translates `va`, R must not translate it and
+        // `!remaining_view.memory.contains_key(va)` — a virtual address among frame base PAs.
+        func seedWriterClause(_ w: MemView, _ r: MemView, _ va: Vaddr) -> Bool {
+            w.addrTransl(va) == nil || (r.addrTransl(va) == nil && r.memory[Paddr(va.rawValue)] == nil)
+        }
+        let writerPage = leaf(at(0), 0x8000)
+        // A fine state: R holds only an unrelated frame whose PA happens to equal the writer's VA.
+        let unrelated = leaf(at(0x5000), at(0))
+        let total = filledView([writerPage, unrelated])
+        let (taken, rest) = total.split(base, 0x1000)
+        let fine = VmSpaceOwnerModel(active: true, readers: [], writers: [modelOwner(1, 0..<0x1000, .writeView(taken))],
+                                     memView: rest, mvRange: total, sharedReader: false)
+        #expect(fine.memViewWf(), "\(fine.memViewWfViolations())")
+        #expect(!seedWriterClause(taken, rest, base))   // rejected for an unrelated frame
+        // A bad state: R keeps the writer's frame and bytes; the literal clause does not look there.
+        var leaky = fine
+        leaky.memView!.memory[Paddr(0x8000)] = total.memory[Paddr(0x8000)]
+        #expect(!leaky.memViewWf())
+        #expect(seedWriterClause(taken, leaky.memView!, base + 0xfff) == seedWriterClause(taken, rest, base + 0xfff))
+    }
 }
