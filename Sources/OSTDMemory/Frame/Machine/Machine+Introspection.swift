@@ -1,6 +1,7 @@
 // Read-only introspection of a machine's metadata, for the executable specification
-// (`OSTDSpec`): what the seeds' `MetaRegionOwners` reads of each slot beyond its public view, and
-// the obligation ledger. SPI because it exposes the allocator's private words.
+// (`OSTDSpec`): what the seeds' `MetaRegionOwners` reads of each slot beyond its public view, the
+// obligation ledger, and a copy of physical memory (the bytes of the seeds' `MemView`). SPI because
+// it exposes the allocator's private words.
 
 extension Machine {
     /// The free-list word of frame `index`'s slot (the seeds' `in_list`; allocator-private).
@@ -27,5 +28,21 @@ extension Machine {
     @_spi(OSTDInternals) public func tlbEntries(cpu: Int) -> [TlbEntryInfo] {
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
         return context.state.pointee.platform.tlbEntries(on: cpu)
+    }
+
+    /// A copy of the bytes of physical memory `range` (the contents of the seeds' `MemView`).
+    /// Read-only: nothing is written. Exact at a quiescent point; while other threads write the
+    /// range the copy may mix old and new bytes.
+    ///
+    /// - Precondition: `range` lies inside physical memory.
+    @_spi(OSTDInternals) public func physicalBytes(_ range: Range<Paddr>) -> [UInt8] {
+        precondition(range.upperBound.rawValue <= UInt64(memorySize),
+                     "physical range \(range.lowerBound)..<\(range.upperBound) is outside memory")
+        let count = range.upperBound - range.lowerBound
+        // SAFETY: `range` lies inside physical memory (checked above), which the machine's context
+        // keeps allocated while this `Machine` is alive; the bytes are only read, and copied out
+        // before the buffer goes out of scope.
+        let bytes = unsafe UnsafeRawBufferPointer(start: context.pointer(to: range.lowerBound), count: count)
+        return Array(unsafe bytes)
     }
 }
