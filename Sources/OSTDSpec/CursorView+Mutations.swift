@@ -22,8 +22,8 @@ extension CursorView {
     /// tracked marker, as the core's `leafEntry` and the view do) and carries `isTracked`.
     ///
     /// Our core (like OSTD) maps only into an empty slot: when `canMapSpec(level:)` is false, `map`
-    /// panics ("mapping over an already mapped page") and `tryMap` fails, leaving
-    /// `splitWhileHuge(size)` (its descent may split a huge leaf first) with `cur_va` unchanged.
+    /// panics ("mapping over an already mapped page") and `tryMap` fails, leaving the view and
+    /// `cur_va` unchanged (it refuses on meeting a huge leaf, without splitting it; OSTD splits).
     /// When it is true, the split and the removal are no-ops and this is the core's exact result.
     /// vostd's replacing form is seed defect 10 (docs/SPEC.md).
     public func mapSpec(pa: Paddr, level: PagingLevel, property: PageProperty, isTracked: Bool = true) -> CursorView {

@@ -2,9 +2,10 @@
 // to `VmSpace(machine:auditor:)` and every operation of the space's cursors and every change to
 // its readers and writers is checked (the core's `VmSpaceAuditor` protocol).
 //
-// Per operation, on the cursor's locked range only (exact while the cursor holds it, and cheap
-// however large the space): the cursor's invariants before and after (check 15), and the
-// operation's refinement of its specification (`CursorRefinement`, checks 8–14). Per ownership
+// Per operation, on the cursor's locked subtree only (exact while the cursor holds it, and cheap
+// for a small range however large the space): the cursor's invariants before and after (check
+// 15), and the operation's refinement of its specification (`CursorRefinement`, checks 8–14: the
+// view after is exactly the spec function's result on the view before). Per ownership
 // change: `VmSpaceOwner::inv` over the registrations. The whole-state checks (structure,
 // metadata, reference accounting, TLB ⊆ PT) need a quiescent space, which no operation sees from
 // inside; `checkQuiescent` runs them, and callers run it where the space is quiescent (the
@@ -42,24 +43,23 @@ public final class SpecAuditor: VmSpaceAuditor {
 
     // MARK: VmSpaceAuditor
 
-    /// The view of the cursor's range and the cursor, before an operation.
+    /// The view of the cursor's locked subtree and the cursor, before an operation.
     struct Before {
-        var view: PageTableView
+        var view: CursorView
         var cursor: CursorAuditState
     }
 
     public func willPerform(_ operation: VmSpaceOperation, cursor: CursorAuditState, in space: VmSpace) -> Any {
         record(CursorInvariants.invariants(cursor, table: space.pageTable), predicate: "cursorInvariants",
                operation: operation, when: "before")
-        return Before(view: space.pageTable.view(overlapping: cursor.barrierVa), cursor: cursor)
+        return Before(view: Self.view(of: cursor, in: space), cursor: cursor)
     }
 
     public func didPerform(_ operation: VmSpaceOperation, outcome: VmSpaceOperationOutcome, cursor: CursorAuditState,
                            in space: VmSpace, token: Any) {
         guard let before = token as? Before else { preconditionFailure("a token this auditor did not make") }
-        let after = space.pageTable.view(overlapping: cursor.barrierVa)
-        record(CursorRefinement.violations(operation, outcome: outcome, va: before.cursor.va, vaAfter: cursor.va,
-                                           before: before.view, after: after),
+        record(CursorRefinement.violations(operation, outcome: outcome, cursor: before.cursor, before: before.view,
+                                           after: Self.view(of: cursor, in: space)),
                predicate: Self.specName(operation), operation: operation, when: nil)
         record(CursorInvariants.invariants(cursor, table: space.pageTable), predicate: "cursorInvariants",
                operation: operation, when: "after")
@@ -70,6 +70,13 @@ public final class SpecAuditor: VmSpaceAuditor {
         let problems = Audit.vmSpaceOwnerInv(space.ownerSnapshot)
         record(problems.map { AuditViolation(predicate: "vmSpaceOwnerInv", detail: $0, operation: "\(change)") })
         state.withLock { $0.operations += 1 }
+    }
+
+    /// The view of `cursor`'s locked subtree (vostd's `view_mappings`): exact while the cursor
+    /// holds it, whatever other cursors do elsewhere.
+    static func view(of cursor: CursorAuditState, in space: VmSpace) -> CursorView {
+        let locked = CursorView.lockedRange(barrier: cursor.barrierVa, guardLevel: cursor.guardLevel)
+        return CursorView(curVa: cursor.va, view: space.pageTable.view(overlapping: locked), range: locked)
     }
 
     // MARK: Quiescent points

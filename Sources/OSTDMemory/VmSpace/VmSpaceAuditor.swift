@@ -49,7 +49,7 @@ public enum VmSpaceOperationOutcome: Sendable {
 /// What a `takeNext` removed, without the ownership of it.
 public enum PageTableFragInfo: Equatable, Sendable {
     /// A leaf at `va`.
-    case mapped(va: Vaddr, paddr: Paddr, level: PagingLevel, property: PageProperty)
+    case mapped(va: Vaddr, paddr: Paddr, level: PagingLevel, property: PageProperty, isTracked: Bool)
     /// A whole subtree covering `va ..< va + len`, holding `numFrames` tracked frames.
     case strayPageTable(va: Vaddr, len: Int, numFrames: Int)
 }
@@ -163,7 +163,7 @@ extension PageTableFrag where C: PageTableConfig {
         switch consume self {
         case .mapped(let va, let item):
             let leaf = item.info
-            info = .mapped(va: va, paddr: leaf.paddr, level: leaf.level, property: leaf.property)
+            info = .mapped(va: va, paddr: leaf.paddr, level: leaf.level, property: leaf.property, isTracked: leaf.isTracked)
             return .mapped(va: va, item: item)
         case .strayPageTable(let node, let va, let len, let numFrames):
             info = .strayPageTable(va: va, len: len, numFrames: numFrames)

@@ -74,7 +74,7 @@ struct CursorViewTests {
         #expect(Self.view(table, cursor) == before.mapSpec(pa: pa, level: 1, property: Self.rw))
     }
 
-    @Test func aFailedMapOverAHugeLeafOnlySplitsIt() throws {
+    @Test func aFailedMapOverAHugeLeafChangesNothing() throws {
         let machine = makeMachine(memory: 64 << 20, audit: false)
         let table = try Self.populated(machine)
         var cursor = try table.cursorMut(Vaddr(0)..<Vaddr(UInt64(4 * cvPage1G)))
@@ -85,7 +85,7 @@ struct CursorViewTests {
         case .some(let failure): #expect(failure.error == PageTableError.alreadyMapped(before.curVa))
         case .none: Issue.record("mapped over a huge leaf")
         }
-        #expect(Self.view(table, cursor) == before.splitWhileHuge(cvPage4K))
+        #expect(Self.view(table, cursor) == before)   // the huge leaf is not split (OSTD splits it)
     }
 
     @Test func takeNextLoopsSplittingBothEndsAreTakeNextSpecAndUnmapResult() throws {

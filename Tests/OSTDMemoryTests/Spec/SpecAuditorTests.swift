@@ -157,3 +157,28 @@ struct AuditedSpace {
         _ = try cursor.query()
     }
 }
+
+/// Regressions the audited property test found.
+@Suite struct AuditFindingsTests {
+    /// A `tryMap` of a 4 KiB page inside a 2 MiB leaf used to split the leaf and then refuse,
+    /// leaving CPU 0's TLB with the 2 MiB translation over 512 small leaves (TLB ⊄ PT).
+    @Test func aRefusedMapInsideAHugeLeafSplitsNothing() throws {
+        let audited = try AuditedSpace()
+        let huge = Vaddr(0x60_0000)
+        try audited.mapHuge(at: huge)
+        audited.space.activate(on: 0)
+        _ = try audited.space.withReader(at: huge, count: 8) { try $0.readVal(UInt64.self) }   // a 2 MiB TLB entry
+        let before = audited.space.pageTable.view()
+        var cursor = try audited.space.cursorMut(huge..<(huge + 512 * pageSize))
+        try cursor.jump(huge + 3 * pageSize)
+        let error: PageTableError? = switch cursor.tryMap(
+            MappedItem(frame: try FrameAllocOptions().allocFrame(in: audited.machine), property: .user(.rw))) {
+        case .some(let failure): failure.error
+        case .none: nil
+        }
+        #expect(error == .alreadyMapped(huge + 3 * pageSize))
+        _ = consume cursor
+        #expect(audited.space.pageTable.view().mappings == before.mappings)
+        #expect(audited.violatedPredicates().isEmpty, "\(audited.auditor.violations)")
+    }
+}

@@ -19,19 +19,22 @@ extension Cursor where C: PageTableConfig {
         if _slowPath(currentEntry().isPresent) { throw .alreadyMapped(va) }
     }
 
-    /// Goes down to `target`, allocating absent nodes and splitting huge leaves. On running out
-    /// of memory, the nodes just allocated (all empty) are detached again.
+    /// Goes down to `target`, allocating absent nodes. On running out of memory, the nodes just
+    /// allocated (all empty) are detached again.
+    ///
+    /// A huge leaf on the way means the slot is mapped: it throws `alreadyMapped` without
+    /// splitting the leaf. (OSTD splits it and then panics. Splitting without a TLB flush would
+    /// leave CPUs caching the huge translation over the smaller leaves, a TLB entry that is not
+    /// one of the table's mappings: the audited property test found that after a failed
+    /// `tryMap`.)
     @usableFromInline
     mutating func descend(to target: PagingLevel) throws(PageTableError) {
         while level > target {
             let pte = currentEntry()
             if pte.isPresent {
                 if pte.isLeaf {
-                    guard let child = splitHugeLeaf(pte) else {
-                        reclaimEmptyPath()
-                        throw .outOfMemory
-                    }
-                    pushLevel(child)
+                    reclaimEmptyPath()
+                    throw .alreadyMapped(va)
                 } else {
                     pushLevel(NodeRef(pte.paddr(level: level), context))
                 }

@@ -45,7 +45,8 @@
     // MARK: Map
 
     /// Maps `item` at the current address and moves past it (OSTD `CursorMut::map`). Missing
-    /// nodes are allocated; a huge leaf in the way is split.
+    /// nodes are allocated; a huge leaf in the way means the slot is mapped (OSTD splits it first,
+    /// then panics; we do not split).
     ///
     /// - Precondition (OSTD's panics): the address is inside the range with room for the page
     ///   ("cursor virtual address out-of-bound for mapping"), aligned to the item's page size
@@ -65,8 +66,7 @@
     }
 
     /// Maps `item` like `map`, or hands it back with the reason when it cannot be mapped. On
-    /// failure the mappings are unchanged (a huge leaf may have been split: the same translation
-    /// in smaller pieces) and no frame is lost.
+    /// failure the page table is unchanged and no frame is lost.
     @unsafe
     @_spi(OSTDInternals) public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
         let raw = item.info
