@@ -47,6 +47,10 @@ enum SpecOp: Equatable, CustomStringConvertible {
     case access(page: Int, cpu: Int)
     case takeWithoutDispatch(page: Int)
 
+    /// Codes above this decode like smaller ones: generators draw from `0 ... codeLimit`, so that
+    /// shrinking a code takes few steps.
+    static let codeLimit = 1 << 23 - 1
+
     /// The op `code` stands for; every integer is one (the decoding is total).
     init(code: Int) {
         let c = code.magnitude
