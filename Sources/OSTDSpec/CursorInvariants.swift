@@ -12,11 +12,14 @@
 
 /// The checks of a cursor's state against the page table it is on.
 public enum CursorInvariants {
-    /// `Cursor::invariants`: `inv`, `wf` and `nodesLocked`, as violations in words.
-    public static func invariants(_ cursor: CursorAuditState, table: PageTable<UserPtConfig>) -> [String] {
+    /// `Cursor::invariants`: `inv`, `wf` and `nodesLocked`, as violations in words. With `range`,
+    /// the lock clause is checked for the nodes overlapping it only (an operation's range: the
+    /// nodes it reads and writes), which keeps the check proportional to the operation.
+    public static func invariants(_ cursor: CursorAuditState, table: PageTable<UserPtConfig>,
+                                  lockedIn range: Range<Vaddr>? = nil) -> [String] {
         let handle = inv(cursor)
         guard handle.isEmpty else { return handle }   // the rest reads the path
-        return wf(cursor, table: table) + nodesLocked(cursor, table: table)
+        return wf(cursor, table: table) + nodesLocked(cursor, table: table, in: range)
     }
 
     /// `Cursor::inv`: "`1 <= level <= NR_LEVELS + 1 ∧ level <= guard_level + 1 ∧ guard_level <=
@@ -66,10 +69,14 @@ public enum CursorInvariants {
     }
 
     /// The lock clause (vostd `nodes_locked`, in our design's form; see the file comment): every
-    /// node of the table at or below the guard level that overlaps the cursor's range is locked.
-    public static func nodesLocked(_ cursor: CursorAuditState, table: PageTable<UserPtConfig>) -> [String] {
+    /// node of the table at or below the guard level that overlaps the cursor's range (or the
+    /// part of it in `range`) is locked.
+    public static func nodesLocked(_ cursor: CursorAuditState, table: PageTable<UserPtConfig>,
+                                   in range: Range<Vaddr>? = nil) -> [String] {
         var problems: [String] = []
-        table.forEachNode(overlapping: cursor.barrierVa) { node in
+        let barrier = cursor.barrierVa
+        let checked = range.map { max($0.lowerBound, barrier.lowerBound)..<min(max($0.upperBound, barrier.lowerBound), barrier.upperBound) } ?? barrier
+        table.forEachNode(overlapping: checked) { node in
             if node.level <= cursor.guardLevel && !node.isLocked && problems.count < 5 {
                 problems.append("node \(node.paddr) (level \(node.level), from \(node.va)) overlaps the cursor's range "
                                 + "\(cursor.barrierVa.lowerBound)..<\(cursor.barrierVa.upperBound) but is not locked")

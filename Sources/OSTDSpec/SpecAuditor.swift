@@ -2,10 +2,11 @@
 // to `VmSpace(machine:auditor:)` and every operation of the space's cursors and every change to
 // its readers and writers is checked (the core's `VmSpaceAuditor` protocol).
 //
-// Per operation, on the cursor's locked subtree only (exact while the cursor holds it, and cheap
-// for a small range however large the space): the cursor's invariants before and after (check
-// 15), and the operation's refinement of its specification (`CursorRefinement`, checks 8–14: the
-// view after is exactly the spec function's result on the view before). Per ownership
+// Per operation, on the part of the space the operation may touch (`touchedRange`: locked by the
+// cursor, so exact while it runs, and as cheap as the operation however large the space): the
+// cursor's invariants before and after (check 15), and the operation's refinement of its
+// specification (`CursorRefinement`, checks 8–14: the view after is exactly the spec function's
+// result on the view before). Per ownership
 // change: `VmSpaceOwner::inv` over the registrations. The whole-state checks (structure,
 // metadata, reference accounting, TLB ⊆ PT) need a quiescent space, which no operation sees from
 // inside; `checkQuiescent` runs them, and callers run it where the space is quiescent (the
@@ -43,40 +44,54 @@ public final class SpecAuditor: VmSpaceAuditor {
 
     // MARK: VmSpaceAuditor
 
-    /// The view of the cursor's locked subtree and the cursor, before an operation.
+    /// What an operation is checked on, taken before it: the range it may touch (with the whole
+    /// leaves that overlap it), the view there, and the cursor.
     struct Before {
+        var range: Range<Vaddr>
         var view: CursorView
         var cursor: CursorAuditState
     }
 
     public func willPerform(_ operation: VmSpaceOperation, cursor: CursorAuditState, in space: VmSpace) -> Any {
-        record(CursorInvariants.invariants(cursor, table: space.pageTable), predicate: "cursorInvariants",
+        let touched = Self.touchedRange(operation, cursor: cursor)
+        let table = space.pageTable.view(overlapping: touched)
+        let range = table.mappings.reduce(touched) { min($0.lowerBound, $1.va.lowerBound)..<max($0.upperBound, $1.va.upperBound) }
+        record(CursorInvariants.invariants(cursor, table: space.pageTable, lockedIn: range), predicate: "cursorInvariants",
                operation: operation, when: "before")
-        return Before(view: Self.view(of: cursor, in: space), cursor: cursor)
+        return Before(range: range, view: CursorView(curVa: cursor.va, view: table, range: range), cursor: cursor)
     }
 
     public func didPerform(_ operation: VmSpaceOperation, outcome: VmSpaceOperationOutcome, cursor: CursorAuditState,
                            in space: VmSpace, token: Any) {
         guard let before = token as? Before else { preconditionFailure("a token this auditor did not make") }
-        record(CursorRefinement.violations(operation, outcome: outcome, cursor: before.cursor, before: before.view,
-                                           after: Self.view(of: cursor, in: space)),
+        let after = CursorView(curVa: cursor.va, view: space.pageTable.view(overlapping: before.range), range: before.range)
+        record(CursorRefinement.violations(operation, outcome: outcome, cursor: before.cursor, before: before.view, after: after),
                predicate: Self.specName(operation), operation: operation, when: nil)
-        record(CursorInvariants.invariants(cursor, table: space.pageTable), predicate: "cursorInvariants",
+        record(CursorInvariants.invariants(cursor, table: space.pageTable, lockedIn: before.range), predicate: "cursorInvariants",
                operation: operation, when: "after")
         state.withLock { $0.operations += 1 }
+    }
+
+    /// The addresses `operation` may read or change, from the cursor's address: the slot a query
+    /// or a map works on, the `len` bytes a scan covers, nothing for a jump. The leaves that
+    /// overlap it are added whole (a split changes only them), and the specification functions
+    /// give the same result on that part of the view as on the whole (they consult no leaf outside
+    /// it), so the check costs what the operation costs, not what the space holds.
+    static func touchedRange(_ operation: VmSpaceOperation, cursor: CursorAuditState) -> Range<Vaddr> {
+        let va = cursor.va
+        switch operation {
+        case .query: return CursorView.slot(of: va, size: PagingConsts.pageSize(cursor.level))
+        case .map(_, let level, _, _): return CursorView.slot(of: va, size: PagingConsts.pageSize(level))
+        case .findNext(let len), .unmap(let len), .takeNext(let len), .protectNext(let len, _), .protect(let len, _):
+            return va..<(va + len)
+        case .jump: return va..<va
+        }
     }
 
     public func didChangeOwnership(_ change: VmSpaceOwnershipChange, in space: VmSpace) {
         let problems = Audit.vmSpaceOwnerInv(space.ownerSnapshot)
         record(problems.map { AuditViolation(predicate: "vmSpaceOwnerInv", detail: $0, operation: "\(change)") })
         state.withLock { $0.operations += 1 }
-    }
-
-    /// The view of `cursor`'s locked subtree (vostd's `view_mappings`): exact while the cursor
-    /// holds it, whatever other cursors do elsewhere.
-    static func view(of cursor: CursorAuditState, in space: VmSpace) -> CursorView {
-        let locked = CursorView.lockedRange(barrier: cursor.barrierVa, guardLevel: cursor.guardLevel)
-        return CursorView(curVa: cursor.va, view: space.pageTable.view(overlapping: locked), range: locked)
     }
 
     // MARK: Quiescent points

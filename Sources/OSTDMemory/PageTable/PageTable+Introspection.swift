@@ -47,9 +47,8 @@ extension PageTable {
                                      nrChildren: node.nrChildren, indices: indices, base: base, node: node))
             guard level > 1 else { return }
             let size = UInt64(PagingConsts.pageSize(level))
-            for index in indices {
+            for index in range.map({ Self.indices(of: base, size, overlapping: $0, within: indices) }) ?? indices {
                 let childBase = base &+ UInt64(index) &* size
-                if let range, !Self.overlaps(childBase, size, range) { continue }
                 let pte = node.read(index)
                 guard pte.isPresent && !pte.isLeaf else { continue }
                 visitNode(NodeRef(pte.paddr(level: level), context), level - 1, childBase)
@@ -58,10 +57,21 @@ extension PageTable {
         visitNode(root, PagingConsts.nrLevels, 0)
     }
 
-    /// Whether the entry covering `size` bytes from the unextended address `base` overlaps `range`.
-    static func overlaps(_ base: UInt64, _ size: UInt64, _ range: Range<Vaddr>) -> Bool {
-        let start = signExtend(base)
-        return start < range.upperBound.rawValue && range.lowerBound.rawValue < start &+ size
+    /// The entries of a node (whose entries cover `size` bytes each from the unextended address
+    /// `base`) that overlap `range`, among `indices`: computed, not searched, so that a walk of a
+    /// small range visits only the nodes on its way.
+    static func indices(of base: UInt64, _ size: UInt64, overlapping range: Range<Vaddr>,
+                        within indices: Range<Int>) -> Range<Int> {
+        guard !range.isEmpty else { return 0..<0 }
+        let mask: UInt64 = (1 << 48) - 1
+        let first = range.lowerBound.rawValue & mask
+        let last = (range.upperBound.rawValue &- 1) & mask
+        guard first <= last else { return indices }   // a range across the non-canonical hole
+        let span = size &* UInt64(PagingConsts.nrEntries)
+        guard last >= base, first < base &+ span else { return 0..<0 }
+        let lower = first > base ? Int((first - base) / size) : 0
+        let upper = Int(min((last - base) / size, UInt64(PagingConsts.nrEntries - 1))) + 1
+        return max(lower, indices.lowerBound)..<max(min(upper, indices.upperBound), max(lower, indices.lowerBound))
     }
 
     /// What the leaf entry `pte` at `level` of this table maps: its page, property (the table's
