@@ -28,6 +28,9 @@ public final class ScriptRunner {
     /// Whether every op is audited (`--audit`): the machine then keeps the exact obligation
     /// ledger that reference accounting needs.
     public let isAuditing: Bool
+    /// When auditing, the space's auditor: every cursor operation and ownership change inside an
+    /// op is checked as it happens (`SpecAuditor`).
+    let auditor: SpecAuditor?
     public private(set) var results: [OpResult] = []
 
     /// A machine of `memory` bytes (a multiple of 2 MiB, large enough for the metadata and the
@@ -37,10 +40,11 @@ public final class ScriptRunner {
             throw .badMemorySize(memory, "not a positive multiple of 2 MiB")
         }
         isAuditing = audit
+        auditor = audit ? SpecAuditor() : nil
         do {
             machine = try Machine.host(memory: memory, cpus: 1, audit: audit)
             kernelPageTable = try PageTable.newKernelPageTable(machine: machine)
-            space = try VmSpace(kernelPageTable: kernelPageTable)
+            space = try VmSpace(kernelPageTable: kernelPageTable, auditor: auditor)
         } catch {
             throw .badMemorySize(memory, "too small for the metadata region and the page tables (\(error))")
         }
@@ -54,7 +58,8 @@ public final class ScriptRunner {
     }
 
     /// Runs one op and records its result for the summary. When auditing, the page-table view
-    /// before and after are compared with the op's spec function (`ViewTransitions`).
+    /// before and after are compared with the op's spec function (`ViewTransitions`), and the
+    /// auditor checks each cursor operation and ownership change the op makes.
     @discardableResult
     public func run(_ scriptOp: ScriptOp) -> OpResult {
         let before = isAuditing ? space.pageTable.view() : nil
@@ -63,11 +68,15 @@ public final class ScriptRunner {
         if let before {
             transitionViolations = checkTransition(scriptOp.op, ok: result.ok, before: before,
                                                    after: space.pageTable.view())
+            if let auditor {
+                transitionViolations += auditor.violations
+                auditor.reset()
+            }
         }
         return result
     }
 
-    /// What the last op did to the view that its spec function does not allow (auditing only).
+    /// What the last op did that its spec functions do not allow (auditing only).
     var transitionViolations: [AuditViolation] = []
 
     /// The spec function of `op` applied to the views around it: a failed op, and every op but
