@@ -13,10 +13,11 @@
 // - `vmSpaceOwnerInv`: the admitted readers and writers satisfy `VmSpaceOwner::inv`;
 // - `tlbSubsetOfPageTable`: every translation cached by a CPU where the space is active is one the
 //   page table gives now, with no more rights (check 31: after a completed flush, TLB ⊆ PT).
-// Each op is also compared with its spec function on the views before and after
-// (`ViewTransitions`; the script runner does it). Not yet: each cursor operation's comparison,
-// the `MemView` layer, and the lock invariant; they are the rest of the executable-specification
-// issue.
+// Each script op is also compared with its spec function on the views before and after
+// (`ViewTransitions`; the script runner does it), and each cursor operation inside it by the
+// space's `SpecAuditor`. The `MemView` layer's predicates (`VmSpaceOwnerModel.memViewViolations`)
+// are not among the quiescent checks: at a quiescent point no reader or writer is alive, so they
+// hold trivially; the property tests check them while handles are alive.
 
 @_spi(OSTDInternals) import OSTDMemory
 

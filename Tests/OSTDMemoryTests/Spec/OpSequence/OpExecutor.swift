@@ -37,6 +37,9 @@ final class OpExecutor {
     /// metadata slot and cost most of a step; each cursor operation and ownership change is
     /// checked as it happens regardless.
     static let quiescentEvery = 4
+    /// The `MemView` predicates are checked at the end of a program whose live readers and
+    /// writers lie within this many bytes of each other.
+    static let memViewSpan = 1 << 20
 
     let machine: Machine
     let kernel: PageTable<KernelPtConfig>
@@ -52,6 +55,8 @@ final class OpExecutor {
     var trace: [SpecOp] = []
     /// Ops executed (not skipped).
     var executed = 0
+    /// Whether the `MemView` predicates were checked at the end.
+    var checkedMemViews = false
 
     init(mutants: CoreMutants = []) throws {
         machine = try Machine.host(memory: 8 << 20, cpus: 2, audit: true)
@@ -71,6 +76,19 @@ final class OpExecutor {
             let quiescent = trace.count % OpExecutor.quiescentEvery == 0
             let found = auditor.violations + (quiescent ? auditor.checkQuiescent(space, kernel: kernelAudit, after: "\(op)") : [])
             if !found.isEmpty { return abandon(found) }
+        }
+        // The `MemView` layer while the program's readers and writers are alive (check 28), when
+        // they lie within `memViewSpan` of each other: the model's predicates are quadratic in
+        // the leaves of its views (they decide "for all va" on every leaf boundary).
+        let owner = space.ownerSnapshot
+        let ranges = (owner.readers + owner.writers).map(\.range)
+        if let low = ranges.map(\.lowerBound).min(), let high = ranges.map(\.upperBound).max(),
+           high - low <= OpExecutor.memViewSpan {
+            checkedMemViews = true
+            let views = VmSpaceOwnerModel.memViewViolations(space: space).map {
+                AuditViolation(predicate: "memViewWf", detail: $0, operation: "the end of the program")
+            }
+            if !views.isEmpty { return abandon(views) }
         }
         finish()
         let found = auditor.checkQuiescent(space, kernel: kernel, after: "the end of the program")

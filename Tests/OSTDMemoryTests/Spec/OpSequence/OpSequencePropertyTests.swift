@@ -23,15 +23,18 @@ import OSTDSpec
 
     @Test(.shrinking) func randomProgramsNeverViolateTheSpecification() async {
         let executed = Atomic<Int>(0)
+        let memViewChecks = Atomic<Int>(0)
         while executed.load(ordering: .relaxed) < Self.budget {
             await propertyCheck(count: 25, input: Gen.int(in: 0...SpecOp.codeLimit).array(of: 1...120)) { codes in
                 let executor = try! OpExecutor()
                 let found = executor.run(codes)
                 executed.add(executor.executed, ordering: .relaxed)
+                if executor.checkedMemViews { memViewChecks.add(1, ordering: .relaxed) }
                 #expect(found.isEmpty, "\(found.prefix(3)) after \(executor.trace.map(\.description))")
             }
         }
-        print("OpSequencePropertyTests: \(executed.load(ordering: .relaxed)) audited ops, no violation")
+        print("OpSequencePropertyTests: \(executed.load(ordering: .relaxed)) audited ops, "
+              + "\(memViewChecks.load(ordering: .relaxed)) MemView checks with live handles, no violation")
     }
 
     /// Each mutant is caught within 400 programs (without shrinking, to keep the suite quick).
