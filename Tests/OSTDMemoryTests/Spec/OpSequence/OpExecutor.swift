@@ -40,6 +40,9 @@ final class OpExecutor {
     /// The `MemView` predicates are checked at the end of a program whose live readers and
     /// writers lie within this many bytes of each other.
     static let memViewSpan = 1 << 20
+    /// Readers and writers start at one of the first this many page numbers, so that they meet
+    /// one another (and the admission rules are exercised) often.
+    static let handlePages = 24
 
     let machine: Machine
     let kernel: PageTable<KernelPtConfig>
@@ -235,10 +238,10 @@ final class OpExecutor {
     func executeIoOp(_ op: SpecOp) -> Bool {
         switch op {
         case .createReader(let page, let bytes):
-            guard let reader = try? space.createReader(address(page % 1000) + page % 7, bytes) else { return false }
+            guard let reader = try? space.createReader(address(page % OpExecutor.handlePages) + page % 7, bytes) else { return false }
             handles.append(IoHandleBox(reader: reader))
         case .createWriter(let page, let bytes):
-            guard let writer = try? space.createWriter(address(page % 1000) + page % 5, bytes) else { return false }
+            guard let writer = try? space.createWriter(address(page % OpExecutor.handlePages) + page % 5, bytes) else { return false }
             handles.append(IoHandleBox(writer: writer))
         case .read(let h) where !handles.isEmpty:
             let box = handles[h % handles.count]
