@@ -28,6 +28,8 @@ struct AddressSpaceTour {
     let machine: Machine
     let kernelPageTable: PageTable<KernelPtConfig>
     let space: VmSpace
+    /// Checks every cursor operation and ownership change of the space as it happens.
+    let auditor = SpecAuditor()
     var stats = TourStats()
 
     static let code = Vaddr(0x40_0000)
@@ -39,7 +41,7 @@ struct AddressSpaceTour {
     init(machine: Machine) throws {
         self.machine = machine
         kernelPageTable = try PageTable.newKernelPageTable(machine: machine)
-        space = try VmSpace(kernelPageTable: kernelPageTable)
+        space = try VmSpace(kernelPageTable: kernelPageTable, auditor: auditor)
         say("space", "a user address space: root node at \(space.rootPaddr) (CR3), the kernel half shared with every other space")
     }
 
@@ -59,13 +61,14 @@ struct AddressSpaceTour {
         try unmapCode()
         try audit("unmap")
         showTree()
-        say("audit", "the specification held after every step (\(stats.audits) audits: page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
+        say("audit", "the specification held: \(auditor.operationsChecked) cursor operations and ownership changes checked as they happened (each against its spec function, the cursor's locks, VmSpaceOwner::inv), and \(stats.audits) audits after the steps (page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
     }
 
-    /// Runs the specification's quiescent-point audit (`OSTDSpec.Audit`); a violation ends the
-    /// demo with the predicates that failed.
+    /// Collects what the auditor found during the step and runs the specification's
+    /// quiescent-point audit (`OSTDSpec.Audit`); a violation ends the demo with the predicates
+    /// that failed.
     mutating func audit(_ step: String) throws {
-        let violations = Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
+        let violations = auditor.violations + Audit.quiescent(machine: machine, space: space, kernel: kernelPageTable)
         guard violations.isEmpty else {
             throw ValidationError("audit after \(step): " + violations.map(\.description).joined(separator: "; "))
         }
