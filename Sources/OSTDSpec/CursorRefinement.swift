@@ -15,11 +15,13 @@ public enum CursorRefinement {
     /// before the operation. Empty when the operation refines its specification.
     public static func violations(_ operation: VmSpaceOperation, outcome: VmSpaceOperationOutcome,
                                   cursor: CursorAuditState, before: CursorView, after: CursorView) -> [String] {
-        if case .failed = outcome {
+        if case .failed(let error) = outcome {
             return ViewTransitions.unchanged(before: PageTableView(mappings: before.mappings),
                                              after: PageTableView(mappings: after.mappings))
                 + (after.curVa == before.curVa ? [] : ["a refused operation moved the cursor from \(before.curVa) to \(after.curVa)"])
+                + refusal(operation, error, cursor: cursor, before: before)
         }
+        if let problem = refusal(operation, nil, cursor: cursor, before: before).first { return [problem] }
         switch operation {
         case .query:
             guard case .queried(let range, let item) = outcome else { return unexpected(outcome) }
@@ -53,6 +55,31 @@ public enum CursorRefinement {
                 + (range == spec.protected ? [] : ["protectNext protected \(describe(range)), the spec \(describe(spec.protected))"])
         case .protect(let len, let op):
             return compare(after, protectLoop(before, len) { applying(op, to: $0) })
+        }
+    }
+
+    /// Whether the operation was refused exactly when its precondition says (`error` is what it
+    /// threw, `nil` when it succeeded): a `map` when the slot is not empty (`canMapSpec`, check 9;
+    /// running out of memory is always allowed), a `jump` when the address is outside the barrier
+    /// (`jumpSpec`, check 13). Other operations have no refusal but running out of memory.
+    static func refusal(_ operation: VmSpaceOperation, _ error: OSTDError?, cursor: CursorAuditState,
+                        before: CursorView) -> [String] {
+        if case .outOfMemory? = error { return [] }
+        let allowed: Bool
+        switch operation {
+        case .map(_, let level, _, _):
+            let size = PagingConsts.pageSize(level)
+            allowed = cursor.va.isAligned(to: size) && cursor.va + size <= cursor.barrierVa.upperBound
+                && level <= cursor.guardLevel && before.canMapSpec(level: level)
+        case .jump(let target):
+            allowed = before.jumpSpec(target, barrier: cursor.barrierVa) != nil
+        default:
+            allowed = true
+        }
+        switch (allowed, error) {
+        case (true, let error?): return ["refused with \(error), which the precondition allows"]
+        case (false, nil): return ["succeeded, which the precondition forbids"]
+        default: return []
         }
     }
 

@@ -120,8 +120,9 @@ extension VmSpace {
         /// - Precondition: the page is not mapped ("mapping over an already mapped page"), and the
         ///   address is in range and aligned (OSTD's panics).
         public mutating func map<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, _ property: PageProperty) {
-            // SAFETY: a tracked untyped frame in user space: the item owns its reference, and
-            // the cursor's range is a user range (the page table's configuration checks it).
+            // What makes `map(_:)` sound here: a tracked untyped frame in user space, the item
+            // owns its reference, and the cursor's range is a user range (the page table's
+            // configuration checks it).
             map(MappedItem(frame: frame, property: property))
         }
 

@@ -182,3 +182,40 @@ struct AuditedSpace {
         #expect(audited.violatedPredicates().isEmpty, "\(audited.auditor.violations)")
     }
 }
+
+/// The refinement checks on hand-made outcomes: each can fail.
+@Suite struct CursorRefinementTests {
+    let cursor = CursorAuditState(va: Vaddr(0x1000), barrierVa: Vaddr(0x1000)..<Vaddr(0x3000), level: 1, guardLevel: 1,
+                                  path: [Paddr(0x5000), nil, nil, nil])
+    let empty = CursorView(curVa: Vaddr(0x1000), mappings: [])
+
+    @Test func aMapRefusedOnAnEmptySlotIsAViolation() {
+        let map = VmSpaceOperation.map(paddr: Paddr(0x9000), level: 1, property: .user(.rw), isTracked: true)
+        let refused = CursorRefinement.violations(map, outcome: .failed(OSTDError(.alreadyMapped(Vaddr(0x1000)))),
+                                                  cursor: cursor, before: empty, after: empty)
+        #expect(refused.contains { $0.contains("which the precondition allows") })
+        // Running out of memory is always an allowed refusal.
+        #expect(CursorRefinement.violations(map, outcome: .failed(.outOfMemory(frames: 1)), cursor: cursor,
+                                            before: empty, after: empty).isEmpty)
+    }
+
+    @Test func aJumpOutsideTheBarrierThatSucceedsIsAViolation() {
+        var after = empty
+        after.curVa = Vaddr(0x3000)
+        let problems = CursorRefinement.violations(.jump(to: Vaddr(0x3000)), outcome: .done, cursor: cursor,
+                                                   before: empty, after: after)
+        #expect(problems.contains { $0.contains("which the precondition forbids") })
+    }
+
+    @Test func aQueryReportingTheWrongLeafIsAViolation() {
+        let leaf = Mapping(va: Vaddr(0x1000)..<Vaddr(0x2000), pa: Paddr(0x9000)..<Paddr(0xa000), level: 1,
+                           property: .user(.rw), isTracked: true)
+        let view = CursorView(curVa: Vaddr(0x1000), mappings: [leaf])
+        let wrong = VmQueriedItem.mappedRam(paddr: Paddr(0xa000), level: 1, property: .user(.rw))
+        let right = VmQueriedItem.mappedRam(paddr: Paddr(0x9000), level: 1, property: .user(.rw))
+        #expect(!CursorRefinement.violations(.query, outcome: .queried(range: leaf.va, item: wrong), cursor: cursor,
+                                             before: view, after: view).isEmpty)
+        #expect(CursorRefinement.violations(.query, outcome: .queried(range: leaf.va, item: right), cursor: cursor,
+                                            before: view, after: view).isEmpty)
+    }
+}
