@@ -22,6 +22,22 @@ public enum CursorInvariants {
         return wf(cursor, table: table) + nodesLocked(cursor, table: table, in: range)
     }
 
+    /// Check 7, `cursor_new_success_conditions(va)`: "`va.start < va.end ∧ both % BASE_PAGE_SIZE ==
+    /// 0 ∧ is_valid_range_spec<C>(va)`" implies `Ok` (§5.3); ours also refuses every other range
+    /// (vostd allows either). A new cursor starts at the range's start and owns exactly it.
+    public static func cursorNewSpec(_ range: Range<Vaddr>, result: Result<CursorAuditState, OSTDError>) -> [String] {
+        let valid = range.lowerBound.isAligned(to: pageSize) && range.upperBound.isAligned(to: pageSize)
+            && UserPtConfig.isValidRange(range)
+        switch result {
+        case .success(let cursor):
+            guard valid else { return ["a cursor was created over an invalid range"] }
+            return cursor.va == range.lowerBound && cursor.barrierVa == range ? []
+                : ["the new cursor is at \(cursor.va) over \(cursor.barrierVa.lowerBound)..<\(cursor.barrierVa.upperBound)"]
+        case .failure(let error):
+            return valid ? ["refused with \(error), but the range is valid (cursor_new_success_conditions)"] : []
+        }
+    }
+
     /// `Cursor::inv`: "`1 <= level <= NR_LEVELS + 1 ∧ level <= guard_level + 1 ∧ guard_level <=
     /// NR_LEVELS ∧ va >= barrier_va.start ∧ va % 4096 == 0`" (§5.3), and, stricter here, the
     /// address stays within the barrier's end and the level never exceeds the guard level (our

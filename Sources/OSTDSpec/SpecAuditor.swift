@@ -94,6 +94,17 @@ public final class SpecAuditor: VmSpaceAuditor {
         state.withLock { $0.operations += 1 }
     }
 
+    public func didCreateCursor(over range: Range<Vaddr>, mutable: Bool, result: Result<CursorAuditState, OSTDError>,
+                                in space: VmSpace) {
+        var problems = CursorInvariants.cursorNewSpec(range, result: result)
+        if case .success(let cursor) = result {
+            problems += CursorInvariants.invariants(cursor, table: space.pageTable)
+        }
+        let name = "\(mutable ? "cursorMut" : "cursor")(\(range.lowerBound)..<\(range.upperBound))"
+        record(problems.prefix(5).map { AuditViolation(predicate: "cursorNewSpec", detail: $0, operation: name) })
+        state.withLock { $0.operations += 1 }
+    }
+
     // MARK: Quiescent points
 
     /// Runs the whole-state checks (`Audit.quiescent`) on `space`, which must be quiescent: no

@@ -86,16 +86,30 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: `pageTable(invalidVaddrRange)` / `pageTable(unalignedVaddr)` for a bad range.
     public func cursor(_ range: Range<Vaddr>) throws(OSTDError) -> Cursor {
-        Cursor(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursor(range) },
-               audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
+        do throws(OSTDError) {
+            let cursor = Cursor(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursor(range) },
+                                audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
+            auditor?.didCreateCursor(over: range, mutable: false, result: .success(cursor.auditState), in: self)
+            return cursor
+        } catch {
+            auditor?.didCreateCursor(over: range, mutable: false, result: .failure(error), in: self)
+            throw error
+        }
     }
 
     /// A cursor that may map, unmap and protect in `range` (OSTD `VmSpace::cursor_mut`).
     ///
     /// - Throws: as `cursor(_:)`.
     public func cursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut {
-        CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
-                  flusher: TlbFlusher(space: self), audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
+        do throws(OSTDError) {
+            let cursor = CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
+                                   flusher: TlbFlusher(space: self), audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
+            auditor?.didCreateCursor(over: range, mutable: true, result: .success(cursor.auditState), in: self)
+            return cursor
+        } catch {
+            auditor?.didCreateCursor(over: range, mutable: true, result: .failure(error), in: self)
+            throw error
+        }
     }
 }
 

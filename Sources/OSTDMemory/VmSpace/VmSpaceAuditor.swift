@@ -94,6 +94,10 @@ public protocol VmSpaceAuditor: AnyObject, Sendable {
                     in space: VmSpace, token: Any)
     /// Called after a change to `space`'s readers and writers, with the owner lock released.
     func didChangeOwnership(_ change: VmSpaceOwnershipChange, in space: VmSpace)
+    /// Called after an attempt to create a cursor over `range`: the new cursor's state, or why it
+    /// was refused.
+    func didCreateCursor(over range: Range<Vaddr>, mutable: Bool, result: Result<CursorAuditState, OSTDError>,
+                         in space: VmSpace)
 }
 
 /// What an audited cursor carries: the auditor and the space it audits.

@@ -219,3 +219,20 @@ struct AuditedSpace {
                                             before: view, after: view).isEmpty)
     }
 }
+
+extension CursorRefinementTests {
+    @Test func cursorCreationMustSucceedExactlyOnValidRanges() throws {
+        let valid = Vaddr(0x1000)..<Vaddr(0x3000)
+        #expect(CursorInvariants.cursorNewSpec(valid, result: .success(cursor)).isEmpty)
+        #expect(!CursorInvariants.cursorNewSpec(valid, result: .failure(.outOfMemory(frames: 1))).isEmpty)
+        let unaligned = Vaddr(0x1800)..<Vaddr(0x3000)
+        #expect(!CursorInvariants.cursorNewSpec(unaligned, result: .success(cursor)).isEmpty)
+        #expect(CursorInvariants.cursorNewSpec(unaligned, result: .failure(.outOfMemory(frames: 1))).isEmpty)
+        // A real audited space: a refused and an accepted creation leave no violation.
+        let audited = try AuditedSpace()
+        #expect(throws: OSTDError.self) { _ = try audited.space.cursorMut(unaligned) }
+        _ = try audited.space.cursor(valid)
+        #expect(audited.auditor.violations.isEmpty)
+        #expect(audited.auditor.operationsChecked == 2)
+    }
+}
