@@ -1,16 +1,17 @@
 // The auditor that makes a space check itself against the specification while it runs: pass one
-// to `VmSpace(machine:auditor:)` and every operation of the space's cursors and every change to
-// its readers and writers is checked (the core's `VmSpaceAuditor` protocol).
+// to `VmSpace(machine:auditor:)` and every cursor creation, every operation of the space's cursors
+// and every change to its readers and writers is checked (the core's `VmSpaceAuditor` protocol).
 //
 // Per operation, on the part of the space the operation may touch (`touchedRange`: locked by the
 // cursor, so exact while it runs, and as cheap as the operation however large the space): the
-// cursor's invariants before and after (check 15), and the operation's refinement of its
+// cursor's invariants before and after (check 15), the operation's refinement of its
 // specification (`CursorRefinement`, checks 8–14: the view after is exactly the spec function's
-// result on the view before). Per ownership
+// result on the view before, the result is the spec's, a refusal happens exactly when the
+// precondition says). Per cursor creation: check 7 and the new cursor's invariants. Per ownership
 // change: `VmSpaceOwner::inv` over the registrations. The whole-state checks (structure,
 // metadata, reference accounting, TLB ⊆ PT) need a quiescent space, which no operation sees from
 // inside; `checkQuiescent` runs them, and callers run it where the space is quiescent (the
-// script runner after every op, the property tests after every step).
+// script runner after every op, the property tests every few steps and at the end).
 //
 // Violations are collected, each naming the predicate and the operation; `onViolation`, when set,
 // is also called with each (a test can stop at the first).
