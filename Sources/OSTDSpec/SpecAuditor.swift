@@ -13,8 +13,8 @@
 // inside; `checkQuiescent` runs them, and callers run it where the space is quiescent (the
 // script runner after every op, the property tests every few steps and at the end).
 //
-// Violations are collected, each naming the predicate and the operation; `onViolation`, when set,
-// is also called with each (a test can stop at the first).
+// Violations are collected, each naming the predicate and the operation; the caller reads them
+// (`violations`) where it reports.
 
 import Synchronization
 @_spi(OSTDInternals) import OSTDMemory
@@ -28,11 +28,9 @@ public final class SpecAuditor: VmSpaceAuditor {
     }
 
     private let state = Mutex(State())
-    /// Called with each violation as it is found (after it is recorded).
-    private let onViolation: (@Sendable (AuditViolation) -> Void)?
 
-    /// An auditor; `onViolation` is told about each violation as it is found.
-    public init(onViolation: (@Sendable (AuditViolation) -> Void)? = nil) { self.onViolation = onViolation }
+    /// An auditor that has found nothing yet.
+    public init() {}
 
     /// The violations found so far, oldest first.
     public var violations: [AuditViolation] { state.withLock { $0.violations } }
@@ -136,7 +134,6 @@ public final class SpecAuditor: VmSpaceAuditor {
     func record(_ found: [AuditViolation]) {
         guard !found.isEmpty else { return }
         state.withLock { $0.violations += found }
-        if let onViolation { found.forEach(onViolation) }
     }
 
     /// The specification an operation refines.
