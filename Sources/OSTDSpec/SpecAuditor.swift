@@ -71,6 +71,14 @@ public final class SpecAuditor: VmSpaceAuditor {
         state.withLock { $0.operations += 1 }
     }
 
+    /// Check 30, the postcondition of `VmSpace::reader` / `writer`: "`Ok ⟹ vaddr + len <=
+    /// MAX_USERSPACE_VADDR`" (checked add), and the range is not empty (`len > 0`). (The
+    /// precondition's `vaddr != 0` is not required: `SCRIPT.md` lets scripts read page 0.)
+    public static func admissionSpec(_ range: Range<Vaddr>) -> [String] {
+        range.isEmpty || range.upperBound > maxUserspaceVaddr
+            ? ["admitted a handle over \(range.lowerBound)..<\(range.upperBound), outside 1..=\(maxUserspaceVaddr)"] : []
+    }
+
     /// The addresses `operation` may read or change, from the cursor's address: the slot a query
     /// or a map works on, the `len` bytes a scan covers, nothing for a jump. The leaves that
     /// overlap it are added whole (a split changes only them), and the specification functions
@@ -88,7 +96,8 @@ public final class SpecAuditor: VmSpaceAuditor {
     }
 
     public func didChangeOwnership(_ change: VmSpaceOwnershipChange, in space: VmSpace) {
-        let problems = Audit.vmSpaceOwnerInv(space.ownerSnapshot)
+        var problems = Audit.vmSpaceOwnerInv(space.ownerSnapshot)
+        if case .admitted(let range, _) = change { problems += Self.admissionSpec(range) }
         record(problems.map { AuditViolation(predicate: "vmSpaceOwnerInv", detail: $0, operation: "\(change)") })
         state.withLock { $0.operations += 1 }
     }

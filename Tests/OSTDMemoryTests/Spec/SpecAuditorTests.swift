@@ -236,3 +236,11 @@ extension CursorRefinementTests {
         #expect(audited.auditor.operationsChecked == 2)
     }
 }
+
+extension CursorRefinementTests {
+    @Test func anAdmittedHandleMustLieInUserSpace() {
+        #expect(SpecAuditor.admissionSpec(Vaddr(0x40_0000)..<Vaddr(0x40_0008)).isEmpty)
+        #expect(!SpecAuditor.admissionSpec(Vaddr(0x7fff_ffff_e000)..<Vaddr(0x7fff_ffff_f001)).isEmpty)
+        #expect(!SpecAuditor.admissionSpec(Vaddr(0x40_0000)..<Vaddr(0x40_0000)).isEmpty)
+    }
+}
