@@ -129,7 +129,7 @@
 
     /// Moves to `va`, anywhere in the cursor's range (OSTD `jump`).
     ///
-    /// - Throws: `invalidVaddr(va)` when `va` is outside `barrierVa` (its end included).
+    /// - Throws: `invalidVaddr(va)` when `va` is outside `barrierVa` (its end is outside too).
     /// - Precondition: `va` is 4 KiB aligned.
     @inlinable
     @_spi(OSTDInternals) public mutating func jump(_ target: Vaddr) throws(PageTableError) {
