@@ -91,7 +91,7 @@ public enum CursorInvariants {
                                    in range: Range<Vaddr>? = nil) -> [String] {
         var problems: [String] = []
         let barrier = cursor.barrierVa
-        let checked = range.map { max($0.lowerBound, barrier.lowerBound)..<min(max($0.upperBound, barrier.lowerBound), barrier.upperBound) } ?? barrier
+        let checked = range?.clamped(to: barrier) ?? barrier
         table.forEachNode(overlapping: checked) { node in
             if node.level <= cursor.guardLevel && !node.isLocked && problems.count < 5 {
                 problems.append("node \(node.paddr) (level \(node.level), from \(node.va)) overlaps the cursor's range "

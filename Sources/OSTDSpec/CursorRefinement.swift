@@ -131,7 +131,7 @@ public enum CursorRefinement {
     }
 
     static func describe(_ range: Range<Vaddr>?) -> String {
-        range.map { "\($0.lowerBound)..<\($0.upperBound)" } ?? "nothing"
+        range.map(Audit.describe) ?? "nothing"
     }
 
     static func unexpected(_ outcome: VmSpaceOperationOutcome) -> [String] {

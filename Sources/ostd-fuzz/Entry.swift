@@ -61,6 +61,8 @@ struct OstdFuzz {
             for path in arguments.dropFirst() { print(scriptText(FuzzDecoder.decode(readFile(path))), terminator: "") }
         default:
             #if OSTD_FUZZ
+            // SAFETY: libFuzzer reads (and may rewrite) the process's own argc/argv, which live
+            // for the whole process; each input buffer is copied before the callback returns.
             var argc = CommandLine.argc
             var argv = CommandLine.unsafeArgv
             exit(llvmFuzzerRunDriver(&argc, &argv) { data, size in

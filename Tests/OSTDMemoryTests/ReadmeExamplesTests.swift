@@ -31,6 +31,7 @@ import Testing
         let (range, leaf) = try cursor.query()                        // 0x400000..<0x401000, rw- wb u
         #expect(range == Vaddr(0x40_0000)..<Vaddr(0x40_1000))
         #expect(leaf?.property.description == "rw- wb u")
+        // SAFETY: as above, no TLB can hold the old rights, so skipping the flush is harmless.
         _ = unsafe cursor.protectNext(0x1000) { $0.flags.remove(.w) } // no TLB flush: the caller's job
         try cursor.jump(Vaddr(0x40_0000))
         var taken = false

@@ -71,7 +71,7 @@ extension PageTable {
         guard last >= base, first < base &+ span else { return 0..<0 }
         let lower = first > base ? Int((first - base) / size) : 0
         let upper = Int(min((last - base) / size, UInt64(PagingConsts.nrEntries - 1))) + 1
-        return max(lower, indices.lowerBound)..<max(min(upper, indices.upperBound), max(lower, indices.lowerBound))
+        return (lower..<upper).clamped(to: indices)
     }
 
     /// What the leaf entry `pte` at `level` of this table maps: its page, property (the table's

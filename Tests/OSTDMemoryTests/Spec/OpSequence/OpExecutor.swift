@@ -147,6 +147,7 @@ final class OpExecutor {
         case .frameIntoRawFromRaw(let i) where !frames.isEmpty:
             let box = frames[i % frames.count]
             let paddr = box.value.take()!.intoRaw()
+            // SAFETY: `paddr` is the reference `intoRaw` just forgot, restored exactly once.
             box.value = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine)
         case .allocSegment(let n):
             guard let segment = try? FrameAllocOptions().allocSegment(n, in: machine) else { return false }
