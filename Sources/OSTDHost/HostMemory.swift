@@ -38,10 +38,11 @@ extension Machine {
     ///
     /// - Throws: `FrameError.invalidArgs` for a bad size or CPU count, `outOfMemory` when the host
     ///   cannot reserve the memory.
-    public static func host(memory: Int = 256 << 20, cpus: Int = 1, audit: Bool = false) throws(FrameError) -> Machine {
+    public static func host(memory: Int = 256 << 20, cpus: Int = 1, audit: Bool = false,
+                            auditor: (any FrameAuditor)? = nil) throws(FrameError) -> Machine {
         let region = try HostMemory.reserve(size: memory)
         do {
-            return try Machine(memory: region, cpus: cpus, cpuLocal: HostCpu.hooks, audit: audit)
+            return try Machine(memory: region, cpus: cpus, cpuLocal: HostCpu.hooks, audit: audit, auditor: auditor)
         } catch {
             region.release?(region.base, region.size)
             throw error

@@ -42,7 +42,7 @@ public final class ScriptRunner {
         isAuditing = audit
         auditor = audit ? SpecAuditor() : nil
         do {
-            machine = try Machine.host(memory: memory, cpus: 1, audit: audit)
+            machine = try Machine.host(memory: memory, cpus: 1, audit: audit, auditor: auditor)
             kernelPageTable = try PageTable.newKernelPageTable(machine: machine)
             space = try VmSpace(kernelPageTable: kernelPageTable, auditor: auditor)
         } catch {

@@ -25,9 +25,11 @@ public final class SpecAuditor: VmSpaceAuditor {
     struct State {
         var violations: [AuditViolation] = []
         var operations = 0
+        /// The tracked leaves of the audited spaces, for the frame checks.
+        var mapped = MappedFrameIndex()
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     /// An auditor that has found nothing yet.
     public init() {}
@@ -64,6 +66,9 @@ public final class SpecAuditor: VmSpaceAuditor {
                            in space: VmSpace, token: Any) {
         guard let before = token as? Before else { preconditionFailure("a token this auditor did not make") }
         let after = CursorView(curVa: cursor.va, view: space.pageTable.view(overlapping: before.range), range: before.range)
+        if before.view.mappings != after.mappings {
+            state.withLock { $0.mapped.update(from: before.view.mappings, to: after.mappings, in: space) }
+        }
         record(CursorRefinement.violations(operation, outcome: outcome, cursor: before.cursor, before: before.view, after: after),
                predicate: Self.specName(operation), operation: operation, when: nil)
         record(CursorInvariants.invariants(cursor, table: space.pageTable, lockedIn: before.range), predicate: "cursorInvariants",

@@ -28,8 +28,9 @@ struct AddressSpaceTour {
     let machine: Machine
     let kernelPageTable: PageTable<KernelPtConfig>
     let space: VmSpace
-    /// Checks every cursor operation and ownership change of the space as it happens.
-    let auditor = SpecAuditor()
+    /// Checks every frame operation of the machine and every cursor operation and ownership
+    /// change of the space as it happens.
+    let auditor: SpecAuditor
     var stats = TourStats()
 
     static let code = Vaddr(0x40_0000)
@@ -38,8 +39,9 @@ struct AddressSpaceTour {
     static let stackTop = Vaddr(0x7fff_ffff_0000)
     static let stackPages = 8
 
-    init(machine: Machine) throws {
+    init(machine: Machine, auditor: SpecAuditor) throws {
         self.machine = machine
+        self.auditor = auditor
         kernelPageTable = try PageTable.newKernelPageTable(machine: machine)
         space = try VmSpace(kernelPageTable: kernelPageTable, auditor: auditor)
         say("space", "a user address space: root node at \(space.rootPaddr) (CR3), the kernel half shared with every other space")
@@ -61,7 +63,7 @@ struct AddressSpaceTour {
         try unmapCode()
         try audit("unmap")
         showTree()
-        say("audit", "the specification held: \(auditor.operationsChecked) cursor operations and ownership changes checked as they happened (each against its spec function, the cursor's locks, VmSpaceOwner::inv), and \(stats.audits) audits after the steps (page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
+        say("audit", "the specification held: \(auditor.operationsChecked) frame operations, cursor operations and ownership changes checked as they happened (each against its spec function, the cursor's locks, VmSpaceOwner::inv), and \(stats.audits) audits after the steps (page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
     }
 
     /// Collects what the auditor found during the step and runs the specification's

@@ -21,7 +21,8 @@ struct Demo: ParsableCommand {
     var memory = 256
 
     func run() throws {
-        let machine = try Machine.host(memory: memory << 20, cpus: 2, audit: true)
+        let auditor = SpecAuditor()
+        let machine = try Machine.host(memory: memory << 20, cpus: 2, auditor: auditor)
         say("boot", "\(memory) MiB of physical memory: \(machine.frameCount) frames of 4 KiB")
         say("boot", "frame 0 reserved; metadata region \(machine.metadataRange) (64 bytes per frame)")
         say("boot", "\(machine.freeFrames) frames free in the buddy allocator, \(machine.cpuCount) CPUs")
@@ -29,11 +30,16 @@ struct Demo: ParsableCommand {
         try tourOfOneFrame(machine)
         try tourOfSegments(machine)
         try tourOfCpuCaches(machine)
-        let stats = try addressSpaceTour(machine)
+        let stats = try addressSpaceTour(machine, auditor: auditor)
         if access("/dev/kvm", F_OK) == 0 {
             say("kvm", "/dev/kvm is here, but no KVM-based check exists yet; the x86-64 page tables `run --image` writes are checked by an independent page walker in the tests")
         }
 
+        let violations = auditor.violations
+        guard violations.isEmpty else {
+            throw ValidationError("audit: \(violations.count) violation(s): "
+                                  + violations.prefix(5).map(\.description).joined(separator: "; "))
+        }
         machine.flushCpuCaches()
         let owners = machine.metaRegionOwners()
         guard owners.cleanInv(), machine.outstandingFrames == 0 else {
@@ -44,8 +50,8 @@ struct Demo: ParsableCommand {
     }
 
     /// Builds, uses and drops a small program's address space.
-    private func addressSpaceTour(_ machine: Machine) throws -> TourStats {
-        var tour = try AddressSpaceTour(machine: machine)
+    private func addressSpaceTour(_ machine: Machine, auditor: SpecAuditor) throws -> TourStats {
+        var tour = try AddressSpaceTour(machine: machine, auditor: auditor)
         try tour.run()
         return tour.stats
     }

@@ -41,10 +41,13 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// Drops the reference (Rust's `Drop`); the last one frees the frame.
     @inlinable
     deinit {
-        context.ledger?.redeem(context.frameIndex(of: slot))
-        if slot.decRefCount(paddr: context.paddr(of: slot)) {
-            slot.storeUnused()
-            context.deallocFrame(context.frameIndex(of: slot))
+        let (slot, context) = (slot, context)
+        context.auditingFrames(.drop(context.paddr(of: slot))) {
+            context.ledger?.redeem(context.frameIndex(of: slot))
+            if slot.decRefCount(paddr: context.paddr(of: slot)) {
+                slot.storeUnused()
+                context.deallocFrame(context.frameIndex(of: slot))
+            }
         }
     }
 
@@ -75,9 +78,16 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Complexity: O(1), one atomic increment.
     @inlinable
     public func clone() -> Frame<M> {
-        slot.incRefCount(paddr: paddr)
-        context.ledger?.mint(context.frameIndex(of: slot))
-        return Frame(adopting: slot, context: context)
+        let (slot, context) = (slot, context)
+        return context.auditingFrames(.clone(paddr)) {
+            #if DEBUG
+            if !context.hasMutant(.cloneDoesNotCount) { slot.incRefCount(paddr: context.paddr(of: slot)) }
+            #else
+            slot.incRefCount(paddr: context.paddr(of: slot))
+            #endif
+            context.ledger?.mint(context.frameIndex(of: slot))
+            return Frame(adopting: slot, context: context)
+        }
     }
 
     /// Forgets the handle without dropping its reference and returns the frame's address
@@ -132,8 +142,10 @@ extension Frame where M: FrameMeta {
     /// - Throws: `notAligned` / `outOfBound` for a bad address, or the state the frame is in
     ///   (`inUse`, `unique`, `busy`) when it is not unused. Nothing changes on failure.
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> Frame<M> {
-        let slot = try machine.context.claimUnused(paddr)
-        return Frame(initializing: slot, meta: meta, context: machine.context)
+        let context = machine.context
+        return try context.auditingFrames(.fromUnused(paddr)) { () throws(GetFrameError) -> Frame<M> in
+            Frame(initializing: try context.claimUnused(paddr), meta: meta, context: context)
+        }
     }
 
     /// Writes the metadata of a slot this thread has just claimed (count `0`) and publishes it
@@ -153,10 +165,13 @@ extension Frame where M == DynFrameMeta {
     /// - Throws: `notAligned` / `outOfBound` for a bad address; `unused`, `unique` or `busy` when
     ///   the frame has no shared reference to add to.
     public static func fromInUse(_ paddr: Paddr, in machine: Machine) throws(GetFrameError) -> AnyFrame {
-        let slot = try machine.context.checkedSlot(paddr)
-        if let status = slot.tryIncFromInUse() { throw GetFrameError(status: status, paddr: paddr) }
-        machine.context.ledger?.mint(machine.context.frameIndex(of: slot))
-        return AnyFrame(adopting: slot, context: machine.context)
+        let context = machine.context
+        return try context.auditingFrames(.fromInUse(paddr)) { () throws(GetFrameError) -> AnyFrame in
+            let slot = try context.checkedSlot(paddr)
+            if let status = slot.tryIncFromInUse() { throw GetFrameError(status: status, paddr: paddr) }
+            context.ledger?.mint(context.frameIndex(of: slot))
+            return AnyFrame(adopting: slot, context: context)
+        }
     }
 
     /// Erases the metadata type (OSTD `From<Frame<M>> for Frame<dyn AnyFrameMeta>`).

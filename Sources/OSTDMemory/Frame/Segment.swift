@@ -30,6 +30,11 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
 
     /// Drops one reference on each frame of `frames`, returning the freed ones in runs.
     static func dropReferences(_ frames: Range<Int>, context: MachineRef) {
+        context.auditingFrames(.segmentDrop(paddrs(of: frames))) { releaseReferences(frames, context: context) }
+    }
+
+    /// `dropReferences` without the audit.
+    private static func releaseReferences(_ frames: Range<Int>, context: MachineRef) {
         var runStart = frames.lowerBound
         var runLength = 0
         for index in frames {
@@ -49,11 +54,18 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
 
     /// Adds one reference on each frame of `frames`, for a new segment over them.
     static func addReferences(_ frames: Range<Int>, context: MachineRef) {
-        for index in frames {
-            let slot = context.slot(index: index)
-            slot.incRefCount(paddr: context.paddr(of: slot))
-            context.ledger?.mint(index)
+        context.auditingFrames(.segmentClone(paddrs(of: frames))) {
+            for index in frames {
+                let slot = context.slot(index: index)
+                slot.incRefCount(paddr: context.paddr(of: slot))
+                context.ledger?.mint(index)
+            }
         }
+    }
+
+    /// The physical range of frames `frames`.
+    static func paddrs(of frames: Range<Int>) -> Range<Paddr> {
+        Paddr(UInt64(frames.lowerBound) << UInt64(pageShift))..<Paddr(UInt64(frames.upperBound) << UInt64(pageShift))
     }
 
     // MARK: Geometry
@@ -92,9 +104,16 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     public mutating func split(at offset: Int) -> Segment<M> {
         precondition(offset & (pageSize - 1) == 0, "segment virtual address not aligned for splitting")
         precondition(offset > 0 && offset < size, "segment virtual address out-of-bound for splitting")
-        let middle = start + offset >> pageShift
-        defer { end = middle }
-        return Segment(adopting: middle..<end, context: context)
+        let (whole, context) = (start..<end, context)
+        var middle = start + offset >> pageShift
+        #if DEBUG
+        if context.hasMutant(.segmentSplitMisplacesMiddle) { middle += 1 }
+        #endif
+        let front = start..<middle, back = middle..<end
+        context.auditingFrames(.segmentSplit(Segment.paddrs(of: whole), offset: offset, front: Segment.paddrs(of: front),
+                                             back: Segment.paddrs(of: back))) {}
+        end = middle
+        return Segment(adopting: back, context: context)
     }
 
     /// A new segment over the byte range `range` of this one, with its own references
@@ -185,6 +204,15 @@ extension Segment where M: FrameMeta {
     /// Claims frames `frames` one by one; the segment under construction owns those claimed so
     /// far, so a failure drops exactly them.
     static func claim(
+        _ frames: Range<Int>, context: MachineRef, meta: (Paddr) -> M
+    ) throws(GetFrameError) -> Segment<M> {
+        try context.auditingFrames(.segmentFromUnused(paddrs(of: frames))) { () throws(GetFrameError) -> Segment<M> in
+            try claimEach(frames, context: context, meta: meta)
+        }
+    }
+
+    /// `claim` without the audit.
+    private static func claimEach(
         _ frames: Range<Int>, context: MachineRef, meta: (Paddr) -> M
     ) throws(GetFrameError) -> Segment<M> {
         var segment = Segment(adopting: frames.lowerBound..<frames.lowerBound, context: context)

@@ -19,22 +19,28 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// Drops the frame: busy, metadata forgotten, `UNUSED`, back to the allocator.
     @inlinable
     deinit {
-        let index = context.frameIndex(of: slot)
-        context.ledger?.redeem(index)
-        slot.storeBusy()
-        slot.storeUnused()
-        context.deallocFrame(index)
+        let (slot, context) = (slot, context)
+        context.auditingFrames(.uniqueDrop(context.paddr(of: slot))) {
+            let index = context.frameIndex(of: slot)
+            context.ledger?.redeem(index)
+            slot.storeBusy()
+            slot.storeUnused()
+            context.deallocFrame(index)
+        }
     }
 
     /// Claims an unused frame as uniquely owned (OSTD `UniqueFrame::from_unused`).
     ///
     /// - Throws: as `Frame.fromUnused`; nothing changes on failure.
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> UniqueFrame<M> {
-        let slot = try machine.context.claimUnused(paddr)
-        slot.writeMeta(meta)
-        slot.publishUnique()
-        machine.context.ledger?.mint(machine.context.frameIndex(of: slot))
-        return UniqueFrame(adopting: slot, context: machine.context)
+        let context = machine.context
+        return try context.auditingFrames(.uniqueFromUnused(paddr)) { () throws(GetFrameError) -> UniqueFrame<M> in
+            let slot = try context.claimUnused(paddr)
+            slot.writeMeta(meta)
+            slot.publishUnique()
+            context.ledger?.mint(context.frameIndex(of: slot))
+            return UniqueFrame(adopting: slot, context: context)
+        }
     }
 
     /// The physical address of the frame.
@@ -83,9 +89,15 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// Converts a shared frame whose count is exactly 1 into a unique one
     /// (OSTD `TryFrom<Frame<M>> for UniqueFrame<M>`); otherwise hands the frame back.
     public static func tryFrom(_ frame: consuming Frame<M>) -> FrameConversion<UniqueFrame<M>, Frame<M>> {
-        guard frame.slot.exchangeRefCount(from: 1, to: MetaSlot.refCountUnique) else { return .rejected(frame) }
         let (slot, context) = frame.intoParts()
-        return .converted(UniqueFrame(adopting: slot, context: context))
+        var converted = false
+        return context.auditingFrames(.uniqueTryFrom(context.paddr(of: slot))) {
+            guard slot.exchangeRefCount(from: 1, to: MetaSlot.refCountUnique) else {
+                return .rejected(Frame(adopting: slot, context: context))
+            }
+            converted = true
+            return .converted(UniqueFrame(adopting: slot, context: context))
+        } outcome: { _ in converted ? .done : .rejected }
     }
 
     /// Forgets the handle and returns the frame's address (OSTD `into_raw`).

@@ -16,7 +16,7 @@ struct AuditedSpace {
     let auditor = SpecAuditor()
 
     init(mutants: CoreMutants = [], memory: Int = 16 << 20) throws {
-        machine = makeMachine(memory: memory)
+        machine = try Machine.host(memory: memory, auditor: auditor)
         machine.mutants = mutants
         kernel = try PageTable.newKernelPageTable(machine: machine)
         space = try VmSpace(kernelPageTable: kernel, auditor: auditor)

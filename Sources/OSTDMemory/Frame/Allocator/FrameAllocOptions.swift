@@ -39,9 +39,12 @@ public struct FrameAllocOptions: Sendable {
         let context = machine.context
         guard let index = context.allocFrame() else { throw .outOfMemory(frames: 1) }
         let slot = context.slot(index: index)
-        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
-        if isZeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
-        return Frame(initializing: slot, meta: meta, context: context)
+        let isZeroed = isZeroed
+        return context.auditingFrames(.fromUnused(context.paddr(of: slot))) {
+            if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
+            if isZeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
+            return Frame(initializing: slot, meta: meta, context: context)
+        }
     }
 
     /// Allocates `nframes` contiguous untyped frames (OSTD `alloc_segment`).

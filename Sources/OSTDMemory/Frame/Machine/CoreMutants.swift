@@ -28,6 +28,10 @@ public struct CoreMutants: OptionSet, Sendable {
     public static let mapWritesWrongPaddr = CoreMutants(rawValue: 1 << 4)
     /// Splitting a huge leaf gives the small leaves no write permission.
     public static let splitLosesProperty = CoreMutants(rawValue: 1 << 5)
+    /// `Frame::clone` hands out a handle without counting it.
+    public static let cloneDoesNotCount = CoreMutants(rawValue: 1 << 6)
+    /// `Segment::split` puts the middle one frame late (the front half keeps one frame too many).
+    public static let segmentSplitMisplacesMiddle = CoreMutants(rawValue: 1 << 7)
 
     /// Every mutant, with its name.
     public static let all: [(name: String, mutant: CoreMutants)] = [
@@ -37,6 +41,8 @@ public struct CoreMutants: OptionSet, Sendable {
         ("readerAdmissionIgnoresWriters", .readerAdmissionIgnoresWriters),
         ("mapWritesWrongPaddr", .mapWritesWrongPaddr),
         ("splitLosesProperty", .splitLosesProperty),
+        ("cloneDoesNotCount", .cloneDoesNotCount),
+        ("segmentSplitMisplacesMiddle", .segmentSplitMisplacesMiddle),
     ]
 }
 

@@ -29,10 +29,11 @@ public final class Machine: @unchecked Sendable {
     ///   - cpuLocal: how to find the calling thread's CPU; without it no thread can bind to a CPU
     ///     and every allocation takes the locked global path.
     ///   - audit: keep the seeds' obligation ledger, counting every frame handle.
+    ///   - auditor: shown every frame operation (`FrameAuditor`); implies `audit`.
     /// - Throws: `FrameError.invalidArgs` for a misaligned, too small or too large region or a
     ///   bad CPU count.
     public init(memory: PhysicalMemoryRegion, cpus: Int = 1, cpuLocal: CpuLocalHooks? = nil,
-                audit: Bool = false) throws(FrameError) {
+                audit: Bool = false, auditor: (any FrameAuditor)? = nil) throws(FrameError) {
         try Machine.validate(memory: memory, cpus: cpus)
         let frameCount = memory.size >> pageShift
         let metaFrames = (frameCount * MetaSlot.size + pageSize - 1) >> pageShift
@@ -42,7 +43,7 @@ public final class Machine: @unchecked Sendable {
         let state = UnsafeMutablePointer<MachineContext>.allocate(capacity: 1)
         state.initialize(to: MachineContext(
             memory: memory, frameCount: frameCount, metaFrames: metaFrames,
-            cpuCount: cpus, cpuLocal: cpuLocal, audit: audit))
+            cpuCount: cpus, cpuLocal: cpuLocal, audit: audit, auditor: auditor))
         context = MachineRef(state)
         markReserved(frames: 0..<1, usage: .reserved)
         markReserved(frames: 1..<(1 + metaFrames), usage: .meta)

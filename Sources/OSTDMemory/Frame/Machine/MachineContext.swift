@@ -36,6 +36,8 @@ struct MachineContext: ~Copyable {
     @usableFromInline let frameCaches: CpuLocal<FrameCache>
     /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
     @usableFromInline let ledger: ObligationLedger?
+    /// The frame layer's auditor, if any (`FrameAuditor.swift`); set at boot, never changed.
+    @usableFromInline let frameAuditor: (any FrameAuditor)?
     #if DEBUG
     /// The `CoreMutants` switched on (tests of the audit; debug builds only).
     @usableFromInline let mutants = Atomic<UInt32>(0)
@@ -48,7 +50,7 @@ struct MachineContext: ~Copyable {
     let pool: UnsafeMutablePointer<GlobalPool>
 
     init(memory: PhysicalMemoryRegion, frameCount: Int, metaFrames: Int, cpuCount: Int,
-         cpuLocal: CpuLocalHooks?, audit: Bool) {
+         cpuLocal: CpuLocalHooks?, audit: Bool, auditor: (any FrameAuditor)?) {
         memoryBase = memory.base
         memorySize = memory.size
         self.frameCount = frameCount
@@ -57,7 +59,8 @@ struct MachineContext: ~Copyable {
         release = memory.release
         platform = SimulatedPlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
         frameCaches = CpuLocal(cpuCount: cpuCount) { _ in FrameCache() }
-        ledger = audit ? ObligationLedger(frameCount: frameCount) : nil
+        ledger = audit || auditor != nil ? ObligationLedger(frameCount: frameCount) : nil
+        frameAuditor = auditor
         pool = .allocate(capacity: 1)
         pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
     }

@@ -12,8 +12,13 @@ struct FrameRuns {
 
     mutating func dropReference(_ index: Int) {
         let slot = context.slot(index: index)
-        guard slot.decRefCount(paddr: context.paddr(of: slot)) else { return }
-        slot.storeUnused()
+        let context = context
+        let last = context.auditingFrames(.entryReleased(context.paddr(of: slot))) {
+            guard slot.decRefCount(paddr: context.paddr(of: slot)) else { return false }
+            slot.storeUnused()
+            return true
+        }
+        guard last else { return }
         if count > 0 && start + count == index {
             count += 1
             return

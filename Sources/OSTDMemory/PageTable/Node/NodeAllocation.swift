@@ -9,12 +9,14 @@ extension MachineRef {
     func allocNode(level: PagingLevel) -> NodeRef? {
         guard let index = allocFrame() else { return nil }
         let slot = slot(index: index)
-        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(paddr(of: slot)) }
         let paddr = paddr(of: slot)
-        slot.zeroFrameIfTouched(pointer(to: paddr))
-        var meta = PageTablePageMeta(level: level)
-        meta.lock = 1
-        let frame = Frame(initializing: slot, meta: meta, context: self)
+        let frame = auditingFrames(.fromUnused(paddr)) {
+            if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(paddr) }
+            slot.zeroFrameIfTouched(pointer(to: paddr))
+            var meta = PageTablePageMeta(level: level)
+            meta.lock = 1
+            return Frame(initializing: slot, meta: meta, context: self)
+        }
         return NodeRef(frame.intoRaw(), self)
     }
 

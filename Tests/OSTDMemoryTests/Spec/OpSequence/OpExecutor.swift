@@ -62,7 +62,7 @@ final class OpExecutor {
     var checkedMemViews = false
 
     init(mutants: CoreMutants = []) throws {
-        machine = try Machine.host(memory: 8 << 20, cpus: 2, audit: true)
+        machine = try Machine.host(memory: 8 << 20, cpus: 2, auditor: auditor)
         machine.mutants = mutants
         kernel = try PageTable.newKernelPageTable(machine: machine)
         space = try VmSpace(kernelPageTable: kernel, auditor: auditor)
