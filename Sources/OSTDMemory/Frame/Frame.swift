@@ -41,14 +41,11 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// Drops the reference (Rust's `Drop`); the last one frees the frame.
     @inlinable
     deinit {
-        let (slot, context) = (slot, context)
-        context.auditingFrames(.drop(context.paddr(of: slot))) {
-            context.ledger?.redeem(context.frameIndex(of: slot))
-            if slot.decRefCount(paddr: context.paddr(of: slot)) {
-                slot.storeUnused()
-                context.deallocFrame(context.frameIndex(of: slot))
-            }
+        if context.isFrameAudited {
+            Frame.dropAudited(slot, context)
+            return
         }
+        Frame.dropReference(slot, context)
     }
 
     /// The physical address of the frame.
@@ -78,16 +75,8 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Complexity: O(1), one atomic increment.
     @inlinable
     public func clone() -> Frame<M> {
-        let (slot, context) = (slot, context)
-        return context.auditingFrames(.clone(paddr)) {
-            #if DEBUG
-            if !context.hasMutant(.cloneDoesNotCount) { slot.incRefCount(paddr: context.paddr(of: slot)) }
-            #else
-            slot.incRefCount(paddr: context.paddr(of: slot))
-            #endif
-            context.ledger?.mint(context.frameIndex(of: slot))
-            return Frame(adopting: slot, context: context)
-        }
+        if context.isFrameAudited { return Frame.cloneAudited(slot, context) }
+        return Frame.addReference(slot, context)
     }
 
     /// Forgets the handle without dropping its reference and returns the frame's address
@@ -121,6 +110,46 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
         let slot = context.slot(of: paddr)
         context.ledger?.mint(context.frameIndex(of: slot))
         return Frame(adopting: slot, context: context)
+    }
+
+    // MARK: Bodies of drop and clone
+    //
+    // Each is written once and run two ways: inlined on the fast path, and out of line under the
+    // frame auditor (`FrameAuditor.swift`), so that the fast path carries no closure and no
+    // audit code.
+
+    /// Gives back the reference of a handle to `slot` (the body of `drop`).
+    @inlinable @inline(__always)
+    static func dropReference(_ slot: MetaSlot, _ context: MachineRef) {
+        context.ledger?.redeem(context.frameIndex(of: slot))
+        if slot.decRefCount(paddr: context.paddr(of: slot)) {
+            slot.storeUnused()
+            context.deallocFrame(context.frameIndex(of: slot))
+        }
+    }
+
+    /// `dropReference` past the machine's frame auditor.
+    @usableFromInline @inline(never)
+    static func dropAudited(_ slot: MetaSlot, _ context: MachineRef) {
+        context.auditingFrames(.drop(context.paddr(of: slot))) { dropReference(slot, context) }
+    }
+
+    /// A new handle to `slot`, with one more reference (the body of `clone`).
+    @inlinable @inline(__always)
+    static func addReference(_ slot: MetaSlot, _ context: MachineRef) -> Frame<M> {
+        #if DEBUG
+        if !context.hasMutant(.cloneDoesNotCount) { slot.incRefCount(paddr: context.paddr(of: slot)) }
+        #else
+        slot.incRefCount(paddr: context.paddr(of: slot))
+        #endif
+        context.ledger?.mint(context.frameIndex(of: slot))
+        return Frame(adopting: slot, context: context)
+    }
+
+    /// `addReference` past the machine's frame auditor.
+    @usableFromInline @inline(never)
+    static func cloneAudited(_ slot: MetaSlot, _ context: MachineRef) -> Frame<M> {
+        context.auditingFrames(.clone(context.paddr(of: slot))) { addReference(slot, context) }
     }
 
     /// Splits the handle into its parts without dropping the reference (for conversions).

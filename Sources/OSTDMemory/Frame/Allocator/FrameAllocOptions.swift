@@ -39,12 +39,8 @@ public struct FrameAllocOptions: Sendable {
         let context = machine.context
         guard let index = context.allocFrame() else { throw .outOfMemory(frames: 1) }
         let slot = context.slot(index: index)
-        let isZeroed = isZeroed
-        return context.auditingFrames(.fromUnused(context.paddr(of: slot))) {
-            if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
-            if isZeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
-            return Frame(initializing: slot, meta: meta, context: context)
-        }
+        if context.isFrameAudited { return Frame.claimAudited(slot, meta: meta, zeroed: isZeroed, context: context) }
+        return Frame.claim(slot, meta: meta, zeroed: isZeroed, context: context)
     }
 
     /// Allocates `nframes` contiguous untyped frames (OSTD `alloc_segment`).
@@ -83,6 +79,23 @@ public struct FrameAllocOptions: Sendable {
             allocatorReturnedInUse(error.paddr)
         }
         return segment
+    }
+}
+
+extension Frame where M: FrameMeta {
+    /// Turns the unused frame the allocator just handed out into a handle with metadata `meta`
+    /// (the body of an allocation, OSTD's `from_unused` on the allocated address).
+    @inlinable @inline(__always)
+    static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
+        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
+        if zeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
+        return Frame(initializing: slot, meta: meta, context: context)
+    }
+
+    /// `claim` past the machine's frame auditor.
+    @usableFromInline @inline(never)
+    static func claimAudited(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
+        context.auditingFrames(.fromUnused(context.paddr(of: slot))) { claim(slot, meta: meta, zeroed: zeroed, context: context) }
     }
 }
 

@@ -115,7 +115,17 @@ extension MachineRef {
     @inlinable @inline(__always)
     var frameAuditor: (any FrameAuditor)? { state.pointee.frameAuditor }
 
+    /// Whether the machine has a frame auditor. The hot operations (a frame's drop and clone, an
+    /// allocation, a page-table entry's release) test this and take an out-of-line path when it
+    /// holds, so their fast path carries nothing of the audit but this test.
+    @inlinable @inline(__always)
+    var isFrameAudited: Bool { _slowPath(state.pointee.frameAuditor != nil) }
+
     /// Runs `body`, which performs `operation`, past the frame auditor if there is one.
+    ///
+    /// Without an auditor this is one test of a nil reference and `body` inlined. (A closure
+    /// still takes room in the caller's frame: the hot operations call this only on their
+    /// audited path; see `isFrameAudited`.)
     @inlinable @inline(__always)
     func auditingFrames<R: ~Copyable, E: Error>(
         _ operation: @autoclosure () -> FrameOperation, _ body: () throws(E) -> R,
@@ -127,7 +137,7 @@ extension MachineRef {
 
     /// `auditingFrames` when there is an auditor: the slots before, the operation, the slots
     /// after, the report. A refusal is reported before it is rethrown.
-    @usableFromInline
+    @usableFromInline @inline(never)
     func audit<R: ~Copyable, E: Error>(
         _ operation: FrameOperation, by auditor: any FrameAuditor, _ body: () throws(E) -> R,
         outcome: (borrowing R) -> FrameOperationOutcome
@@ -148,6 +158,7 @@ extension MachineRef {
 
     /// The states of the slots of the frames of `range` that exist (an out-of-range address,
     /// which the operation refuses, has none).
+    @inline(never)
     func slotStates(_ range: Range<Paddr>) -> [FrameSlotState] {
         let first = Int(range.lowerBound.rawValue >> UInt64(pageShift))
         let end = min(frameCount, Int((range.upperBound.rawValue + UInt64(pageSize) - 1) >> UInt64(pageShift)))

@@ -12,13 +12,7 @@ struct FrameRuns {
 
     mutating func dropReference(_ index: Int) {
         let slot = context.slot(index: index)
-        let context = context
-        let last = context.auditingFrames(.entryReleased(context.paddr(of: slot))) {
-            guard slot.decRefCount(paddr: context.paddr(of: slot)) else { return false }
-            slot.storeUnused()
-            return true
-        }
-        guard last else { return }
+        guard context.isFrameAudited ? releaseAudited(slot) : FrameRuns.release(slot, context) else { return }
         if count > 0 && start + count == index {
             count += 1
             return
@@ -26,6 +20,21 @@ struct FrameRuns {
         flush()
         start = index
         count = 1
+    }
+
+    /// Drops the entry's reference on `slot`; returns whether it was the last (the frame is then
+    /// unused, and the caller returns it to the allocator).
+    static func release(_ slot: MetaSlot, _ context: MachineRef) -> Bool {
+        guard slot.decRefCount(paddr: context.paddr(of: slot)) else { return false }
+        slot.storeUnused()
+        return true
+    }
+
+    /// `release` past the machine's frame auditor.
+    @inline(never)
+    func releaseAudited(_ slot: MetaSlot) -> Bool {
+        let context = context
+        return context.auditingFrames(.entryReleased(context.paddr(of: slot))) { FrameRuns.release(slot, context) }
     }
 
     mutating func flush() {

@@ -8,15 +8,12 @@ extension MachineRef {
     @inlinable
     func allocNode(level: PagingLevel) -> NodeRef? {
         guard let index = allocFrame() else { return nil }
+        var meta = PageTablePageMeta(level: level)
+        meta.lock = 1
         let slot = slot(index: index)
-        let paddr = paddr(of: slot)
-        let frame = auditingFrames(.fromUnused(paddr)) {
-            if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(paddr) }
-            slot.zeroFrameIfTouched(pointer(to: paddr))
-            var meta = PageTablePageMeta(level: level)
-            meta.lock = 1
-            return Frame(initializing: slot, meta: meta, context: self)
-        }
+        let frame = isFrameAudited
+            ? Frame.claimAudited(slot, meta: meta, zeroed: true, context: self)
+            : Frame.claim(slot, meta: meta, zeroed: true, context: self)
         return NodeRef(frame.intoRaw(), self)
     }
 
