@@ -27,7 +27,7 @@ public final class SpecAuditor: VmSpaceAuditor {
         var operations = 0
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     /// An auditor that has found nothing yet.
     public init() {}

@@ -28,6 +28,10 @@ public struct CoreMutants: OptionSet, Sendable {
     public static let mapWritesWrongPaddr = CoreMutants(rawValue: 1 << 4)
     /// Splitting a huge leaf gives the small leaves no write permission.
     public static let splitLosesProperty = CoreMutants(rawValue: 1 << 5)
+    /// A fallible copy involving user memory copies one byte fewer than it reports (its last).
+    public static let writeFallibleCopiesOneByteShort = CoreMutants(rawValue: 1 << 16)
+    /// `readVal` moves its cursor past the value even when the read faulted.
+    public static let readValAdvancesOnFault = CoreMutants(rawValue: 1 << 17)
 
     /// Every mutant, with its name.
     public static let all: [(name: String, mutant: CoreMutants)] = [
@@ -37,6 +41,8 @@ public struct CoreMutants: OptionSet, Sendable {
         ("readerAdmissionIgnoresWriters", .readerAdmissionIgnoresWriters),
         ("mapWritesWrongPaddr", .mapWritesWrongPaddr),
         ("splitLosesProperty", .splitLosesProperty),
+        ("writeFallibleCopiesOneByteShort", .writeFallibleCopiesOneByteShort),
+        ("readValAdvancesOnFault", .readValAdvancesOnFault),
     ]
 }
 
