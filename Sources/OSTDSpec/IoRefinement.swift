@@ -3,10 +3,10 @@
 // function per check, each on a handle's state before and after one operation.
 //
 // The functions are pure: they take the states the core showed the auditor (`VmIoAuditState`),
-// the operation's outcome, and the bytes the auditor read (user memory through the space's page
-// table and physical memory, `userBytes`; kernel memory as the core copied it). A byte the view
-// cannot read (not mapped) is `nil`. Each returns what is wrong, in words; empty when the check
-// holds. `SpecAuditor+Io.swift` runs them on every audited operation.
+// the operation's outcome, and the bytes the auditor read (user memory as the CPU sees it, through
+// its TLB or the space's page table, and physical memory, `userBytes`; kernel memory as the core
+// copied it). A byte nothing maps is `nil`. Each returns what is wrong, in words; empty when
+// the check holds. `SpecAuditor+Io.swift` runs them on every audited operation.
 
 @_spi(OSTDInternals) import OSTDMemory
 
@@ -196,13 +196,26 @@ public enum IoRefinement {
         return problems
     }
 
-    /// The `count` bytes of `space`'s user memory at `va`, through its page table (`MemView`);
-    /// `nil` where nothing is mapped.
+    /// The `count` bytes of `space`'s user memory at `va` as the CPU running the operation sees
+    /// them: through a translation its TLB holds, when the space is active there (until a
+    /// removal's flush is dispatched the entry may be stale, and the MMU still uses it), else
+    /// through the page table (`MemView`); `nil` where neither maps.
     public static func userBytes(_ space: VmSpace, at va: UInt64, count: Int) -> [UInt8?] {
         guard count > 0 else { return [] }
         let range = Vaddr(va)..<(Vaddr(va) + count)
-        let view = MemView(pageTable: space.pageTable.view(overlapping: range), machine: space.machine, range: range)
-        return (0..<count).map { view.read(Vaddr(va) + $0)?.value }
+        let machine = space.machine
+        let view = MemView(pageTable: space.pageTable.view(overlapping: range), machine: machine, range: range)
+        let cpu = machine.currentCpu ?? 0
+        let cached = space.isActive(on: cpu) ? machine.tlbEntries(cpu: cpu).filter { entry in
+            entry.va < range.upperBound && range.lowerBound < entry.va + PagingConsts.pageSize(entry.level)
+        } : []
+        return (0..<count).map { offset in
+            let address = Vaddr(va) + offset
+            guard let entry = cached.first(where: { address >= $0.va && address - $0.va < PagingConsts.pageSize($0.level) })
+            else { return view.read(address)?.value }
+            let pa = entry.paddr + (address - entry.va)
+            return pa.rawValue < UInt64(machine.memorySize) ? machine.physicalBytes(pa..<(pa + 1))[0] : nil
+        }
     }
 
     /// The bytes of a `UInt32` in memory order.

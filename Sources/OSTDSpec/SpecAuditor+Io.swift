@@ -3,9 +3,10 @@
 //
 // Around the operation the auditor reads what the checks compare: before a copy, the source's
 // bytes (it may overwrite them when source and destination alias); after it, the destination's,
-// and for a value access or a fill, the bytes at the cursor. User memory is read through the
-// handle's space's page table and physical memory (`IoRefinement.userBytes`); kernel memory comes
-// as the core copied it. A source byte that was not mapped before the copy (the page-fault
+// and for a value access or a fill, the bytes at the cursor. User memory is read as the CPU sees
+// it: through its TLB where that still holds a translation (stale until a pending flush is
+// dispatched, as the MMU would use it), else the handle's space's page table, and physical memory
+// (`IoRefinement.userBytes`); kernel memory comes as the core copied it. A source byte that was not mapped before the copy (the page-fault
 // handler mapped it during the copy) is compared with its value after. Nothing is locked while
 // the operation runs: a fault handler's cursor operations are audited too, inside it.
 //
