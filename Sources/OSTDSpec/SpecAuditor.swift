@@ -37,7 +37,8 @@ public final class SpecAuditor: VmSpaceAuditor {
     /// The violations found so far, oldest first.
     public var violations: [AuditViolation] { state.withLock { $0.violations } }
 
-    /// The number of cursor operations and ownership changes checked so far.
+    /// The number of cursor operations, reader and writer operations and ownership changes checked
+    /// so far.
     public var operationsChecked: Int { state.withLock { $0.operations } }
 
     /// Forgets the violations found so far.

@@ -37,14 +37,16 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     public var owner: VmIoOwner? { window.owner }
 
     /// Caps the bytes left at `max` (OSTD `limit`): afterwards `remain <= max`.
-    public mutating func limit(_ max: Int) { window.limit(max) }
+    public mutating func limit(_ max: Int) {
+        if window.here.isAudited { auditedLimit(max) } else { window.limit(max) }
+    }
 
     /// Moves the cursor `count` bytes on without reading (OSTD `skip`).
     ///
     /// - Precondition: `count <= remain`.
     public mutating func skip(_ count: Int) {
         checkSkip(count, within: remain)
-        window.advance(count)
+        if window.here.isAudited { auditedSkip(count) } else { window.advance(count) }
     }
 
     /// The seeds' `VmIoOwner::advance`: gives up the first `count` bytes (same as `skip`).
@@ -54,7 +56,9 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     /// (the seeds' `VmIoOwner::split`); this reader keeps the rest.
     ///
     /// - Precondition: `count <= remain`.
-    public mutating func split(_ count: Int) -> VmReader<F> { VmReader(window: window.splitFront(count)) }
+    public mutating func split(_ count: Int) -> VmReader<F> {
+        VmReader(window: window.here.isAudited ? auditedSplit(count) : window.splitFront(count))
+    }
 
     /// Copies `min(remain, writer.avail)` bytes into `writer`, faulting user pages in through
     /// the space's handler (OSTD `read_fallible`). Both cursors move by the bytes copied.
@@ -63,6 +67,13 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     ///   `disposed`; `notActive`.
     @inlinable
     public mutating func readFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
+        if window.here.isAudited || writer.window.here.isAudited { return try auditedReadFallible(&writer) }
+        return try copyFallible(&writer)
+    }
+
+    /// `readFallible` without the audit.
+    @inlinable
+    mutating func copyFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
         try window.checkUsable()
         try writer.window.checkUsable()
         let (copied, fault) = try transfer(from: window.here, to: writer.window.here, count: min(remain, writer.avail))
@@ -79,6 +90,13 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     ///   it was.
     @inlinable
     public mutating func readVal<T: BitwiseCopyable>(_: T.Type = T.self) throws(OSTDError) -> T {
+        if window.here.isAudited { return try auditedReadVal(T.self) }
+        return try readValUnaudited(T.self)
+    }
+
+    /// `readVal` without the audit.
+    @inlinable
+    mutating func readValUnaudited<T: BitwiseCopyable>(_: T.Type) throws(OSTDError) -> T {
         let size = MemoryLayout<T>.size
         guard remain >= size else {
             throw .invalidArgs("reading a \(size)-byte value with \(remain) byte(s) left")
@@ -92,7 +110,12 @@ public struct VmReader<F: Fallibility>: ~Copyable {
             }
         }.get()
         // The cursor moves only after a complete read: a fault leaves it where it was.
-        if let fault { throw .pageFault(address: fault.address, copied: copied) }
+        if let fault {
+            #if DEBUG
+            if here.space?.context.hasMutant(.readValAdvancesOnFault) == true { window.advance(size) }
+            #endif
+            throw .pageFault(address: fault.address, copied: copied)
+        }
         window.advance(size)
         return value
     }
@@ -161,6 +184,12 @@ extension VmReader where F == Fallible {
     ///   when the page is not readable.
     /// - Precondition: the cursor is 4-byte aligned.
     public func atomicLoad() throws(OSTDError) -> UInt32 {
+        if window.here.isAudited { return try auditedAtomicLoad() }
+        return try atomicLoadUnaudited()
+    }
+
+    /// `atomicLoad` without the audit.
+    func atomicLoadUnaudited() throws(OSTDError) -> UInt32 {
         guard remain >= 4 else { throw .invalidArgs("atomic load of 4 bytes with \(remain) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic load at 0x\(String(window.cursor, radix: 16))")
         try window.checkUsable()

@@ -32,14 +32,16 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     public var owner: VmIoOwner? { window.owner }
 
     /// Caps the bytes left at `max` (OSTD `limit`).
-    public mutating func limit(_ max: Int) { window.limit(max) }
+    public mutating func limit(_ max: Int) {
+        if window.here.isAudited { auditedLimit(max) } else { window.limit(max) }
+    }
 
     /// Moves the cursor `count` bytes on without writing (OSTD `skip`).
     ///
     /// - Precondition: `count <= avail`.
     public mutating func skip(_ count: Int) {
         checkSkip(count, within: avail)
-        window.advance(count)
+        if window.here.isAudited { auditedSkip(count) } else { window.advance(count) }
     }
 
     /// The seeds' `VmIoOwner::advance`: gives up the first `count` bytes (same as `skip`).
@@ -48,7 +50,9 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     /// Splits off the first `count` bytes as a writer of their own (the seeds' `split`).
     ///
     /// - Precondition: `count <= avail`.
-    public mutating func split(_ count: Int) -> VmWriter<F> { VmWriter(window: window.splitFront(count)) }
+    public mutating func split(_ count: Int) -> VmWriter<F> {
+        VmWriter(window: window.here.isAudited ? auditedSplit(count) : window.splitFront(count))
+    }
 
     /// The same bytes as a reader, holding a read view instead of the write view (the seeds'
     /// `write_to_read`).
@@ -69,6 +73,13 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     ///   throws `pageFault` with the bytes written before it, and the cursor stays where it was.
     @inlinable
     public mutating func writeVal<T: BitwiseCopyable>(_ value: T) throws(OSTDError) {
+        if window.here.isAudited { return try auditedWriteVal(value) }
+        try writeValUnaudited(value)
+    }
+
+    /// `writeVal` without the audit.
+    @inlinable
+    mutating func writeValUnaudited<T: BitwiseCopyable>(_ value: T) throws(OSTDError) {
         let size = MemoryLayout<T>.size
         guard avail >= size else {
             throw .invalidArgs("writing a \(size)-byte value with \(avail) byte(s) left")
@@ -138,6 +149,12 @@ extension VmWriter where F == Fallible {
     ///   bytes before it stay written.
     @discardableResult
     public mutating func fillZeros(_ count: Int) throws(OSTDError) -> Int {
+        if window.here.isAudited { return try auditedFillZeros(count) }
+        return try fillZerosUnaudited(count)
+    }
+
+    /// `fillZeros` without the audit.
+    mutating func fillZerosUnaudited(_ count: Int) throws(OSTDError) -> Int {
         try window.checkUsable()
         let (filled, fault) = try zeroFill(window.here, count: min(max(count, 0), avail))
         window.advance(filled)
@@ -153,6 +170,14 @@ extension VmWriter where F == Fallible {
     ///   when the page is not writable.
     /// - Precondition: `reader` is at the same address, and the cursor is 4-byte aligned.
     public func atomicCompareExchange(
+        _ reader: borrowing VmReader<Fallible>, old: UInt32, new: UInt32
+    ) throws(OSTDError) -> (previous: UInt32, exchanged: Bool) {
+        if window.here.isAudited { return try auditedAtomicCompareExchange(reader, old: old, new: new) }
+        return try atomicCompareExchangeUnaudited(reader, old: old, new: new)
+    }
+
+    /// `atomicCompareExchange` without the audit.
+    func atomicCompareExchangeUnaudited(
         _ reader: borrowing VmReader<Fallible>, old: UInt32, new: UInt32
     ) throws(OSTDError) -> (previous: UInt32, exchanged: Bool) {
         precondition(reader.cursor == cursor, "the reader and the writer of a compare-exchange are at different addresses")

@@ -98,6 +98,11 @@ public protocol VmSpaceAuditor: AnyObject, Sendable {
     /// was refused.
     func didCreateCursor(over range: Range<Vaddr>, mutable: Bool, result: Result<CursorAuditState, OSTDError>,
                          in space: VmSpace)
+    /// Called around an operation of a user reader or writer of `space` (`VmIoAuditing.swift`):
+    /// takes what it needs from `before`, calls `perform` exactly once (it runs the operation and
+    /// returns the state after and the outcome), then checks.
+    func auditIo(_ operation: VmIoOperation, before: VmIoAuditState, in space: VmSpace,
+                 perform: () -> (after: VmIoAuditState, outcome: VmIoOutcome))
 }
 
 /// What an audited cursor carries: the auditor and the space it audits.

@@ -32,6 +32,10 @@ public struct CoreMutants: OptionSet, Sendable {
     public static let cloneDoesNotCount = CoreMutants(rawValue: 1 << 6)
     /// `Segment::split` puts the middle one frame late (the front half keeps one frame too many).
     public static let segmentSplitMisplacesMiddle = CoreMutants(rawValue: 1 << 7)
+    /// A fallible copy involving user memory copies one byte fewer than it reports (its last).
+    public static let writeFallibleCopiesOneByteShort = CoreMutants(rawValue: 1 << 8)
+    /// `readVal` moves its cursor past the value even when the read faulted.
+    public static let readValAdvancesOnFault = CoreMutants(rawValue: 1 << 9)
 
     /// Every mutant, with its name.
     public static let all: [(name: String, mutant: CoreMutants)] = [
@@ -43,6 +47,8 @@ public struct CoreMutants: OptionSet, Sendable {
         ("splitLosesProperty", .splitLosesProperty),
         ("cloneDoesNotCount", .cloneDoesNotCount),
         ("segmentSplitMisplacesMiddle", .segmentSplitMisplacesMiddle),
+        ("writeFallibleCopiesOneByteShort", .writeFallibleCopiesOneByteShort),
+        ("readValAdvancesOnFault", .readValAdvancesOnFault),
     ]
 }
 

@@ -128,7 +128,7 @@ final class OpExecutor {
         case .allocFrame, .cloneFrame, .dropFrame, .frameIntoRawFromRaw,
              .allocSegment, .splitSegment, .sliceSegment, .dropSegment:
             return executeFrameOp(op)
-        case .createReader, .createWriter, .read, .write, .splitHandle, .dispose, .reactivate, .remove, .writeToRead:
+        case .createReader, .createWriter, .read, .write, .splitHandle, .dispose, .reactivate, .remove, .writeToRead, .copy:
             return executeIoOp(op)
         default:
             return (try? executeCursorOp(op)) ?? false
@@ -270,6 +270,10 @@ final class OpExecutor {
         case .writeToRead(let h) where !handles.isEmpty && handles[h % handles.count].writer != nil:
             let box = handles[h % handles.count]
             box.reader = box.writer.take()!.writeToRead()
+        case .copy(let from, let to) where !handles.isEmpty:
+            let (source, target) = (handles[from % handles.count], handles[to % handles.count])
+            guard source !== target, source.reader != nil, target.writer != nil else { return false }
+            _ = try? source.reader!.readFallible(&target.writer!)
         default:
             return false
         }

@@ -42,6 +42,7 @@ enum SpecOp: Equatable, CustomStringConvertible {
     case reactivate(handle: Int)
     case remove(handle: Int)
     case writeToRead(handle: Int)
+    case copy(from: Int, to: Int)
     // CPUs and TLBs.
     case activate(cpu: Int)
     case access(page: Int, cpu: Int)
@@ -85,6 +86,7 @@ enum SpecOp: Equatable, CustomStringConvertible {
         case 56: .writeToRead(handle: a)
         case 57, 58: .activate(cpu: b % 2)
         case 59, 60, 61: .access(page: a, cpu: b % 2)
+        case 63: .copy(from: a, to: b)
         default: .takeWithoutDispatch(page: a)
         }
     }
@@ -118,6 +120,7 @@ enum SpecOp: Equatable, CustomStringConvertible {
         case .reactivate(let h): "reactivate(handle \(h))"
         case .remove(let h): "remove(handle \(h))"
         case .writeToRead(let h): "writeToRead(handle \(h))"
+        case .copy(let from, let to): "copy(handle \(from) to handle \(to))"
         case .activate(let cpu): "activate(cpu \(cpu))"
         case .access(let p, let cpu): "access(page \(p), cpu \(cpu))"
         case .takeWithoutDispatch(let p): "takeWithoutDispatch(page \(p))"
