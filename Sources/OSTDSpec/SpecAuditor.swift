@@ -85,6 +85,33 @@ public final class SpecAuditor: VmSpaceAuditor {
             ? ["admitted a handle over \(range.lowerBound)..<\(range.upperBound), outside 1..=\(maxUserspaceVaddr)"] : []
     }
 
+    /// Check 30, the refusals of `VmSpace::reader` / `writer`: "`(vaddr≠0 ∧ len>0 ∧ vaddr+len ≤
+    /// MAX_USERSPACE_VADDR ∧ this PT is active) ⟹ Ok`; `PT not active ⟹ Err`", with the seeds'
+    /// `can_create_reader` / `can_create_writer` as the admission rule (a reader is also kept out
+    /// by overlapping readers unless `shared_reader`: `inv` demands it). A refusal is exact: its
+    /// error names a condition that fails in `owner`, the state it left unchanged. (`vaddr != 0`
+    /// is not required, as above.)
+    public static func admissionRefusalSpec(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView, error: OSTDError,
+                                            owner: VmSpaceOwner) -> [String] {
+        let (end, overflow) = vaddr.rawValue.addingReportingOverflow(UInt64(truncatingIfNeeded: len))
+        let inUserSpace = len > 0 && !overflow && end <= maxUserspaceVaddr.rawValue
+        let range = vaddr..<Vaddr(inUserSpace ? end : vaddr.rawValue)
+        let overlapping = { (handles: [VmIoOwner]) in handles.contains { $0.overlapsWithRange(range) } }
+        let admissible = view == .writeView
+            ? !overlapping(owner.readers) && !overlapping(owner.writers)
+            : !overlapping(owner.writers) && (owner.sharedReader || !overlapping(owner.readers))
+        let request = "\(view == .writeView ? "writer" : "reader") over \(vaddr) + \(len)"
+        let justified = switch error {
+        case .notActive: !owner.active
+        case .invalidUserRange: !inUserSpace
+        case .accessConflict: inUserSpace && !admissible
+        default: false
+        }
+        return justified ? [] : ["a \(request) was refused with \(error), but "
+            + "\(inUserSpace ? "the range is user space" : "the range is not user space"), "
+            + "the space is \(owner.active ? "" : "not ")active, and the range is \(admissible ? "" : "not ")admissible"]
+    }
+
     /// The addresses `operation` may read or change, from the cursor's address: the slot a query
     /// or a map works on, the `len` bytes a scan covers, nothing for a jump. The leaves that
     /// overlap it are added whole (a split changes only them), and the specification functions
@@ -103,7 +130,12 @@ public final class SpecAuditor: VmSpaceAuditor {
 
     public func didChangeOwnership(_ change: VmSpaceOwnershipChange, in space: VmSpace) {
         var problems = Audit.vmSpaceOwnerInv(space.ownerSnapshot)
-        if case .admitted(let range, _) = change { problems += Self.admissionSpec(range) }
+        switch change {
+        case .admitted(let range, _): problems += Self.admissionSpec(range)
+        case .refused(let vaddr, let len, let view, let error):
+            problems += Self.admissionRefusalSpec(vaddr, len, view: view, error: error, owner: space.ownerSnapshot)
+        default: break
+        }
         record(problems.map { AuditViolation(predicate: "vmSpaceOwnerInv", detail: $0, operation: "\(change)") })
         state.withLock { $0.operations += 1 }
     }

@@ -11,9 +11,7 @@ extension VmSpace {
     ///   for an empty, overflowing or non-user range; `accessConflict` when an active writer (or,
     ///   without `sharedReader`, an active reader) overlaps the range.
     public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
-        _ = try executingCpu()
-        let range = try VmSpace.userRange(vaddr, len)
-        return VmReader(user: self, record: try admit(range, view: .readView))
+        VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView))
     }
 
     /// A writer of the user memory `vaddr ..< vaddr + len` (the seeds' `create_writer` followed by
@@ -23,9 +21,19 @@ extension VmSpace {
     /// - Throws: as `createReader`, with `accessConflict` when any active reader or writer
     ///   overlaps the range.
     public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
-        _ = try executingCpu()
-        let range = try VmSpace.userRange(vaddr, len)
-        return VmWriter(user: self, record: try admit(range, view: .writeView))
+        VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView))
+    }
+
+    /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the
+    /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor.
+    private func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
+        do throws(OSTDError) {
+            _ = try executingCpu()
+            return try admit(try VmSpace.userRange(vaddr, len), view: view)
+        } catch {
+            auditOwnership(.refused(vaddr: vaddr, len: len, view: view, error: error))
+            throw error
+        }
     }
 
     /// Runs `body` with a reader of `vaddr ..< vaddr + count`, removed when `body` returns: the

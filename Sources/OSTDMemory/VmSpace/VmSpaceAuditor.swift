@@ -82,6 +82,9 @@ public enum VmSpaceOwnershipChange: Sendable, Equatable {
     case split(range: Range<Vaddr>, count: Int)
     /// A writer over `range` became a reader (`write_to_read`).
     case convertedToReader(range: Range<Vaddr>)
+    /// A new reader (`view` `.readView`) or writer over `vaddr ..< vaddr + len` was refused with
+    /// `error`; nothing changed.
+    case refused(vaddr: Vaddr, len: Int, view: VmIoMemView, error: OSTDError)
 }
 
 /// Checks a space's operations against the specification (see the file comment).

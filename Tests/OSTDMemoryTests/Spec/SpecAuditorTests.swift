@@ -245,3 +245,30 @@ extension CursorRefinementTests {
         #expect(!SpecAuditor.admissionSpec(Vaddr(0x40_0000)..<Vaddr(0x40_0000)).isEmpty)
     }
 }
+
+extension CursorRefinementTests {
+    @Test func aRefusedHandleMustNameAConditionThatFails() throws {
+        let audited = try AuditedSpace()
+        try audited.mapPages(at: base, 2)
+        audited.space.activate(on: 0)
+        let owner = audited.space.ownerSnapshot
+        let conflict = OSTDError.accessConflict(requested: pages(base, 1), conflicting: pages(base, 1))
+        // Nothing is registered and the space is active: refusing a reader is a violation,
+        // whatever the error says.
+        #expect(!SpecAuditor.admissionRefusalSpec(base, 8, view: .readView, error: conflict, owner: owner).isEmpty)
+        #expect(!SpecAuditor.admissionRefusalSpec(base, 8, view: .readView, error: .notActive(cpu: 0), owner: owner).isEmpty)
+        #expect(!SpecAuditor.admissionRefusalSpec(base, 8, view: .writeView,
+                                                  error: .invalidUserRange(vaddr: base, len: 8), owner: owner).isEmpty)
+        #expect(SpecAuditor.admissionRefusalSpec(base, 0, view: .readView,
+                                                 error: .invalidUserRange(vaddr: base, len: 0), owner: owner).isEmpty)
+        // Real refusals of every kind, in an audited space, violate nothing.
+        try audited.space.withWriter(at: base, count: 16) { _ in
+            #expect(throws: OSTDError.self) { _ = try audited.space.createReader(base + 8, 8) }
+            #expect(throws: OSTDError.self) { _ = try audited.space.createWriter(base, 0) }
+        }
+        let other = try VmSpace(kernelPageTable: audited.kernel)
+        other.activate(on: 0)   // the audited space is no longer active on the CPU
+        #expect(throws: OSTDError.notActive(cpu: 0)) { _ = try audited.space.createReader(base, 8) }
+        #expect(audited.auditor.violations.isEmpty)
+    }
+}
