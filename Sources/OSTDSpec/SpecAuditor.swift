@@ -85,6 +85,28 @@ public final class SpecAuditor: VmSpaceAuditor {
             ? ["admitted a handle over \(range.lowerBound)..<\(range.upperBound), outside 1..=\(maxUserspaceVaddr)"] : []
     }
 
+    /// Check 28 for the handle over `range` that was just given `view`: the seeds' `VmIoOwner::inv`
+    /// ("a view, if held, has `mappings_are_disjoint()` and translates every address of the
+    /// range", the translation clause dropped for fallible handles) and, for a reader,
+    /// `read_view_initialized` on the bytes its view translates, over the view the seeds'
+    /// lifecycle hands it: the space's leaves and bytes in `range` (`MemView`). Costs what the
+    /// handle covers, not what the space holds.
+    public static func ioOwnerSpec(_ range: Range<Vaddr>, view: VmIoMemView, in space: VmSpace) -> [String] {
+        let owner = space.ownerSnapshot
+        let handles = view == .readView ? owner.readers : owner.writers
+        guard let handle = handles.first(where: { $0.range == range }) else {
+            return ["no active \(view == .readView ? "reader" : "writer") over \(Audit.describe(range)) after its activation"]
+        }
+        let memView = MemView(pageTable: space.pageTable.view(overlapping: range), machine: space.machine, range: range)
+        let model = VmIoOwnerModel(handle, view: memView)
+        var problems: [String] = []
+        if !model.inv() { problems.append("VmIoOwner::inv fails for the handle over \(Audit.describe(range))") }
+        if view == .readView && !model.mappedBytesInitialized() {
+            problems.append("read_view_initialized: the reader over \(Audit.describe(range)) has uninitialised bytes")
+        }
+        return problems
+    }
+
     /// Check 30, the refusals of `VmSpace::reader` / `writer`: "`(vaddr≠0 ∧ len>0 ∧ vaddr+len ≤
     /// MAX_USERSPACE_VADDR ∧ this PT is active) ⟹ Ok`; `PT not active ⟹ Err`", with the seeds'
     /// `can_create_reader` / `can_create_writer` as the admission rule (a reader is also kept out
@@ -131,7 +153,10 @@ public final class SpecAuditor: VmSpaceAuditor {
     public func didChangeOwnership(_ change: VmSpaceOwnershipChange, in space: VmSpace) {
         var problems = Audit.vmSpaceOwnerInv(space.ownerSnapshot)
         switch change {
-        case .admitted(let range, _): problems += Self.admissionSpec(range)
+        case .admitted(let range, let view):
+            problems += Self.admissionSpec(range) + Self.ioOwnerSpec(range, view: view, in: space)
+        case .reactivated(let range, let view):
+            problems += Self.ioOwnerSpec(range, view: view, in: space)
         case .refused(let vaddr, let len, let view, let error):
             problems += Self.admissionRefusalSpec(vaddr, len, view: view, error: error, owner: space.ownerSnapshot)
         default: break

@@ -272,3 +272,18 @@ extension CursorRefinementTests {
         #expect(audited.auditor.violations.isEmpty)
     }
 }
+
+extension CursorRefinementTests {
+    @Test func anActivatedHandleMustHoldAWellFormedView() throws {
+        let audited = try AuditedSpace()
+        try audited.mapPages(at: base, 2)
+        audited.space.activate(on: 0)
+        try audited.space.withReader(at: base, count: 3 * pageSize) { _ in
+            #expect(SpecAuditor.ioOwnerSpec(pages(base, 3), view: .readView, in: audited.space).isEmpty)
+            // The auditor is told of an activation that left no such handle: a violation.
+            #expect(SpecAuditor.ioOwnerSpec(pages(base, 3), view: .writeView, in: audited.space)
+                == ["no active writer over \(base)..<\(base + 3 * pageSize) after its activation"])
+        }
+        #expect(audited.auditor.violations.isEmpty)
+    }
+}
