@@ -63,7 +63,7 @@ struct AddressSpaceTour {
         try unmapCode()
         try audit("unmap")
         showTree()
-        say("audit", "the specification held: \(auditor.operationsChecked) frame operations, cursor operations and ownership changes checked as they happened (each against its spec function, the cursor's locks, VmSpaceOwner::inv), and \(stats.audits) audits after the steps (page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
+        say("audit", "the specification held: \(auditor.operationsChecked) operations checked as they happened (frame operations, cursor operations, reader and writer operations, admissions: each against its spec function, with the cursor's locks and VmSpaceOwner::inv), and \(stats.audits) audits after the steps (page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
     }
 
     /// Collects what the auditor found during the step and runs the specification's
