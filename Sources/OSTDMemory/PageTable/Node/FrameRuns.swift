@@ -12,7 +12,8 @@ struct FrameRuns {
 
     mutating func dropReference(_ index: Int) {
         let slot = context.slot(index: index)
-        guard context.isFrameAudited ? releaseAudited(slot) : FrameRuns.release(slot, context) else { return }
+        let context = context
+        guard context.isFrameAudited ? FrameRuns.releaseAudited(slot, context) : FrameRuns.release(slot, context) else { return }
         if count > 0 && start + count == index {
             count += 1
             return
@@ -32,9 +33,8 @@ struct FrameRuns {
 
     /// `release` past the machine's frame auditor.
     @inline(never)
-    func releaseAudited(_ slot: MetaSlot) -> Bool {
-        let context = context
-        return context.auditingFrames(.entryReleased(context.paddr(of: slot))) { FrameRuns.release(slot, context) }
+    static func releaseAudited(_ slot: MetaSlot, _ context: MachineRef) -> Bool {
+        context.auditingFrames(.entryReleased(context.paddr(of: slot))) { FrameRuns.release(slot, context) }
     }
 
     mutating func flush() {
