@@ -145,12 +145,12 @@ import OSTDHost
     @Test func outOfMemoryIsAnErrorAndLosesNothing() throws {
         let machine = try Machine.host(memory: 1 << 20)   // 256 frames, 4 of them metadata
         let free = machine.freeFrames
-        #expect(throws: FrameError.outOfMemory(frames: 512)) { try FrameAllocOptions().allocSegment(512, in: machine) }
+        #expect(throws: FrameError.outOfMemory(frames: 512)) { _ = try FrameAllocOptions().allocSegment(512, in: machine) }
         #expect(machine.freeFrames == free)
         var held: [Paddr] = []
         while let paddr = try? FrameAllocOptions().allocFrame(in: machine).intoRaw() { held.append(paddr) }
         #expect(held.count == free)
-        #expect(throws: FrameError.outOfMemory(frames: 1)) { try FrameAllocOptions().allocFrame(in: machine) }
+        #expect(throws: FrameError.outOfMemory(frames: 1)) { _ = try FrameAllocOptions().allocFrame(in: machine) }
         #expect(Set(held).count == held.count)
         for paddr in held { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
         #expect(machine.outstandingFrames == 0)

@@ -111,20 +111,20 @@ import OSTDHost
         let machine = makeMachine()
         let paddr = try takeUnusedFrame(from: machine)
         #expect(throws: GetFrameError.notAligned(Paddr(0x1001))) {
-            try Frame.fromUnused(Paddr(0x1001), meta: UntypedMeta(), in: machine)
+            _ = try Frame.fromUnused(Paddr(0x1001), meta: UntypedMeta(), in: machine)
         }
         let beyond = Paddr(UInt64(machine.memorySize))
-        #expect(throws: GetFrameError.outOfBound(beyond)) { try Frame.fromUnused(beyond, meta: UntypedMeta(), in: machine) }
-        #expect(throws: GetFrameError.inUse(Paddr(0))) { try Frame.fromUnused(Paddr(0), meta: UntypedMeta(), in: machine) }
+        #expect(throws: GetFrameError.outOfBound(beyond)) { _ = try Frame.fromUnused(beyond, meta: UntypedMeta(), in: machine) }
+        #expect(throws: GetFrameError.inUse(Paddr(0))) { _ = try Frame.fromUnused(Paddr(0), meta: UntypedMeta(), in: machine) }
         let frame = try Frame.fromUnused(paddr, meta: MockFrameMeta(value: 1), in: machine)
-        #expect(throws: GetFrameError.inUse(paddr)) { try Frame.fromUnused(paddr, meta: UntypedMeta(), in: machine) }
+        #expect(throws: GetFrameError.inUse(paddr)) { _ = try Frame.fromUnused(paddr, meta: UntypedMeta(), in: machine) }
         guard let unique = UniqueFrame.tryFrom(frame).get() else {
             Issue.record("a frame with one reference did not become unique")
             return
         }
-        #expect(throws: GetFrameError.unique(paddr)) { try AnyFrame.fromInUse(paddr, in: machine) }
+        #expect(throws: GetFrameError.unique(paddr)) { _ = try AnyFrame.fromInUse(paddr, in: machine) }
         unique.resetAsUnused()
-        #expect(throws: GetFrameError.unused(paddr)) { try AnyFrame.fromInUse(paddr, in: machine) }
+        #expect(throws: GetFrameError.unused(paddr)) { _ = try AnyFrame.fromInUse(paddr, in: machine) }
         // Claimed and dropped, the frame goes back to the allocator it was taken from.
         _ = try UniqueFrame.fromUnused(paddr, meta: MockFrameMeta(value: 2), in: machine)
         #expect(machine.outstandingFrames == 0)
@@ -192,7 +192,7 @@ import OSTDHost
         #expect(slot.status == .unused)
         // Not returned to the allocator: the caller now owns the unused frame.
         #expect(machine.outstandingFrames == 1)
-        unsafe machine.context.deallocRange(Int(paddr.rawValue >> 12), count: 1)
+        machine.context.deallocRange(Int(paddr.rawValue >> 12), count: 1)
         #expect(machine.outstandingFrames == 0)
     }
 

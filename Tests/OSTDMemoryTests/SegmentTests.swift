@@ -29,7 +29,7 @@ import OSTDHost
     @Test func emptySegmentCreation() {
         let machine = makeMachine()
         #expect(throws: FrameError.invalidArgs("a segment of zero frames")) {
-            try FrameAllocOptions().allocSegment(0, in: machine)
+            _ = try FrameAllocOptions().allocSegment(0, in: machine)
         }
     }
 
@@ -155,11 +155,11 @@ import OSTDHost
     @Test func segmentFromUnusedErrorsAndPartialFailure() throws {
         let machine = makeMachine()
         #expect(throws: GetFrameError.notAligned(Paddr(0x10001))) {
-            try Segment.fromUnused(Paddr(0x10001)..<Paddr(0x12000), in: machine) { _ in UntypedMeta() }
+            _ = try Segment.fromUnused(Paddr(0x10001)..<Paddr(0x12000), in: machine) { _ in UntypedMeta() }
         }
         let end = Paddr(UInt64(machine.memorySize) + 0x1000)
         #expect(throws: GetFrameError.outOfBound(end)) {
-            try Segment.fromUnused(Paddr(0x10000)..<end, in: machine) { _ in UntypedMeta() }
+            _ = try Segment.fromUnused(Paddr(0x10000)..<end, in: machine) { _ in UntypedMeta() }
         }
         // Two unused frames followed by one in use: the claim fails at the third and the two
         // frames claimed so far are dropped again — back to the allocator, nothing leaked.
@@ -169,7 +169,7 @@ import OSTDHost
         let blocker = try FrameAllocOptions().allocFrame(in: machine)
         #expect(blocker.paddr == second + pageSize)
         #expect(throws: GetFrameError.inUse(blocker.paddr)) {
-            try Segment.fromUnused(first..<(first + 3 * pageSize), in: machine) { _ in UntypedMeta() }
+            _ = try Segment.fromUnused(first..<(first + 3 * pageSize), in: machine) { _ in UntypedMeta() }
         }
         _ = consume blocker
         #expect(machine.outstandingFrames == 0)

@@ -71,7 +71,7 @@ import OSTDHost
         #expect(!machine.metaRegionOwners().inv())
         slot.refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .relaxed)
         #expect(machine.metaRegionOwners().inv())
-        unsafe machine.context.deallocRange(Int(paddr.rawValue >> 12), count: 1)
+        machine.context.deallocRange(Int(paddr.rawValue >> 12), count: 1)
     }
 
     @Test func withoutAuditTheLedgerIsDerivedFromTheAllocator() throws {

@@ -63,7 +63,7 @@ struct AuditedSpace {
             cursor.flusher.dispatchTlbFlush()
             try cursor.jump(Vaddr(0x60_3000))
             if let fragment = cursor.takeNext(4 * pageSize) {
-                cursor.flusher.issueTlbFlush(removing: fragment)
+                _ = cursor.flusher.issueTlbFlush(removing: fragment)
                 cursor.flusher.dispatchTlbFlush()
             }
             try cursor.jump(base + 6 * pageSize)
