@@ -199,7 +199,7 @@ final class OpExecutor {
             try? cursor.jump(address(page) + to * pageSize)
         case .takeNext(let page, let count):
             var cursor = try space.cursorMut(range(page, count))
-            if let fragment = cursor.takeNext(range(page, count).count) { cursor.flusher.issueTlbFlush(removing: fragment) }
+            if let fragment = cursor.takeNext(range(page, count).count) { _ = cursor.flusher.issueTlbFlush(removing: fragment) }
             cursor.flusher.dispatchTlbFlush()
         case .protectNext(let page, let count, let writable):
             var cursor = try space.cursorMut(range(page, count))
