@@ -56,9 +56,11 @@ private extension String {
 extension SvgMap {
     func document() -> String {
         let pieces = layout()
+        let aggregates = SvgMap.aggregates(in: pieces)
         let legendTop = barTop + barHeight + 62
         var taken: [(Double, Double)] = []
-        var out = heading(height: legendTop + 58) + axis(pieces, taken: &taken)
+        let noteHeight = aggregates.marks > 0 ? 22.0 : 0
+        var out = heading(height: legendTop + 58 + noteHeight) + axis(pieces, taken: &taken)
         var callouts: [Callout] = []
         var below: [BelowLabel] = []
         for piece in pieces {
@@ -70,6 +72,11 @@ extension SvgMap {
         out += place(below)
         out += place(callouts, taken: taken)
         out += legend(top: legendTop)
+        if aggregates.marks > 0 {
+            let note = "\(aggregates.runs) runs too close to draw one by one are shown as \(aggregates.marks) grey marks "
+                + "(their tooltips list them; `ostd-mm dump` prints every run)"
+            out.append(text(margin, legendTop + 64, note, size: 12, fill: "#555555"))
+        }
         out.append("</svg>")
         return out.joined(separator: "\n") + "\n"
     }
@@ -129,23 +136,27 @@ extension SvgMap {
         return out
     }
 
-    /// A segment: its frame, its runs to scale, its huge leaves outlined, its start and end.
+    /// A segment: its frame, its runs to scale (neighbours aggregated when they would not fit), its
+    /// huge leaves outlined, its start and end.
     func segment(_ runs: [MappedRun], x: Double, width w: Double, callouts: inout [Callout],
                  below: inout [BelowLabel]) -> [String] {
         let start = runs[0].va.lowerBound.rawValue
         let stop = runs[runs.count - 1].va.upperBound.rawValue
-        let edges = pieceEdges(runs, x: x, width: w)
+        let marks = SvgMap.marks(runs, width: w)
+        let edges = pieceEdges(marks, x: x, width: w)
         var out: [String] = []
         out.append("<g class=\"segment\">")
         out.append("<rect x=\"\(n(x))\" y=\"\(n(barTop))\" width=\"\(n(w))\" height=\"\(n(barHeight))\" fill=\"#f3f3f3\" stroke=\"#bbbbbb\"/>")
         var piece = 0
-        for (i, run) in runs.enumerated() {
-            if i > 0, runs[i - 1].va.upperBound < run.va.lowerBound {
-                let hole = run.va.lowerBound.rawValue - runs[i - 1].va.upperBound.rawValue
+        for (i, mark) in marks.enumerated() {
+            if i > 0, marks[i - 1].stop < mark.start {
+                let hole = mark.start - marks[i - 1].stop
                 callouts.append(Callout(x: (edges[piece] + edges[piece + 1]) / 2, text: "\(AddressSpaceDump.size(hole)) hole", bold: false))
                 piece += 1
             }
-            out += drawRun(run, x: edges[piece], width: edges[piece + 1] - edges[piece], callouts: &callouts)
+            let (x0, width) = (edges[piece], edges[piece + 1] - edges[piece])
+            out += mark.isAggregate ? drawAggregate(mark, x: x0, width: width, callouts: &callouts)
+                                    : drawRun(mark.runs[0], x: x0, width: width, callouts: &callouts)
             piece += 1
         }
         below.append(BelowLabel(row: 0, x: x, anchor: "start", text: hex(start), priority: 0))
@@ -154,15 +165,15 @@ extension SvgMap {
         return out
     }
 
-    /// The x coordinates where a segment's pieces (run, hole, run, …) start, and where the last ends:
-    /// widths proportional to bytes, each run at least 6 px wide and each hole 3 px.
-    func pieceEdges(_ runs: [MappedRun], x: Double, width w: Double) -> [Double] {
+    /// The x coordinates where a segment's pieces (mark, hole, mark, …) start, and where the last
+    /// ends: widths proportional to bytes, each mark at least 6 px wide and each hole 3 px.
+    func pieceEdges(_ marks: [SvgMark], x: Double, width w: Double) -> [Double] {
         var pieces: [(bytes: UInt64, least: Double)] = []
-        for (i, run) in runs.enumerated() {
-            if i > 0, runs[i - 1].va.upperBound < run.va.lowerBound {
-                pieces.append((run.va.lowerBound.rawValue - runs[i - 1].va.upperBound.rawValue, 3))
+        for (i, mark) in marks.enumerated() {
+            if i > 0, marks[i - 1].stop < mark.start {
+                pieces.append((mark.start - marks[i - 1].stop, 3))
             }
-            pieces.append((run.bytes, 6))
+            pieces.append((mark.span, 6))
         }
         var edges = [x]
         for width in widths(pieces, total: w) { edges.append(edges[edges.count - 1] + width) }
@@ -183,6 +194,18 @@ extension SvgMap {
             + "fill=\"\(fill)\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>\(AddressSpaceDump.xmlEscaped(tip))</title></rect>"
         let name = prot.letters + (user ? "" : " no u")
         return [rect] + runLabels(run, name, x: x0, width: rw, user: user, callouts: &callouts)
+    }
+
+    /// Several neighbouring runs drawn as one grey mark (there was no room for each), with what it
+    /// stands for as its tooltip and, when it fits, its label.
+    func drawAggregate(_ mark: SvgMark, x x0: Double, width rw: Double, callouts: inout [Callout]) -> [String] {
+        let tip = "\(mark.runs.count) runs aggregated: \(hex(mark.start))-\(hex(mark.stop)), "
+            + "\(AddressSpaceDump.size(mark.mappedBytes)) mapped"
+        let rect = "<rect class=\"aggregate\" x=\"\(n(x0))\" y=\"\(n(barTop))\" width=\"\(n(rw))\" height=\"\(n(barHeight))\" "
+            + "fill=\"#6b6b6b\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>\(AddressSpaceDump.xmlEscaped(tip))</title></rect>"
+        let name = "\(mark.runs.count) runs"
+        guard rw >= textWidth(name) + 8 else { return [rect] }
+        return [rect, label(x0 + rw / 2, name, user: true)]
     }
 
     /// A run's huge leaves outlined, and its labels: inside the run (or each huge leaf) when they

@@ -24,8 +24,8 @@ struct SvgMap {
         self.runs = runs
         self.title = title
         self.width = width
-        let gaps = Double(AddressSpaceDump.segments(runs).count + 1)
-        gapWidth = min(64, max(16, (width - 2 * margin) * 0.3 / gaps))
+        let gaps = Double(SvgMap.fitting(AddressSpaceDump.segments(runs), width: width, margin: margin).count + 1)
+        gapWidth = min(64, max(SvgMap.leastGapWidth, (width - 2 * margin) * 0.3 / gaps))
     }
 
     /// One piece of the axis: a segment of runs drawn to scale, or a squeezed gap.
@@ -35,7 +35,7 @@ struct SvgMap {
     }
 
     func layout() -> [Piece] {
-        let segments = AddressSpaceDump.segments(runs)
+        let segments = SvgMap.fitting(AddressSpaceDump.segments(runs), width: width, margin: margin)
         var gaps: [(UInt64, UInt64)] = []
         var cursor: UInt64 = 0
         for segment in segments {
@@ -50,13 +50,16 @@ struct SvgMap {
             let span = Double(segment[segment.count - 1].va.upperBound.rawValue - segment[0].va.lowerBound.rawValue)
             return log2(span / 4096) + 3
         }
-        // Floors: room for the address labels, and about 30 px for each run and hole.
+        // Floors: room for the address labels, and about 30 px for each run and hole; never less
+        // than a segment's least width.
         var floors = segments.map { segment -> Double in
             let holes = zip(segment, segment.dropFirst()).count { $0.va.upperBound < $1.va.lowerBound }
             return max(120, 30 * Double(segment.count + holes))
         }
         let floorTotal = floors.reduce(0, +)
-        if floorTotal > available * 0.8 { floors = floors.map { $0 * available * 0.8 / floorTotal } }
+        if floorTotal > available * 0.8 {
+            floors = floors.map { max(SvgMap.leastSegmentWidth, $0 * available * 0.8 / floorTotal) }
+        }
         let spare = available - floors.reduce(0, +)
         let total = weights.reduce(0, +)
 

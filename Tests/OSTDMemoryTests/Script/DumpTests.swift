@@ -258,6 +258,38 @@ struct DumpTests {
     }
 }
 
+extension DumpTests {
+    @Test("the SVG stays on its canvas with many runs: close ones aggregated into marks, far ones merged into segments",
+          arguments: [(count: 150, stride: 0x2000), (count: 3000, stride: 0x2000), (count: 400, stride: 0x4000_0000)])
+    func svgManyRuns(count: Int, stride: UInt64) {
+        let mappings = (0..<count).map { leaf(0x400000 + UInt64($0) * stride, 0x10000 + UInt64($0) * 0x2000) }
+        let view = PageTableView(mappings: mappings)
+        let svg = AddressSpaceDump.svg(view, title: "many")
+        #expect(wellFormed(svg))
+        let width = try! #require(number(after: "width=\"", in: svg))
+        for rect in elements("rect", in: svg) where rect.contains("class=\"run\"") || rect.contains("class=\"aggregate\"") {
+            let x = try! #require(number(after: "x=\"", in: rect)), w = try! #require(number(after: "width=\"", in: rect))
+            #expect(x >= 32 - 0.01 && x + w <= width - 32 + 0.01, "\(rect)")
+        }
+        let drawnRuns = occurrences(of: "class=\"run\"", in: svg)
+        let aggregated = elements("rect", in: svg).filter { $0.contains("class=\"aggregate\"") }
+        let aggregatedRuns = aggregated.compactMap { number(after: "<title>", in: $0) }.reduce(0, +)
+        #expect(drawnRuns + Int(aggregatedRuns) == count)       // every run drawn, alone or in a mark
+        #expect(aggregated.isEmpty == !svg.contains("grey marks"))   // and the picture says so
+    }
+}
+
+/// The `<name …>` elements of `xml`, up to their closing tag or `/>`.
+private func elements(_ name: String, in xml: String) -> [Substring] {
+    xml.split(separator: "<\(name) ").dropFirst().map { $0.prefix { $0 != "\n" } }
+}
+
+/// The decimal number right after the first `marker` in `text`.
+private func number(after marker: String, in text: some StringProtocol) -> Double? {
+    guard let range = text.range(of: marker) else { return nil }
+    return Double(text[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+}
+
 /// How often `needle` occurs in `text`.
 private func occurrences(of needle: String, in text: String) -> Int {
     text.split(separator: needle, omittingEmptySubsequences: false).count - 1
