@@ -30,13 +30,17 @@ struct Bench: ParsableCommand {
             host.adviseHugePages()
             host.populateMetadata()
         }
-        // The frames the frame and address-space benchmarks hand out are resident RAM.
-        machine.populateMemory()
         // The benchmarks (and the tables they keep) are gone when this returns.
-        func runAll() {
-            let benches = (FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
-                + VmSpaceBenchmarks.all(machine: machine) + Baselines.all())
-                .filter { filter.map($0.name.contains) ?? true }
+        func runAll() throws {
+            let all = FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
+                + VmSpaceBenchmarks.all(machine: machine) + Baselines.all()
+            let benches = all.filter { filter.map($0.name.contains) ?? true }
+            guard !benches.isEmpty else {
+                throw ValidationError("no benchmark's name contains '\(filter ?? "")'; the benchmarks are: "
+                                      + all.map(\.name).joined(separator: ", "))
+            }
+            // The frames the frame and address-space benchmarks hand out are resident RAM.
+            machine.populateMemory()
             let progress = Progress(label: "benchmarks")
             for (i, bench) in benches.enumerated() {
                 progress.show("[\(i + 1)/\(benches.count)] \(bench.name)…", force: true)
@@ -45,7 +49,7 @@ struct Bench: ParsableCommand {
                 print(json ? result.jsonLine : result.tableRow)
             }
         }
-        runAll()
+        try runAll()
         guard machine.outstandingFrames == 0, tableMachine.outstandingFrames == 0 else {
             throw ValidationError("benchmarks leaked frames")
         }

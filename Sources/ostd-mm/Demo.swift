@@ -9,6 +9,7 @@ import ArgumentParser
 import OSTDHost
 @_spi(OSTDInternals) import OSTDMemory
 import OSTDSpec
+import OSTDScript
 
 #if canImport(Glibc)
 import Glibc
@@ -17,13 +18,27 @@ import Glibc
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "A narrated tour of the memory manager.")
 
-    @Option(help: "Physical memory of the simulated machine, in MiB.")
-    var memory = 256
+    @Option(help: "Physical memory size, as for `run`: a multiple of 2M, at least 4M, e.g. 256M or 0x10000000.")
+    var memory = "256M"
+
+    /// The tour needs 4 MiB: its address space maps a 2 MiB huge page and some 500 small ones.
+    static let leastMemory = 4 << 20
+
+    /// `--memory` in bytes, or why it is refused (a usage error: exit 2, nothing run).
+    func memoryBytes() throws(ValidationError) -> Int {
+        switch MemorySize.parse(memory, least: Demo.leastMemory) {
+        case .success(let size): return size
+        case .failure(let error): throw ValidationError(error.description)
+        }
+    }
+
+    func validate() throws { _ = try memoryBytes() }
 
     func run() throws {
+        let memory = try memoryBytes()
         let auditor = SpecAuditor()
-        let machine = try Machine.host(memory: memory << 20, cpus: 2, auditor: auditor)
-        say("boot", "\(memory) MiB of physical memory: \(machine.frameCount) frames of 4 KiB")
+        let machine = try Machine.host(memory: memory, cpus: 2, auditor: auditor)
+        say("boot", "\(memory >> 20) MiB of physical memory: \(machine.frameCount) frames of 4 KiB")
         say("boot", "frame 0 reserved; metadata region \(machine.metadataRange) (64 bytes per frame)")
         say("boot", "\(machine.freeFrames) frames free in the buddy allocator, \(machine.cpuCount) CPUs")
 

@@ -265,3 +265,25 @@ struct ScriptParserTests {
         #expect(result.output.last?.hasPrefix("summary") == true)
     }
 }
+
+@Suite struct MemorySizeTests {
+    @Test("--memory: each refused size says which rule it breaks", arguments: [
+        ("256M", nil),
+        ("0x40000000", nil),
+        ("banana", "is not a size"),
+        ("12Q", "is not a size"),
+        ("0x100000000000", "is too large"),          // 16 TiB: above the largest machine
+        ("18446744073709551615", "is too large"),
+        ("0xffffffffffe00000", "is too large"),
+        ("17179869183G", "is too large"),            // overflows 64 bits
+        ("1M", "is too small"),
+        ("3M", "is not a multiple of 2M"),
+    ] as [(String, String?)])
+    func memorySize(text: String, problem: String?) {
+        switch MemorySize.parse(text) {
+        case .success(let size): #expect(problem == nil, "\(text) gave \(size)")
+        case .failure(let error):
+            #expect(problem.map { error.description.contains("--memory \(text) \($0)") } == true, "\(error)")
+        }
+    }
+}
