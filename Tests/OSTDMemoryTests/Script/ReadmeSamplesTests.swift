@@ -16,21 +16,22 @@ private func repositoryFile(_ path: String) throws -> String {
     try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8)
 }
 
-/// The lines of the README's code block that starts with the line `first` (that line excluded),
-/// up to its closing fence.
-private func readmeBlock(startingWith first: String) throws -> [String] {
-    let lines = try repositoryFile("README.md").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+/// The lines of the code block of `document` (the README unless said) that starts with the line
+/// `first` (that line excluded), up to its closing fence.
+private func readmeBlock(startingWith first: String, in document: String = "README.md") throws -> [String] {
+    let lines = try repositoryFile(document).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     let start = try #require(lines.firstIndex(of: first), "the README has no line '\(first)'")
     let end = try #require(lines[(start + 1)...].firstIndex(of: "```"))
     return Array(lines[(start + 1)..<end])
 }
 
-/// What `ostd-mm run` or `dump` prints for `examples/NAME` (standard output, then standard error).
-private func toolOutput(_ command: String, _ path: String) throws -> (code: Int32, lines: [String]) {
+/// What `ostd-mm run` (with `--json` if `json`) or `dump` prints for the script at `path`
+/// (standard output and standard error, in order).
+private func toolOutput(_ command: String, _ path: String, json: Bool = false) throws -> (code: Int32, lines: [String]) {
     var lines: [String] = []
     let text = try repositoryFile(path)
     let code = command == "run"
-        ? runScriptCommand(RunOptions(script: path), text: text, output: { lines.append($0) }, errors: { lines.append($0) })
+        ? runScriptCommand(RunOptions(script: path, json: json), text: text, output: { lines.append($0) }, errors: { lines.append($0) })
         : dumpScriptCommand(DumpOptions(script: path), text: text, output: { lines.append($0) }, errors: { lines.append($0) })
     return (code, lines.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) })
 }
@@ -54,6 +55,17 @@ private func toolOutput(_ command: String, _ path: String) throws -> (code: Int3
         let (code, printed) = try toolOutput("dump", "examples/hello.ostd")
         #expect(code == 0)
         #expect(printed == shown)
+    }
+
+    @Test func theScriptGuidesFirstExampleIsWhatTheToolPrints() throws {
+        let guide = "docs/scripts.md"
+        let shown = try readmeBlock(startingWith: "# a tiny program: code, data, a huge-page heap", in: guide)
+        let file = try repositoryFile("examples/first.ostd").split(separator: "\n").map(String.init)
+        #expect(["# a tiny program: code, data, a huge-page heap"] + shown == file)
+        let json = try readmeBlock(startingWith: "{\"line\":2,\"op\":\"map\",\"ok\":true,\"pages\":4}", in: guide)
+        let (code, printed) = try toolOutput("run", "examples/first.ostd", json: true)
+        #expect(code == 0)
+        #expect(["{\"line\":2,\"op\":\"map\",\"ok\":true,\"pages\":4}"] + json == printed)
     }
 
     @Test func theInvalidScriptIsRefusedAsShown() throws {
