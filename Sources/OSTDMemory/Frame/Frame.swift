@@ -41,8 +41,8 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// Drops the reference (Rust's `Drop`); the last one frees the frame.
     @inlinable
     deinit {
-        if context.isFrameAudited {
-            Frame.dropAudited(slot, context)
+        if context.isAccounting {
+            Frame.dropAccounted(slot, context)
             return
         }
         Frame.dropReference(slot, context)
@@ -75,7 +75,7 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Complexity: O(1), one atomic increment.
     @inlinable
     public func clone() -> Frame<M> {
-        if context.isFrameAudited { return Frame.cloneAudited(slot, context) }
+        if context.isAccounting { return Frame.cloneAccounted(slot, context) }
         return Frame.addReference(slot, context)
     }
 
@@ -114,27 +114,30 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
 
     // MARK: Bodies of drop and clone
     //
-    // Each is written once and run two ways: inlined on the fast path, and out of line under the
-    // frame auditor (`FrameAuditor.swift`), so that the fast path carries no closure and no
-    // audit code.
+    // Each is written once and run two ways: inlined on the fast path, and out of line on a
+    // machine that accounts for its handles (`isAccounting`), which also redeems or mints the
+    // handle's ledger entry and shows the frame auditor the operation (`FrameAuditor.swift`).
+    // So the fast path carries no closure, no ledger and no audit code.
 
-    /// Gives back the reference of a handle to `slot` (the body of `drop`).
+    /// Gives back the reference of a handle to `slot` (the body of `drop`, without the ledger).
     @inlinable @inline(__always)
     static func dropReference(_ slot: MetaSlot, _ context: MachineRef) {
-        context.ledger?.redeem(context.frameIndex(of: slot))
         if slot.decRefCount(paddr: context.paddr(of: slot)) {
             slot.storeUnused()
             context.deallocFrame(context.frameIndex(of: slot))
         }
     }
 
-    /// `dropReference` past the machine's frame auditor.
+    /// `drop` on an accounting machine: the ledger entry redeemed, the auditor shown.
     @usableFromInline @inline(never)
-    static func dropAudited(_ slot: MetaSlot, _ context: MachineRef) {
-        context.auditingFrames(.drop(context.paddr(of: slot))) { dropReference(slot, context) }
+    static func dropAccounted(_ slot: MetaSlot, _ context: MachineRef) {
+        context.auditingFrames(.drop(context.paddr(of: slot))) {
+            context.ledger?.redeem(context.frameIndex(of: slot))
+            dropReference(slot, context)
+        }
     }
 
-    /// A new handle to `slot`, with one more reference (the body of `clone`).
+    /// A new handle to `slot`, with one more reference (the body of `clone`, without the ledger).
     @inlinable @inline(__always)
     static func addReference(_ slot: MetaSlot, _ context: MachineRef) -> Frame<M> {
         #if DEBUG
@@ -142,14 +145,17 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
         #else
         slot.incRefCount(paddr: context.paddr(of: slot))
         #endif
-        context.ledger?.mint(context.frameIndex(of: slot))
         return Frame(adopting: slot, context: context)
     }
 
-    /// `addReference` past the machine's frame auditor.
+    /// `clone` on an accounting machine: a ledger entry minted, the auditor shown.
     @usableFromInline @inline(never)
-    static func cloneAudited(_ slot: MetaSlot, _ context: MachineRef) -> Frame<M> {
-        context.auditingFrames(.clone(context.paddr(of: slot))) { addReference(slot, context) }
+    static func cloneAccounted(_ slot: MetaSlot, _ context: MachineRef) -> Frame<M> {
+        context.auditingFrames(.clone(context.paddr(of: slot))) {
+            let frame = addReference(slot, context)
+            context.ledger?.mint(context.frameIndex(of: slot))
+            return frame
+        }
     }
 
     /// Splits the handle into its parts without dropping the reference (for conversions).
@@ -178,12 +184,19 @@ extension Frame where M: FrameMeta {
     }
 
     /// Writes the metadata of a slot this thread has just claimed (count `0`) and publishes it
-    /// with one reference.
+    /// with one reference, minting its ledger entry.
     @inlinable @inline(__always)
     init(initializing slot: MetaSlot, meta: M, context: MachineRef) {
+        self.init(publishing: slot, meta: meta, context: context)
+        context.ledger?.mint(context.frameIndex(of: slot))
+    }
+
+    /// `init(initializing:meta:context:)` without the ledger (the allocation's fast path, on a
+    /// machine that keeps none).
+    @inlinable @inline(__always)
+    init(publishing slot: MetaSlot, meta: M, context: MachineRef) {
         slot.writeMeta(meta)
         slot.publishShared()
-        context.ledger?.mint(context.frameIndex(of: slot))
         self.init(adopting: slot, context: context)
     }
 }

@@ -26,6 +26,7 @@ extension VmSpace {
 
     /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the
     /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor.
+    @inline(__always)
     private func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
         do throws(OSTDError) {
             _ = try executingCpu()

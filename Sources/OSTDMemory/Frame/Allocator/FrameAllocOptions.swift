@@ -39,7 +39,7 @@ public struct FrameAllocOptions: Sendable {
         let context = machine.context
         guard let index = context.allocFrame() else { throw .outOfMemory(frames: 1) }
         let slot = context.slot(index: index)
-        if context.isFrameAudited { return Frame.claimAudited(slot, meta: meta, zeroed: isZeroed, context: context) }
+        if context.isAccounting { return Frame.claimAccounted(slot, meta: meta, zeroed: isZeroed, context: context) }
         return Frame.claim(slot, meta: meta, zeroed: isZeroed, context: context)
     }
 
@@ -84,18 +84,22 @@ public struct FrameAllocOptions: Sendable {
 
 extension Frame where M: FrameMeta {
     /// Turns the unused frame the allocator just handed out into a handle with metadata `meta`
-    /// (the body of an allocation, OSTD's `from_unused` on the allocated address).
+    /// (the body of an allocation, OSTD's `from_unused` on the allocated address; no ledger).
     @inlinable @inline(__always)
     static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
         if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
         if zeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
-        return Frame(initializing: slot, meta: meta, context: context)
+        return Frame(publishing: slot, meta: meta, context: context)
     }
 
-    /// `claim` past the machine's frame auditor.
+    /// `claim` on an accounting machine: a ledger entry minted, the auditor shown.
     @usableFromInline @inline(never)
-    static func claimAudited(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        context.auditingFrames(.fromUnused(context.paddr(of: slot))) { claim(slot, meta: meta, zeroed: zeroed, context: context) }
+    static func claimAccounted(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
+        context.auditingFrames(.fromUnused(context.paddr(of: slot))) {
+            let frame = claim(slot, meta: meta, zeroed: zeroed, context: context)
+            context.ledger?.mint(context.frameIndex(of: slot))
+            return frame
+        }
     }
 }
 

@@ -115,9 +115,15 @@ extension MachineRef {
     @inlinable @inline(__always)
     var frameAuditor: (any FrameAuditor)? { state.pointee.frameAuditor }
 
-    /// Whether the machine has a frame auditor. The hot operations (a frame's drop and clone, an
-    /// allocation, a page-table entry's release) test this and take an out-of-line path when it
-    /// holds, so their fast path carries nothing of the audit but this test.
+    /// Whether the machine accounts for frame handles: it keeps the obligation ledger, as every
+    /// machine with a frame auditor does. The hot operations (a frame's drop and clone, an
+    /// allocation) test this, the one test they made for the ledger before there was an auditor,
+    /// and take an out-of-line path that keeps the ledger and shows the auditor, so their fast
+    /// path carries nothing else of either.
+    @inlinable @inline(__always)
+    var isAccounting: Bool { _slowPath(state.pointee.ledger != nil) }
+
+    /// Whether the machine has a frame auditor (operations without a ledger entry test this).
     @inlinable @inline(__always)
     var isFrameAudited: Bool { _slowPath(state.pointee.frameAuditor != nil) }
 

@@ -11,8 +11,8 @@ extension MachineRef {
         var meta = PageTablePageMeta(level: level)
         meta.lock = 1
         let slot = slot(index: index)
-        let frame = isFrameAudited
-            ? Frame.claimAudited(slot, meta: meta, zeroed: true, context: self)
+        let frame = isAccounting
+            ? Frame.claimAccounted(slot, meta: meta, zeroed: true, context: self)
             : Frame.claim(slot, meta: meta, zeroed: true, context: self)
         return NodeRef(frame.intoRaw(), self)
     }
