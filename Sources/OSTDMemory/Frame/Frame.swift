@@ -178,7 +178,7 @@ extension Frame where M: FrameMeta {
     ///   (`inUse`, `unique`, `busy`) when it is not unused. Nothing changes on failure.
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> Frame<M> {
         let context = machine.context
-        return try context.auditingFrames(.fromUnused(paddr)) { () throws(GetFrameError) -> Frame<M> in
+        return try context.auditingFallibleFrames(.fromUnused(paddr)) { () throws(GetFrameError) -> Frame<M> in
             Frame(initializing: try context.claimUnused(paddr), meta: meta, context: context)
         }
     }
@@ -208,7 +208,7 @@ extension Frame where M == DynFrameMeta {
     ///   the frame has no shared reference to add to.
     public static func fromInUse(_ paddr: Paddr, in machine: Machine) throws(GetFrameError) -> AnyFrame {
         let context = machine.context
-        return try context.auditingFrames(.fromInUse(paddr)) { () throws(GetFrameError) -> AnyFrame in
+        return try context.auditingFallibleFrames(.fromInUse(paddr)) { () throws(GetFrameError) -> AnyFrame in
             let slot = try context.checkedSlot(paddr)
             if let status = slot.tryIncFromInUse() { throw GetFrameError(status: status, paddr: paddr) }
             context.ledger?.mint(context.frameIndex(of: slot))

@@ -206,7 +206,7 @@ extension Segment where M: FrameMeta {
     static func claim(
         _ frames: Range<Int>, context: MachineRef, meta: (Paddr) -> M
     ) throws(GetFrameError) -> Segment<M> {
-        try context.auditingFrames(.segmentFromUnused(paddrs(of: frames))) { () throws(GetFrameError) -> Segment<M> in
+        try context.auditingFallibleFrames(.segmentFromUnused(paddrs(of: frames))) { () throws(GetFrameError) -> Segment<M> in
             try claimEach(frames, context: context, meta: meta)
         }
     }

@@ -34,7 +34,7 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// - Throws: as `Frame.fromUnused`; nothing changes on failure.
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> UniqueFrame<M> {
         let context = machine.context
-        return try context.auditingFrames(.uniqueFromUnused(paddr)) { () throws(GetFrameError) -> UniqueFrame<M> in
+        return try context.auditingFallibleFrames(.uniqueFromUnused(paddr)) { () throws(GetFrameError) -> UniqueFrame<M> in
             let slot = try context.claimUnused(paddr)
             slot.writeMeta(meta)
             slot.publishUnique()

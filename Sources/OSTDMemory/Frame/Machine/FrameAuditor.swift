@@ -133,20 +133,31 @@ extension MachineRef {
     /// still takes room in the caller's frame: the hot operations call this only on their
     /// audited path; see `isFrameAudited`.)
     @inlinable @inline(__always)
-    func auditingFrames<R: ~Copyable, E: Error>(
-        _ operation: @autoclosure () -> FrameOperation, _ body: () throws(E) -> R,
+    func auditingFrames<R: ~Copyable>(
+        _ operation: @autoclosure () -> FrameOperation, _ body: () -> R,
         outcome: (borrowing R) -> FrameOperationOutcome = { _ in .done }
-    ) throws(E) -> R {
+    ) -> R {
+        guard let auditor = frameAuditor else { return body() }
+        return audit(operation(), by: auditor, body, outcome: outcome, refusal: nil)
+    }
+
+    /// `auditingFrames` for an operation that may refuse with a `GetFrameError` (reported as
+    /// `.refused`, then rethrown).
+    @inlinable @inline(__always)
+    func auditingFallibleFrames<R: ~Copyable>(
+        _ operation: @autoclosure () -> FrameOperation, _ body: () throws(GetFrameError) -> R
+    ) throws(GetFrameError) -> R {
         guard let auditor = frameAuditor else { return try body() }
-        return try audit(operation(), by: auditor, body, outcome: outcome)
+        return try audit(operation(), by: auditor, body, outcome: { _ in .done }, refusal: { .refused($0) })
     }
 
     /// `auditingFrames` when there is an auditor: the slots before, the operation, the slots
-    /// after, the report. A refusal is reported before it is rethrown.
+    /// after, the report. A refusal is reported (as `refusal` says) before it is rethrown.
+    /// (`refusal` is `nil` for an operation that cannot refuse.)
     @usableFromInline @inline(never)
     func audit<R: ~Copyable, E: Error>(
         _ operation: FrameOperation, by auditor: any FrameAuditor, _ body: () throws(E) -> R,
-        outcome: (borrowing R) -> FrameOperationOutcome
+        outcome: (borrowing R) -> FrameOperationOutcome, refusal: ((E) -> FrameOperationOutcome)?
     ) throws(E) -> R {
         let before = slotStates(operation.frames)
         do {
@@ -155,8 +166,7 @@ extension MachineRef {
                                machine: FrameAuditContext(context: self))
             return result
         } catch {
-            let refusal = (error as? GetFrameError).map(FrameOperationOutcome.refused) ?? .done
-            auditor.didPerform(operation, outcome: refusal, before: before, after: slotStates(operation.frames),
+            auditor.didPerform(operation, outcome: refusal?(error) ?? .done, before: before, after: slotStates(operation.frames),
                                machine: FrameAuditContext(context: self))
             throw error
         }
