@@ -17,7 +17,8 @@ extension OpResult {
     func writeJSON(to output: ScriptOutput, data: (UInt64, Int) -> Void) {
         output.append("{\"line\":\(line),\"op\":\"\(op)\",\"ok\":\(ok)")
         if let error {
-            output.append(",\"error\":\"\(error.rawValue)\",\"message\":\(jsonString(message ?? ""))")
+            output.append(",\"error\":\"\(error.rawValue)\",\"message\":")
+            output.appendJSONString(message ?? "")
         }
         for (name, value) in fields {
             output.append(",\"\(name)\":")
@@ -58,7 +59,7 @@ extension ResultValue {
         switch self {
         case .int(let value): output.append(String(value))
         case .address(let value): output.append("\"" + hex(value) + "\"")
-        case .text(let value): output.append(jsonString(value))
+        case .text(let value): output.appendJSONString(value)
         case .bool(let value): output.append(String(value))
         case .userBytes(let va, let count):
             output.append("\"")
@@ -92,25 +93,36 @@ extension ScriptSummary {
     }
 }
 
-/// `value` as a JSON string literal.
-func jsonString(_ value: String) -> String {
-    var out = "\""
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                out += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(scalar)
+extension ScriptOutput {
+    /// Appends `value` as a JSON string literal: its UTF-8 copied as it is, but for `"`, `\` and
+    /// the control characters, which are escaped. A string with none of them (a read's hex, most
+    /// messages) is copied in one piece.
+    func appendJSONString(_ value: String) {
+        var value = value
+        value.withUTF8 { utf8 in
+            append("\"")
+            var clean = 0
+            for (i, byte) in utf8.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8[clean..<i])))
+                append(jsonEscape(byte))
+                clean = i + 1
             }
+            append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8[clean...])))
+            append("\"")
         }
     }
-    return out + "\""
+}
+
+/// The JSON escape of an ASCII byte that needs one.
+private func jsonEscape(_ byte: UInt8) -> String {
+    switch byte {
+    case UInt8(ascii: "\""): return "\\\""
+    case UInt8(ascii: "\\"): return "\\\\"
+    case UInt8(ascii: "\n"): return "\\n"
+    case UInt8(ascii: "\r"): return "\\r"
+    case UInt8(ascii: "\t"): return "\\t"
+    default: return "\\u00" + (byte < 0x10 ? "0" : "") + String(byte, radix: 16)
+    }
 }
 
 extension String {

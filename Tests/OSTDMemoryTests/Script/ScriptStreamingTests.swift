@@ -127,6 +127,12 @@ struct ScriptStreamingTests {
         #expect(Set(checkedAtPiece).count >= 8)
     }
 
+    @Test("JSON strings escape quotes, backslashes and control characters, and copy the rest as it is")
+    func jsonStrings() {
+        let text = rendered { $0.appendJSONString("a\"b\\c\nd\re\tf\u{1}\u{1f}é€\u{7f}") }
+        #expect(text == "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001\\u001fé€\u{7f}\"")
+    }
+
     // MARK: Input
 
     @Test("a line longer than 1 MiB is rejected with its FILE:LINE; one of exactly 1 MiB is not")
