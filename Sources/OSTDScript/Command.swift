@@ -1,5 +1,7 @@
-// `ostd-mm run` as a function: arguments in, output lines and an exit code out. The command-line
-// tool calls it with standard output and standard error; tests call it with buffers.
+// `ostd-mm run` as a function: arguments in, output and an exit code out. The script is read and
+// validated line by line as it arrives (LineReader.swift), and runs only when all of it is valid;
+// each op's result is written to a bounded `ScriptOutput` as it is produced. The command-line tool
+// calls it with standard input or a file and standard output; tests call it with text and lines.
 //
 // Exit codes (SCRIPT.md): 0 the script ran (op failures are results); 2 the script or the
 // arguments are invalid, and nothing ran and nothing was written; 3 an audit violation; 1
@@ -28,7 +30,7 @@ public struct RunOptions: Sendable {
     }
 }
 
-/// Runs a script as `ostd-mm run` does.
+/// Runs a script as `ostd-mm run` does, its standard output as lines.
 ///
 /// - Parameters:
 ///   - text: the script's text, or `nil` to read `options.script` (`-`: standard input).
@@ -42,30 +44,52 @@ public func runScriptCommand(_ options: RunOptions, text: String? = nil,
     runScriptCommand(options, text: text, output: output, errors: errors, progress: progress, afterOp: { _ in })
 }
 
-/// `runScriptCommand`, calling `afterOp` with the runner after each op (and before its audit):
-/// how tests inject a fault that the audit must catch.
+/// Runs a script as `ostd-mm run` does, reading it from `source` (or `options.script` when `nil`)
+/// line by line and writing standard output to `output` as each result is produced.
+public func runScriptCommand(_ options: RunOptions, source: ScriptByteSource? = nil, output: ScriptOutput,
+                             errors: (String) -> Void, progress: (Int, Int) -> Void = { _, _ in }) -> Int32 {
+    runScriptCommand(options, source: source, output: output, errors: errors, progress: progress, afterOp: { _ in })
+}
+
+/// `runScriptCommand` with lines, calling `afterOp` with the runner after each op (and before
+/// its audit): how tests inject a fault that the audit must catch.
 func runScriptCommand(_ options: RunOptions, text: String?, output: (String) -> Void, errors: (String) -> Void,
                       progress: (Int, Int) -> Void, afterOp: (ScriptRunner) -> Void) -> Int32 {
+    withoutActuallyEscaping(output) { output in
+        let lines = LineCollector(output)
+        let buffer = ScriptOutput(sink: lines.take)
+        return runScriptCommand(options, source: text.map { byteSource($0.utf8) }, output: buffer,
+                                errors: errors, progress: progress, afterOp: afterOp)
+    }
+}
+
+/// The command itself: each op's line is written to `output` as the op runs; `output` is flushed
+/// before anything goes to `errors` after the first op, and at the end.
+func runScriptCommand(_ options: RunOptions, source: ScriptByteSource?, output: ScriptOutput, errors: (String) -> Void,
+                      progress: (Int, Int) -> Void, afterOp: (ScriptRunner) -> Void) -> Int32 {
     let prepared: (ScriptRunner, Script)
-    switch prepare(options, text: text) {
+    switch prepare(options, source: source) {
     case .success(let value): prepared = value
     case .failure(let problem):
         errors(problem.description)
         return 2
     }
     let (runner, script) = prepared
-    for (i, op) in script.ops.enumerated() {
-        let result = runner.run(op)
-        output(options.json ? result.jsonLine : result.textLine)
-        progress(i + 1, script.ops.count)
+    defer { output.flush() }
+    for (i, op) in script.enumerated() {
+        runner.run(op, printingTo: output, json: options.json)
+        progress(i + 1, script.count)
         afterOp(runner)
         if let lines = runner.auditFailure(after: op) {
+            output.flush()
             for line in lines { errors(line) }
             return 3
         }
     }
-    output(options.json ? runner.summary.jsonLine : runner.summary.textLine)
+    output.append(options.json ? runner.summary.jsonLine : runner.summary.textLine)
+    output.endLine()
     if let image = options.image, let problem = runner.writeImage(to: image) {
+        output.flush()
         errors("ostd-mm: error: \(problem)")
         return 1
     }
@@ -85,20 +109,31 @@ enum StartProblem: Error, CustomStringConvertible {
     }
 }
 
-/// Checks the options, reads and parses the script, and builds the runner.
+/// Checks the options, reads and parses the script (`text`'s bytes, or the file's), and builds
+/// the runner.
 func prepare(_ options: RunOptions, text: String?) -> Result<(ScriptRunner, Script), StartProblem> {
+    prepare(options, source: text.map { byteSource($0.utf8) })
+}
+
+/// Checks the options, parses the script as `source` (or the file `options.script`) delivers it,
+/// stopping at the first invalid line, and builds the runner.
+func prepare(_ options: RunOptions, source: ScriptByteSource?) -> Result<(ScriptRunner, Script), StartProblem> {
     guard let size = ScriptParser.parseNumber(options.memory), size <= UInt64(Int.max) else {
         return .failure(.argument("--memory \(options.memory) is not a number (e.g. 256M, 1G, 0x10000000)"))
     }
     let name = options.script == "-" ? "<stdin>" : options.script
-    guard let source = text ?? readFile(options.script) else {
-        return .failure(.argument("cannot read \(name); give a readable file, or - for standard input"))
-    }
+    let unreadable = StartProblem.argument("cannot read \(name); give a readable file, or - for standard input")
+    guard let source = source ?? fileByteSource(options.script) else { return .failure(unreadable) }
+    var failed = false
     let script: Script
     do {
-        script = try ScriptParser.parse(source, file: name)
+        script = try ScriptParser.parse(reading: { buffer in
+            let count = source(buffer)
+            if count < 0 { failed = true }
+            return count
+        }, file: name)
     } catch {
-        return .failure(.script(error))
+        return .failure(failed ? unreadable : .script(error))
     }
     do {
         return .success((try ScriptRunner(memory: Int(size), audit: options.audit), script))

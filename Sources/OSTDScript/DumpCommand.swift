@@ -29,8 +29,8 @@ public func runScript(_ options: RunOptions, text: String? = nil,
     case .failure(let problem):
         return .failure(.notStarted(problem.description))
     case .success(let (runner, script)):
-        for op in script.ops {
-            let result = runner.run(op)
+        for op in script {
+            let result = runner.run(op) { _ in }
             if !result.ok { failure(result) }
             if let lines = runner.auditFailure(after: op) { return .failure(.auditViolated(lines)) }
         }
@@ -81,7 +81,7 @@ public func dumpScriptCommand(_ options: DumpOptions, text: String? = nil,
         return 2
     }
     let snapshot = runner.snapshot
-    if runner.results.contains(where: { !$0.ok }) { output("") }
+    if runner.opsFailed > 0 { output("") }
     for line in AddressSpaceDump.lines(snapshot) { output(line) }
     if let path = options.svg {
         let name = options.script == "-" ? "<stdin>" : options.script

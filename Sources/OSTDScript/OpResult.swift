@@ -21,6 +21,9 @@ public enum ResultValue: Equatable, Sendable {
     case address(UInt64)
     case text(String)
     case bool(Bool)
+    /// The `count` bytes of user memory at `va`, read through a user reader as they are printed
+    /// (a large `read`'s data: never held whole).
+    case userBytes(va: UInt64, count: Int)
 }
 
 /// What one op did: `ok`, or an error code with a message; and its named fields, in order.

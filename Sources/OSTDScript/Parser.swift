@@ -21,33 +21,54 @@ public struct ScriptError: Error, Equatable, CustomStringConvertible {
 
 /// The script parser.
 public enum ScriptParser {
-    /// Parses a whole script.
+    /// Parses a whole script given as text.
     ///
     /// - Parameter file: the name errors give (`<stdin>` for standard input).
     /// - Throws: the first line's error.
     public static func parse(_ text: String, file: String) throws(ScriptError) -> Script {
-        var ops: [ScriptOp] = []
-        var lineNumber = 0
-        // `"\r\n"` is one `Character` in Swift, so lines end at either.
-        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            lineNumber += 1
-            let tokens = tokenize(rawLine)
+        try parse(reading: byteSource(text.utf8), file: file)
+    }
+
+    /// Parses a script as its bytes arrive from `source`, line by line: the first invalid line
+    /// (or a line longer than 1 MiB) stops it, and nothing after that line is read.
+    ///
+    /// - Throws: the first line's error; a source that fails is `ScriptError` at line 0.
+    public static func parse(reading source: @escaping ScriptByteSource, file: String) throws(ScriptError) -> Script {
+        var reader = LineReader(source)
+        var script = Script()
+        while let line = try nextLine(&reader, file: file) {
+            let tokens = tokenize(line)
             guard !tokens.isEmpty else { continue }
             do throws(LineError) {
-                ops.append(ScriptOp(line: lineNumber, op: try parseOp(tokens)))
+                script.append(ScriptOp(line: reader.lineNumber, op: try parseOp(tokens)))
             } catch {
-                throw ScriptError(file: file, line: lineNumber, message: error.message)
+                throw ScriptError(file: file, line: reader.lineNumber, message: error.message)
             }
         }
-        return Script(ops: ops)
+        return script
+    }
+
+    /// The reader's next line, its errors as the script's.
+    private static func nextLine(_ reader: inout LineReader, file: String) throws(ScriptError) -> ArraySlice<UInt8>? {
+        do throws(LineReadError) {
+            return try reader.nextLine()
+        } catch {
+            switch error {
+            case .tooLong(let line):
+                throw ScriptError(file: file, line: line, message: "line longer than \(LineReader.maxLineLength) bytes")
+            case .unreadable:
+                throw ScriptError(file: file, line: reader.lineNumber + 1, message: "cannot read the script here")
+            }
+        }
     }
 
     /// The tokens of a line: a trailing `\r` dropped, the comment cut off, split at blanks and
     /// tabs (a `\r` inside a line is not a separator).
-    static func tokenize(_ line: Substring) -> [Substring] {
-        let content = line.last == "\r" ? line.dropLast() : line
-        let code = content.prefix { $0 != "#" }
-        return code.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    static func tokenize(_ line: ArraySlice<UInt8>) -> [Substring] {
+        let content = line.last == UInt8(ascii: "\r") ? line.dropLast() : line
+        let code = content.prefix { $0 != UInt8(ascii: "#") }
+        return code.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
+            .map { Substring(String(decoding: $0, as: UTF8.self)) }
     }
 
     /// A line's error, before it knows its file and line.
@@ -73,7 +94,9 @@ public enum ScriptParser {
         guard let shape = shapes[name] else {
             throw LineError("unknown op '\(name)'; the ops are map, unmap, protect, query, write, fill, read, copy")
         }
-        let usage = ([name] + shape.names).joined(separator: " ") + (shape.options ? " [page=4K|2M|1G] [cache=wb|wt|wc|uc]" : "")
+        var usage: String {
+            ([name] + shape.names).joined(separator: " ") + (shape.options ? " [page=4K|2M|1G] [cache=wb|wt|wc|uc]" : "")
+        }
         let arguments = Array(tokens.dropFirst())
         let positional = arguments.prefix { !$0.contains("=") }
         let options = arguments.dropFirst(positional.count)
@@ -191,19 +214,26 @@ public enum ScriptParser {
     /// An even, non-zero number of hex digits, no `0x`.
     static func hex(_ token: Substring) throws(LineError) -> [UInt8] {
         let digits = Array(token.utf8)
-        guard !digits.isEmpty, digits.count % 2 == 0,
-              digits.allSatisfy({ Character(UnicodeScalar($0)).hexDigitValue != nil }) else {
-            throw LineError("HEX '\(token)' is not an even, non-zero number of hex digits (without 0x)")
-        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(digits.count / 2)
         var i = 0
-        while i < digits.count {
-            let high = Character(UnicodeScalar(digits[i])).hexDigitValue!
-            let low = Character(UnicodeScalar(digits[i + 1])).hexDigitValue!
-            bytes.append(UInt8(high << 4 | low))
+        while i + 1 < digits.count, let high = hexValue(digits[i]), let low = hexValue(digits[i + 1]) {
+            bytes.append(high << 4 | low)
             i += 2
         }
+        guard !digits.isEmpty, i == digits.count else {
+            throw LineError("HEX '\(token)' is not an even, non-zero number of hex digits (without 0x)")
+        }
         return bytes
+    }
+
+    /// The value of an ASCII hex digit.
+    static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
+        default: return nil
+        }
     }
 }

@@ -31,7 +31,9 @@ public final class ScriptRunner {
     /// When auditing, the space's auditor: every cursor operation and ownership change inside an
     /// op is checked as it happens (`SpecAuditor`).
     let auditor: SpecAuditor?
-    public private(set) var results: [OpResult] = []
+    /// The ops run so far, and how many of them failed (results are printed, not kept).
+    public private(set) var opsRun = 0
+    public private(set) var opsFailed = 0
 
     /// A machine of `memory` bytes (a multiple of 2 MiB, large enough for the metadata and the
     /// page tables) and a space active on its CPU 0.
@@ -54,17 +56,42 @@ public final class ScriptRunner {
 
     /// Runs every op of `script`, in order.
     public func run(_ script: Script) {
-        for op in script.ops { run(op) }
+        for op in script { run(op) }
     }
 
-    /// Runs one op and records its result for the summary. When auditing, the page-table view
-    /// before and after are compared with the op's spec function (`ViewTransitions`), and the
-    /// auditor checks each cursor operation and ownership change the op makes.
+    /// Runs one op and returns its whole result (a large `read`'s data read into it: for short
+    /// scripts and tests; `run(_:printingTo:json:)` prints the data as it reads it).
     @discardableResult
     public func run(_ scriptOp: ScriptOp) -> OpResult {
+        run(scriptOp) { result in
+            for (i, (name, value)) in result.fields.enumerated() {
+                guard case .userBytes(let va, let count) = value else { continue }
+                result.fields[i] = (name, .text(rendered { writeData(va, count, to: $0) }))
+            }
+        }
+    }
+
+    /// Runs one op and writes its result line to `output` as it goes: a large `read`'s data is
+    /// read and encoded a chunk at a time. The result returned holds `.userBytes` in its place.
+    @discardableResult
+    public func run(_ scriptOp: ScriptOp, printingTo output: ScriptOutput, json: Bool) -> OpResult {
+        run(scriptOp) { result in
+            result.write(to: output, json: json) { va, count in writeData(va, count, to: output) }
+            output.endLine()
+        }
+    }
+
+    /// Runs one op, lets `finish` print or complete its result (`dump`: nothing, it reports only
+    /// failures), and counts it for the summary.
+    /// When auditing, the page-table view before and after are compared with the op's spec
+    /// function (`ViewTransitions`), and the auditor checks each cursor operation and ownership
+    /// change the op makes, the reads of its printing included.
+    func run(_ scriptOp: ScriptOp, finish: (inout OpResult) -> Void) -> OpResult {
         let before = isAuditing ? space.pageTable.view() : nil
-        let result = perform(scriptOp)
-        results.append(result)
+        var result = perform(scriptOp)
+        finish(&result)
+        opsRun += 1
+        if !result.ok { opsFailed += 1 }
         if let before {
             transitionViolations = checkTransition(scriptOp.op, ok: result.ok, before: before,
                                                    after: space.pageTable.view())
@@ -118,7 +145,7 @@ public final class ScriptRunner {
 
     /// The summary after the ops run so far.
     public var summary: ScriptSummary {
-        ScriptSummary(ops: results.count, failed: results.count { !$0.ok },
+        ScriptSummary(ops: opsRun, failed: opsFailed,
                       root: space.rootPaddr.rawValue, memory: UInt64(memorySize),
                       framesInUse: machine.outstandingFrames,
                       ptFrames: space.pageTable.nodes().count + kernelPageTable.nodes().count - 1,
@@ -158,7 +185,7 @@ public final class ScriptRunner {
         case .fill(let va, let len, let byte):
             return [("bytes", .int(try fill(va, len, byte)))]
         case .read(let va, let len):
-            return [("data", .text(hexString(try read(va, len))))]
+            return [("data", try read(va, len))]
         case .copy(let src, let dst, let len):
             return [("bytes", .int(try copy(src, dst, len)))]
         }

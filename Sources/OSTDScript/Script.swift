@@ -3,16 +3,35 @@
 //
 // A script is a list of ops, each with the line it came from. Parsing validates everything that
 // can be validated without running (syntax, numbers, letters, options), so a script that parses
-// runs to the end: an op that fails at run time is a result, not an error.
+// runs to the end: an op that fails at run time is a result, not an error. The whole script is
+// held before it runs (nothing runs unless every line is valid), so it is held packed
+// (ScriptPacking.swift): a few bytes per op, a `write`'s bytes inline, no allocation per op.
 
 @_spi(OSTDInternals) import OSTDMemory
 import OSTDSpec
 
-/// A parsed script: its ops in order.
-public struct Script: Equatable, Sendable {
-    public var ops: [ScriptOp]
+/// A parsed script: its ops in order, packed; iterating decodes them one by one.
+public struct Script: Equatable, Sendable, Sequence {
+    /// The packed ops (ScriptPacking.swift).
+    var packed: [UInt8] = []
+    /// The line of the last op appended (lines are packed as differences).
+    var lastLine = 0
+    /// The number of ops.
+    public internal(set) var count = 0
 
-    public init(ops: [ScriptOp]) { self.ops = ops }
+    public init() {}
+
+    public init(ops: [ScriptOp]) {
+        for op in ops { append(op) }
+    }
+
+    /// The ops, decoded into an array (for short scripts and tests).
+    public var ops: [ScriptOp] { Array(self) }
+
+    /// The bytes the packed ops take.
+    public var packedSize: Int { packed.count }
+
+    public func makeIterator() -> ScriptIterator { ScriptIterator(packed: packed) }
 }
 
 /// One op and the 1-based line it is on.

@@ -39,13 +39,34 @@ extension ScriptRunner {
         return written
     }
 
-    /// Reads `[va, va + len)` in chunks of at most 1 MiB, so that a huge range that faults
-    /// early costs what it read, not what it asked for.
-    func read(_ va: UInt64, _ len: UInt64) throws(OpFailure) -> [UInt8] {
+    /// The most bytes a `read` moves through its reader at once, and the largest `read` whose
+    /// data is kept in its result; a larger one's data is read again as it is printed.
+    static let readChunk = 64 << 10
+
+    /// `read`: the data of `[va, va + len)`, as hex when it is at most `readChunk` bytes, else as
+    /// `.userBytes` (only counted now, read again when printed), so that what a read holds never
+    /// depends on its length. A fault throws `page-fault` with the data before it.
+    func read(_ va: UInt64, _ len: UInt64) throws(OpFailure) -> ResultValue {
+        let small = len <= UInt64(Self.readChunk)
+        var data: [UInt8] = []
+        let (count, faultAt) = try readChunks(va, len) { chunk in if small { data.append(contentsOf: chunk) } }
+        let value: ResultValue = small ? .text(hexString(data)) : .userBytes(va: va, count: count)
+        guard let faultAt else { return value }
+        var failure = OpFailure(.pageFault(address: faultAt, copied: count))
+        failure.fields.append(("data", value))
+        throw failure
+    }
+
+    /// Reads `[va, va + len)` through one user reader, `readChunk` bytes at a time, handing each
+    /// chunk to `body`, so that a huge range that faults early costs what it read.
+    ///
+    /// - Returns: the number of bytes read, and the address of the fault that stopped the read.
+    func readChunks(_ va: UInt64, _ len: UInt64,
+                    _ body: (UnsafeRawBufferPointer) -> Void) throws(OpFailure) -> (count: Int, faultAt: Vaddr?) {
         let range = try userRange(va, len)
         var reader = try handle { () throws(OSTDError) in try space.createReader(range.lowerBound, Int(len)) }
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: Int(min(len, 1 << 20)))
+        var chunk = [UInt8](repeating: 0, count: Int(min(len, UInt64(Self.readChunk))))
+        var total = 0
         while reader.hasRemain {
             let step = min(chunk.count, reader.remain)
             let outcome = chunk.withUnsafeMutableBytes { buffer in
@@ -55,17 +76,29 @@ extension ScriptRunner {
                     return try reader.readFallible(&destination)
                 }
             }
-            switch outcome {
-            case .success(let count): data.append(contentsOf: chunk[..<count])
-            case .failure(let error):
-                guard case .pageFault(let address, let copied) = error else { throw OpFailure(error) }
-                data.append(contentsOf: chunk[..<copied])
-                var failure = OpFailure(.pageFault(address: address, copied: data.count))
-                failure.fields.append(("data", .text(hexString(data))))
-                throw failure
-            }
+            let (count, fault) = try chunkOutcome(outcome)
+            chunk.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            total += count
+            if let fault { return (total, fault) }
         }
-        return data
+        return (total, nil)
+    }
+
+    /// The bytes one chunk of a read moved, and where it faulted; an error other than a page
+    /// fault is the op's failure.
+    private func chunkOutcome(_ outcome: Result<Int, OSTDError>) throws(OpFailure) -> (Int, Vaddr?) {
+        switch outcome {
+        case .success(let count): return (count, nil)
+        case .failure(.pageFault(let address, let copied)): return (copied, address)
+        case .failure(let error): throw OpFailure(error)
+        }
+    }
+
+    /// Writes the hex of the `count` bytes at `va` to `output`, reading them again through a user
+    /// reader one chunk at a time (the data of a large `read`, just read by the op).
+    func writeData(_ va: UInt64, _ count: Int, to output: ScriptOutput) {
+        guard count > 0 else { return }
+        _ = try? readChunks(va, UInt64(count)) { output.appendHex($0) }
     }
 
     func copy(_ src: UInt64, _ dst: UInt64, _ len: UInt64) throws(OpFailure) -> Int {

@@ -1,10 +1,15 @@
 // `ostd-mm run SCRIPT`: runs an op script against a fresh machine (contract: SCRIPT.md; the
 // language in our words: docs/scripts.md). The work is `runScriptCommand` in OSTDScript; this
-// file wires it to standard output, standard error and a progress line.
+// file wires it to the script's file (read as it is parsed), standard output (written a bounded
+// buffer at a time, a line at a time on a terminal), standard error and a progress line.
 
 import ArgumentParser
 import OSTDHost
 import OSTDScript
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,9 +34,20 @@ struct Run: ParsableCommand {
     func run() throws {
         let options = RunOptions(script: script, json: json, memory: memory, image: image, audit: audit)
         let progress = Progress(label: "ops")
-        let code = runScriptCommand(options, output: { print($0) }, errors: printToStandardError,
-                                    progress: progress.update)
+        let output = ScriptOutput(flushesLines: isatty(1) != 0, sink: writeToStandardOutput)
+        let code = runScriptCommand(options, output: output, errors: printToStandardError, progress: progress.update)
         progress.finish()
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// Writes all of `bytes` to standard output (a failed write drops the rest, as `print` would).
+func writeToStandardOutput(_ bytes: UnsafeRawBufferPointer) {
+    var rest = bytes[...]
+    while !rest.isEmpty {
+        let count = write(1, UnsafeRawBufferPointer(rebasing: rest).baseAddress, rest.count)
+        if count < 0, errno == EINTR { continue }
+        guard count > 0 else { return }
+        rest = rest.dropFirst(count)
     }
 }
