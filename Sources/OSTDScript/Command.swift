@@ -118,8 +118,10 @@ func prepare(_ options: RunOptions, text: String?) -> Result<(ScriptRunner, Scri
 /// Checks the options, parses the script as `source` (or the file `options.script`) delivers it,
 /// stopping at the first invalid line, and builds the runner.
 func prepare(_ options: RunOptions, source: ScriptByteSource?) -> Result<(ScriptRunner, Script), StartProblem> {
-    guard let size = ScriptParser.parseNumber(options.memory), size <= UInt64(Int.max) else {
-        return .failure(.argument("--memory \(options.memory) is not a number (e.g. 256M, 1G, 0x10000000)"))
+    let size: Int
+    switch MemorySize.parse(options.memory) {
+    case .success(let bytes): size = bytes
+    case .failure(let problem): return .failure(.argument(problem.description))
     }
     let name = options.script == "-" ? "<stdin>" : options.script
     let unreadable = StartProblem.argument("cannot read \(name); give a readable file, or - for standard input")
@@ -136,7 +138,7 @@ func prepare(_ options: RunOptions, source: ScriptByteSource?) -> Result<(Script
         return .failure(failed ? unreadable : .script(error))
     }
     do {
-        return .success((try ScriptRunner(memory: Int(size), audit: options.audit), script))
+        return .success((try ScriptRunner(memory: size, audit: options.audit), script))
     } catch {
         return .failure(.argument("\(error)"))
     }

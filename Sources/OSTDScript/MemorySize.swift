@@ -35,21 +35,11 @@ public enum MemorySize {
     /// machine.
     public static func parse(_ text: String, least: Int = 2 << 20) -> Result<Int, MemorySizeError> {
         guard let size = ScriptParser.parseNumber(text) else {
-            return .failure(looksLikeANumber(text) ? .tooLarge(text) : .notASize(text))
+            return .failure(ScriptParser.hasNumberShape(text) ? .tooLarge(text) : .notASize(text))
         }
         guard size <= UInt64(Machine.maxMemorySize) else { return .failure(.tooLarge(text)) }
         guard size >= UInt64(least) else { return .failure(.tooSmall(text, least: least)) }
         guard size % (2 << 20) == 0 else { return .failure(.notAMultipleOf2M(text)) }
         return .success(Int(size))
-    }
-
-    /// Whether `text` has a number's shape (digits, 0x and hex digits, an optional K, M or G), so
-    /// that failing to parse it means it overflowed.
-    static func looksLikeANumber(_ text: String) -> Bool {
-        var body = Substring(text)
-        if let last = body.last, "KMG".contains(last) { body = body.dropLast() }
-        let hex = body.hasPrefix("0x")
-        if hex { body = body.dropFirst(2) }
-        return !body.isEmpty && body.allSatisfy { $0.isASCII && (hex ? $0.isHexDigit : $0.isNumber) }
     }
 }

@@ -91,8 +91,11 @@ public enum ScriptParser {
 
     static func parseOp(_ tokens: [Substring]) throws(LineError) -> Op {
         let name = String(tokens[0])
+        if name.hasPrefix("\u{FEFF}") {
+            throw LineError("the line starts with a UTF-8 byte-order mark (EF BB BF); save the script without one")
+        }
         guard let shape = shapes[name] else {
-            throw LineError("unknown op '\(name)'; the ops are map, unmap, protect, query, write, fill, read, copy")
+            throw LineError("unknown op \(quoted(name)); the ops are map, unmap, protect, query, write, fill, read, copy")
         }
         var usage: String {
             ([name] + shape.names).joined(separator: " ") + (shape.options ? " [page=4K|2M|1G] [cache=wb|wt|wc|uc]" : "")
@@ -101,10 +104,10 @@ public enum ScriptParser {
         let positional = arguments.prefix { !$0.contains("=") }
         let options = arguments.dropFirst(positional.count)
         guard positional.count == shape.names.count else {
-            throw LineError("'\(name)' takes \(shape.names.count) argument\(shape.names.count == 1 ? "" : "s") (\(usage)), got \(positional.count)")
+            throw LineError("\(quoted(name)) takes \(shape.names.count) argument\(shape.names.count == 1 ? "" : "s") (\(usage)), got \(positional.count)")
         }
         if !shape.options, let option = options.first {
-            throw LineError("'\(name)' takes no options, got '\(option)' (\(usage))")
+            throw LineError("\(quoted(name)) takes no options, got \(quoted(option)) (\(usage))")
         }
         let a = Array(positional)
         switch name {
@@ -117,7 +120,7 @@ public enum ScriptParser {
         case "write": return .write(va: try number(a[0], "VA"), bytes: try hex(a[1]))
         case "fill":
             let value = try number(a[2], "BYTE")
-            guard value <= 255 else { throw LineError("BYTE \(a[2]) is above 255") }
+            guard value <= 255 else { throw LineError("BYTE \(sanitized(a[2])) is above 255") }
             return .fill(va: try number(a[0], "VA"), len: try number(a[1], "LEN"), byte: UInt8(value))
         case "read": return .read(va: try number(a[0], "VA"), len: try number(a[1], "LEN"))
         default: return .copy(src: try number(a[0], "SRC"), dst: try number(a[1], "DST"), len: try number(a[2], "LEN"))
@@ -135,17 +138,17 @@ public enum ScriptParser {
             case "page":
                 guard page == nil else { throw LineError("option 'page=' is given twice") }
                 guard let size = LeafSize(rawValue: value) else {
-                    throw LineError("page=\(value) is not a leaf size; use page=4K, page=2M or page=1G")
+                    throw LineError("page=\(sanitized(value)) is not a leaf size; use page=4K, page=2M or page=1G")
                 }
                 page = size
             case "cache":
                 guard cache == nil else { throw LineError("option 'cache=' is given twice") }
                 guard let policy = ScriptCache(rawValue: value) else {
-                    throw LineError("cache=\(value) is not a cache policy; use cache=wb, wt, wc or uc")
+                    throw LineError("cache=\(sanitized(value)) is not a cache policy; use cache=wb, wt, wc or uc")
                 }
                 cache = policy
             default:
-                throw LineError("unknown option '\(option)'; map takes page= and cache=")
+                throw LineError("unknown option \(quoted(option)); map takes page= and cache=")
             }
         }
         return (page ?? .size4K, cache ?? .wb)
@@ -154,9 +157,47 @@ public enum ScriptParser {
     /// A number: decimal, or `0x` and hex digits, optionally followed by `K`, `M` or `G`.
     static func number(_ token: Substring, _ what: String) throws(LineError) -> UInt64 {
         guard let value = parseNumber(token) else {
-            throw LineError("\(what) '\(token)' is not a number (decimal or 0x hex, optionally with K, M or G, below 2^64)")
+            if hasNumberShape(token) { throw LineError("\(what) \(quoted(token)) is too large: numbers are below 2^64") }
+            throw LineError("\(what) \(quoted(token)) is not a number (decimal or 0x hex, optionally with K, M or G, below 2^64)")
         }
         return value
+    }
+
+    /// The longest a token is shown in a message; a longer one is cut, with its length said.
+    static let shownTokenLength = 40
+
+    /// `token` as a message shows it, between single quotes: see `sanitized`.
+    static func quoted<S: StringProtocol>(_ token: S) -> String { "'" + sanitized(token) + "'" }
+
+    /// `token` safe to print on a terminal: printable ASCII as it is (a quote or backslash
+    /// escaped), any other character as `\u{…}` (a control character, an escape sequence's ESC, a
+    /// NUL of a binary file, a byte-order mark), and cut after `shownTokenLength` characters with
+    /// the length it had.
+    static func sanitized<S: StringProtocol>(_ token: S) -> String {
+        var out = ""
+        var shown = 0
+        for scalar in token.unicodeScalars {
+            if shown == shownTokenLength {
+                return out + "…(\(token.utf8.count) bytes)"
+            }
+            switch scalar {
+            case "'", "\\": out += "\\" + String(scalar)
+            case " "..."~": out.unicodeScalars.append(scalar)
+            default: out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            }
+            shown += 1
+        }
+        return out
+    }
+
+    /// Whether `token` has a number's shape (decimal digits, or 0x and hex digits, with an
+    /// optional K, M or G), so that failing to parse it means it is too large.
+    public static func hasNumberShape<S: StringProtocol>(_ token: S) -> Bool {
+        var body = Substring(token)
+        if let last = body.last, "KMG".contains(last) { body = body.dropLast() }
+        let hex = body.hasPrefix("0x")
+        if hex { body = body.dropFirst(2) }
+        return !body.isEmpty && body.allSatisfy { $0.isASCII && (hex ? $0.isHexDigit : $0.isNumber) }
     }
 
     /// The value of a number token, or `nil` when it is malformed or above 2^64 − 1.
@@ -194,9 +235,9 @@ public enum ScriptParser {
         var prot = Prot()
         for letter in token {
             guard "rwxug".contains(letter) else {
-                throw LineError("PROT '\(token)' has '\(letter)'; use the letters r, w, x, u, g")
+                throw LineError("PROT \(quoted(token)) has \(quoted(String(letter))); use the letters r, w, x, u, g")
             }
-            guard seen.insert(letter).inserted else { throw LineError("PROT '\(token)' repeats '\(letter)'") }
+            guard seen.insert(letter).inserted else { throw LineError("PROT \(quoted(token)) repeats \(quoted(String(letter)))") }
             switch letter {
             case "w": prot.writable = true
             case "x": prot.executable = true
@@ -206,7 +247,7 @@ public enum ScriptParser {
             }
         }
         guard seen.contains("r") else {
-            throw LineError("PROT '\(token)' lacks 'r' (x86-64 has no mapping that is writable or executable but not readable)")
+            throw LineError("PROT \(quoted(token)) lacks 'r' (x86-64 has no mapping that is writable or executable but not readable)")
         }
         return prot
     }
@@ -222,7 +263,7 @@ public enum ScriptParser {
             i += 2
         }
         guard !digits.isEmpty, i == digits.count else {
-            throw LineError("HEX '\(token)' is not an even, non-zero number of hex digits (without 0x)")
+            throw LineError("HEX \(quoted(token)) is not an even, non-zero number of hex digits (without 0x)")
         }
         return bytes
     }

@@ -287,3 +287,35 @@ struct ScriptParserTests {
         }
     }
 }
+
+@Suite struct ScriptMessageTests {
+    /// The one error line of running `text`, which must be refused.
+    private func refusal(_ text: String) -> String {
+        let result = run(text)
+        #expect(result.code == 2 && result.output.isEmpty && result.errors.count == 1)
+        return result.errors.first ?? ""
+    }
+
+    @Test func aByteOrderMarkIsNamed() {
+        #expect(refusal("\u{FEFF}query 0\n")
+            == "bad.ostd:1: error: the line starts with a UTF-8 byte-order mark (EF BB BF); save the script without one")
+    }
+
+    @Test func controlCharactersInATokenAreEscaped() {
+        let message = refusal("map 0x400000 4K r\u{1B}[31mw\n")
+        #expect(message == "bad.ostd:1: error: PROT 'r\\u{1B}[31mw' has '\\u{1B}'; use the letters r, w, x, u, g")
+        #expect(!message.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F })
+        #expect(refusal("fr\u{0}b\n") == "bad.ostd:1: error: unknown op 'fr\\u{0}b'; the ops are map, unmap, protect, query, write, fill, read, copy")
+    }
+
+    @Test func aLongTokenIsCutWithItsLength() {
+        let token = String(repeating: "q", count: 100_000)
+        #expect(refusal(token + "\n") == "bad.ostd:1: error: unknown op '" + String(repeating: "q", count: 40)
+            + "…(100000 bytes)'; the ops are map, unmap, protect, query, write, fill, read, copy")
+    }
+
+    @Test func aNumberTooLargeIsCalledSo() {
+        #expect(refusal("query 99999999999999999999\n") == "bad.ostd:1: error: VA '99999999999999999999' is too large: numbers are below 2^64")
+        #expect(refusal("query 0x1G0\n").hasSuffix("is not a number (decimal or 0x hex, optionally with K, M or G, below 2^64)"))
+    }
+}

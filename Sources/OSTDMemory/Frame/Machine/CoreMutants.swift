@@ -1,5 +1,5 @@
 // Deliberate bugs that the tests switch on, one at a time, to show that the audit catches each of
-// them (the executable-specification issue's mutation tests): a mutant is a known wrong version of
+// them (the audit's mutation tests): a mutant is a known wrong version of
 // one line of the core, and a test passes only if the specification notices it.
 //
 // Debug builds only. `swift test` builds with `DEBUG`; release builds (the benchmarks, the CLI in
