@@ -137,6 +137,9 @@ func prepare(_ options: RunOptions, source: ScriptByteSource?) -> Result<(Script
     } catch {
         return .failure(failed ? unreadable : .script(error))
     }
+    if let image = options.image, let problem = outputProblem(image, option: "--image", script: options.script) {
+        return .failure(.argument(problem))
+    }
     do {
         return .success((try ScriptRunner(memory: size, audit: options.audit), script))
     } catch {

@@ -69,6 +69,10 @@ public struct DumpOptions: Sendable {
 /// - Returns: the exit code.
 public func dumpScriptCommand(_ options: DumpOptions, text: String? = nil,
                               output: (String) -> Void, errors: (String) -> Void) -> Int32 {
+    if let path = options.svg, let problem = outputProblem(path, option: "--svg", script: options.script) {
+        errors("ostd-mm: error: \(problem)")
+        return 2
+    }
     let runOptions = RunOptions(script: options.script, memory: options.memory, audit: options.audit)
     let runner: ScriptRunner
     switch runScript(runOptions, text: text, failure: { output($0.failureLine) }) {

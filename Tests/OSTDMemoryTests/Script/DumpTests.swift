@@ -252,9 +252,10 @@ struct DumpTests {
         #expect(written.hasPrefix("<svg"))
         #expect(written.contains("Address space after test.ostd"))
 
+        // An output that cannot be written is refused before anything runs (exit 2, nothing printed).
         let failed = dump("map 0x400000 4K rxu\n", svg: "/nonexistent-directory/x.svg")
-        #expect(failed.code == 1)
-        #expect(failed.errors.first?.hasPrefix("ostd-mm: error: cannot create /nonexistent-directory/x.svg") == true)
+        #expect(failed.code == 2 && failed.output.isEmpty)
+        #expect(failed.errors == ["ostd-mm: error: --svg /nonexistent-directory/x.svg: cannot create it: No such file or directory"])
     }
 }
 

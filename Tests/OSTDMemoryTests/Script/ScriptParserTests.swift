@@ -319,3 +319,22 @@ struct ScriptParserTests {
         #expect(refusal("query 0x1G0\n").hasSuffix("is not a number (decimal or 0x hex, optionally with K, M or G, below 2^64)"))
     }
 }
+
+@Suite struct OutputFileTests {
+    @Test func anImageThatWouldOverwriteTheScriptIsRefusedBeforeRunning() throws {
+        let path = "/tmp/ostd-output-test-\(getpid()).ostd"
+        let script = "map 0x400000 4K rwu\n"
+        FileManager.default.createFile(atPath: path, contents: Data(script.utf8))
+        defer { unlink(path) }
+        let result = run(nil, file: path, image: path)
+        #expect(result.code == 2 && result.output.isEmpty)
+        #expect(result.errors == ["ostd-mm: error: --image \(path) is the script itself; choose another file"])
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == script)
+    }
+
+    @Test func anImageThatCannotBeCreatedIsRefusedBeforeRunning() {
+        let result = run("map 0x400000 4K rwu\n", image: "/nonexistent-directory/x.img")
+        #expect(result.code == 2 && result.output.isEmpty)
+        #expect(result.errors == ["ostd-mm: error: --image /nonexistent-directory/x.img: cannot create it: No such file or directory"])
+    }
+}
