@@ -89,3 +89,39 @@ extension Machine {
         #endif
     }
 }
+
+extension Machine {
+    /// Calls `body` with each run of physical memory the host has backed with pages (Linux
+    /// `mincore`), in address order. Every other page was never touched and reads as zeros, so a
+    /// walk over these runs costs in proportion to what the machine used, not to its size.
+    /// Without `mincore` the whole of memory is one run.
+    public func forEachResidentRun<E: Error>(_ body: (Range<Paddr>) throws(E) -> Void) throws(E) {
+        #if os(Linux)
+        let window = 1 << 30
+        var vector = [UInt8](repeating: 0, count: window >> 12)
+        var start = 0
+        while start < memorySize {
+            let length = min(window, memorySize - start)
+            let base = UnsafeMutableRawPointer(mutating: readOnlyPointer(to: Paddr(UInt64(start))))
+            let ok = vector.withUnsafeMutableBufferPointer { mincore(base, length, $0.baseAddress) == 0 }
+            guard ok else { return try body(Paddr(UInt64(start))..<Paddr(UInt64(memorySize))) }
+            try forEachRun(in: vector.prefix(length >> 12), from: start, body)
+            start += length
+        }
+        #else
+        try body(Paddr(0)..<Paddr(UInt64(memorySize)))
+        #endif
+    }
+
+    /// The runs of resident pages (bit 0 set) in `vector`, whose first page is at `start`.
+    private func forEachRun<E: Error>(in vector: ArraySlice<UInt8>, from start: Int,
+                                      _ body: (Range<Paddr>) throws(E) -> Void) throws(E) {
+        var page = vector.startIndex
+        while page < vector.endIndex {
+            guard vector[page] & 1 != 0 else { page += 1; continue }
+            let first = page
+            while page < vector.endIndex && vector[page] & 1 != 0 { page += 1 }
+            try body(Paddr(UInt64(start + first << 12))..<Paddr(UInt64(start + page << 12)))
+        }
+    }
+}

@@ -70,35 +70,59 @@ public struct MetaSlot: @unchecked Sendable {
     var storage: UnsafeMutableRawPointer { base }
 
     /// Writes typed metadata and its tag (OSTD `write_meta`) into a slot the caller holds
-    /// exclusively: busy (being constructed) or unique.
+    /// exclusively: busy (being constructed) or unique. The written bit is kept.
     @inlinable @inline(__always)
     func writeMeta<M: FrameMeta>(_ meta: M) {
         checkFrameMetaLayout(M.self)
         storage.storeBytes(of: meta, as: M.self)
-        typeTagWord = M.typeTag.word | MetaSlot.touchedBit
+        typeTagWord = M.typeTag.word | (typeTagWord & MetaSlot.writtenBit)
     }
 
-    /// A bit of the type-tag word that survives frees: set once the frame has been handed out.
-    /// Until then the frame still holds the zeros physical memory starts with (the
-    /// `PhysicalMemoryRegion` contract), so zero-filling allocations can skip it.
-    @inlinable static var touchedBit: UInt64 { 1 << 31 }
+    /// A bit of the type-tag word that survives frees: set when the frame's bytes may be non-zero.
+    /// Physical memory starts as zeros (the `PhysicalMemoryRegion` contract) with the bit clear;
+    /// whatever can write the frame sets it first (`markWritten`): a kernel writer on the frame, a
+    /// user-space write through the MMU, a page-table node's entries, `Machine.pointer(to:)`. A
+    /// zero-filling allocation fills only frames with the bit set, and clears it.
+    @inlinable static var writtenBit: UInt64 { 1 << 31 }
 
-    /// Whether the frame has ever been handed out (its content may be non-zero).
+    /// Whether the frame's bytes may be non-zero.
     @inlinable @inline(__always)
-    var wasTouched: Bool { typeTagWord & MetaSlot.touchedBit != 0 }
+    var mayBeNonZero: Bool { typeTagWord & MetaSlot.writtenBit != 0 }
 
-    /// Fills the frame with zeros unless it was never handed out (and so holds zeros already).
+    /// Records that the frame's bytes may become non-zero. Any holder of a reference may call it,
+    /// concurrently with others: an atomic OR, skipped when the bit is already set.
     @inlinable @inline(__always)
-    func zeroFrameIfTouched(_ frame: UnsafeMutableRawPointer) {
-        if wasTouched { frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize) }
+    func markWritten() {
+        if typeTagWord & MetaSlot.writtenBit == 0 {
+            typeTagAtomic.pointee.bitwiseOr(MetaSlot.writtenBit, ordering: .relaxed)
+        }
     }
 
-    /// The raw type-tag word (offset 48). Written only while the slot is busy or unique, and
-    /// published by the Release store of the reference count.
+    /// Fills the frame with zeros if it may hold non-zero bytes, and records that it is zero. The
+    /// caller holds the slot exclusively (just allocated).
+    @inlinable @inline(__always)
+    func zeroFrameIfWritten(_ frame: UnsafeMutableRawPointer) {
+        let word = typeTagWord
+        if word & MetaSlot.writtenBit != 0 {
+            frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+            typeTagWord = word & ~MetaSlot.writtenBit
+        }
+    }
+
+    @inlinable @inline(__always)
+    var typeTagAtomic: UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: offset 48 of the 64-byte aligned slot is an 8-byte aligned word used only
+        // through this atomic view; zero-filled memory is a valid `Atomic<UInt64>`.
+        (base + MetaSlot.typeTagOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// The raw type-tag word (offset 48). The tag is written only while the slot is busy or
+    /// unique, and published by the Release store of the reference count; the written bit may be
+    /// set by any holder (`markWritten`), so every access is atomic (Relaxed: plain moves).
     @inlinable @inline(__always)
     var typeTagWord: UInt64 {
-        get { base.load(fromByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+        get { typeTagAtomic.pointee.load(ordering: .relaxed) }
+        nonmutating set { typeTagAtomic.pointee.store(newValue, ordering: .relaxed) }
     }
 
     /// The free-list id (offset 56); allocator-private, accessed under the allocator's lock.
@@ -115,7 +139,7 @@ public struct MetaSlot: @unchecked Sendable {
     public var referenceCount: UInt64 { ~refCountWord.pointee.load(ordering: .relaxed) }
 
     /// The frame's type tag: what kind of metadata the slot holds.
-    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord & ~MetaSlot.touchedBit) }
+    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord & ~MetaSlot.writtenBit) }
 
     /// The frame's usage (`.unused` for a free frame).
     public var usage: PageUsage { typeTag.usage }
@@ -188,7 +212,7 @@ public struct MetaSlot: @unchecked Sendable {
     /// the slot unused with a Release store.
     @inlinable @inline(__always)
     func storeUnused() {
-        typeTagWord &= MetaSlot.touchedBit
+        typeTagWord &= MetaSlot.writtenBit
         refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
     }
 

@@ -46,3 +46,11 @@ extension Machine {
         return Array(unsafe bytes)
     }
 }
+
+extension Machine {
+    /// The allocatable frames whose bytes may be non-zero (`MetaSlot.writtenBit` set): the ones a
+    /// zeroed allocation would fill. Reads every slot, so it is for tests of small machines.
+    @_spi(OSTDInternals) public var writtenFrameCount: Int {
+        (context.state.pointee.firstFreeFrame..<frameCount).count { context.slot(index: $0).mayBeNonZero }
+    }
+}
