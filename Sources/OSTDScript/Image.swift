@@ -1,7 +1,9 @@
-// `--image FILE`: the whole physical memory as a file, byte i = physical address i. Only pages
-// the host has backed (`Machine.forEachResidentRun`) are read, and only those not all zero are
-// written; the file is sized first, so everything else is a hole. A 64 GiB machine with a few
-// mappings costs a few pages of disk and of work, not a scan of 64 GiB.
+// `--image FILE`: the whole physical memory as a file, byte i = physical address i. The file is
+// sized first, so everything not written is a hole, and only pages that may be non-zero are read:
+// the pages of frame 0 and the metadata region the host has backed (`forEachResidentRun`), and
+// the frames whose slots, in those pages, have the written bit (`MetaSlot.writtenBit`). Pages all
+// zero are not written. A 16 TiB machine with a few mappings costs a few pages of disk and a
+// `mincore` walk of its 256 GiB of metadata, not a scan of 16 TiB.
 
 #if canImport(Glibc)
 import Glibc
@@ -46,25 +48,52 @@ extension ScriptRunner {
     /// Hands every page of physical memory that may be non-zero and is to `sink`, at its
     /// physical address; the sink's destination is zero elsewhere.
     public func writeImage<S: ImageSink>(into sink: inout S) -> Result<ImageStatistics, ImageError> {
-        var statistics = ImageStatistics()
+        var copier = PageCopier(machine: machine, sink: sink)
+        defer { sink = copier.sink }
+        let metadata = machine.metadataRange
         do throws(ImageError) {
-            try machine.forEachResidentRun { (run: Range<Paddr>) throws(ImageError) in
+            try machine.forEachResidentRun(in: Paddr(0)..<metadata.upperBound) { (run) throws(ImageError) in
                 var page = run.lowerBound
                 while page < run.upperBound {
-                    let pointer = machine.readOnlyPointer(to: page)
-                    statistics.pagesExamined += 1
-                    if !isZero(pointer, pageSize) {
-                        let bytes = UnsafeRawBufferPointer(start: pointer, count: pageSize)
-                        if let problem = sink.write(bytes, at: Int(page.rawValue)) { throw ImageError(message: problem) }
-                        statistics.bytesWritten += pageSize
-                    }
+                    try copier.copy(page)
+                    if page >= metadata.lowerBound { try copier.copyWrittenFrames(slotsAt: page - metadata.lowerBound) }
                     page = page + pageSize
                 }
             }
         } catch {
             return .failure(error)
         }
-        return .success(statistics)
+        return .success(copier.statistics)
+    }
+}
+
+/// Copies pages that are not all zero to a sink, counting what it does.
+struct PageCopier<S: ImageSink> {
+    let machine: Machine
+    var sink: S
+    var statistics = ImageStatistics()
+
+    /// Hands the page at `page` to the sink unless it is all zero.
+    mutating func copy(_ page: Paddr) throws(ImageError) {
+        let pointer = machine.readOnlyPointer(to: page)
+        statistics.pagesExamined += 1
+        guard !isZero(pointer, pageSize) else { return }
+        if let problem = sink.write(UnsafeRawBufferPointer(start: pointer, count: pageSize), at: Int(page.rawValue)) {
+            throw ImageError(message: problem)
+        }
+        statistics.bytesWritten += pageSize
+    }
+
+    /// Copies the allocatable frames whose slots are in the metadata page at byte `offset` of the
+    /// metadata region and that may hold non-zero bytes (their written bit is set). A frame whose
+    /// slot page the host never backed has a zero slot, so it was never written.
+    mutating func copyWrittenFrames(slotsAt offset: Int) throws(ImageError) {
+        let first = offset / MetaSlot.size
+        let firstFree = Int(machine.metadataRange.upperBound.rawValue) / pageSize
+        let end = min(first + pageSize / MetaSlot.size, machine.frameCount)
+        for index in max(first, firstFree)..<max(end, firstFree) where machine.mayHoldNonZeroBytes(frame: index) {
+            try copy(Paddr(UInt64(index) << UInt64(pageShift)))
+        }
     }
 }
 
