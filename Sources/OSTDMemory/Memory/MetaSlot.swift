@@ -9,7 +9,8 @@
 //     offset  0  storage    40 bytes of typed per-frame metadata (`FrameMeta` values)
 //     offset 40  ref_count  reference count and state, atomic
 //     offset 48  type tag   what OSTD keeps as the vtable pointer: usage, untyped bit, type id
-//     offset 56  in_list    id of the free list holding the frame (0: none); allocator-private
+//     offset 56  in_list    id of the free list holding the frame (0: none); allocator-private;
+//                           bit 63 records that the frame may hold non-zero bytes (`writtenBit`)
 //
 // Reference-count states are exactly OSTD's: `UInt64.max` unused, `UInt64.max - 1` unique, `0`
 // busy (being built or torn down), `1 ... Int64.max` shared. One deliberate storage detail
@@ -70,66 +71,77 @@ public struct MetaSlot: @unchecked Sendable {
     var storage: UnsafeMutableRawPointer { base }
 
     /// Writes typed metadata and its tag (OSTD `write_meta`) into a slot the caller holds
-    /// exclusively: busy (being constructed) or unique. The written bit is kept.
+    /// exclusively: busy (being constructed) or unique.
     @inlinable @inline(__always)
     func writeMeta<M: FrameMeta>(_ meta: M) {
         checkFrameMetaLayout(M.self)
         storage.storeBytes(of: meta, as: M.self)
-        typeTagWord = M.typeTag.word | (typeTagWord & MetaSlot.writtenBit)
+        typeTagWord = M.typeTag.word
     }
 
-    /// A bit of the type-tag word that survives frees: set when the frame's bytes may be non-zero.
-    /// Physical memory starts as zeros (the `PhysicalMemoryRegion` contract) with the bit clear;
-    /// whatever can write the frame sets it first (`markWritten`): a kernel writer on the frame, a
-    /// user-space write through the MMU, a page-table node's entries, `Machine.pointer(to:)`. A
-    /// zero-filling allocation fills only frames with the bit set, and clears it.
-    @inlinable static var writtenBit: UInt64 { 1 << 31 }
+    /// The raw type-tag word (offset 48). Written only while the slot is busy or unique, and
+    /// published by the Release store of the reference count.
+    @inlinable @inline(__always)
+    var typeTagWord: UInt64 {
+        get { base.load(fromByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+    }
+
+    // MARK: The in_list word: free-list id and written bit
+
+    /// A bit of the `in_list` word (offset 56) that survives frees: set when the frame's bytes
+    /// may be non-zero. Physical memory starts as zeros (the `PhysicalMemoryRegion` contract)
+    /// with the bit clear; whatever can write the frame sets it first (`markWritten`): a kernel
+    /// writer on the frame, a user-space write through the MMU, a page-table node's allocation,
+    /// `Machine.pointer(to:count:)`. A zero-filling allocation fills only frames with the bit
+    /// set, and clears it. It lives beside the free-list id (at most 32) rather than in the type
+    /// tag so that claiming and freeing a frame write the tag without reading it.
+    @inlinable static var writtenBit: UInt64 { 1 << 63 }
+
+    @inlinable @inline(__always)
+    var inListAtomic: UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: offset 56 of the 64-byte aligned slot is an 8-byte aligned word used only
+        // through this atomic view; zero-filled memory is a valid `Atomic<UInt64>`.
+        (base + MetaSlot.inListOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// The whole word. Atomic because any holder of a reference may set the written bit while
+    /// the allocator reads the word of a buddy candidate (Relaxed: plain moves).
+    @inlinable @inline(__always)
+    var inListWord: UInt64 {
+        get { inListAtomic.pointee.load(ordering: .relaxed) }
+        nonmutating set { inListAtomic.pointee.store(newValue, ordering: .relaxed) }
+    }
+
+    /// The free-list id (0: none, `order + 1`: the head of a free chunk); allocator-private,
+    /// written under the allocator's lock for frames it holds. Setting it keeps the written bit.
+    @inlinable @inline(__always)
+    var inList: UInt64 {
+        get { inListWord & ~MetaSlot.writtenBit }
+        nonmutating set { inListWord = newValue | (inListWord & MetaSlot.writtenBit) }
+    }
 
     /// Whether the frame's bytes may be non-zero.
     @inlinable @inline(__always)
-    var mayBeNonZero: Bool { typeTagWord & MetaSlot.writtenBit != 0 }
+    var mayBeNonZero: Bool { inListWord & MetaSlot.writtenBit != 0 }
 
     /// Records that the frame's bytes may become non-zero. Any holder of a reference may call it,
     /// concurrently with others: an atomic OR, skipped when the bit is already set.
     @inlinable @inline(__always)
     func markWritten() {
-        if typeTagWord & MetaSlot.writtenBit == 0 {
-            typeTagAtomic.pointee.bitwiseOr(MetaSlot.writtenBit, ordering: .relaxed)
+        if inListWord & MetaSlot.writtenBit == 0 {
+            inListAtomic.pointee.bitwiseOr(MetaSlot.writtenBit, ordering: .relaxed)
         }
     }
 
     /// Fills the frame with zeros if it may hold non-zero bytes, and records that it is zero. The
-    /// caller holds the slot exclusively (just allocated).
+    /// caller holds the frame exclusively (just allocated: no free-list id either).
     @inlinable @inline(__always)
     func zeroFrameIfWritten(_ frame: UnsafeMutableRawPointer) {
-        let word = typeTagWord
-        if word & MetaSlot.writtenBit != 0 {
+        if mayBeNonZero {
             frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
-            typeTagWord = word & ~MetaSlot.writtenBit
+            inListWord = 0
         }
-    }
-
-    @inlinable @inline(__always)
-    var typeTagAtomic: UnsafeMutablePointer<Atomic<UInt64>> {
-        // SAFETY: offset 48 of the 64-byte aligned slot is an 8-byte aligned word used only
-        // through this atomic view; zero-filled memory is a valid `Atomic<UInt64>`.
-        (base + MetaSlot.typeTagOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
-    }
-
-    /// The raw type-tag word (offset 48). The tag is written only while the slot is busy or
-    /// unique, and published by the Release store of the reference count; the written bit may be
-    /// set by any holder (`markWritten`), so every access is atomic (Relaxed: plain moves).
-    @inlinable @inline(__always)
-    var typeTagWord: UInt64 {
-        get { typeTagAtomic.pointee.load(ordering: .relaxed) }
-        nonmutating set { typeTagAtomic.pointee.store(newValue, ordering: .relaxed) }
-    }
-
-    /// The free-list id (offset 56); allocator-private, accessed under the allocator's lock.
-    @inlinable @inline(__always)
-    var inList: UInt64 {
-        get { base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt64.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.inListOffset, as: UInt64.self) }
     }
 
     // MARK: Introspection
@@ -139,7 +151,7 @@ public struct MetaSlot: @unchecked Sendable {
     public var referenceCount: UInt64 { ~refCountWord.pointee.load(ordering: .relaxed) }
 
     /// The frame's type tag: what kind of metadata the slot holds.
-    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord & ~MetaSlot.writtenBit) }
+    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord) }
 
     /// The frame's usage (`.unused` for a free frame).
     public var usage: PageUsage { typeTag.usage }
@@ -212,7 +224,7 @@ public struct MetaSlot: @unchecked Sendable {
     /// the slot unused with a Release store.
     @inlinable @inline(__always)
     func storeUnused() {
-        typeTagWord &= MetaSlot.writtenBit
+        typeTagWord = 0
         refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
     }
 
