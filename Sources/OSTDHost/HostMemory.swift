@@ -106,6 +106,9 @@ extension Machine {
         while start < end {
             let length = min(window, end - start)
             let base = UnsafeMutableRawPointer(mutating: readOnlyPointer(to: Paddr(UInt64(start))))
+            // SAFETY: `start ..< start + length` lies inside the machine's mapping (checked above),
+            // which lives as long as `self`; `mincore` only reads the host's page tables, and
+            // `vector` holds `window >> 12 >= length >> 12` entries for it to fill.
             let ok = vector.withUnsafeMutableBufferPointer { mincore(base, length, $0.baseAddress) == 0 }
             guard ok else { return try body(Paddr(UInt64(start))..<range.upperBound) }
             try forEachRun(in: vector, pages: length >> 12, from: start, body)
