@@ -1,7 +1,7 @@
 // `--image FILE`: the whole physical memory as a file, byte i = physical address i. The file is
 // sized first, so everything not written is a hole, and only pages that may be non-zero are read:
 // the pages of frame 0 and the metadata region the host has backed (`forEachResidentRun`), and
-// the frames whose slots, in those pages, have the written bit (`MetaSlot.writtenBit`). Pages all
+// the frames whose slots, in those pages, have the written flag (`MetaSlot.markWritten`). Pages all
 // zero are not written. A 16 TiB machine with a few mappings costs a few pages of disk and a
 // `mincore` walk of its 256 GiB of metadata, not a scan of 16 TiB.
 
@@ -85,7 +85,7 @@ struct PageCopier<S: ImageSink> {
     }
 
     /// Copies the allocatable frames whose slots are in the metadata page at byte `offset` of the
-    /// metadata region and that may hold non-zero bytes (their written bit is set). A frame whose
+    /// metadata region and that may hold non-zero bytes (their written flag is set). A frame whose
     /// slot page the host never backed has a zero slot, so it was never written.
     mutating func copyWrittenFrames(slotsAt offset: Int) throws(ImageError) {
         let first = offset / MetaSlot.size

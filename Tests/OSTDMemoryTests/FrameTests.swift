@@ -284,7 +284,7 @@ func read(_ count: Int, from frame: borrowing UFrame, at offset: Int) throws(OST
     let range = dirty.range
     machine.pointer(to: range.lowerBound, count: 8 * pageSize).initializeMemory(as: UInt8.self, repeating: 0xa5, count: 8 * pageSize)
     _ = consume dirty
-    // The freed frames read as free (the written bit is not part of the tag).
+    // The freed frames read as free (the written flag is not part of the tag).
     #expect(machine.metaSlot(of: range.lowerBound).isFree)
     #expect(machine.metaSlot(of: range.lowerBound + pageSize).typeTag.word == 0)
     #expect(machine.cleanInv())

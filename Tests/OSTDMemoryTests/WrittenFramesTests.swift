@@ -1,5 +1,5 @@
 // What frames cost the host: a frame is zero-filled on allocation only when its bytes may be
-// non-zero (`MetaSlot.writtenBit`), so a rolled-back map leaves nothing to zero while a written
+// non-zero (`MetaSlot.markWritten`), so a rolled-back map leaves nothing to zero while a written
 // frame is zeroed when reused; boot writes a bounded number of slots whatever the memory size;
 // an image reads and writes in proportion to what the machine used. Host work is counted
 // structurally (slots with the bit, pages the host backed, bytes handed to a sink), never timed.

@@ -29,7 +29,7 @@ struct AccessFault: Error {
 extension VmSpace {
     /// The host address of `va` and how many of the next `limit` bytes are accessible there in
     /// one physically contiguous run, or `nil` when `va` itself faults. A write's frames are
-    /// marked written (`MetaSlot.writtenBit`), as the MMU sets a dirty bit.
+    /// marked written (`MetaSlot.markWritten`), as the MMU sets a dirty bit.
     @inlinable @inline(__always)
     func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int,
                                                  mmu: inout T) -> (UnsafeMutableRawPointer, Int)? {

@@ -9,8 +9,8 @@
 //     offset  0  storage    40 bytes of typed per-frame metadata (`FrameMeta` values)
 //     offset 40  ref_count  reference count and state, atomic
 //     offset 48  type tag   what OSTD keeps as the vtable pointer: usage, untyped bit, type id
-//     offset 56  in_list    id of the free list holding the frame (0: none); allocator-private;
-//                           bit 63 records that the frame may hold non-zero bytes (`writtenBit`)
+//     offset 56  in_list    id of the free list holding the frame (0: none), 32 bits; allocator-private
+//     offset 60  written    non-zero when the frame may hold non-zero bytes (`markWritten`)
 //
 // Reference-count states are exactly OSTD's: `UInt64.max` unused, `UInt64.max - 1` unique, `0`
 // busy (being built or torn down), `1 ... Int64.max` shared. One deliberate storage detail
@@ -87,60 +87,54 @@ public struct MetaSlot: @unchecked Sendable {
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
     }
 
-    // MARK: The in_list word: free-list id and written bit
+    // MARK: The in_list word: free-list id and written flag
 
-    /// A bit of the `in_list` word (offset 56) that survives frees: set when the frame's bytes
-    /// may be non-zero. Physical memory starts as zeros (the `PhysicalMemoryRegion` contract)
-    /// with the bit clear; whatever can write the frame sets it first (`markWritten`): a kernel
-    /// writer on the frame, a user-space write through the MMU, a page-table node's allocation,
-    /// `Machine.pointer(to:count:)`. A zero-filling allocation fills only frames with the bit
-    /// set, and clears it. It lives beside the free-list id (at most 32) rather than in the type
-    /// tag so that claiming and freeing a frame write the tag without reading it.
-    @inlinable static var writtenBit: UInt64 { 1 << 63 }
-
-    @inlinable @inline(__always)
-    var inListAtomic: UnsafeMutablePointer<Atomic<UInt64>> {
-        // SAFETY: offset 56 of the 64-byte aligned slot is an 8-byte aligned word used only
-        // through this atomic view; zero-filled memory is a valid `Atomic<UInt64>`.
-        (base + MetaSlot.inListOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
-    }
-
-    /// The whole word. Atomic because any holder of a reference may set the written bit while
-    /// the allocator reads the word of a buddy candidate (Relaxed: plain moves).
-    @inlinable @inline(__always)
-    var inListWord: UInt64 {
-        get { inListAtomic.pointee.load(ordering: .relaxed) }
-        nonmutating set { inListAtomic.pointee.store(newValue, ordering: .relaxed) }
-    }
-
-    /// The free-list id (0: none, `order + 1`: the head of a free chunk); allocator-private,
-    /// written under the allocator's lock for frames it holds. Setting it keeps the written bit.
+    /// The free-list id (the low half of offset 56, 0: none, `order + 1`: the head of a free
+    /// chunk); allocator-private, accessed under the allocator's lock.
     @inlinable @inline(__always)
     var inList: UInt64 {
-        get { inListWord & ~MetaSlot.writtenBit }
-        nonmutating set { inListWord = newValue | (inListWord & MetaSlot.writtenBit) }
+        get { UInt64(base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt32.self)) }
+        nonmutating set {
+            base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: MetaSlot.inListOffset, as: UInt32.self)
+        }
+    }
+
+    /// The written flag: the high half of the `in_list` word (offset 60), which survives frees;
+    /// non-zero when the frame's bytes may be non-zero. Physical memory starts as zeros (the
+    /// `PhysicalMemoryRegion` contract) with the flag clear; whatever can write the frame sets it
+    /// first (`markWritten`): a kernel writer on the frame, a user-space write through the MMU, a
+    /// page-table node's allocation, `Machine.pointer(to:count:)`. A zero-filling allocation
+    /// fills only frames with the flag set, and clears it. A word of its own, beside the
+    /// free-list id (at most 32), so that claiming and freeing write the type tag without reading
+    /// it, and the allocator's plain accesses to the id never meet a holder's atomic OR.
+    @inlinable static var writtenOffset: Int { 60 }
+
+    @inlinable @inline(__always)
+    var writtenFlag: UnsafeMutablePointer<Atomic<UInt32>> {
+        // SAFETY: offset 60 of the 64-byte aligned slot is a 4-byte aligned word used only
+        // through this atomic view; zero-filled memory is a valid `Atomic<UInt32>`.
+        (base + MetaSlot.writtenOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
     /// Whether the frame's bytes may be non-zero.
     @inlinable @inline(__always)
-    var mayBeNonZero: Bool { inListWord & MetaSlot.writtenBit != 0 }
+    var mayBeNonZero: Bool { writtenFlag.pointee.load(ordering: .relaxed) != 0 }
 
     /// Records that the frame's bytes may become non-zero. Any holder of a reference may call it,
-    /// concurrently with others: an atomic OR, skipped when the bit is already set.
+    /// concurrently with others: an atomic store (Relaxed; the frame's release publishes it to
+    /// the allocator), skipped when the flag is already set.
     @inlinable @inline(__always)
     func markWritten() {
-        if inListWord & MetaSlot.writtenBit == 0 {
-            inListAtomic.pointee.bitwiseOr(MetaSlot.writtenBit, ordering: .relaxed)
-        }
+        if !mayBeNonZero { writtenFlag.pointee.store(1, ordering: .relaxed) }
     }
 
     /// Fills the frame with zeros if it may hold non-zero bytes, and records that it is zero. The
-    /// caller holds the frame exclusively (just allocated: no free-list id either).
+    /// caller holds the frame exclusively (just allocated).
     @inlinable @inline(__always)
     func zeroFrameIfWritten(_ frame: UnsafeMutableRawPointer) {
         if mayBeNonZero {
             frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
-            inListWord = 0
+            writtenFlag.pointee.store(0, ordering: .relaxed)
         }
     }
 

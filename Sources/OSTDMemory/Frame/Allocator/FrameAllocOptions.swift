@@ -4,7 +4,7 @@
 // from the buddy set under its lock; segments always come from the buddy set. A segment of `n`
 // frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
 // to its own size. Frames are zeroed at allocation when asked (the default), never at free, and
-// only those whose bytes may be non-zero (`MetaSlot.writtenBit`): the rest still hold zeros.
+// only those whose bytes may be non-zero (`MetaSlot.markWritten`): the rest still hold zeros.
 
 /// How to allocate frames.
 ///

@@ -144,7 +144,7 @@ public final class Machine: @unchecked Sendable {
 
     /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`), for writing
     /// `count` bytes or fewer: the frames they fall in are marked written, so that a zeroed
-    /// allocation fills them again (`MetaSlot.writtenBit`). Bytes written past `count` may be
+    /// allocation fills them again (`MetaSlot.markWritten`). Bytes written past `count` may be
     /// handed out again unzeroed.
     ///
     /// - Precondition: `paddr ..< paddr + count` is inside physical memory and `count > 0`.

@@ -136,7 +136,7 @@ struct MachineRef: Equatable, @unchecked Sendable {
         while slot.refCountWord.pointee.load(ordering: .acquiring) == ~0 {}
     }
 
-    // MARK: Written frames (`MetaSlot.writtenBit`)
+    // MARK: Written frames (`MetaSlot.markWritten`)
 
     /// Records that frames `indices` may hold non-zero bytes.
     @inlinable
