@@ -106,7 +106,7 @@ public struct MetaSlot: @unchecked Sendable {
     /// page-table node's allocation, `Machine.pointer(to:count:)`. A zero-filling allocation
     /// fills only frames with the flag set, and clears it. A word of its own, beside the
     /// free-list id (at most 32), so that claiming and freeing write the type tag without reading
-    /// it, and the allocator's plain accesses to the id never meet a holder's atomic OR.
+    /// it, and the allocator's plain accesses to the id never meet a holder's atomic store.
     @inlinable static var writtenOffset: Int { 60 }
 
     @inlinable @inline(__always)
