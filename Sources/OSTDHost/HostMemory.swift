@@ -89,3 +89,60 @@ extension Machine {
         #endif
     }
 }
+
+extension Machine {
+    /// Calls `body` with each run of physical memory in `range` (page-aligned) that the host has
+    /// backed with pages (Linux `mincore`), in address order. Every other page was never touched
+    /// and reads as zeros, so a walk over these runs costs in proportion to what the machine
+    /// used, not to its size. Without `mincore` the whole range is one run.
+    public func forEachResidentRun<E: Error>(in range: Range<Paddr>,
+                                             _ body: (Range<Paddr>) throws(E) -> Void) throws(E) {
+        precondition(range.upperBound.rawValue <= UInt64(memorySize), "\(range) is outside memory")
+        #if os(Linux)
+        let window = 1 << 30
+        var vector = [UInt8](repeating: 0, count: window >> 12)
+        var start = Int(range.lowerBound.rawValue)
+        let end = Int(range.upperBound.rawValue)
+        while start < end {
+            let length = min(window, end - start)
+            let base = UnsafeMutableRawPointer(mutating: readOnlyPointer(to: Paddr(UInt64(start))))
+            // SAFETY: `start ..< start + length` lies inside the machine's mapping (checked above),
+            // which lives as long as `self`; `mincore` only reads the host's page tables, and
+            // `vector` holds `window >> 12 >= length >> 12` entries for it to fill.
+            let ok = vector.withUnsafeMutableBufferPointer { mincore(base, length, $0.baseAddress) == 0 }
+            guard ok else { return try body(Paddr(UInt64(start))..<range.upperBound) }
+            try forEachRun(in: vector, pages: length >> 12, from: start, body)
+            start += length
+        }
+        #else
+        try body(range)
+        #endif
+    }
+
+    /// `forEachResidentRun(in:)` over the whole of physical memory.
+    public func forEachResidentRun<E: Error>(_ body: (Range<Paddr>) throws(E) -> Void) throws(E) {
+        try forEachResidentRun(in: Paddr(0)..<Paddr(UInt64(memorySize)), body)
+    }
+
+    /// The runs of resident pages (bit 0 set) among the first `pages` entries of `vector`, whose
+    /// first page is at `start`; eight entries are tested at once, so empty stretches go fast.
+    private func forEachRun<E: Error>(in vector: [UInt8], pages: Int, from start: Int,
+                                      _ body: (Range<Paddr>) throws(E) -> Void) throws(E) {
+        var page = 0
+        while page < pages {
+            if page & 7 == 0, page + 8 <= pages, word(of: vector, at: page) & 0x0101_0101_0101_0101 == 0 {
+                page += 8
+                continue
+            }
+            guard vector[page] & 1 != 0 else { page += 1; continue }
+            let first = page
+            while page < pages && vector[page] & 1 != 0 { page += 1 }
+            try body(Paddr(UInt64(start + first << 12))..<Paddr(UInt64(start + page << 12)))
+        }
+    }
+
+    /// Entries `index ..< index + 8` of `vector` as one word.
+    private func word(of vector: [UInt8], at index: Int) -> UInt64 {
+        vector.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index, as: UInt64.self) }
+    }
+}

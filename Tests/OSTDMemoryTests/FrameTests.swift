@@ -276,15 +276,15 @@ func read(_ count: Int, from frame: borrowing UFrame, at offset: Int) throws(OST
     return Array(buffer)
 }
 
-/// Frames never handed out are known to hold zeros and are not zero-filled again; frames that
-/// were handed out are, whatever path returned them (single frames, segments, page-table nodes).
+/// Frames never written are known to hold zeros and are not zero-filled again; frames written
+/// are, whatever path returned them (single frames, segments, page-table nodes).
 @Test func zeroFillSkipsOnlyNeverUsedFrames() throws {
     let machine = makeMachine()
     let dirty = try FrameAllocOptions().zeroed(false).allocSegment(8, in: machine)
     let range = dirty.range
-    machine.pointer(to: range.lowerBound).initializeMemory(as: UInt8.self, repeating: 0xa5, count: 8 * pageSize)
+    machine.pointer(to: range.lowerBound, count: 8 * pageSize).initializeMemory(as: UInt8.self, repeating: 0xa5, count: 8 * pageSize)
     _ = consume dirty
-    // The freed frames read as free (the touched bit is not part of the tag).
+    // The freed frames read as free (the written flag is not part of the tag).
     #expect(machine.metaSlot(of: range.lowerBound).isFree)
     #expect(machine.metaSlot(of: range.lowerBound + pageSize).typeTag.word == 0)
     #expect(machine.cleanInv())
@@ -300,7 +300,7 @@ func read(_ count: Int, from frame: borrowing UFrame, at offset: Int) throws(OST
     // A segment over the dirty frames is zeroed too.
     var written = try FrameAllocOptions().zeroed(false).allocSegment(4, in: machine)
     let again = written.range
-    machine.pointer(to: again.lowerBound).initializeMemory(as: UInt8.self, repeating: 0x5a, count: 4 * pageSize)
+    machine.pointer(to: again.lowerBound, count: 4 * pageSize).initializeMemory(as: UInt8.self, repeating: 0x5a, count: 4 * pageSize)
     _ = consume written
     written = try FrameAllocOptions().allocSegment(4, in: machine)
     let bytes = UnsafeRawBufferPointer(start: machine.pointer(to: written.paddr), count: 4 * pageSize)

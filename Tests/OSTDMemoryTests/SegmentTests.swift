@@ -37,7 +37,7 @@ import OSTDHost
     @Test func zeroedSegmentCreation() throws {
         let machine = makeMachine()
         let dirty = try FrameAllocOptions().zeroed(false).allocSegment(4, in: machine)
-        machine.pointer(to: dirty.paddr).initializeMemory(as: UInt8.self, repeating: 0xCD, count: dirty.size)
+        machine.pointer(to: dirty.paddr, count: dirty.size).initializeMemory(as: UInt8.self, repeating: 0xCD, count: dirty.size)
         let paddr = dirty.paddr
         _ = consume dirty
         let segment = try FrameAllocOptions().allocSegment(4, in: machine)

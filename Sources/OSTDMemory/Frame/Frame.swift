@@ -238,7 +238,7 @@ extension MachineRef {
     func checkedSlot(_ paddr: Paddr) throws(GetFrameError) -> MetaSlot {
         guard paddr.isAligned(to: pageSize) else { throw .notAligned(paddr) }
         guard Int(paddr.rawValue) < memorySize else { throw .outOfBound(paddr) }
-        return slot(of: paddr)
+        return reservedSlot(of: paddr) ?? slot(of: paddr)
     }
 
     /// Claims the unused frame at `paddr` (OSTD `get_from_unused`): the slot is then busy and

@@ -198,6 +198,7 @@ extension Segment where M: FrameMeta {
         precondition(range.lowerBound < range.upperBound, "segment range is empty")
         let start = Int(range.lowerBound.rawValue >> UInt64(pageShift))
         let end = Int(range.upperBound.rawValue >> UInt64(pageShift))
+        _ = machine.context.reservedSlot(of: range.lowerBound)  // reserved frames come first
         return try claim(start..<end, context: machine.context, meta: meta)
     }
 

@@ -28,7 +28,8 @@ struct AccessFault: Error {
 
 extension VmSpace {
     /// The host address of `va` and how many of the next `limit` bytes are accessible there in
-    /// one physically contiguous run, or `nil` when `va` itself faults.
+    /// one physically contiguous run, or `nil` when `va` itself faults. A write's frames are
+    /// marked written (`MetaSlot.markWritten`), as the MMU sets a dirty bit.
     @inlinable @inline(__always)
     func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int,
                                                  mmu: inout T) -> (UnsafeMutableRawPointer, Int)? {
@@ -39,7 +40,9 @@ extension VmSpace {
                   next.paddr == first.paddr + length else { break }
             length += next.bytesLeftInPage
         }
-        return (context.pointer(to: first.paddr), min(length, limit))
+        let run = min(length, limit)
+        if write { context.markWritten(first.paddr, count: run) }
+        return (context.pointer(to: first.paddr), run)
     }
 
     /// Runs `step` as a user-mode access on the caller's CPU until it finishes or faults; asks
@@ -173,6 +176,7 @@ func atomicAccess<R>(_ end: IoEnd, write: Bool,
         guard let translation = mmu.translate(va, write: write) else {
             return AccessFault(va, isWrite: write)
         }
+        if write { space.context.markWritten(translation.paddr, count: 4) }
         let pointer = space.context.pointer(to: translation.paddr)
         result = body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
         return nil

@@ -124,7 +124,10 @@ extension Frame: VmIo where M: AnyUFrameMeta {
     public func reader() -> VmReader<Infallible> { VmReader(window: kernelWindow(of: Segment(clone()))) }
 
     /// A writer of the frame's bytes (OSTD `Frame::writer`); it holds a reference to the frame.
-    public func writer() -> VmWriter<Infallible> { VmWriter(window: kernelWindow(of: Segment(clone()))) }
+    public func writer() -> VmWriter<Infallible> {
+        slot.markWritten()
+        return VmWriter(window: kernelWindow(of: Segment(clone())))
+    }
 }
 
 extension Segment: VmIo where M: AnyUFrameMeta {
@@ -132,7 +135,10 @@ extension Segment: VmIo where M: AnyUFrameMeta {
     public func reader() -> VmReader<Infallible> { VmReader(window: kernelWindow(of: clone())) }
 
     /// A writer of the segment's bytes (OSTD `Segment::writer`); it holds references to them.
-    public func writer() -> VmWriter<Infallible> { VmWriter(window: kernelWindow(of: clone())) }
+    public func writer() -> VmWriter<Infallible> {
+        context.markWritten(frames: start..<end)
+        return VmWriter(window: kernelWindow(of: clone()))
+    }
 }
 
 /// A kernel window over `segment`'s bytes (in the linear mapping) that owns its references.

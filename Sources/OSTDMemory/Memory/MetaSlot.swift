@@ -9,7 +9,8 @@
 //     offset  0  storage    40 bytes of typed per-frame metadata (`FrameMeta` values)
 //     offset 40  ref_count  reference count and state, atomic
 //     offset 48  type tag   what OSTD keeps as the vtable pointer: usage, untyped bit, type id
-//     offset 56  in_list    id of the free list holding the frame (0: none); allocator-private
+//     offset 56  in_list    id of the free list holding the frame (0: none), 32 bits; allocator-private
+//     offset 60  written    non-zero when the frame may hold non-zero bytes (`markWritten`)
 //
 // Reference-count states are exactly OSTD's: `UInt64.max` unused, `UInt64.max - 1` unique, `0`
 // busy (being built or torn down), `1 ... Int64.max` shared. One deliberate storage detail
@@ -75,22 +76,7 @@ public struct MetaSlot: @unchecked Sendable {
     func writeMeta<M: FrameMeta>(_ meta: M) {
         checkFrameMetaLayout(M.self)
         storage.storeBytes(of: meta, as: M.self)
-        typeTagWord = M.typeTag.word | MetaSlot.touchedBit
-    }
-
-    /// A bit of the type-tag word that survives frees: set once the frame has been handed out.
-    /// Until then the frame still holds the zeros physical memory starts with (the
-    /// `PhysicalMemoryRegion` contract), so zero-filling allocations can skip it.
-    @inlinable static var touchedBit: UInt64 { 1 << 31 }
-
-    /// Whether the frame has ever been handed out (its content may be non-zero).
-    @inlinable @inline(__always)
-    var wasTouched: Bool { typeTagWord & MetaSlot.touchedBit != 0 }
-
-    /// Fills the frame with zeros unless it was never handed out (and so holds zeros already).
-    @inlinable @inline(__always)
-    func zeroFrameIfTouched(_ frame: UnsafeMutableRawPointer) {
-        if wasTouched { frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize) }
+        typeTagWord = M.typeTag.word
     }
 
     /// The raw type-tag word (offset 48). Written only while the slot is busy or unique, and
@@ -101,11 +87,55 @@ public struct MetaSlot: @unchecked Sendable {
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
     }
 
-    /// The free-list id (offset 56); allocator-private, accessed under the allocator's lock.
+    // MARK: The in_list word: free-list id and written flag
+
+    /// The free-list id (the low half of offset 56, 0: none, `order + 1`: the head of a free
+    /// chunk); allocator-private, accessed under the allocator's lock.
     @inlinable @inline(__always)
     var inList: UInt64 {
-        get { base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt64.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.inListOffset, as: UInt64.self) }
+        get { UInt64(base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt32.self)) }
+        nonmutating set {
+            base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: MetaSlot.inListOffset, as: UInt32.self)
+        }
+    }
+
+    /// The written flag: the high half of the `in_list` word (offset 60), which survives frees;
+    /// non-zero when the frame's bytes may be non-zero. Physical memory starts as zeros (the
+    /// `PhysicalMemoryRegion` contract) with the flag clear; whatever can write the frame sets it
+    /// first (`markWritten`): a kernel writer on the frame, a user-space write through the MMU, a
+    /// page-table node's allocation, `Machine.pointer(to:count:)`. A zero-filling allocation
+    /// fills only frames with the flag set, and clears it. A word of its own, beside the
+    /// free-list id (at most 32), so that claiming and freeing write the type tag without reading
+    /// it, and the allocator's plain accesses to the id never meet a holder's atomic store.
+    @inlinable static var writtenOffset: Int { 60 }
+
+    @inlinable @inline(__always)
+    var writtenFlag: UnsafeMutablePointer<Atomic<UInt32>> {
+        // SAFETY: offset 60 of the 64-byte aligned slot is a 4-byte aligned word used only
+        // through this atomic view; zero-filled memory is a valid `Atomic<UInt32>`.
+        (base + MetaSlot.writtenOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    /// Whether the frame's bytes may be non-zero.
+    @inlinable @inline(__always)
+    var mayBeNonZero: Bool { writtenFlag.pointee.load(ordering: .relaxed) != 0 }
+
+    /// Records that the frame's bytes may become non-zero. Any holder of a reference may call it,
+    /// concurrently with others: an atomic store (Relaxed; the frame's release publishes it to
+    /// the allocator), skipped when the flag is already set.
+    @inlinable @inline(__always)
+    func markWritten() {
+        if !mayBeNonZero { writtenFlag.pointee.store(1, ordering: .relaxed) }
+    }
+
+    /// Fills the frame with zeros if it may hold non-zero bytes, and records that it is zero. The
+    /// caller holds the frame exclusively (just allocated).
+    @inlinable @inline(__always)
+    func zeroFrameIfWritten(_ frame: UnsafeMutableRawPointer) {
+        if mayBeNonZero {
+            frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+            writtenFlag.pointee.store(0, ordering: .relaxed)
+        }
     }
 
     // MARK: Introspection
@@ -115,7 +145,7 @@ public struct MetaSlot: @unchecked Sendable {
     public var referenceCount: UInt64 { ~refCountWord.pointee.load(ordering: .relaxed) }
 
     /// The frame's type tag: what kind of metadata the slot holds.
-    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord & ~MetaSlot.touchedBit) }
+    public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord) }
 
     /// The frame's usage (`.unused` for a free frame).
     public var usage: PageUsage { typeTag.usage }
@@ -188,7 +218,7 @@ public struct MetaSlot: @unchecked Sendable {
     /// the slot unused with a Release store.
     @inlinable @inline(__always)
     func storeUnused() {
-        typeTagWord &= MetaSlot.touchedBit
+        typeTagWord = 0
         refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
     }
 

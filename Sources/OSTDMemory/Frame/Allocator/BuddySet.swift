@@ -107,7 +107,7 @@ struct BuddySet: ~Copyable {
         head.prev = BuddySet.none
         if oldFirst != BuddySet.none { FreeHead(self.slot(Int(oldFirst))).prev = UInt32(index) }
         heads[order] = UInt32(index)
-        slot.typeTagWord = FreeHead.tag.word | (slot.typeTagWord & MetaSlot.touchedBit)
+        slot.typeTagWord = FreeHead.tag.word
         slot.inList = UInt64(order + 1)
         slot.publishUnique()
         nonEmpty |= 1 << UInt64(order)

@@ -3,7 +3,8 @@
 // Single frames come from the calling CPU's cache when the thread is bound to a CPU, otherwise
 // from the buddy set under its lock; segments always come from the buddy set. A segment of `n`
 // frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
-// to its own size. Frames are zeroed at allocation when asked (the default), never at free.
+// to its own size. Frames are zeroed at allocation when asked (the default), never at free, and
+// only those whose bytes may be non-zero (`MetaSlot.markWritten`): the rest still hold zeros.
 
 /// How to allocate frames.
 ///
@@ -65,11 +66,10 @@ public struct FrameAllocOptions: Sendable {
         let context = machine.context
         guard let start = context.allocContiguous(count: nframes) else { throw .outOfMemory(frames: nframes) }
         if isZeroed {
-            // Before claiming, which marks the frames handed out. The frames are ours: the
-            // allocator just gave them.
+            // Before claiming: the frames are ours, the allocator just gave them.
             for index in start..<(start + nframes) {
                 let paddr = Paddr(UInt64(index) << UInt64(pageShift))
-                context.slot(index: index).zeroFrameIfTouched(context.pointer(to: paddr))
+                context.slot(index: index).zeroFrameIfWritten(context.pointer(to: paddr))
             }
         }
         let segment: Segment<M>
@@ -88,7 +88,7 @@ extension Frame where M: FrameMeta {
     @inlinable @inline(__always)
     static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
         if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
-        if zeroed { slot.zeroFrameIfTouched(context.pointer(to: context.paddr(of: slot))) }
+        if zeroed { slot.zeroFrameIfWritten(context.pointer(to: context.paddr(of: slot))) }
         return Frame(publishing: slot, meta: meta, context: context)
     }
 

@@ -46,3 +46,20 @@ extension Machine {
         return Array(unsafe bytes)
     }
 }
+
+extension Machine {
+    /// The allocatable frames whose bytes may be non-zero (`MetaSlot.markWritten` set): the ones a
+    /// zeroed allocation would fill. Reads every slot, so it is for tests of small machines.
+    @_spi(OSTDInternals) public var writtenFrameCount: Int {
+        (context.state.pointee.firstFreeFrame..<frameCount).count { context.slot(index: $0).mayBeNonZero }
+    }
+
+    /// Whether frame `index` may hold non-zero bytes: a reserved frame always may; an allocatable
+    /// one only with its written flag set. Reads the slot without writing it.
+    ///
+    /// - Precondition: the frame exists.
+    @_spi(OSTDInternals) public func mayHoldNonZeroBytes(frame index: Int) -> Bool {
+        precondition((0..<frameCount).contains(index), "frame \(index) does not exist")
+        return index < context.state.pointee.firstFreeFrame || context.slot(index: index).mayBeNonZero
+    }
+}

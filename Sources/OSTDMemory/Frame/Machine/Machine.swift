@@ -2,7 +2,8 @@
 //
 // This is where OSTD's boot sequence (`frame::meta::init`, `frame::allocator::init`) happens:
 // the metadata region is laid out at physical address 0x1000, frame 0 and the metadata frames are
-// marked reserved, and everything else goes to the buddy set. The object is the public face of a
+// reserved, and everything else goes to the buddy set. Boot writes only the buddy set's chunk
+// heads: a reserved frame's slot is written when something first looks it up by address. The object is the public face of a
 // `MachineContext` that handles reach through a `MachineRef`; `MachineContext.swift` says how long
 // that state lives (it can outlive this object).
 
@@ -45,8 +46,8 @@ public final class Machine: @unchecked Sendable {
             memory: memory, frameCount: frameCount, metaFrames: metaFrames,
             cpuCount: cpus, cpuLocal: cpuLocal, audit: audit, auditor: auditor))
         context = MachineRef(state)
-        markReserved(frames: 0..<1, usage: .reserved)
-        markReserved(frames: 1..<(1 + metaFrames), usage: .meta)
+        // Frame 0 and the metadata frames are reserved, but their slots are written on first use
+        // (`MachineRef.reservedSlot`): boot writes O(log n) slots, whatever the memory size.
         context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
     }
 
@@ -64,18 +65,6 @@ public final class Machine: @unchecked Sendable {
         }
         guard (1...64).contains(cpus) else {
             throw .invalidArgs("\(cpus) CPUs requested; a machine has 1 to 64")
-        }
-    }
-
-    /// Marks frames as permanently in use, as OSTD does for unusable memory and the metadata
-    /// pages: one forgotten reference each, so they are never handed out or freed.
-    private func markReserved(frames: Range<Int>, usage: PageUsage) {
-        let tag = FrameMetaTag(usage: usage, typeID: 3 + UInt32(usage.rawValue), untyped: false)
-        for index in frames {
-            let slot = context.slot(index: index)
-            _ = slot.claimUnused()
-            slot.typeTagWord = tag.word
-            slot.publishShared()
         }
     }
 
@@ -101,7 +90,7 @@ public final class Machine: @unchecked Sendable {
     /// - Precondition: `paddr` is inside physical memory.
     public func metaSlot(of paddr: Paddr) -> MetaSlot {
         precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
-        return context.slot(of: paddr)
+        return context.reservedSlot(of: paddr) ?? context.slot(of: paddr)
     }
 
     // MARK: Allocator state
@@ -153,12 +142,25 @@ public final class Machine: @unchecked Sendable {
 
     // MARK: Linear mapping
 
-    /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`).
+    /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`), for writing
+    /// `count` bytes or fewer: the frames they fall in are marked written, so that a zeroed
+    /// allocation fills them again (`MetaSlot.markWritten`). Bytes written past `count` may be
+    /// handed out again unzeroed.
+    ///
+    /// - Precondition: `paddr ..< paddr + count` is inside physical memory and `count > 0`.
+    public func pointer(to paddr: Paddr, count: Int = 1) -> UnsafeMutableRawPointer {
+        precondition(count > 0 && Int(paddr.rawValue) <= memorySize - count,
+                     "physical range \(paddr) + \(count) is outside memory")
+        context.markWritten(paddr, count: count)
+        return context.pointer(to: paddr)
+    }
+
+    /// The host address of physical address `paddr`, for reading only (nothing is marked).
     ///
     /// - Precondition: `paddr` is inside physical memory.
-    public func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer {
+    public func readOnlyPointer(to paddr: Paddr) -> UnsafeRawPointer {
         precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
-        return context.pointer(to: paddr)
+        return UnsafeRawPointer(context.pointer(to: paddr))
     }
 
     // MARK: TLBs

@@ -16,6 +16,9 @@
 //     0x0000 ..< 0x1000                 frame 0, reserved (a null physical address)
 //     0x1000 ..< 0x1000 + meta          the metadata region: 64 bytes per frame, usage `.meta`
 //     ... ..< size                      free frames, handed to the buddy set at boot
+//
+// The reserved frames' slots are written on first lookup (`reservedSlot`), not at boot: a 16 TiB
+// machine would otherwise write 4 GiB of slots before its first operation.
 
 import Synchronization
 
@@ -107,6 +110,51 @@ struct MachineRef: Equatable, @unchecked Sendable {
     /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`).
     @inlinable @inline(__always)
     func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer { memoryBase + Int(paddr.rawValue) }
+
+    // MARK: Reserved frames
+
+    /// The slot of `paddr` when it is a reserved frame (frame 0 or a metadata frame), written now
+    /// if this is its first use; `nil` for an allocatable frame. Every lookup of a frame by an
+    /// address from outside (`checkedSlot`, `Machine.metaSlot(of:)`) goes through here.
+    func reservedSlot(of paddr: Paddr) -> MetaSlot? {
+        let index = Int(paddr.rawValue >> UInt64(pageShift))
+        guard index < state.pointee.firstFreeFrame else { return nil }
+        let slot = slot(index: index)
+        materializeReserved(slot, usage: index == 0 ? .reserved : .meta)
+        return slot
+    }
+
+    /// Writes a reserved frame's slot as OSTD's boot does (one forgotten reference, usage
+    /// `.reserved` or `.meta`) unless that is done. A reserved count never drops below one, so
+    /// the slot is unused until written and busy only while a racing thread writes it.
+    private func materializeReserved(_ slot: MetaSlot, usage: PageUsage) {
+        if slot.claimUnused() == nil {
+            slot.typeTagWord = FrameMetaTag(usage: usage, typeID: 3 + UInt32(usage.rawValue), untyped: false).word
+            slot.publishShared()
+            return
+        }
+        while slot.refCountWord.pointee.load(ordering: .acquiring) == ~0 {}
+    }
+
+    // MARK: Written frames (`MetaSlot.markWritten`)
+
+    /// Records that frames `indices` may hold non-zero bytes.
+    @inlinable
+    func markWritten(frames indices: Range<Int>) {
+        for index in indices { slot(index: index).markWritten() }
+    }
+
+    /// Records that the frames overlapping `count > 0` bytes from `paddr` may hold non-zero bytes
+    /// (a write through the MMU or the linear mapping).
+    @inlinable @inline(__always)
+    func markWritten(_ paddr: Paddr, count: Int) {
+        var index = Int(paddr.rawValue >> UInt64(pageShift))
+        let last = Int((paddr.rawValue &+ UInt64(count) &- 1) >> UInt64(pageShift))
+        repeat {
+            slot(index: index).markWritten()
+            index += 1
+        } while index <= last
+    }
 
     // MARK: CPUs
 

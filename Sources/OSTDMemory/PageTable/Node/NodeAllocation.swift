@@ -14,6 +14,7 @@ extension MachineRef {
         let frame = isAccounting
             ? Frame.claimAccounted(slot, meta: meta, zeroed: true, context: self)
             : Frame.claim(slot, meta: meta, zeroed: true, context: self)
+        slot.markWritten()  // its entries are written in place
         return NodeRef(frame.intoRaw(), self)
     }
 

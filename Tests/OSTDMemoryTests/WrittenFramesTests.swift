@@ -1,0 +1,127 @@
+// What frames cost the host: a frame is zero-filled on allocation only when its bytes may be
+// non-zero (`MetaSlot.markWritten`), so a rolled-back map leaves nothing to zero while a written
+// frame is zeroed when reused; boot writes a bounded number of slots whatever the memory size;
+// an image reads and writes in proportion to what the machine used. Host work is counted
+// structurally (slots with the bit, pages the host backed, bytes handed to a sink), never timed.
+
+import Testing
+@_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDHost
+import OSTDScript
+
+/// A runner of `memory` bytes that has run `text`.
+private func run(_ text: String, memory: Int) throws -> ScriptRunner {
+    let runner = try ScriptRunner(memory: memory)
+    runner.run(try ScriptParser.parse(text, file: "test.ostd"))
+    return runner
+}
+
+/// The pages of `machine`'s memory the host has backed.
+private func residentPages(_ machine: Machine) -> Int {
+    var pages = 0
+    machine.forEachResidentRun { run in pages += (run.upperBound - run.lowerBound) / pageSize }
+    return pages
+}
+
+/// An image sink that keeps what it is given.
+private struct RecordingSink: ImageSink {
+    var pages: [Int: [UInt8]] = [:]
+    mutating func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> String? {
+        pages[offset] = Array(bytes)
+        return nil
+    }
+}
+
+@Suite struct WrittenFramesTests {
+    @Test func rolledBackMapLeavesNoFrameToZero() throws {
+        let runner = try run("", memory: 32 << 20)
+        let before = runner.machine.writtenFrameCount
+        let freeBefore = runner.machine.freeFrames
+        let failed = runner.run(try #require(try ScriptParser.parse("map 0 0x4000000 rwu", file: "oom.ostd").ops.first))
+        #expect(failed.error == .outOfMemory)
+        #expect(runner.machine.freeFrames == freeBefore)
+        // The map took every free frame before it failed; only the page-table nodes it made
+        // (one per 2 MiB, and their parents) were written.
+        #expect(runner.machine.writtenFrameCount - before <= (32 << 20) / (2 << 20) + 4)
+        #expect(freeBefore > 7000)
+        // Mapping most of memory now writes none of the frames it hands out.
+        let again = runner.run(try #require(try ScriptParser.parse("map 0 0x1800000 rwu", file: "again.ostd").ops.first))
+        #expect(again.ok)
+        #expect(runner.machine.writtenFrameCount - before <= (32 << 20) / (2 << 20) + 4)
+    }
+
+    @Test func userWrittenFrameIsZeroedWhenReused() throws {
+        let runner = try run("map 0x400000 4K rwu\nwrite 0x400ffe 0a0b", memory: 16 << 20)
+        #expect(runner.opsFailed == 0)
+        let paddr = try #require(runner.space.pageTable.pageWalk(Vaddr(0x400000))).paddr
+        #expect(runner.machine.metaSlot(of: paddr).mayBeNonZero)
+        runner.run(try ScriptParser.parse("unmap 0x400000 4K", file: "unmap.ostd"))
+        runner.machine.flushCpuCaches()
+        #expect(runner.machine.physicalBytes((paddr + 0xffe)..<(paddr + 0x1000)) == [0x0a, 0x0b])
+        var held: [Paddr] = []
+        while let frame = try? FrameAllocOptions().allocFrame(in: runner.machine) {
+            if frame.paddr == paddr {
+                #expect(runner.machine.physicalBytes(paddr..<(paddr + pageSize)).allSatisfy { $0 == 0 })
+            }
+            held.append(frame.intoRaw())
+        }
+        #expect(held.contains(paddr))
+        for frame in held { _ = unsafe Frame<UntypedMeta>.fromRaw(frame, in: runner.machine) }
+    }
+
+    @Test func kernelWrittenFrameIsZeroedWhenReused() throws {
+        let machine = makeMachine()
+        let frame = try FrameAllocOptions().allocFrame(in: machine)
+        let paddr = frame.paddr
+        let before = machine.writtenFrameCount
+        try frame.writeOnce(at: 8, UInt64(0x1122_3344))
+        #expect(machine.writtenFrameCount == before + 1)
+        _ = consume frame
+        let dirty = try FrameAllocOptions().zeroed(false).allocFrame(in: machine)
+        #expect(dirty.paddr == paddr)
+        #expect(try dirty.readOnce(at: 8, as: UInt64.self) == 0x1122_3344)
+        _ = consume dirty
+        let clean = try FrameAllocOptions().allocFrame(in: machine)
+        #expect(clean.paddr == paddr)
+        #expect(try clean.readOnce(at: 8, as: UInt64.self) == 0)
+        #expect(machine.writtenFrameCount == before)
+    }
+
+    @Test func reservedFramesReadAsReservedWithoutBootWritingThem() throws {
+        let machine = makeMachine()
+        let meta = machine.metadataRange.lowerBound + 3 * pageSize
+        #expect(machine.metaSlot(of: meta).usage == .meta)
+        #expect(machine.metaSlot(of: Paddr(0)).usage == .reserved)
+        #expect(throws: GetFrameError.self) { _ = try Frame.fromUnused(meta + pageSize, meta: UntypedMeta(), in: machine) }
+        #expect(machine.metaSlot(of: meta + pageSize).referenceCount == 1)
+        let taken = try Frame.fromInUse(meta + 2 * pageSize, in: machine)
+        #expect(taken.referenceCount == 2)
+    }
+
+    @Test(arguments: [1 << 30, 1 << 40])
+    func bootBacksABoundedNumberOfPages(memory: Int) throws {
+        let machine = try Machine.host(memory: memory)
+        // Before the slots of the metadata frames were written lazily, a 1 TiB machine wrote
+        // 4 Mi of them (65 536 pages) at boot.
+        #expect(residentPages(machine) < 256)
+    }
+
+    @Test func imageOfALargeMachineCostsWhatItUsed() throws {
+        let runner = try run("""
+            map 0x400000 16K rwu
+            write 0x400ffe 0a0b0c
+            map 0x40000000 2M rwu page=2M
+            """, memory: 64 << 30)
+        #expect(runner.opsFailed == 0)
+        var sink = RecordingSink()
+        let statistics = try runner.writeImage(into: &sink).get()
+        // Page-table nodes, the metadata pages with written slots, the two written frames.
+        #expect(statistics.pagesExamined < 1024)
+        #expect(statistics.bytesWritten == sink.pages.count * pageSize)
+        #expect(sink.pages.count < 64)
+        let first = try #require(runner.space.pageTable.pageWalk(Vaddr(0x400000))).paddr
+        let second = try #require(runner.space.pageTable.pageWalk(Vaddr(0x401000))).paddr
+        #expect(sink.pages[Int(first.rawValue)]?.suffix(2) == [0x0a, 0x0b])
+        #expect(sink.pages[Int(second.rawValue)]?.prefix(1) == [0x0c])
+    }
+}
