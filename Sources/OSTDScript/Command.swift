@@ -115,6 +115,10 @@ func prepare(_ options: RunOptions, text: String?) -> Result<(ScriptRunner, Scri
     prepare(options, source: text.map { byteSource($0.utf8) })
 }
 
+/// The largest machine `--audit` takes: its quiescent checks read every metadata slot after every
+/// op (64 GiB: 16 Mi slots, about half a second per op).
+let auditMemoryLimit = 64 << 30
+
 /// Checks the options, parses the script as `source` (or the file `options.script`) delivers it,
 /// stopping at the first invalid line, and builds the runner.
 func prepare(_ options: RunOptions, source: ScriptByteSource?) -> Result<(ScriptRunner, Script), StartProblem> {
@@ -122,6 +126,10 @@ func prepare(_ options: RunOptions, source: ScriptByteSource?) -> Result<(Script
     switch MemorySize.parse(options.memory) {
     case .success(let bytes): size = bytes
     case .failure(let problem): return .failure(.argument(problem.description))
+    }
+    if options.audit && size > auditMemoryLimit {
+        return .failure(.argument("--audit checks every metadata slot after every op, so it takes --memory up to "
+                                  + "\(auditMemoryLimit >> 30)G (got \(options.memory))"))
     }
     let name = options.script == "-" ? "<stdin>" : options.script
     let unreadable = StartProblem.argument("cannot read \(name); give a readable file, or - for standard input")

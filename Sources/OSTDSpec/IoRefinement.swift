@@ -199,8 +199,10 @@ public enum IoRefinement {
     /// The `count` bytes of `space`'s user memory at `va` as the CPU running the operation sees
     /// them: through a translation its TLB holds, when the space is active there (until a
     /// removal's flush is dispatched the entry may be stale, and the MMU still uses it), else
-    /// through the page table (`MemView`); `nil` where neither maps.
-    public static func userBytes(_ space: VmSpace, at va: UInt64, count: Int) -> [UInt8?] {
+    /// through the page table (`MemView`); `nil` where neither maps. With `mappedPrefix`, only the
+    /// bytes before the first one neither maps (what a copy can reach without a fault): the cost
+    /// is then what is mapped, however long the range.
+    public static func userBytes(_ space: VmSpace, at va: UInt64, count: Int, mappedPrefix: Bool = false) -> [UInt8?] {
         guard count > 0 else { return [] }
         let range = Vaddr(va)..<(Vaddr(va) + count)
         let machine = space.machine
@@ -209,13 +211,20 @@ public enum IoRefinement {
         let cached = space.isActive(on: cpu) ? machine.tlbEntries(cpu: cpu).filter { entry in
             entry.va < range.upperBound && range.lowerBound < entry.va + PagingConsts.pageSize(entry.level)
         } : []
-        return (0..<count).map { offset in
+        var bytes: [UInt8?] = []
+        for offset in 0..<count {
             let address = Vaddr(va) + offset
-            guard let entry = cached.first(where: { address >= $0.va && address - $0.va < PagingConsts.pageSize($0.level) })
-            else { return view.read(address)?.value }
-            let pa = entry.paddr + (address - entry.va)
-            return pa.rawValue < UInt64(machine.memorySize) ? machine.physicalBytes(pa..<(pa + 1))[0] : nil
+            let byte: UInt8?
+            if let entry = cached.first(where: { address >= $0.va && address - $0.va < PagingConsts.pageSize($0.level) }) {
+                let pa = entry.paddr + (address - entry.va)
+                byte = pa.rawValue < UInt64(machine.memorySize) ? machine.physicalBytes(pa..<(pa + 1))[0] : nil
+            } else {
+                byte = view.read(address)?.value
+            }
+            if byte == nil && mappedPrefix { break }
+            bytes.append(byte)
         }
+        return bytes
     }
 
     /// The bytes of a `UInt32` in memory order.

@@ -26,12 +26,16 @@ extension SpecAuditor {
             .map { AuditViolation(predicate: "cursorBounds", detail: $0, operation: name) }
         switch operation {
         case .transfer:
-            if source.contains(nil), let reader = before.reader, let readerSpace = reader.space {
-                let later = IoRefinement.userBytes(readerSpace, at: reader.cursor, count: source.count)
-                source = zip(source, later).map { $0 ?? $1 }
+            let destination = Self.destinationBytes(before, after, outcome)
+            // The source was read up to its first unmapped byte; bytes the copy reached beyond it
+            // were mapped meanwhile (a page-fault handler), so they are read now.
+            if source.count < destination.count || source.contains(nil), let reader = before.reader,
+               let readerSpace = reader.space {
+                let later = IoRefinement.userBytes(readerSpace, at: reader.cursor, count: Swift.max(source.count, destination.count))
+                source = later.enumerated().map { $0.offset < source.count ? source[$0.offset] ?? $0.element : $0.element }
             }
             found += IoRefinement.transferSpec(before: before, after: after, outcome: outcome, source: source,
-                                               destination: Self.destinationBytes(before, after, outcome))
+                                               destination: destination)
                 .map { AuditViolation(predicate: "transferSpec", detail: $0, operation: name) }
         case .readVal, .writeVal, .atomicLoad, .atomicCompareExchange, .fillZeros:
             guard let handle = before.reader ?? before.writer, let handleAfter = after.reader ?? after.writer else {
@@ -65,11 +69,13 @@ extension SpecAuditor {
         return problems
     }
 
-    /// The reader's first `min(remain, avail)` bytes, before a copy.
+    /// The reader's first `min(remain, avail)` bytes before a copy, up to the first one that is
+    /// not mapped (where the copy would fault unless a handler maps it): bounded by what is
+    /// mapped, so a huge copy that faults at once costs nothing.
     static func sourceBytes(_ state: VmIoAuditState) -> [UInt8?] {
         guard let reader = state.reader, let writer = state.writer else { return [] }
         let count = Swift.max(0, Swift.min(reader.remain, writer.remain))
-        if let space = reader.space { return IoRefinement.userBytes(space, at: reader.cursor, count: count) }
+        if let space = reader.space { return IoRefinement.userBytes(space, at: reader.cursor, count: count, mappedPrefix: true) }
         return (reader.bytes ?? []).map { $0 }
     }
 

@@ -90,15 +90,19 @@ public final class SpecAuditor: VmSpaceAuditor {
     /// range", the translation clause dropped for fallible handles) and, for a reader,
     /// `read_view_initialized` on the bytes its view translates, over the view the seeds'
     /// lifecycle hands it: the space's leaves and bytes in `range` (`MemView`). Costs what the
-    /// handle covers, not what the space holds.
+    /// handle covers, not what the space holds; a handle over more than `ioOwnerSpecLimit` bytes
+    /// is checked on its first `ioOwnerSpecLimit` (the model copies the bytes it covers, and a
+    /// reader may cover gigabytes it reads a chunk at a time).
     public static func ioOwnerSpec(_ range: Range<Vaddr>, view: VmIoMemView, in space: VmSpace) -> [String] {
         let owner = space.ownerSnapshot
         let handles = view == .readView ? owner.readers : owner.writers
         guard let handle = handles.first(where: { $0.range == range }) else {
             return ["no active \(view == .readView ? "reader" : "writer") over \(Audit.describe(range)) after its activation"]
         }
-        let memView = MemView(pageTable: space.pageTable.view(overlapping: range), machine: space.machine, range: range)
-        let model = VmIoOwnerModel(handle, view: memView)
+        let checked = range.lowerBound..<Swift.min(range.upperBound, range.lowerBound + ioOwnerSpecLimit)
+        let memView = MemView(pageTable: space.pageTable.view(overlapping: checked), machine: space.machine, range: checked)
+        var model = VmIoOwnerModel(handle, view: memView)
+        model.range = checked
         var problems: [String] = []
         if !model.inv() { problems.append("VmIoOwner::inv fails for the handle over \(Audit.describe(range))") }
         if view == .readView && !model.mappedBytesInitialized() {
@@ -106,6 +110,9 @@ public final class SpecAuditor: VmSpaceAuditor {
         }
         return problems
     }
+
+    /// The most bytes of a handle `ioOwnerSpec` models: 1 MiB.
+    public static let ioOwnerSpecLimit = 1 << 20
 
     /// Check 30, the refusals of `VmSpace::reader` / `writer`: "`(vaddr≠0 ∧ len>0 ∧ vaddr+len ≤
     /// MAX_USERSPACE_VADDR ∧ this PT is active) ⟹ Ok`; `PT not active ⟹ Err`", with the seeds'

@@ -1,7 +1,8 @@
 // The `ostd-mm` command: run op scripts (`run`), show address spaces (`dump`), a tour of the
 // memory manager (`demo`) and its benchmarks (`bench`).
 //
-// Usage errors exit with 2, as SCRIPT.md's contract says (ArgumentParser's default is 64).
+// Usage errors exit with 2, as SCRIPT.md's contract says (ArgumentParser's default is 64), and
+// every message to standard error is made safe for a terminal (`printToStandardError`).
 
 import ArgumentParser
 import OSTDHost
@@ -18,11 +19,14 @@ struct OstdMM: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            if exitCode(for: error) == .validationFailure {
-                printToStandardError(fullMessage(for: error))
-                exit(withError: ExitCode(2))
-            }
-            exit(withError: error)
+            let code = exitCode(for: error)
+            // Help and version go to standard output, as ArgumentParser prints them.
+            if code == .success { exit(withError: error) }
+            // Everything else through printToStandardError, which keeps an argument's control
+            // characters away from the terminal.
+            let message = fullMessage(for: error)
+            if !message.isEmpty { printToStandardError(message) }
+            exit(withError: ExitCode(code == .validationFailure ? 2 : code.rawValue))
         }
     }
 }

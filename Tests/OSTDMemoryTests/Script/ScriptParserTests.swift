@@ -12,6 +12,7 @@
 import Foundation
 import Testing
 import OSTDScript
+import OSTDHost
 
 /// Runs `text` as script `file` and returns the exit code, standard output and standard error.
 private func run(_ text: String?, file: String = "bad.ostd", memory: String = "16M", audit: Bool = false,
@@ -336,5 +337,30 @@ struct ScriptParserTests {
         let result = run("map 0x400000 4K rwu\n", image: "/nonexistent-directory/x.img")
         #expect(result.code == 2 && result.output.isEmpty)
         #expect(result.errors == ["ostd-mm: error: --image /nonexistent-directory/x.img: cannot create it: No such file or directory"])
+    }
+}
+
+@Suite struct FuzzFindingTests {
+    /// `.ci/cli-fuzz` found this: an audited copy of a huge unmapped range captured its whole
+    /// source before copying (2 bytes per byte) and died allocating 32 TiB. The audit now reads
+    /// the source up to its first unmapped byte.
+    @Test func anAuditedHugeCopyThatFaultsAtOnceCostsNothing() {
+        let result = run("copy 0 0x100000000000 0x100000000000\n", audit: true)
+        #expect(result.code == 0)
+        #expect(result.output.first?.contains("\"error\":\"page-fault\"") == true)
+        #expect(result.output.last?.contains("\"audit\":\"ok\"") == true)
+    }
+
+    /// `.ci/cli-fuzz` found this too: arguments reached standard error raw. Every line the tool
+    /// writes there goes through `terminalSafe`.
+    @Test func controlCharactersNeverReachTheTerminal() {
+        #expect(terminalSafe("--memory 8M\u{1B}[2J\tx\u{7}\u{9B}y\nz") == "--memory 8M\\u{1B}[2J\\u{9}x\\u{7}\\u{9B}y\nz")
+        #expect(terminalSafe("plain ‘text’ é") == "plain ‘text’ é")
+    }
+
+    @Test func auditRefusesMachinesItWouldTakeForeverToCheck() {
+        let result = run("query 0\n", memory: "128G", audit: true)
+        #expect(result.code == 2 && result.output.isEmpty)
+        #expect(result.errors == ["ostd-mm: error: --audit checks every metadata slot after every op, so it takes --memory up to 64G (got 128G)"])
     }
 }
