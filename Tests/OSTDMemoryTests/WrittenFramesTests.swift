@@ -66,6 +66,7 @@ private struct RecordingSink: ImageSink {
             held.append(frame.intoRaw())
         }
         #expect(held.contains(paddr))
+        // SAFETY: each address comes from `intoRaw` above, on this machine, and is restored once.
         for frame in held { _ = unsafe Frame<UntypedMeta>.fromRaw(frame, in: runner.machine) }
     }
 
