@@ -14,7 +14,10 @@
 // property tests and the fuzz target are single-threaded); a concurrent run would need the
 // auditor to tolerate other threads' changes, and none is audited.
 //
-// Off (no auditor), each operation pays one test of a nil reference.
+// Off (no auditor), the hot operations (drop, clone, allocation) pay nothing: they test whether
+// the machine keeps the obligation ledger, as they always did, and an audited machine always
+// does, so its operations take the one out-of-line path that keeps the ledger and shows the
+// auditor. The other operations pay one test of a nil reference.
 
 /// One operation of the frame layer, as an auditor sees it.
 public enum FrameOperation: Equatable, Sendable {
