@@ -199,32 +199,41 @@ public enum IoRefinement {
     /// The `count` bytes of `space`'s user memory at `va` as the CPU running the operation sees
     /// them: through a translation its TLB holds, when the space is active there (until a
     /// removal's flush is dispatched the entry may be stale, and the MMU still uses it), else
-    /// through the page table (`MemView`); `nil` where neither maps. With `mappedPrefix`, only the
-    /// bytes before the first one neither maps (what a copy can reach without a fault): the cost
-    /// is then what is mapped, however long the range.
+    /// through the page table; `nil` where neither maps. With `mappedPrefix`, only the bytes
+    /// before the first one neither maps (what a copy can reach without a fault): the cost is
+    /// then what is mapped, however long the range. Translates once per 4 KiB page and copies a
+    /// page's bytes at once.
     public static func userBytes(_ space: VmSpace, at va: UInt64, count: Int, mappedPrefix: Bool = false) -> [UInt8?] {
         guard count > 0 else { return [] }
-        let range = Vaddr(va)..<(Vaddr(va) + count)
         let machine = space.machine
-        let view = MemView(pageTable: space.pageTable.view(overlapping: range), machine: machine, range: range)
         let cpu = machine.currentCpu ?? 0
-        let cached = space.isActive(on: cpu) ? machine.tlbEntries(cpu: cpu).filter { entry in
-            entry.va < range.upperBound && range.lowerBound < entry.va + PagingConsts.pageSize(entry.level)
-        } : []
+        let cached = space.isActive(on: cpu) ? machine.tlbEntries(cpu: cpu) : []
         var bytes: [UInt8?] = []
-        for offset in 0..<count {
+        var offset = 0
+        while offset < count {
             let address = Vaddr(va) + offset
-            let byte: UInt8?
-            if let entry = cached.first(where: { address >= $0.va && address - $0.va < PagingConsts.pageSize($0.level) }) {
-                let pa = entry.paddr + (address - entry.va)
-                byte = pa.rawValue < UInt64(machine.memorySize) ? machine.physicalBytes(pa..<(pa + 1))[0] : nil
-            } else {
-                byte = view.read(address)?.value
+            let length = Swift.min(count - offset, pageSize - Int(address.rawValue % UInt64(pageSize)))
+            guard let pa = physicalAddress(of: address, in: space, cached: cached),
+                  pa.rawValue + UInt64(length) <= UInt64(machine.memorySize) else {
+                if mappedPrefix { break }
+                bytes.append(contentsOf: repeatElement(nil, count: length))
+                offset += length
+                continue
             }
-            if byte == nil && mappedPrefix { break }
-            bytes.append(byte)
+            bytes.append(contentsOf: machine.physicalBytes(pa..<(pa + length)).lazy.map { Optional($0) })
+            offset += length
         }
         return bytes
+    }
+
+    /// Where `address` is, for the CPU whose TLB holds `cached`: its cached translation, else the
+    /// page table's.
+    static func physicalAddress(of address: Vaddr, in space: VmSpace, cached: [TlbEntryInfo]) -> Paddr? {
+        if let entry = cached.first(where: { address >= $0.va && address - $0.va < PagingConsts.pageSize($0.level) }) {
+            return entry.paddr + (address - entry.va)
+        }
+        guard let (leaf, offset) = space.pageTable.translate(address) else { return nil }
+        return leaf.paddr + offset
     }
 
     /// The bytes of a `UInt32` in memory order.
