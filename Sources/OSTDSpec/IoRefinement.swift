@@ -227,12 +227,13 @@ public enum IoRefinement {
     }
 
     /// Where `address` is, for the CPU whose TLB holds `cached`: its cached translation, else the
-    /// page table's.
+    /// page table's (for a present leaf: one with `R`).
     static func physicalAddress(of address: Vaddr, in space: VmSpace, cached: [TlbEntryInfo]) -> Paddr? {
         if let entry = cached.first(where: { address >= $0.va && address - $0.va < PagingConsts.pageSize($0.level) }) {
             return entry.paddr + (address - entry.va)
         }
-        guard let (leaf, offset) = space.pageTable.translate(address) else { return nil }
+        // A leaf without `R` is not present to the hardware: nothing reads through it.
+        guard let (leaf, offset) = space.pageTable.translate(address), leaf.property.flags.contains(.r) else { return nil }
         return leaf.paddr + offset
     }
 

@@ -134,3 +134,24 @@ extension UserIoTests {
         #expect(denied == .failure(.pageFault(address: base + pageSize, copied: 0)))
     }
 }
+
+extension UserIoTests {
+    /// A leaf mapped without `R` keeps only the leaf bit of its entry, not P, so the hardware's
+    /// walker finds it not present and faults on every access; the simulated MMU used to take
+    /// the software's notion of presence (P or the leaf bit) and let a read return 0.
+    @Test func aLeafWithoutReadPermissionFaultsOnEveryAccess() throws {
+        let machine = makeMachine()
+        let space = try makeSpace(machine, [userRW, PageProperty.user([])])
+        let page = base + pageSize
+        #expect(throws: OSTDError.pageFault(address: page, copied: 0)) {
+            _ = try space.withReader(at: page, count: 8) { try $0.readVal(UInt64.self) }
+        }
+        #expect(throws: OSTDError.pageFault(address: page, copied: 0)) {
+            try space.withWriter(at: page, count: 8) { try $0.writeVal(UInt64(1)) }
+        }
+        // The readable page before it still reads, up to the unreadable one.
+        var reader = try space.createReader(base + (pageSize - 8), 16)
+        let (result, _, _) = copyOut(&reader, count: 16)
+        #expect(result == .failure(.pageFault(address: page, copied: 8)))
+    }
+}

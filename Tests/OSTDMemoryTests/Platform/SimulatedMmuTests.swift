@@ -11,7 +11,8 @@ import Testing
 struct SimulatedMmuTests {
     /// What a user-mode access may do at `va`, by the page table's software walk.
     func expected(_ space: VmSpace, _ va: Vaddr, write: Bool) -> UserTranslation? {
-        guard let (leaf, offset) = space.pageTable.translate(va),
+        // A leaf without `R` has P clear: the hardware finds it not present.
+        guard let (leaf, offset) = space.pageTable.translate(va), leaf.property.flags.contains(.r),
               leaf.property.privilegedFlags.contains(.user),
               !write || leaf.property.flags.contains(.w) else { return nil }
         return UserTranslation(paddr: leaf.paddr + offset, bytesLeftInPage: leaf.size - offset)

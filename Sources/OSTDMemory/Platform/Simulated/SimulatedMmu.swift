@@ -2,7 +2,8 @@
 //
 // Like the hardware it models, the walker starts at CR3 and reads real x86-64 entries from
 // physical memory, without locks; it knows nothing of the page-table layer's nodes or cursors.
-// A user-mode access needs `US` on the leaf, and `RW` to write. A permission fault on a cached
+// An entry is present when its P bit is (a leaf mapped without `R` is not: it faults on every
+// access, as `PageProperty` says). A user-mode access needs `US` on the leaf, and `RW` to write. A permission fault on a cached
 // entry first drops the entry and walks again, as x86 invalidates the entry of a faulting access,
 // so a page made more permissive without a flush does not fault.
 
@@ -52,7 +53,9 @@ struct SimulatedMmu: UserAddressTranslator {
             // atomically.
             let entries = (memoryBase + Int(table.rawValue)).assumingMemoryBound(to: Atomic<UInt64>.self)
             let pte = PageTableEntry(raw: entries[PagingConsts.pteIndex(va, level)].load(ordering: .acquiring))
-            guard pte.isPresent else { return nil }
+            // The hardware's notion of presence: the P bit alone. A leaf without `R` keeps only
+            // the leaf bit (software's `isPresent`), and every access to it faults, not-present.
+            guard pte.raw & PageTableEntry.present != 0 else { return nil }
             if pte.isLeaf { return (pte, level) }
             guard level > 1 else { return nil }
             table = pte.paddr(level: level)
