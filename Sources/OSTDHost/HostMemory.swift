@@ -105,10 +105,11 @@ extension Machine {
         let end = Int(range.upperBound.rawValue)
         while start < end {
             let length = min(window, end - start)
-            let base = UnsafeMutableRawPointer(mutating: readOnlyPointer(to: Paddr(UInt64(start))))
             // SAFETY: `start ..< start + length` lies inside the machine's mapping (checked above),
-            // which lives as long as `self`; `mincore` only reads the host's page tables, and
-            // `vector` holds `window >> 12 >= length >> 12` entries for it to fill.
+            // which lives as long as `self`; `mincore` takes a mutable pointer but only reads the
+            // host's page tables, never the memory, and `vector` holds `window >> 12 >= length >> 12`
+            // entries for it to fill.
+            let base = UnsafeMutableRawPointer(mutating: readOnlyPointer(to: Paddr(UInt64(start))))
             let ok = vector.withUnsafeMutableBufferPointer { mincore(base, length, $0.baseAddress) == 0 }
             guard ok else { return try body(Paddr(UInt64(start))..<range.upperBound) }
             try forEachRun(in: vector, pages: length >> 12, from: start, body)
@@ -142,7 +143,11 @@ extension Machine {
     }
 
     /// Entries `index ..< index + 8` of `vector` as one word.
+    ///
+    /// - Precondition: `index + 8 <= vector.count` (the caller tests `page + 8 <= pages`).
     private func word(of vector: [UInt8], at index: Int) -> UInt64 {
+        // SAFETY: the eight bytes at `index` lie inside the array (the precondition); an unaligned
+        // load of plain bytes is defined.
         vector.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index, as: UInt64.self) }
     }
 }

@@ -75,6 +75,8 @@ struct PageCopier<S: ImageSink> {
 
     /// Hands the page at `page` to the sink unless it is all zero.
     mutating func copy(_ page: Paddr) throws(ImageError) {
+        // SAFETY: `page` is a page-aligned address inside physical memory (the caller walks the
+        // machine's own runs), so its 4 KiB are mapped while `machine` lives; they are only read.
         let pointer = machine.readOnlyPointer(to: page)
         statistics.pagesExamined += 1
         guard !isZero(pointer, pageSize) else { return }

@@ -102,6 +102,8 @@ extension ScriptOutput {
         value.withUTF8 { utf8 in
             append("\"")
             var clean = 0
+            // SAFETY (both appends): the slices lie inside `utf8`, which is valid inside this
+            // closure, and `append` copies the bytes before returning.
             for (i, byte) in utf8.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
                 append(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: utf8[clean..<i])))
                 append(jsonEscape(byte))

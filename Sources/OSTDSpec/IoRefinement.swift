@@ -89,20 +89,9 @@ public enum IoRefinement {
         guard let reader = before.reader, let writer = before.writer, let readerAfter = after.reader,
               let writerAfter = after.writer else { return ["a copy without a reader and a writer"] }
         let count = Swift.min(reader.remain, writer.remain)
-        let moved: Int
-        var problems: [String] = []
-        switch outcome {
-        case .count(let n):
-            moved = n
-            if n != count { problems.append("the copy returned \(n), not min(remain, avail) = \(count)") }
-        case .failed(.pageFault(_, let copied)):
-            moved = copied
-            if !(0..<count).contains(copied) { problems.append("a fault reported \(copied) bytes copied of \(count)") }
-        case .failed:
-            moved = 0
-        default:
-            return ["a copy returned \(outcome)"]
-        }
+        guard let (moved, counted) = bytesMoved(outcome, expected: count, "the copy", rule: "min(remain, avail)",
+                                                verb: "copied") else { return ["a copy returned \(outcome)"] }
+        var problems = counted
         problems += advanced(reader, to: readerAfter, by: moved, "reader") + advanced(writer, to: writerAfter, by: moved, "writer")
         for i in 0..<Swift.max(0, Swift.min(moved, count)) {
             let written = i < destination.count ? destination[i] : nil
@@ -113,6 +102,24 @@ public enum IoRefinement {
             }
         }
         return problems
+    }
+
+    /// The bytes an operation meant to move `expected` moved, by its outcome (`operation` and
+    /// `rule` name it and its count in a problem, `verb` what a fault interrupted), and what is
+    /// wrong with that count: all of `expected`, or fewer only after a fault. `nil` when the
+    /// outcome is not a count.
+    static func bytesMoved(_ outcome: VmIoOutcome, expected: Int, _ operation: String, rule: String,
+                           verb: String) -> (moved: Int, problems: [String])? {
+        switch outcome {
+        case .count(let n):
+            return (n, n == expected ? [] : ["\(operation) returned \(n), not \(rule) = \(expected)"])
+        case .failed(.pageFault(_, let done)):
+            return (done, (0..<expected).contains(done) ? [] : ["a fault reported \(done) bytes \(verb) of \(expected)"])
+        case .failed:
+            return (0, [])
+        default:
+            return nil
+        }
     }
 
     /// Whether `after` is `before` moved on by `count` bytes.
@@ -175,20 +182,10 @@ public enum IoRefinement {
     static func fillSpec(_ count: Int, before: VmIoHandleState, after: VmIoHandleState, outcome: VmIoOutcome,
                          memory: [UInt8?]) -> [String] {
         let expected = Swift.min(Swift.max(count, 0), before.remain)
-        var problems: [String] = []
-        let filled: Int
-        switch outcome {
-        case .count(let n):
-            filled = n
-            if n != expected { problems.append("fillZeros(\(count)) returned \(n), not min(count, avail) = \(expected)") }
-        case .failed(.pageFault(_, let copied)):
-            filled = copied
-            if !(0..<expected).contains(copied) { problems.append("a fault reported \(copied) bytes filled of \(expected)") }
-        case .failed:
-            filled = 0
-        default:
-            return ["fillZeros returned \(outcome)"]
-        }
+        guard let (filled, counted) = bytesMoved(outcome, expected: expected, "fillZeros(\(count))",
+                                                 rule: "min(count, avail)", verb: "filled")
+        else { return ["fillZeros returned \(outcome)"] }
+        var problems = counted
         problems += advanced(before, to: after, by: filled, "cursor")
         if let i = (0..<Swift.max(0, filled)).first(where: { $0 >= memory.count || memory[$0] != 0 }) {
             problems.append("byte \(i) of the fill holds \(show(i < memory.count ? memory[i] : nil)), not 0")

@@ -45,6 +45,7 @@ struct Run: ParsableCommand {
 func writeToStandardOutput(_ bytes: UnsafeRawBufferPointer) {
     var rest = bytes[...]
     while !rest.isEmpty {
+        // SAFETY: `rest` is a slice of `bytes`, valid for the call; `write` only reads it.
         let count = write(1, UnsafeRawBufferPointer(rebasing: rest).baseAddress, rest.count)
         if count < 0, errno == EINTR { continue }
         guard count > 0 else { return }

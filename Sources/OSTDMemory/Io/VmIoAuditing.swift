@@ -79,6 +79,42 @@ extension IoWindow {
     }
 }
 
+/// Which side of an operation a window is on, for the state an auditor is shown.
+enum IoRole { case reader, writer }
+
+extension IoWindow {
+    /// The window alone as an auditor is shown it, on its side of the operation.
+    func auditState(as role: IoRole) -> VmIoAuditState {
+        role == .reader ? VmIoAuditState(reader: auditState()) : VmIoAuditState(writer: auditState())
+    }
+
+    /// `limit`, shown to the auditors.
+    mutating func auditedLimit(_ max: Int, as role: IoRole) {
+        runAudited(ioAudits(here)[...], .limit(max: max), before: auditState(as: role)) {
+            limit(max)
+            return (auditState(as: role), .done)
+        }
+    }
+
+    /// `skip` (`advance`), shown to the auditors (after its precondition).
+    mutating func auditedSkip(_ count: Int, as role: IoRole) {
+        runAudited(ioAudits(here)[...], .skip(count: count), before: auditState(as: role)) {
+            advance(count)
+            return (auditState(as: role), .done)
+        }
+    }
+
+    /// `split`, shown to the auditors: returns the front window.
+    mutating func auditedSplit(_ count: Int, as role: IoRole) -> IoWindow {
+        var front: IoWindow? = nil
+        runAudited(ioAudits(here)[...], .split(count: count), before: auditState(as: role)) {
+            front = splitFront(count)
+            return (auditState(as: role), .split(front: front!.auditState()))
+        }
+        return front.take()!
+    }
+}
+
 /// The audits an operation on `ends` is reported to: each distinct audited space among them.
 func ioAudits(_ ends: IoEnd...) -> [SpaceAudit] {
     var audits: [SpaceAudit] = []
@@ -118,32 +154,6 @@ func runAudited(_ audits: ArraySlice<SpaceAudit>, _ operation: VmIoOperation, be
 // MARK: The audited forms of the operations
 
 extension VmReader {
-    /// `limit`, shown to the auditors.
-    mutating func auditedLimit(_ max: Int) {
-        runAudited(ioAudits(window.here)[...], .limit(max: max), before: VmIoAuditState(reader: window.auditState())) {
-            window.limit(max)
-            return (VmIoAuditState(reader: window.auditState()), .done)
-        }
-    }
-
-    /// `skip`, shown to the auditors (after its precondition).
-    mutating func auditedSkip(_ count: Int) {
-        runAudited(ioAudits(window.here)[...], .skip(count: count), before: VmIoAuditState(reader: window.auditState())) {
-            window.advance(count)
-            return (VmIoAuditState(reader: window.auditState()), .done)
-        }
-    }
-
-    /// `split`, shown to the auditors: returns the front window.
-    mutating func auditedSplit(_ count: Int) -> IoWindow {
-        var front: IoWindow? = nil
-        runAudited(ioAudits(window.here)[...], .split(count: count), before: VmIoAuditState(reader: window.auditState())) {
-            front = window.splitFront(count)
-            return (VmIoAuditState(reader: window.auditState()), .split(front: front!.auditState()))
-        }
-        return front.take()!
-    }
-
     /// `readFallible`, shown to the auditors of both handles' spaces.
     @usableFromInline
     mutating func auditedReadFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
@@ -195,32 +205,6 @@ extension VmReader where F == Fallible {
 }
 
 extension VmWriter {
-    /// `limit`, shown to the auditors.
-    mutating func auditedLimit(_ max: Int) {
-        runAudited(ioAudits(window.here)[...], .limit(max: max), before: VmIoAuditState(writer: window.auditState())) {
-            window.limit(max)
-            return (VmIoAuditState(writer: window.auditState()), .done)
-        }
-    }
-
-    /// `skip`, shown to the auditors (after its precondition).
-    mutating func auditedSkip(_ count: Int) {
-        runAudited(ioAudits(window.here)[...], .skip(count: count), before: VmIoAuditState(writer: window.auditState())) {
-            window.advance(count)
-            return (VmIoAuditState(writer: window.auditState()), .done)
-        }
-    }
-
-    /// `split`, shown to the auditors: returns the front window.
-    mutating func auditedSplit(_ count: Int) -> IoWindow {
-        var front: IoWindow? = nil
-        runAudited(ioAudits(window.here)[...], .split(count: count), before: VmIoAuditState(writer: window.auditState())) {
-            front = window.splitFront(count)
-            return (VmIoAuditState(writer: window.auditState()), .split(front: front!.auditState()))
-        }
-        return front.take()!
-    }
-
     /// `writeVal`, shown to the auditor.
     @usableFromInline
     mutating func auditedWriteVal<T: BitwiseCopyable>(_ value: T) throws(OSTDError) {

@@ -38,7 +38,7 @@ public struct VmReader<F: Fallibility>: ~Copyable {
 
     /// Caps the bytes left at `max` (OSTD `limit`): afterwards `remain <= max`.
     public mutating func limit(_ max: Int) {
-        if window.here.isAudited { auditedLimit(max) } else { window.limit(max) }
+        if window.here.isAudited { window.auditedLimit(max, as: .reader) } else { window.limit(max) }
     }
 
     /// Moves the cursor `count` bytes on without reading (OSTD `skip`).
@@ -46,7 +46,7 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     /// - Precondition: `count <= remain`.
     public mutating func skip(_ count: Int) {
         checkSkip(count, within: remain)
-        if window.here.isAudited { auditedSkip(count) } else { window.advance(count) }
+        if window.here.isAudited { window.auditedSkip(count, as: .reader) } else { window.advance(count) }
     }
 
     /// The seeds' `VmIoOwner::advance`: gives up the first `count` bytes (same as `skip`).
@@ -57,7 +57,7 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     ///
     /// - Precondition: `count <= remain`.
     public mutating func split(_ count: Int) -> VmReader<F> {
-        VmReader(window: window.here.isAudited ? auditedSplit(count) : window.splitFront(count))
+        VmReader(window: window.here.isAudited ? window.auditedSplit(count, as: .reader) : window.splitFront(count))
     }
 
     /// Copies `min(remain, writer.avail)` bytes into `writer`, faulting user pages in through

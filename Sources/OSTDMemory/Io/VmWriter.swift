@@ -33,7 +33,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
 
     /// Caps the bytes left at `max` (OSTD `limit`).
     public mutating func limit(_ max: Int) {
-        if window.here.isAudited { auditedLimit(max) } else { window.limit(max) }
+        if window.here.isAudited { window.auditedLimit(max, as: .writer) } else { window.limit(max) }
     }
 
     /// Moves the cursor `count` bytes on without writing (OSTD `skip`).
@@ -41,7 +41,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     /// - Precondition: `count <= avail`.
     public mutating func skip(_ count: Int) {
         checkSkip(count, within: avail)
-        if window.here.isAudited { auditedSkip(count) } else { window.advance(count) }
+        if window.here.isAudited { window.auditedSkip(count, as: .writer) } else { window.advance(count) }
     }
 
     /// The seeds' `VmIoOwner::advance`: gives up the first `count` bytes (same as `skip`).
@@ -51,7 +51,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     ///
     /// - Precondition: `count <= avail`.
     public mutating func split(_ count: Int) -> VmWriter<F> {
-        VmWriter(window: window.here.isAudited ? auditedSplit(count) : window.splitFront(count))
+        VmWriter(window: window.here.isAudited ? window.auditedSplit(count, as: .writer) : window.splitFront(count))
     }
 
     /// The same bytes as a reader, holding a read view instead of the write view (the seeds'

@@ -133,6 +133,8 @@ public struct MetaSlot: @unchecked Sendable {
     @inlinable @inline(__always)
     func zeroFrameIfWritten(_ frame: UnsafeMutableRawPointer) {
         if mayBeNonZero {
+            // SAFETY: `frame` is this slot's 4 KiB frame in physical memory, which the caller holds
+            // exclusively (just claimed), so no one else reads or writes it meanwhile.
             frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
             writtenFlag.pointee.store(0, ordering: .relaxed)
         }

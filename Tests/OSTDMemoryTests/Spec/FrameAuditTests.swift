@@ -174,12 +174,7 @@ private func notMapped(_: Paddr) -> Int { 0 }
 
     @Test func aFrameFreedWhileATlbCachesItIsCaughtAtItsLastDrop() throws {
         let audited = try AuditedSpace(mutants: .flusherDoesNotFlush)
-        try audited.mapPages(at: base, 1)
-        audited.space.activate(on: 0)
-        _ = try audited.space.withReader(at: base, count: 8) { try $0.readVal(UInt64.self) }   // fills the TLB
-        var cursor = try audited.space.cursorMut(pages(base, 1))
-        cursor.unmap(pageSize)
-        _ = consume cursor
+        try audited.unmapACachedPage(at: base)
         let freed = audited.auditor.violations.filter { $0.predicate == "flushedBeforeFree" }
         #expect(freed.count == 1)
         #expect(freed.first?.operation?.hasPrefix("drop ") == true, "\(freed)")   // the flusher keeps a one-frame segment

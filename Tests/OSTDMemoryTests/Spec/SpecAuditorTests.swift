@@ -38,6 +38,15 @@ struct AuditedSpace {
         for _ in 0..<count { cursor.map(try FrameAllocOptions().allocFrame(in: machine), .user(flags)) }
     }
 
+    /// Maps a fresh page at `va`, reads it on CPU 0 (whose TLB then caches it) and unmaps it.
+    func unmapACachedPage(at va: Vaddr) throws {
+        try mapPages(at: va, 1)
+        space.activate(on: 0)
+        _ = try space.withReader(at: va, count: 8) { try $0.readVal(UInt64.self) }
+        var cursor = try space.cursorMut(pages(va, 1))
+        cursor.unmap(pageSize)
+    }
+
     /// Maps a fresh 2 MiB page at `start`.
     func mapHuge(at start: Vaddr) throws {
         var cursor = try space.cursorMut(start..<(start + 512 * pageSize))
@@ -97,12 +106,7 @@ struct AuditedSpace {
 
     @Test func aFlusherThatDoesNotFlushIsCaught() throws {
         let audited = try AuditedSpace(mutants: .flusherDoesNotFlush)
-        try audited.mapPages(at: base, 1)
-        audited.space.activate(on: 0)
-        _ = try audited.space.withReader(at: base, count: 8) { try $0.readVal(UInt64.self) }   // fills the TLB
-        var cursor = try audited.space.cursorMut(pages(base, 1))
-        cursor.unmap(pageSize)
-        _ = consume cursor
+        try audited.unmapACachedPage(at: base)
         #expect(audited.violatedPredicates().contains("tlbSubsetOfPageTable"))
     }
 

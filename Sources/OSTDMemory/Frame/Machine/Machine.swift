@@ -152,6 +152,8 @@ public final class Machine: @unchecked Sendable {
         precondition(count > 0 && Int(paddr.rawValue) <= memorySize - count,
                      "physical range \(paddr) + \(count) is outside memory")
         context.markWritten(paddr, count: count)
+        // SAFETY: the range lies inside physical memory (checked), which the machine's context
+        // keeps mapped while this `Machine` lives; the caller writes at most `count` bytes.
         return context.pointer(to: paddr)
     }
 
@@ -160,6 +162,8 @@ public final class Machine: @unchecked Sendable {
     /// - Precondition: `paddr` is inside physical memory.
     public func readOnlyPointer(to paddr: Paddr) -> UnsafeRawPointer {
         precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
+        // SAFETY: `paddr` lies inside physical memory (checked), which the machine's context keeps
+        // mapped while this `Machine` lives; the pointer is typed read-only.
         return UnsafeRawPointer(context.pointer(to: paddr))
     }
 
