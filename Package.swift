@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(
             name: "ostd-mm",
             dependencies: [
-                "OSTDMemory", "OSTDSpec", "OSTDHost", "OSTDScript",
+                "OSTDMemory", "OSTDSpec", "OSTDHost", "OSTDScript", "OSTDKVM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -96,12 +96,22 @@ func runScriptCommand(_ options: RunOptions, source: ScriptByteSource?, output: 
     return 0
 }
 
+/// Runs a script's ops without printing their results, for commands that look at the machine
+/// afterwards (`ostd-mm hwcheck`): the runner after the last op, or why the script could not start
+/// (a usage error: exit 2, nothing ran).
+public func runScriptQuietly(_ options: RunOptions) -> Result<ScriptRunner, StartProblem> {
+    prepare(options, source: nil).map { runner, script in
+        runner.run(script)
+        return runner
+    }
+}
+
 /// Why `run` refused to start: a script error (`FILE:LINE: error: …`) or an argument error.
-enum StartProblem: Error, CustomStringConvertible {
+public enum StartProblem: Error, CustomStringConvertible {
     case script(ScriptError)
     case argument(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .script(let error): return error.description
         case .argument(let message): return "ostd-mm: error: \(message)"

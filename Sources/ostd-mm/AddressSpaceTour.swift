@@ -8,6 +8,7 @@
 
 import ArgumentParser
 import OSTDHost
+import OSTDKVM
 @_spi(OSTDInternals) import OSTDMemory
 import OSTDSpec
 import OSTDScript
@@ -62,6 +63,7 @@ struct AddressSpaceTour {
         try audit("refuse")
         try unmapCode()
         try audit("unmap")
+        try checkOnTheWalker()
         showTree()
         say("audit", "the specification held: \(auditor.operationsChecked) operations checked as they happened (frame operations, cursor operations, reader and writer operations, admissions: each against its spec function, with the cursor's locks and VmSpaceOwner::inv), and \(stats.audits) audits after the steps (page-table view and structure, slot invariants, reference accounting, VmSpaceOwner::inv, TLB ⊆ page table)")
     }
@@ -196,6 +198,19 @@ struct AddressSpaceTour {
         let flushed = space.tlbStatistics(cpu: 0).pageFlushes - flushesBefore
         stats.tlbFlushes += 1
         say("unmap", "the code: \(frames) frames unmapped, \(flushed) TLB pages flushed on cpu 0, then \(before - machine.outstandingFrames) frames freed (the emptied page-table node with them)")
+    }
+
+    /// Checks the space on KVM's x86 page walker where /dev/kvm is here (as `ostd-mm hwcheck`).
+    func checkOnTheWalker() throws {
+        guard VirtualMachine.isAvailable else {
+            say("kvm", "/dev/kvm is not here: the check of this space on a hardware page walker (`ostd-mm hwcheck`) is skipped")
+            return
+        }
+        let report = try checkOnHardware(machine: machine, kernelPageTable: kernelPageTable, root: space.rootPaddr)
+        guard report.disagree == 0 else {
+            throw DemoFailure("the hardware page walker disagrees: " + report.disagreements.prefix(3).map(\.description).joined(separator: "; "))
+        }
+        say("kvm", "checked on \(report.walker) (\(report.backend.rawValue)): \(report.cpl0Probes + report.cpl3Probes) reads, writes and fetches at CPL 0 and 3 and the A/D bits of \(report.accessedDirtyEntries) entries, all as the software says")
     }
 
     /// The final page table and map, as `ostd-mm dump` shows them.

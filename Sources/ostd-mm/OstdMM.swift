@@ -1,5 +1,5 @@
 // The `ostd-mm` command: run op scripts (`run`), show address spaces (`dump`), a tour of the
-// memory manager (`demo`) and its benchmarks (`bench`).
+// memory manager (`demo`), its benchmarks (`bench`) and the hardware page-walker check (`hwcheck`).
 //
 // Usage errors exit with 2, as SCRIPT.md's contract says (ArgumentParser's default is 64), and
 // every message to standard error is made safe for a terminal (`printToStandardError`).
@@ -12,7 +12,7 @@ struct OstdMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ostd-mm",
         abstract: "The memory-management core of Asterinas OSTD, in Swift.",
-        subcommands: [Run.self, Dump.self, Demo.self, Bench.self])
+        subcommands: [Run.self, Dump.self, Demo.self, Bench.self, HwCheck.self])
 
     static func main() {
         do {
