@@ -14,6 +14,9 @@
 //                    simulated CPUs, a monotonic clock.
 //   OSTDScript       the op-script language of `ostd-mm run` (../docs/scripts.md): parser,
 //                    runner, JSON and text output, page-table image, dumps and drawings.
+//   COSTDKVM         the KVM ioctls in C (ioctl is variadic); Linux only.
+//   OSTDKVM          a minimal KVM VMM and the hardware check: a space's tables walked by KVM's
+//                    x86 page walker, compared with the core's MMU rule (docs/hwcheck.md).
 //   ostd-mm          the command-line tool.
 //   ostd-fuzz        the libFuzzer target: decoded op sequences run with the audit on.
 import PackageDescription
