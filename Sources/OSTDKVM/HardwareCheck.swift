@@ -9,7 +9,8 @@
 // 2. For each address, probes: read and write at CPL 0 and CPL 3, fetch at CPL 3, and fetch at CPL 0
 //    where the software has a translation (a `ret` is placed there; a CPL-0 fetch elsewhere would
 //    run whatever bytes the hardware found with the kernel's privileges). A write stores the
-//    byte the software says is there. Writes and fetches into page-table nodes are not made.
+//    byte the software says is there. Writes and fetches into page-table nodes are not made, nor
+//    any access to a translation outside physical memory.
 // 3. The software's expectation of each probe: `X86Mmu.decide` on its walk of the snapshot (with
 //    the vCPU's controls), the byte read from the software's translation, and the A/D bits a
 //    successful access sets.
@@ -235,7 +236,11 @@ struct HardwareCheck {
         for address in addresses {
             let walk = snapshot.walk(address, controls: controls)
             let paddr = walk.paddr(of: address)
-            let intoNode = paddr.map { snapshot.isNode($0) || isProbeKernel($0) || Int($0.rawValue) >= machine.memorySize } ?? false
+            if let paddr, Int(paddr.rawValue) >= machine.memorySize {
+                skipped += fetches ? 1 : 2   // no RAM there: the guest would exit to the VMM (MMIO)
+                continue
+            }
+            let intoNode = paddr.map { snapshot.isNode($0) || isProbeKernel($0) } ?? false
             if fetches {
                 if intoNode || (!userMode && paddr == nil) {
                     skipped += 1
