@@ -46,20 +46,24 @@ struct SimulatedMmu: UserAddressTranslator {
         }
         while true {
             let walk = X86Mmu.walk(va, root: root, controls: controls) { entry(at: $0).pointee.load(ordering: .acquiring) }
-            if let code = X86Mmu.decide(walk, access, controls: controls) {
+            // `X86Mmu.decide`, in its steps: the rights of a walk that reached a leaf are also
+            // what the TLB caches.
+            guard case .leaf(let level) = walk.end else {
+                fault = X86Mmu.decide(walk, access, controls: controls) ?? []
+                return nil
+            }
+            let rights = X86Mmu.rights(walk, controls: controls)
+            if let code = X86Mmu.check(access, rights: rights, controls: controls) {
                 fault = code
                 return nil
             }
-            // `decide` let the access through: the walk ended at a leaf.
-            guard setAccessedDirty(walk, access), let level = walk.leafLevel, let paddr = walk.paddr(of: va) else {
-                continue
-            }
-            let size = PagingConsts.pageSize(level)
+            guard setAccessedDirty(walk, access) else { continue }
             let leaf = walk[walk.count - 1]
-            tlb.pointee.fill(va, paddr: Paddr(leaf & PageTableEntry.paMask(level)), level: level,
-                             rights: X86Mmu.rights(walk, controls: controls),
-                             dirty: write || leaf & PageTableEntry.dirty != 0)
-            return UserTranslation(paddr: paddr, bytesLeftInPage: size - Int(va.rawValue & UInt64(size - 1)))
+            let base = Paddr(leaf & PageTableEntry.paMask(level))
+            tlb.pointee.fill(va, paddr: base, level: level, rights: rights, dirty: write || leaf & PageTableEntry.dirty != 0)
+            let size = PagingConsts.pageSize(level)
+            let offset = Int(va.rawValue & UInt64(size - 1))
+            return UserTranslation(paddr: base + offset, bytesLeftInPage: size - offset)
         }
     }
 
