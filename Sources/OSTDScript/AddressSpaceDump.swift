@@ -34,7 +34,8 @@ extension ScriptRunner {
 
 // MARK: Runs
 
-/// Consecutive leaves merged: same property, same leaf size, contiguous virtual addresses.
+/// Consecutive leaves merged: same property (accessed and dirty flags aside), same leaf size,
+/// contiguous virtual addresses.
 public struct MappedRun: Equatable, Sendable {
     /// The virtual range the leaves cover together.
     public var va: Range<Vaddr>
@@ -42,7 +43,7 @@ public struct MappedRun: Equatable, Sendable {
     public var pa: Range<Paddr>?
     /// The level of the leaves (1: 4 KiB, 2: 2 MiB, 3: 1 GiB).
     public var level: PagingLevel
-    /// The leaves' property.
+    /// The leaves' property, without `.accessed` and `.dirty`.
     public var property: PageProperty
     /// How many leaves the run merges.
     public var leaves: Int
@@ -63,10 +64,13 @@ public struct MappedRun: Equatable, Sendable {
 
 /// Renders an address space as text (and, in Svg.swift, as a picture).
 public enum AddressSpaceDump {
-    /// The leaves of `view` merged into runs, in address order.
+    /// The leaves of `view` merged into runs, in address order. The accessed and dirty flags
+    /// the MMU sets are left out: the dump does not show them (SCRIPT.md), so leaves that differ
+    /// only in them are one run.
     public static func runs(_ view: PageTableView) -> [MappedRun] {
         var runs: [MappedRun] = []
-        for mapping in view.mappings {
+        for var mapping in view.mappings {
+            mapping.property.flags.subtract([.accessed, .dirty])
             if var last = runs.last, last.level == mapping.level, last.property == mapping.property,
                last.va.upperBound == mapping.va.lowerBound {
                 last.va = last.va.lowerBound..<mapping.va.upperBound

@@ -107,7 +107,8 @@ public final class ScriptRunner {
     var transitionViolations: [AuditViolation] = []
 
     /// The spec function of `op` applied to the views around it: a failed op, and every op but
-    /// `map`, `unmap` and `protect`, must leave the view as it was.
+    /// `map`, `unmap` and `protect`, must leave the view as it was, except for the accessed and
+    /// dirty flags a data access (`write`, `fill`, `read`, `copy`) may set.
     func checkTransition(_ op: Op, ok: Bool, before: PageTableView, after: PageTableView) -> [AuditViolation] {
         let problems: [String]
         let name: String
@@ -124,6 +125,10 @@ public final class ScriptRunner {
             problems = ViewTransitions.protected(Vaddr(va)..<Vaddr(va + len), before: before, after: after) {
                 prot.property(cache: $0.cache)
             }
+        case .write, .fill, .read, .copy:
+            // A data access, complete or not, may set A/D on what it touched, as the MMU does.
+            name = ok ? "viewUnchanged" : "failedOpChangesNothing"
+            problems = ViewTransitions.accessed(before: before, after: after)
         default:
             name = ok ? "viewUnchanged" : "failedOpChangesNothing"
             problems = ViewTransitions.unchanged(before: before, after: after)

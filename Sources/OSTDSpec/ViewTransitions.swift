@@ -2,8 +2,10 @@
 // the view before and after (vostd-spec-reference.md §10 B, checks 10, 11 and 14, and a protect
 // spec, which vostd lacks): `unmap` removes every translation in its range and changes nothing
 // else; `protect` applies its property change in its range and changes nothing else; `map` adds
-// translations of the requested property and leaf size in its range only; everything else
-// (queries, reads, writes, copies, any failed operation) leaves the view as it was.
+// translations of the requested property and leaf size in its range only; a data access (a read,
+// write, fill or copy, complete or not) may set the accessed and dirty flags of the leaves it used,
+// as the MMU does (`X86Mmu`), and changes nothing else; everything else (queries, any failed
+// operation that is not an access) leaves the view as it was.
 //
 // Views are compared as translation functions, not as leaf sets: splitting a huge leaf changes the
 // leaves but not what any address translates to. Both views are piecewise affine (within one leaf,
@@ -36,6 +38,8 @@ public enum ViewTransitions {
     enum Expectation {
         /// This translation (or none).
         case exactly(Translation?)
+        /// This translation (or none), with `.accessed` and `.dirty` perhaps set since.
+        case accessedDirtyMaySet(Translation?)
         /// Anything: another check covers it.
         case anything
     }
@@ -43,6 +47,12 @@ public enum ViewTransitions {
     /// The view must not change at all (a query, a data access, a failed operation).
     public static func unchanged(before: PageTableView, after: PageTableView) -> [String] {
         compare(before, after, range: nil) { _, old in .exactly(old) }
+    }
+
+    /// A data access: every translation is as it was, but the MMU may have set `.accessed` and
+    /// `.dirty` (never cleared them).
+    public static func accessed(before: PageTableView, after: PageTableView) -> [String] {
+        compare(before, after, range: nil) { _, old in .accessedDirtyMaySet(old) }
     }
 
     /// `unmap_spec`: nothing in `range` translates; outside it, nothing changed.
@@ -98,11 +108,20 @@ public enum ViewTransitions {
             probes.insert(range.upperBound)
         }
         var problems: [String] = []
+        let marks: PageFlags = [.accessed, .dirty]
         for va in probes.sorted() {
-            guard case .exactly(let want) = expected(range?.contains(va) ?? false, before.translation(of: va)) else {
-                continue
+            let want: Translation?, mayMark: Bool
+            switch expected(range?.contains(va) ?? false, before.translation(of: va)) {
+            case .exactly(let translation): (want, mayMark) = (translation, false)
+            case .accessedDirtyMaySet(let translation): (want, mayMark) = (translation, true)
+            case .anything: continue
             }
-            let got = after.translation(of: va)
+            var got = after.translation(of: va)
+            if mayMark, let old = want, var new = got, new.property.flags.isSuperset(of: old.property.flags.intersection(marks)) {
+                // The flags the MMU set are the only difference allowed.
+                new.property.flags.subtract(marks.subtracting(old.property.flags))
+                got = new
+            }
             if want?.paddr != got?.paddr || want?.property != got?.property {
                 problems.append("at \(va): expected \(want.map(\.description) ?? "nothing"), found \(got.map(\.description) ?? "nothing")")
                 if problems.count >= 5 { break }

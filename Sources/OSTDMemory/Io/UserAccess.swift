@@ -2,9 +2,9 @@
 //
 // A user-space reader or writer never dereferences a virtual address itself. Each access is a
 // platform user-mode access on the caller's CPU (`Platform.withUserAccess`): every page is
-// translated by the CPU's MMU (the TLB, then a page walk), with the access rights of a user-mode
-// access (USER to read, USER and W to write). Runs of pages that are also physically contiguous
-// are copied in one go.
+// translated by the CPU's MMU (the TLB, then a page walk), which decides a user-mode read or
+// write by the one x86 rule (`X86Mmu`) and gives the page-fault error code of a fault. Runs of
+// pages that are also physically contiguous are copied in one go.
 //
 // A fault releases the lock and asks the space's page-fault handler; if it resolves the fault
 // (say, by mapping a frame) the access resumes where it stopped, as `rep movsb` resumes after
@@ -14,26 +14,29 @@
 
 import Synchronization
 
-/// How a user-space access ended early.
+/// How a user-space access ended early: where, and the page-fault error code the MMU gave.
 @usableFromInline
 struct AccessFault: Error {
     @usableFromInline var address: Vaddr
     @usableFromInline var isWrite: Bool
+    @usableFromInline var errorCode: PageFaultErrorCode
 
-    @inlinable init(_ address: Vaddr, isWrite: Bool) {
+    @inlinable init(_ address: Vaddr, isWrite: Bool, errorCode: PageFaultErrorCode) {
         self.address = address
         self.isWrite = isWrite
+        self.errorCode = errorCode
     }
 }
 
 extension VmSpace {
     /// The host address of `va` and how many of the next `limit` bytes are accessible there in
-    /// one physically contiguous run, or `nil` when `va` itself faults. A write's frames are
-    /// marked written (`MetaSlot.markWritten`), as the MMU sets a dirty bit.
+    /// one physically contiguous run, or `nil` when `va` itself faults (its error code is then in
+    /// `fault`). A write's frames are marked written (`MetaSlot.markWritten`), as the MMU sets
+    /// a dirty bit.
     @inlinable @inline(__always)
-    func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int,
-                                                 mmu: inout T) -> (UnsafeMutableRawPointer, Int)? {
-        guard let first = mmu.translate(va, write: write) else { return nil }
+    func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int, mmu: inout T,
+                                                 fault: inout PageFaultErrorCode) -> (UnsafeMutableRawPointer, Int)? {
+        guard let first = mmu.translate(va, write: write, fault: &fault) else { return nil }
         var length = first.bytesLeftInPage
         while length < limit {
             guard let next = mmu.translate(va + length, write: write),
@@ -61,7 +64,8 @@ extension VmSpace {
             }
             guard let fault = outcome else { return nil }
             guard fault.address != resolved, let handler = pageFaultHandler,
-                  handler(self, PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu))
+                  handler(self, PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu,
+                                              errorCode: fault.errorCode))
             else { return fault }
             resolved = fault.address
         }
@@ -77,8 +81,9 @@ extension VmSpace {
                                           mmu: inout T) -> Result<UnsafeMutableRawPointer, AccessFault> {
         guard case .user(_, let start) = end else { return .success(end.host + offset) }
         let va = start + offset
-        guard let (pointer, run) = accessibleRun(va, write: write, limit: chunk, mmu: &mmu) else {
-            return .failure(AccessFault(va, isWrite: write))
+        var code = PageFaultErrorCode()
+        guard let (pointer, run) = accessibleRun(va, write: write, limit: chunk, mmu: &mmu, fault: &code) else {
+            return .failure(AccessFault(va, isWrite: write, errorCode: code))
         }
         chunk = run
         return .success(pointer)
@@ -148,8 +153,10 @@ func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, Acces
     let fault = try space.access(on: space.context.platform) { mmu in
         while filled < count {
             let va = start + filled
-            guard let (pointer, run) = space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu) else {
-                return AccessFault(va, isWrite: true)
+            var code = PageFaultErrorCode()
+            guard let (pointer, run) = space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu,
+                                                           fault: &code) else {
+                return AccessFault(va, isWrite: true, errorCode: code)
             }
             pointer.initializeMemory(as: UInt8.self, repeating: 0, count: run)
             filled += run
@@ -173,8 +180,9 @@ func atomicAccess<R>(_ end: IoEnd, write: Bool,
     let space = unsafe spaceRef.takeUnretainedValue()
     var result: R? = nil
     let fault = try space.access(on: space.context.platform) { mmu in
-        guard let translation = mmu.translate(va, write: write) else {
-            return AccessFault(va, isWrite: write)
+        var code = PageFaultErrorCode()
+        guard let translation = mmu.translate(va, write: write, fault: &code) else {
+            return AccessFault(va, isWrite: write, errorCode: code)
         }
         if write { space.context.markWritten(translation.paddr, count: 4) }
         let pointer = space.context.pointer(to: translation.paddr)

@@ -58,11 +58,21 @@ public protocol Platform {
     func withUserAccess<R>(on cpu: Int, root: Paddr, _ body: (inout UserMmu) -> R) -> R?
 }
 
-/// Translates virtual addresses for user-mode accesses, as the MMU does.
+/// Translates virtual addresses for user-mode accesses, as the MMU does (`X86Mmu`'s rule).
 public protocol UserAddressTranslator {
     /// Where the byte at `va` is and how many bytes of its page follow, if a user-mode access
-    /// (a write when `write` is set) may touch it; `nil` is a page fault.
-    mutating func translate(_ va: Vaddr, write: Bool) -> UserTranslation?
+    /// (a write when `write` is set) may touch it; `nil` is a page fault, whose error code (as
+    /// the CPU pushes it) is stored in `fault`.
+    mutating func translate(_ va: Vaddr, write: Bool, fault: inout PageFaultErrorCode) -> UserTranslation?
+}
+
+extension UserAddressTranslator {
+    /// `translate(_:write:fault:)` when the error code does not matter.
+    @inlinable @inline(__always)
+    public mutating func translate(_ va: Vaddr, write: Bool) -> UserTranslation? {
+        var fault = PageFaultErrorCode()
+        return translate(va, write: write, fault: &fault)
+    }
 }
 
 /// A user-mode translation: the physical address of a byte and the bytes left in its page.

@@ -13,11 +13,17 @@ public struct PageFaultInfo: Equatable, Sendable {
     public var isWrite: Bool
     /// The CPU the access ran on.
     public var cpu: Int
+    /// The error code the CPU pushed (`X86Mmu`'s rule): P clear for a page not present, P for a
+    /// protection violation, P and RSVD for a reserved bit; W/R and U/S describe the access.
+    public var errorCode: PageFaultErrorCode
 
+    /// A fault; without `errorCode`, that of a user-mode access to a page not present (`U`, and
+    /// `W` for a write: the usual demand-paging fault).
     @inlinable
-    public init(address: Vaddr, isWrite: Bool, cpu: Int) {
+    public init(address: Vaddr, isWrite: Bool, cpu: Int, errorCode: PageFaultErrorCode? = nil) {
         self.address = address
         self.isWrite = isWrite
         self.cpu = cpu
+        self.errorCode = errorCode ?? (isWrite ? [.user, .write] : .user)
     }
 }

@@ -219,7 +219,8 @@ private func spaceWithFaultLog() throws -> (machine: Machine, space: VmSpace, ba
         }
         let before = space.tlbStatistics(cpu: 0)
         try writeUser(space, base + 8, 0xabcd)
-        #expect(log.all == [PageFaultInfo(address: base + 8, isWrite: true, cpu: 0)])
+        // A protection fault: P set in the error code.
+        #expect(log.all == [PageFaultInfo(address: base + 8, isWrite: true, cpu: 0, errorCode: [.present, .write, .user])])
         #expect(space.tlbStatistics(cpu: 0).pageFlushes == before.pageFlushes + 1)
         #expect(space.pageTable.pageWalk(base)?.property.flags.contains(.w) == true)
         #expect(try readUser64(space, base) == 0x1234_5678)
@@ -278,8 +279,8 @@ private func spaceWithFaultLog() throws -> (machine: Machine, space: VmSpace, ba
         #expect(machine.outstandingFrames == baseline)
     }
 
-    /// The handler is told the exact faulting byte, whether the access was a write, and the CPU
-    /// it ran on.
+    /// The handler is told the exact faulting byte, whether the access was a write, the CPU it
+    /// ran on, and the error code (a page not present: `U`, `W U`; a read-only one: `P W U`).
     @Test func handlerSeesAccessKindAndCpu() throws {
         let machine = makeMachine(cpus: 2)
         let space = try VmSpace(machine: machine)
@@ -293,7 +294,8 @@ private func spaceWithFaultLog() throws -> (machine: Machine, space: VmSpace, ba
             #expect(log.all.last == PageFaultInfo(address: base + 0x10, isWrite: false, cpu: 1))
             // Faulted in read-only: a write faults again, as a write, and the pager refuses it.
             #expect(throws: OSTDError.pageFault(address: base + 0x18, copied: 0)) { try writeUser(space, base + 0x18, 1) }
-            #expect(log.all.last == PageFaultInfo(address: base + 0x18, isWrite: true, cpu: 1))
+            #expect(log.all.last == PageFaultInfo(address: base + 0x18, isWrite: true, cpu: 1,
+                                                  errorCode: [.present, .write, .user]))
             // A write to an untouched page: mapped (read-only) by the pager, then faults again
             // at the same address, which is final without asking the handler again.
             #expect(throws: OSTDError.pageFault(address: base + pageSize + 4, copied: 0)) {
@@ -329,7 +331,7 @@ private func spaceWithFaultLog() throws -> (machine: Machine, space: VmSpace, ba
 
         try protect(space, base, flush: true) { $0.remove(.w) }
         #expect(throws: OSTDError.pageFault(address: base, copied: 0)) { try writeUser(space, base, 1) }
-        #expect(log.all == [PageFaultInfo(address: base, isWrite: true, cpu: 0)])
+        #expect(log.all == [PageFaultInfo(address: base, isWrite: true, cpu: 0, errorCode: [.present, .write, .user])])
         #expect(try readUser64(space, base) == 0x77)   // cached read-only
 
         let beforeProtect = space.tlbStatistics(cpu: 0)

@@ -199,8 +199,11 @@ import OSTDSpec
         #expect(space.tlbStatistics(cpu: 0).fullFlushes > before.fullFlushes)
         #expect(machine.outstandingFrames == outstanding)
 
-        // The mapping still exists, and is reached again through a page walk.
-        #expect(try Self.query(space, range).item == .mappedRam(paddr: paddr, level: 1, property: Self.r))
+        // The mapping still exists (accessed: the read set A), and is reached again through a
+        // page walk.
+        var accessed = Self.r
+        accessed.flags.insert(.accessed)
+        #expect(try Self.query(space, range).item == .mappedRam(paddr: paddr, level: 1, property: accessed))
         let missesBefore = space.tlbStatistics(cpu: 0).misses
         let again = try space.withReader(at: range.lowerBound, count: 8) { reader in try reader.readVal(UInt64.self) }
         #expect(again == 0)

@@ -78,7 +78,10 @@ private final class TagHistory: @unchecked Sendable {
         let baseline = machine.outstandingFrames
         try mapTagged(space, base, count: 1, tag: 0x100)
 
-        #expect(try read64(space, base, on: 1) == 0x100)   // CPU 1 caches base, writable
+        #expect(try read64(space, base, on: 1) == 0x100)
+        // CPU 1 caches base writable and dirty: a write through an entry cached clean walks
+        // again to set D, and would find the page read-only.
+        try write64(space, base, 0x100, on: 1)
         let before0 = space.tlbStatistics(cpu: 0), before1 = space.tlbStatistics(cpu: 1)
 
         try machine.withCpu(0) { () throws in
@@ -299,6 +302,7 @@ private final class TagHistory: @unchecked Sendable {
             cursor.map(MappedItem(hugePage: segment, property: .user(.rw)))
         }
         #expect(try read64(space, base + 0x12340, on: 1) == 0x900)
+        try write64(space, base + 0x12340, 0x900, on: 1)   // cached dirty, as a stale write needs
         let cached = space.tlbStatistics(cpu: 1)
         #expect(try read64(space, base + (1 << 20), on: 1) == 0)
         #expect(space.tlbStatistics(cpu: 1).misses == cached.misses, "one entry covers the huge page")

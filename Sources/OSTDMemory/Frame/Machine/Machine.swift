@@ -176,4 +176,22 @@ public final class Machine: @unchecked Sendable {
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
         return context.state.pointee.platform.tlbStatistics(on: cpu)
     }
+
+    /// Sets `cpu`'s paging controls (CR0.WP, EFER.NXE, CR4.SMEP/SMAP, Page1GB, MAXPHYADDR), which
+    /// its MMU decides every later access with (`X86Mmu`); its TLB is flushed. Every CPU starts
+    /// with `PagingControls.standard`.
+    ///
+    /// - Precondition: the machine has `cpu`.
+    @_spi(OSTDInternals) public func setPagingControls(_ controls: PagingControls, cpu: Int) {
+        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
+        context.state.pointee.platform.setPagingControls(controls, on: cpu)
+    }
+
+    /// `cpu`'s paging controls.
+    ///
+    /// - Precondition: the machine has `cpu`.
+    @_spi(OSTDInternals) public func pagingControls(cpu: Int) -> PagingControls {
+        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
+        return context.state.pointee.platform.pagingControls(on: cpu)
+    }
 }

@@ -145,6 +145,13 @@
     ///
     /// `AVAIL1` belongs to the page table: whatever `op` does with it is undone.
     ///
+    /// Accessed and dirty bits: `op` sees `.accessed` / `.dirty` as the entry held them when it
+    /// was read, and what it leaves in them is written, as in OSTD (so an `op` may clear them,
+    /// as page aging does). The MMU may set A or D while `op` runs (the cursor's lock does not
+    /// stop a CPU's walk): the entry is written with a compare-exchange, and bits that appeared
+    /// since the read are ORed into the new entry and the exchange retried, without calling
+    /// `op` again (`NodeRef.update`). So no A/D set by an access is lost.
+    ///
     /// - Returns: the protected leaf's range, or `nil` when nothing in the range is mapped.
     /// - Precondition: as `takeNext` (`tryProtectNext` throws instead of panicking).
     @unsafe
@@ -183,7 +190,7 @@
             return range
         }
         #endif
-        if updated != pte.raw { node.write(index, PageTableEntry(raw: updated)) }
+        if updated != pte.raw { node.update(index, from: pte, to: PageTableEntry(raw: updated)) }
         inner.moveForward()
         return range
     }

@@ -44,6 +44,26 @@ struct NodeRef: Equatable {
         (entries + index).pointee.store(pte.raw, ordering: .releasing)
     }
 
+    /// Replaces entry `index`, read as `old`, by `new` without losing the A and D bits the MMU
+    /// set in it since (Release): a compare-exchange that, when it finds A or D newly set, ORs
+    /// them into `new` and tries again. Only for a node whose lock the caller holds, whose
+    /// entries then change only by the MMU setting A/D (`SimulatedMmu`).
+    @inlinable @inline(__always)
+    func update(_ index: Int, from old: PageTableEntry, to new: PageTableEntry) {
+        var expected = old.raw
+        var desired = new.raw
+        while true {
+            let (exchanged, current) = (entries + index).pointee.compareExchange(
+                expected: expected, desired: desired, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            let appeared = current & ~expected
+            precondition(appeared & ~(PageTableEntry.accessed | PageTableEntry.dirty) == 0 && expected & ~current == 0,
+                         "a locked page-table entry changed other than by the MMU setting A/D")
+            desired |= appeared
+            expected = current
+        }
+    }
+
     // MARK: Metadata
 
     @inlinable @inline(__always)

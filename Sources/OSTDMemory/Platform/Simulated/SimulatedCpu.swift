@@ -1,4 +1,5 @@
-// One simulated CPU: whether a host thread is bound to it, and its MMU (CR3 and the TLB).
+// One simulated CPU: whether a host thread is bound to it, and its MMU (CR3, the TLB and the
+// paging controls its control registers hold).
 //
 // A host thread *binds* itself to a CPU for the duration of `Machine.withCpu`: while it is bound,
 // no other thread may use that CPU, which is what a kernel gets by disabling preemption. The MMU
@@ -25,6 +26,9 @@ struct SimulatedCpu: ~Copyable {
     @usableFromInline let activeSpace = Atomic<UInt>(0)
     /// The TLB, out of line: it is mutated under `mmuLock` while other CPUs read this record.
     @usableFromInline let tlb: UnsafeMutablePointer<Tlb>
+    /// CR0.WP, CR4.SMEP/SMAP, EFER.NXE and what CPUID says of paging: what the MMU's rule
+    /// (`X86Mmu`) is decided with. Changed only under `mmuLock`, with the TLB flushed.
+    @usableFromInline var pagingControls = PagingControls.standard
 
     init(id: Int, machineCpus: UnsafeMutablePointer<SimulatedCpu>) {
         self.id = id

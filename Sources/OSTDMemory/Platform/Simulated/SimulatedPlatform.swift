@@ -138,6 +138,23 @@ struct SimulatedPlatform: Platform {
         cpus[cpu].withMmuLocked { cpus[cpu].tlb.pointee.validEntries() }
     }
 
+    // MARK: Paging controls
+
+    /// Sets `cpu`'s paging controls and flushes its TLB (its entries were cached under the old
+    /// controls).
+    func setPagingControls(_ controls: PagingControls, on cpu: Int) {
+        let state = cpus + cpu
+        state.pointee.mmuLock.lock()
+        state.pointee.pagingControls = controls
+        state.pointee.tlb.pointee.flushAll()
+        state.pointee.mmuLock.unlock()
+    }
+
+    /// `cpu`'s paging controls.
+    func pagingControls(on cpu: Int) -> PagingControls {
+        cpus[cpu].withMmuLocked { cpus[cpu].pagingControls }
+    }
+
     // MARK: User accesses
 
     @inlinable @inline(__always)
@@ -146,7 +163,8 @@ struct SimulatedPlatform: Platform {
         state.pointee.mmuLock.lock()
         defer { state.pointee.mmuLock.unlock() }
         guard state.pointee.activeRoot.load(ordering: .relaxed) == root.rawValue else { return nil }
-        var mmu = SimulatedMmu(tlb: state.pointee.tlb, root: root, memoryBase: memoryBase)
+        var mmu = SimulatedMmu(tlb: state.pointee.tlb, root: root, memoryBase: memoryBase,
+                               controls: state.pointee.pagingControls)
         return body(&mmu)
     }
 }

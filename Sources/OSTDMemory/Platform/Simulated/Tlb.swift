@@ -1,10 +1,12 @@
 // A simulated CPU's TLB: the translations it has cached, and nothing else.
 //
 // Like the hardware it models, the TLB is filled by the page walk that follows a miss and is
-// emptied only by flushes (`invlpg`, a CR3 write). An entry keeps the physical page and the
-// access rights the walk saw, so after the page table changes a stale entry stays usable until
+// emptied only by flushes (`invlpg`, a CR3 write). An entry keeps the physical page, the rights
+// the walk granted (`PageRights`, folded over every entry of the walk by `X86Mmu.rights`) and
+// whether the leaf was dirty, so after the page table changes a stale entry stays usable until
 // it is flushed: exactly the window that `TlbFlusher` closes and that OSTD's "keep the frame
-// until every CPU has flushed" rule makes harmless.
+// until every CPU has flushed" rule makes harmless. A hit is decided by `X86Mmu.check` on the
+// cached rights; a write through an entry cached clean is the MMU's to re-walk (to set D).
 //
 // Three four-way set-associative arrays, one per leaf size, as x86 parts keep separate TLBs for
 // 4 KiB, 2 MiB and 1 GiB pages (164 entries in all, about a first-level data TLB). Negative
@@ -12,7 +14,8 @@
 // `SimulatedCpu` and is used only with that CPU's MMU lock held.
 
 /// One cached translation: the tag is the virtual page number at the entry's size with bit 0
-/// set when valid; the value is the physical page base with the access rights in its low bits.
+/// set when valid; the value is the physical page base with the rights and the leaf's dirty
+/// state in its low bits.
 @usableFromInline
 struct TlbEntry {
     @usableFromInline var tag: UInt64
@@ -20,6 +23,8 @@ struct TlbEntry {
 
     @usableFromInline static var userBit: UInt64 { 1 }
     @usableFromInline static var writableBit: UInt64 { 2 }
+    @usableFromInline static var executableBit: UInt64 { 4 }
+    @usableFromInline static var dirtyBit: UInt64 { 8 }
     @usableFromInline static var invalid: TlbEntry { TlbEntry(tag: 0, value: 0) }
 
     @inlinable init(tag: UInt64, value: UInt64) {
@@ -28,20 +33,20 @@ struct TlbEntry {
     }
 }
 
-/// What a TLB lookup found: the physical address of the byte, the bytes left in its page, and
-/// the access rights the entry grants.
+/// What a TLB lookup found: the physical address of the byte, the bytes left in its page, the
+/// rights the entry grants and whether its leaf was dirty when cached.
 @usableFromInline
 struct TlbTranslation {
     @usableFromInline var paddr: Paddr
     @usableFromInline var bytesLeftInPage: Int
-    @usableFromInline var user: Bool
-    @usableFromInline var writable: Bool
+    @usableFromInline var rights: PageRights
+    @usableFromInline var dirty: Bool
 
-    @inlinable init(paddr: Paddr, bytesLeftInPage: Int, user: Bool, writable: Bool) {
+    @inlinable init(paddr: Paddr, bytesLeftInPage: Int, rights: PageRights, dirty: Bool) {
         self.paddr = paddr
         self.bytesLeftInPage = bytesLeftInPage
-        self.user = user
-        self.writable = writable
+        self.rights = rights
+        self.dirty = dirty
     }
 }
 
@@ -119,8 +124,10 @@ struct Tlb: ~Copyable {
                 return TlbTranslation(
                     paddr: Paddr(entry.value & ~UInt64(pageSize - 1)) + offset,
                     bytesLeftInPage: size - offset,
-                    user: entry.value & TlbEntry.userBit != 0,
-                    writable: entry.value & TlbEntry.writableBit != 0)
+                    rights: PageRights(user: entry.value & TlbEntry.userBit != 0,
+                                       writable: entry.value & TlbEntry.writableBit != 0,
+                                       executable: entry.value & TlbEntry.executableBit != 0),
+                    dirty: entry.value & TlbEntry.dirtyBit != 0)
             }
             way += 1
         }
@@ -128,13 +135,16 @@ struct Tlb: ~Copyable {
     }
 
     /// Caches the leaf that a page walk found for `va` (its page at `paddr`, of `level`, with the
-    /// rights it grants), in a free way of its set or in place of the set's round-robin victim.
+    /// rights the walk grants and the leaf's dirty state), in a free way of its set or in place
+    /// of the set's round-robin victim.
     @inlinable @inline(__always)
-    mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, user: Bool, writable: Bool) {
+    mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, rights: PageRights, dirty: Bool) {
         let (first, tag) = Tlb.set(va, level: level)
         var value = paddr.rawValue
-        if user { value |= TlbEntry.userBit }
-        if writable { value |= TlbEntry.writableBit }
+        if rights.user { value |= TlbEntry.userBit }
+        if rights.writable { value |= TlbEntry.writableBit }
+        if rights.executable { value |= TlbEntry.executableBit }
+        if dirty { value |= TlbEntry.dirtyBit }
         var target = -1
         for way in 0..<Tlb.ways where entries[first + way].tag & 1 == 0 {
             target = first + way
@@ -171,8 +181,8 @@ struct Tlb: ~Copyable {
         entries.update(repeating: .invalid, count: Tlb.entryCount)
     }
 
-    /// Every valid entry, for audits: the page's virtual and physical base, its level and the
-    /// rights cached with it.
+    /// Every valid entry, for audits: the page's virtual and physical base, its level, the
+    /// rights and the dirty state cached with it.
     func validEntries() -> [TlbEntryInfo] {
         var result: [TlbEntryInfo] = []
         for level in PagingLevel(1)...3 {
@@ -182,7 +192,8 @@ struct Tlb: ~Copyable {
                 let va = Vaddr(signExtend((entry.tag >> 1) << PagingConsts.indexShift(level)))
                 result.append(TlbEntryInfo(va: va, level: level, paddr: Paddr(entry.value & ~UInt64(pageSize - 1)),
                                            user: entry.value & TlbEntry.userBit != 0,
-                                           writable: entry.value & TlbEntry.writableBit != 0))
+                                           writable: entry.value & TlbEntry.writableBit != 0,
+                                           dirty: entry.value & TlbEntry.dirtyBit != 0))
             }
         }
         return result
@@ -212,4 +223,7 @@ public struct TlbEntryInfo: Equatable, Sendable {
     public var user: Bool
     /// Whether the entry allows writes.
     public var writable: Bool
+    /// Whether the leaf was dirty when the entry was cached (a write through a clean entry walks
+    /// again to set D).
+    public var dirty = false
 }
