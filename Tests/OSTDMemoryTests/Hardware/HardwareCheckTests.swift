@@ -2,6 +2,7 @@
 // with the software's rule on every access, fault error code and A/D bit; and deliberately wrong
 // entries, which must not. Skipped, with the reason shown, where /dev/kvm is missing.
 
+import Synchronization
 import Testing
 @_spi(OSTDInternals) import OSTDMemory
 @_spi(Testing) import OSTDKVM
@@ -115,6 +116,86 @@ struct HardwareCheckTests {
             .pageFault(PageFaultErrorCode(rawValue: 0x2), cr2: Vaddr(0x1000)),
         ])
     }
+}
+
+/// The simulated MMU and the walker, side by side on the same accesses.
+@Suite(.enabled(if: VirtualMachine.isAvailable, "/dev/kvm is not available: the hardware check cannot run here"))
+struct SimulatedMmuMatchesTheWalkerTests {
+    /// A leaf without R: the error code the simulated MMU hands the page-fault handler for a user
+    /// read and write is the one the walker pushes at CPL 3.
+    @Test func aLeafWithoutReadFaultsTheSameInBoth() throws {
+        let runner = try scriptedSpace("") { try mapFrame($0, at: 0x1000, .user([.w])) }
+        let space = runner.space
+        let seen = Mutex<[PageFaultErrorCode]>([])
+        space.pageFaultHandler = { _, fault in
+            seen.withLock { $0.append(fault.errorCode) }
+            return false
+        }
+        _ = try? space.withReader(at: Vaddr(0x1008), count: 8) { try $0.readVal(UInt64.self) }
+        _ = try? space.withWriter(at: Vaddr(0x1010), count: 8) { try $0.writeVal(UInt64(7)) }
+        let hardware = try probeOnHardware(machine: runner.machine, kernelPageTable: runner.kernelPageTable,
+                                           root: space.rootPaddr, [(Vaddr(0x1008), MemoryAccess(.read, userMode: true)),
+                                                                   (Vaddr(0x1010), MemoryAccess(.write, userMode: true))])
+        let software = seen.withLock { $0 }
+        #expect(software == [PageFaultErrorCode(rawValue: 0x4), PageFaultErrorCode(rawValue: 0x6)])
+        #expect(hardware == software.enumerated().map { .pageFault($1, cr2: Vaddr([0x1008, 0x1010][$0])) })
+    }
+
+    /// The same user reads and writes, once through the simulated MMU (a `VmReader`/`VmWriter`)
+    /// and once on the walker at CPL 3, leave the same A and D bits in every user-half entry.
+    @Test func accessedAndDirtyBitsAreTheSameInBoth() throws {
+        let runner = try scriptedSpace(smallScript)
+        let space = runner.space
+        let reads: [UInt64] = [0x400010, 0x600ff0, 0x40000000, 0x40100800, 0x40300000]
+        let writes: [UInt64] = [0x601000, 0x40000008, 0x40300010, 0x400020 /* read-only: faults */]
+        let accesses = reads.map { (Vaddr($0), MemoryAccess(.read, userMode: true)) }
+            + writes.map { (Vaddr($0), MemoryAccess(.write, userMode: true)) }
+
+        _ = try probeOnHardware(machine: runner.machine, kernelPageTable: runner.kernelPageTable,
+                                root: space.rootPaddr, accesses)   // clears A/D first, then probes
+        let hardware = accessedDirtyBits(runner)
+
+        clearAccessedDirtyBits(runner)
+        do {   // a TLB flush: every access walks again, as in the fresh guest
+            var cursor = try space.cursorMut(Vaddr(0)..<Vaddr(0x1000))
+            cursor.flusher.issueTlbFlush(.all)
+            cursor.flusher.dispatchTlbFlush()
+        }
+        for va in reads { _ = try space.withReader(at: Vaddr(va), count: 1) { try $0.readVal(UInt8.self) } }
+        for va in writes { _ = try? space.withWriter(at: Vaddr(va), count: 1) { try $0.writeVal(UInt8(0)) } }
+        let software = accessedDirtyBits(runner)
+        #expect(software.values.contains { $0 != 0 })
+        #expect(software == hardware)
+    }
+}
+
+/// The A/D bits of every present user-half entry, by the entry's physical address.
+func accessedDirtyBits(_ runner: ScriptRunner) -> [UInt64: UInt64] {
+    var bits: [UInt64: UInt64] = [:]
+    forEachUserEntry(runner) { location, entry in
+        bits[location] = entry.pointee & (PageTableEntry.accessed | PageTableEntry.dirty)
+    }
+    return bits
+}
+
+/// Clears the A/D bits of every user-half entry.
+func clearAccessedDirtyBits(_ runner: ScriptRunner) {
+    forEachUserEntry(runner) { _, entry in entry.pointee &= ~(PageTableEntry.accessed | PageTableEntry.dirty) }
+}
+
+/// Calls `body` with every present entry of the user half of `runner`'s space.
+func forEachUserEntry(_ runner: ScriptRunner, _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
+    func visit(_ node: Paddr, level: PagingLevel) {
+        for i in 0..<(level == 4 ? 256 : 512) {
+            let location = node + i * 8
+            let entry = runner.machine.pointer(to: location, count: 8).assumingMemoryBound(to: UInt64.self)
+            guard entry.pointee & PageTableEntry.present != 0 else { continue }
+            body(location.rawValue, entry)
+            let pte = PageTableEntry(raw: entry.pointee)
+            if level > 1 && !pte.isLeaf { visit(pte.paddr(level: level), level: level - 1) }
+        }
+    }
+    visit(runner.space.rootPaddr, level: 4)
 }
 
 /// The test-only corruptions of issue 13, each applied to one leaf of `smallScript`'s space.
