@@ -4,9 +4,9 @@
 // touch a CPU directly. They ask the platform which CPU they run on (with preemption disabled, so
 // the answer stays true and that CPU's `CpuLocal` values are theirs), load a page-table root into a CPU
 // (CR3), flush TLBs, wait for a CPU to finish its page walks, and perform user-mode accesses.
-// Today `SimulatedPlatform` implements it over simulated CPUs; a bare-metal x86-64 platform
-// implements the same requirements with `GS`-relative CPU-local storage, `mov cr3`, `invlpg` and
-// IPIs, without touching the layers above.
+// `SimulatedPlatform` implements it over simulated CPUs; the bare-metal kernel (Kernel/)
+// implements the same requirements with `mov cr3`, `invlpg` and interrupts off, without touching
+// the layers above. Which one a build uses is `MachinePlatform` (MachinePlatform.swift).
 //
 // The layers reach the platform as `some Platform` (`MachineRef.platform`), so they can use
 // nothing but these requirements; the type is fixed at build time, so every call is direct.
@@ -15,6 +15,14 @@
 public protocol Platform {
     /// How a user-mode access translates virtual addresses on one CPU.
     associatedtype UserMmu: UserAddressTranslator
+
+    /// The platform of a machine with `cpuCount` CPUs whose physical memory starts at
+    /// `memoryBase` (the linear mapping), with `hooks` for CPU-local storage when the platform
+    /// needs them. `Machine` creates it at boot.
+    init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer)
+
+    /// Called once when the machine is gone (after every frame came back).
+    func shutDown()
 
     /// The number of CPUs; they are numbered `0 ..< cpuCount` (at most 64).
     var cpuCount: Int { get }

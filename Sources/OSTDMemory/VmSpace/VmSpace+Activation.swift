@@ -42,8 +42,10 @@ extension VmSpace {
         return cpu
     }
 
+    #if !OSTD_BARE_METAL
     /// The TLB statistics of `cpu` (see `Machine.tlbStatistics(cpu:)`).
     public func tlbStatistics(cpu: Int) -> TlbStatistics { machine.tlbStatistics(cpu: cpu) }
+    #endif
 
     /// Clears this space from every CPU it may be active on (the space is going away).
     func deactivateEverywhere() {

@@ -98,11 +98,6 @@ public struct FrameAuditContext {
 
     /// The number of 4 KiB frames (the seeds' `MAX_PADDR / 4096`).
     public var frameCount: Int { context.frameCount }
-
-    /// The translations `cpu`'s TLB holds now.
-    public func tlbEntries(cpu: Int) -> [TlbEntryInfo] {
-        context.state.pointee.platform.tlbEntries(on: cpu)
-    }
 }
 
 /// Checks a machine's frame operations against the specification (see the file comment).

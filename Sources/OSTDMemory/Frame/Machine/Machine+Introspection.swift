@@ -24,12 +24,6 @@ extension Machine {
         return context.ledger?.count(index)
     }
 
-    /// The translations `cpu`'s TLB holds now (the simulated platform's; for audits).
-    @_spi(OSTDInternals) public func tlbEntries(cpu: Int) -> [TlbEntryInfo] {
-        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return context.state.pointee.platform.tlbEntries(on: cpu)
-    }
-
     /// A copy of the bytes of physical memory `range` (the contents of the seeds' `MemView`).
     /// Read-only: nothing is written. Exact at a quiescent point; while other threads write the
     /// range the copy may mix old and new bytes.

@@ -114,31 +114,16 @@ public final class Machine: @unchecked Sendable {
     ///
     /// - Precondition: no thread is bound to a CPU of this machine (a quiescent point).
     public func flushCpuCaches() {
+        #if !OSTD_BARE_METAL
         for i in 0..<cpuCount {
             precondition(!context.state.pointee.platform.isBound(i),
                          "cpu \(i) is bound to a thread; flush caches at a quiescent point")
         }
+        #endif
         context.state.pointee.lock.lock()
         context.drainAllCachesLocked()
         context.state.pointee.lock.unlock()
     }
-
-    // MARK: CPUs
-
-    /// Runs `body` with the calling thread bound to CPU `cpu`: allocations and frees it makes use
-    /// that CPU's frame cache, without locks. Nested calls for the same CPU are free.
-    ///
-    /// - Precondition: the machine has CPU-local hooks, `cpu` exists, and no other thread is bound
-    ///   to it ("cpu N is already bound to another thread").
-    public func withCpu<R: ~Copyable, E: Error>(_ cpu: Int, _ body: () throws(E) -> R) throws(E) -> R {
-        precondition(context.state.pointee.platform.hooks != nil,
-                     "this machine has no CPU-local hooks; create it with cpuLocal:")
-        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return try context.state.pointee.platform.bind(cpu, body)
-    }
-
-    /// The CPU the calling thread is bound to on this machine, if any.
-    public var currentCpu: Int? { context.state.pointee.platform.currentCpu() }
 
     // MARK: Linear mapping
 
@@ -166,32 +151,5 @@ public final class Machine: @unchecked Sendable {
         // mapped while this `Machine` lives; the pointer is typed read-only.
         return UnsafeRawPointer(context.pointer(to: paddr))
     }
-
-    // MARK: TLBs
-
-    /// The hit, miss and flush counts of `cpu`'s TLB.
-    ///
-    /// - Precondition: the machine has `cpu`.
-    public func tlbStatistics(cpu: Int) -> TlbStatistics {
-        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return context.state.pointee.platform.tlbStatistics(on: cpu)
-    }
-
-    /// Sets `cpu`'s paging controls (CR0.WP, EFER.NXE, CR4.SMEP/SMAP, Page1GB, MAXPHYADDR), which
-    /// its MMU decides every later access with (`X86Mmu`); its TLB is flushed. Every CPU starts
-    /// with `PagingControls.standard`.
-    ///
-    /// - Precondition: the machine has `cpu`.
-    @_spi(OSTDInternals) public func setPagingControls(_ controls: PagingControls, cpu: Int) {
-        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        context.state.pointee.platform.setPagingControls(controls, on: cpu)
-    }
-
-    /// `cpu`'s paging controls.
-    ///
-    /// - Precondition: the machine has `cpu`.
-    @_spi(OSTDInternals) public func pagingControls(cpu: Int) -> PagingControls {
-        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return context.state.pointee.platform.pagingControls(on: cpu)
-    }
 }
+

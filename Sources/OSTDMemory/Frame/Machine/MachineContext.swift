@@ -34,7 +34,7 @@ struct MachineContext: ~Copyable {
     let firstFreeFrame: Int
     let release: PhysicalMemoryRegion.Release?
     /// The CPUs.
-    @usableFromInline let platform: SimulatedPlatform
+    @usableFromInline let platform: MachinePlatform
     /// Each CPU's cache of single free frames (the allocator's CPU-local state).
     @usableFromInline let frameCaches: CpuLocal<FrameCache>
     /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
@@ -60,7 +60,7 @@ struct MachineContext: ~Copyable {
         metaBase = memory.base + pageSize
         firstFreeFrame = 1 + metaFrames
         release = memory.release
-        platform = SimulatedPlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
+        platform = MachinePlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
         frameCaches = CpuLocal(cpuCount: cpuCount) { _ in FrameCache() }
         ledger = audit || auditor != nil ? ObligationLedger(frameCount: frameCount) : nil
         frameAuditor = auditor

@@ -7,6 +7,7 @@
 // and by whoever flushes it, so a remote flush waits for an access in progress, as an IPI waits
 // for the instruction to finish.
 
+#if !OSTD_BARE_METAL
 import Synchronization
 
 /// A simulated CPU.
@@ -51,3 +52,4 @@ struct SimulatedCpu: ~Copyable {
         return body()
     }
 }
+#endif

@@ -6,6 +6,7 @@
 // by the flushing thread under that CPU's MMU lock (what the IPI handler would do), so it is
 // synchronous; and there is no preemption to disable, since a bound thread never leaves its CPU.
 
+#if !OSTD_BARE_METAL
 import Synchronization
 
 /// The simulated CPUs of one machine.
@@ -18,6 +19,7 @@ struct SimulatedPlatform: Platform {
     @usableFromInline let memoryBase: UnsafeMutableRawPointer
 
     /// Creates `cpuCount` CPUs with empty TLBs and no active page table.
+    @usableFromInline
     init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer) {
         cpus = .allocate(capacity: cpuCount)
         for i in 0..<cpuCount { (cpus + i).initialize(to: SimulatedCpu(id: i, machineCpus: cpus)) }
@@ -27,6 +29,7 @@ struct SimulatedPlatform: Platform {
     }
 
     /// Frees the CPU records; no thread may be bound to one.
+    @usableFromInline
     func shutDown() {
         cpus.deinitialize(count: cpuCount)
         cpus.deallocate()
@@ -168,3 +171,4 @@ struct SimulatedPlatform: Platform {
         return body(&mmu)
     }
 }
+#endif

@@ -13,6 +13,7 @@
 // results are never cached (x86 does not cache non-present entries). The TLB belongs to its
 // `SimulatedCpu` and is used only with that CPU's MMU lock held.
 
+#if !OSTD_BARE_METAL
 /// One cached translation: the tag is the virtual page number at the entry's size with bit 0
 /// set when valid; the value is the physical page base with the rights and the leaf's dirty
 /// state in its low bits.
@@ -227,3 +228,4 @@ public struct TlbEntryInfo: Equatable, Sendable {
     /// again to set D).
     public var dirty = false
 }
+#endif

@@ -1,0 +1,122 @@
+// A page walk done in software over physical memory reached through a linear mapping: `X86Mmu`'s
+// rule, with the accessed and dirty bits it sets. The simulated CPUs walk with it after a TLB
+// miss (`SimulatedMmu`); a bare-metal kernel uses it as it is (`SoftwareMmu`) for its copies
+// from and to user memory, which the issue allows to stay software walks while ring 3 is
+// translated by the real MMU.
+//
+// A successful walk sets A in every entry it used and D in the leaf for a write, each with a
+// compare-exchange of the entry it read and only where the bit is not set yet (the hot path walks
+// entries already marked). A compare-exchange that fails means the entry changed under the walk (a
+// cursor edited it): the walk starts again, as KVM's walker and AMD's hardware do. A faulting walk
+// sets nothing.
+
+import Synchronization
+
+/// A successful software translation: the leaf's page, its level and rights, and whether the
+/// leaf is dirty now.
+@frozen @usableFromInline
+struct SoftwareTranslation {
+    @usableFromInline var base: Paddr
+    @usableFromInline var level: PagingLevel
+    @usableFromInline var rights: PageRights
+    @usableFromInline var dirty: Bool
+
+    @inlinable init(base: Paddr, level: PagingLevel, rights: PageRights, dirty: Bool) {
+        self.base = base
+        self.level = level
+        self.rights = rights
+        self.dirty = dirty
+    }
+
+    /// `va`'s byte and the bytes left in its page.
+    @inlinable @inline(__always)
+    func user(_ va: Vaddr) -> UserTranslation {
+        let size = PagingConsts.pageSize(level)
+        let offset = Int(va.rawValue & UInt64(size - 1))
+        return UserTranslation(paddr: base + offset, bytesLeftInPage: size - offset)
+    }
+}
+
+/// Walks page tables in physical memory at `memoryBase` (see the file comment).
+@frozen @usableFromInline
+struct SoftwarePageWalker {
+    @usableFromInline let root: Paddr
+    @usableFromInline let memoryBase: UnsafeMutableRawPointer
+    @usableFromInline let controls: PagingControls
+
+    @inlinable
+    init(root: Paddr, memoryBase: UnsafeMutableRawPointer, controls: PagingControls) {
+        self.root = root
+        self.memoryBase = memoryBase
+        self.controls = controls
+    }
+
+    /// The translation of `va` for `access`, or `nil` with `fault` set to the error code.
+    @inlinable @inline(__always)
+    func translate(_ va: Vaddr, _ access: MemoryAccess, fault: inout PageFaultErrorCode) -> SoftwareTranslation? {
+        while true {
+            let walk = X86Mmu.walk(va, root: root, controls: controls) { entry(at: $0).pointee.load(ordering: .acquiring) }
+            // `X86Mmu.decide`, in its steps: the rights of a walk that reached a leaf are also
+            // what a TLB caches.
+            guard case .leaf(let level) = walk.end else {
+                fault = X86Mmu.decide(walk, access, controls: controls) ?? []
+                return nil
+            }
+            let rights = X86Mmu.rights(walk, controls: controls)
+            if let code = X86Mmu.check(access, rights: rights, controls: controls) {
+                fault = code
+                return nil
+            }
+            guard setAccessedDirty(walk, access) else { continue }
+            let leaf = walk[walk.count - 1]
+            return SoftwareTranslation(base: Paddr(leaf & PageTableEntry.paMask(level)), level: level, rights: rights,
+                                       dirty: access.kind == .write || leaf & PageTableEntry.dirty != 0)
+        }
+    }
+
+    /// The entry at physical address `location`.
+    @inlinable @inline(__always)
+    func entry(at location: Paddr) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: `location` is an entry of a page-table node of this machine (CR3 holds a root,
+        // and every non-leaf entry a child), inside physical memory and eight-byte aligned; a
+        // node is not freed while a CPU may walk it (`Platform.quiesce`), and its entries are
+        // only accessed atomically.
+        (memoryBase + Int(location.rawValue)).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// Sets the A and D bits that the successful `access` through `walk` sets
+    /// (`X86Mmu.accessedDirty`), root first, each with a compare-exchange of the entry the walk
+    /// read, and only where they are not set yet.
+    ///
+    /// - Returns: `false` when an entry changed since the walk read it (walk again).
+    @inlinable @inline(__always)
+    func setAccessedDirty(_ walk: PageWalk, _ access: MemoryAccess) -> Bool {
+        for i in 0..<walk.count {
+            let bits = X86Mmu.accessedDirty(entry: i, of: walk, access)
+            let old = walk[i]
+            guard old & bits != bits else { continue }
+            let (exchanged, _) = entry(at: walk.location(i)).pointee.compareExchange(
+                expected: old, desired: old | bits, ordering: .acquiringAndReleasing)
+            guard exchanged else { return false }
+        }
+        return true
+    }
+}
+
+/// User-mode accesses translated by a software walk alone, without a TLB: a bare-metal kernel's
+/// `Platform.UserMmu` for its copies from and to user memory.
+@frozen
+public struct SoftwareMmu: UserAddressTranslator {
+    @usableFromInline let walker: SoftwarePageWalker
+
+    /// Walks the tables at `root` in physical memory mapped at `memoryBase`, under `controls`.
+    @inlinable
+    public init(root: Paddr, memoryBase: UnsafeMutableRawPointer, controls: PagingControls) {
+        walker = SoftwarePageWalker(root: root, memoryBase: memoryBase, controls: controls)
+    }
+
+    @inlinable @inline(__always)
+    public mutating func translate(_ va: Vaddr, write: Bool, fault: inout PageFaultErrorCode) -> UserTranslation? {
+        walker.translate(va, MemoryAccess(write ? .write : .read, userMode: true), fault: &fault)?.user(va)
+    }
+}
