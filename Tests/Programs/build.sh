@@ -15,7 +15,7 @@ out=$1
 mkdir -p "$out"
 cc=${CC:-cc}
 flags="-static -nostdlib -fno-pie -no-pie -fno-stack-protector -fno-builtin -ffreestanding
-       -mno-sse -mno-sse2 -mno-mmx -mgeneral-regs-only -O1 -Wall -Werror"
+       -mno-sse -mno-sse2 -mno-mmx -mgeneral-regs-only -O1 -Wall"
 count=0
 for c in "$src"/*.c; do
     name=$(basename "$c" .c)
