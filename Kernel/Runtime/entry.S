@@ -63,8 +63,16 @@ trap_common:
     push %r13
     push %r14
     push %r15
+    incq trap_depth(%rip)
+    cmpq $1, trap_depth(%rip)
+    jne nested_trap
+    mov 120(%rsp), %rax
+    mov %rax, first_trap(%rip)
+    mov 136(%rsp), %rax
+    mov %rax, first_trap+8(%rip)
     mov %rsp, %rdi
     call kernel_trap
+    decq trap_depth(%rip)
     .global ostd_trap_return
 ostd_trap_return:
     pop %r15
@@ -84,6 +92,18 @@ ostd_trap_return:
     pop %rax
     add $16, %rsp
     iretq
+
+// A trap while handling a trap: the kernel itself is broken. Halt with the frame on the stack
+// (the VMM reports the registers).
+nested_trap:
+    mov 120(%rsp), %rax     // vector
+    mov 128(%rsp), %rbx     // error code
+    mov 136(%rsp), %rcx     // rip
+    mov %cr2, %rdx
+    mov first_trap(%rip), %r8
+    mov first_trap+8(%rip), %r9
+1:  hlt
+    jmp 1b
 
 // SYSCALL (on hosts where it reaches CPL 0): rcx = user rip, r11 = user rflags, rsp still the
 // user's. Switch to the kernel stack and build the same frame as a trap, vector 0x80.
@@ -127,6 +147,8 @@ ostd_enter_user:
 
     .data
     .align 8
+trap_depth: .quad 0
+first_trap: .quad 0, 0
 syscall_user_rsp: .quad 0
     .global ostd_kernel_stack_top
 ostd_kernel_stack_top: .quad 0

@@ -160,6 +160,19 @@ void free(void *p) {
 
 void *malloc(size_t size) { void *p = 0; return posix_memalign(&p, 16, size) ? 0 : p; }
 
+// MARK: Randomness (hash seeds): a fixed xorshift stream, so that every boot is the same
+
+void arc4random_buf(void *buffer, size_t n) {
+    static uint64_t state = 0x9e3779b97f4a7c15ull;
+    unsigned char *b = buffer;
+    while (n--) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *b++ = (unsigned char)state;
+    }
+}
+
 // MARK: The stack protector
 
 uintptr_t __stack_chk_guard = 0x595e9fbd94fda766ull;
@@ -168,3 +181,4 @@ void __stack_chk_fail(void) {
     while (*m) putchar(*m++);
     ostd_halt();
 }
+

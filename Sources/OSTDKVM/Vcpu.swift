@@ -85,6 +85,50 @@ public final class Vcpu {
         try KvmError.check(ostd_kvm_set_sregs(fd, &sregs), "KVM_SET_SREGS")
     }
 
+    /// The system registers of 64-bit long mode with paging at CPL 0 (CR0.PG|WP|NE|ET|MP|PE,
+    /// CR4.PAE and SMEP when asked, EFER.LME|LMA|NXE), with Linux's selectors (kernel CS 0x10,
+    /// data 0x18, TSS 0x40), CR3 = `root`, and the given GDT, IDT and TSS.
+    public func longModeSystemRegisters(root: UInt64, smep: Bool = false, gdt: (base: UInt64, limit: UInt16),
+                                        idt: (base: UInt64, limit: UInt16), tss: UInt64) throws(KvmError) -> kvm_sregs {
+        var sregs = try systemRegisters()
+        func segment(_ selector: UInt16, code: Bool) -> kvm_segment {
+            var s = kvm_segment()
+            s.base = 0
+            s.limit = 0xffff_ffff
+            s.selector = selector
+            s.type = code ? 11 : 3
+            s.present = 1
+            s.dpl = UInt8(selector & 3)
+            s.db = code ? 0 : 1
+            s.s = 1
+            s.l = code ? 1 : 0
+            s.g = 1
+            return s
+        }
+        sregs.cs = segment(0x10, code: true)
+        sregs.ds = segment(0x18, code: false)
+        sregs.es = sregs.ds
+        sregs.fs = sregs.ds
+        sregs.gs = sregs.ds
+        sregs.ss = sregs.ds
+        var tr = kvm_segment()
+        tr.base = tss
+        tr.limit = 0x67
+        tr.selector = 0x40
+        tr.type = 11
+        tr.present = 1
+        sregs.tr = tr
+        sregs.gdt.base = gdt.base
+        sregs.gdt.limit = gdt.limit
+        sregs.idt.base = idt.base
+        sregs.idt.limit = idt.limit
+        sregs.cr0 = 0x8001_0033
+        sregs.cr3 = root
+        sregs.cr4 = 0x20 | (smep ? 1 << 20 : 0)
+        sregs.efer = 0xd00
+        return sregs
+    }
+
     /// Runs the guest until it exits or `budgetNanoseconds` pass.
     public func run(budgetNanoseconds: Int64) throws(KvmError) -> VcpuExit {
         let result = ostd_kvm_run(fd, run, budgetNanoseconds)

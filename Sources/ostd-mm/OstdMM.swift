@@ -12,7 +12,7 @@ struct OstdMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ostd-mm",
         abstract: "The memory-management core of Asterinas OSTD, in Swift.",
-        subcommands: [Run.self, Dump.self, Demo.self, Bench.self, HwCheck.self])
+        subcommands: [Run.self, Dump.self, Demo.self, Bench.self, HwCheck.self, Boot.self])
 
     static func main() {
         do {

@@ -172,43 +172,11 @@ final class ProbeRunner {
 
     /// Long mode with paging at CPL 0: Linux's GDT selectors, the probe kernel's GDT, IDT and TSS.
     private func systemRegisters(root: Paddr) throws(KvmError) -> kvm_sregs {
-        var sregs = try vcpu.systemRegisters()
-        func segment(_ selector: UInt16, code: Bool) -> kvm_segment {
-            var s = kvm_segment()
-            s.base = 0
-            s.limit = 0xffff_ffff
-            s.selector = selector
-            s.type = code ? 11 : 3
-            s.present = 1
-            s.dpl = UInt8(selector & 3)
-            s.db = code ? 0 : 1
-            s.s = 1
-            s.l = code ? 1 : 0
-            s.g = 1
-            return s
-        }
-        sregs.cs = segment(GuestSelectors.kernelCode, code: true)
-        sregs.ds = segment(GuestSelectors.kernelData, code: false)
-        sregs.es = sregs.ds
-        sregs.fs = sregs.ds
-        sregs.gs = sregs.ds
-        sregs.ss = sregs.ds
-        var tr = kvm_segment()
-        tr.base = ProbeLayout.va(page: ProbeLayout.systemPage, offset: ProbeLayout.tssOffset)
-        tr.limit = 0x67
-        tr.selector = GuestSelectors.tss
-        tr.type = 11
-        tr.present = 1
-        sregs.tr = tr
-        sregs.gdt.base = ProbeLayout.va(page: ProbeLayout.systemPage, offset: ProbeLayout.gdtOffset)
-        sregs.gdt.limit = UInt16(ProbeLayout.gdtLimit)
-        sregs.idt.base = ProbeLayout.va(page: ProbeLayout.idtPage)
-        sregs.idt.limit = 32 * 16 - 1
-        sregs.cr0 = 0x8001_0033                                   // PG WP NE ET MP PE
-        sregs.cr3 = root.rawValue
-        sregs.cr4 = 0x20 | (controls.smep ? 1 << 20 : 0)          // PAE, SMEP where offered
-        sregs.efer = 0xd00                                        // NXE LMA LME
-        return sregs
+        try vcpu.longModeSystemRegisters(
+            root: root.rawValue, smep: controls.smep,
+            gdt: (ProbeLayout.va(page: ProbeLayout.systemPage, offset: ProbeLayout.gdtOffset), UInt16(ProbeLayout.gdtLimit)),
+            idt: (ProbeLayout.va(page: ProbeLayout.idtPage), 32 * 16 - 1),
+            tss: ProbeLayout.va(page: ProbeLayout.systemPage, offset: ProbeLayout.tssOffset))
     }
 }
 

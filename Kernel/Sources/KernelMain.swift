@@ -1,0 +1,31 @@
+// The kernel's entry: it takes over the machine the VMM prepared, builds its own page table with
+// the core's `PageTable<KernelPtConfig>`, moves CR3 onto it, and runs the program.
+
+@_cdecl("kernel_main")
+func kernelMain(_ raw: UnsafeMutableRawPointer) {
+    let info = raw.assumingMemoryBound(to: BootInfo.self)
+    klog(.text("ostd-kernel: booting"))
+    let boot = info.pointee
+    guard boot.magic == BootInfo.expectedMagic else {
+        fail("bad boot information")
+    }
+    // The descriptor tables first, so that a fault from here on is reported, not a triple fault.
+    let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+    page.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+    let stack = UnsafeMutableRawPointer.allocate(byteCount: 64 << 10, alignment: 4096)
+    Descriptors.install(in: page, kernelStackTop: UInt64(UInt(bitPattern: stack)) + (64 << 10))
+    let kernel = Kernel(boot: boot)
+    exitVm(kernel.run())
+}
+
+@_cdecl("kernel_trap")
+func kernelTrap(_ raw: UnsafeMutableRawPointer) {
+    let frame = raw.assumingMemoryBound(to: TrapFrame.self)
+    guard let kernel = Kernel.current else {
+        // During boot: report without allocating (the fault may be the allocator's).
+        klog(.text("ostd-kernel: trap "), .decimal(Int(frame.pointee.vector)), .text(" during boot, error "),
+             .hex(frame.pointee.errorCode), .text(" at "), .hex(frame.pointee.rip), .text(" cr2 "), .hex(readCr2()))
+        exitVm(125)
+    }
+    kernel.trap(frame)
+}
