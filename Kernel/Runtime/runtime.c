@@ -96,13 +96,20 @@ size_t strlen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 
 int putchar(int c) { ostd_outb(0xe9, (uint8_t)c); return c; }
 
-// MARK: The allocator: size classes of 16 B to 64 KiB with free lists, carved from a heap in .bss.
+// MARK: The allocator: size classes of 16 B to 64 KiB with free lists, carved from the heap.
+//
+// The heap is not in the kernel image: the VMM maps it at a positive address (0x7f00_0000_0000,
+// root entry 254), because Embedded Swift's runtime, inlined into every retain, treats an object
+// at a negative address (the kernel half) as a tagged value that is never retained or released:
+// objects there could never be freed and copy-on-write would see every buffer as unique.
 
-#define HEAP_SIZE (32u << 20)
-static unsigned char heap[HEAP_SIZE] __attribute__((aligned(4096)));
+static unsigned char *heap;
+static size_t heap_size;
 static size_t heap_used;
 static void *free_lists[13];   // 16 << class
 uint64_t ostd_heap_in_use;
+
+void ostd_heap_init(void *base, size_t size) { heap = base; heap_size = size; }
 
 struct header { uint64_t class_index; uint64_t offset; };   // just before the block
 
@@ -118,7 +125,7 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
     int c = class_of(size + alignment);
     if (c >= 13) {   // large: carved, never reused
         size_t start = (heap_used + sizeof(struct header) + alignment - 1) & ~(alignment - 1);
-        if (start + size > HEAP_SIZE) return 12;
+        if (start + size > heap_size) return 12;
         heap_used = start + size;
         struct header *h = (struct header *)(heap + start) - 1;
         h->class_index = 99;
@@ -133,7 +140,7 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
         free_lists[c] = *(void **)block;
     } else {
         size_t start = (heap_used + 15) & ~(size_t)15;
-        if (start + block_size > HEAP_SIZE) return 12;
+        if (start + block_size > heap_size) return 12;
         heap_used = start + block_size;
         block = heap + start;
     }
@@ -181,4 +188,3 @@ void __stack_chk_fail(void) {
     while (*m) putchar(*m++);
     ostd_halt();
 }
-

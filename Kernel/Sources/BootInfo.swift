@@ -22,4 +22,11 @@ struct BootInfo {
     var argumentCount: UInt64
     /// Bit 0: trace system calls and page faults.
     var flags: UInt64
+    /// The heap, mapped by the boot tables' root entry 254 (a positive address: see
+    /// Runtime/runtime.c).
+    var heapVirtual: UInt64
+    var heapSize: UInt64
 }
+
+/// The root entry the heap's mapping hangs from, shared into every root the kernel loads.
+let heapRootEntry = 254

@@ -15,6 +15,7 @@
 @_extern(c, "ostd_interrupts_save_disable") func interruptsSaveDisable() -> UInt64
 @_extern(c, "ostd_interrupts_restore") func interruptsRestore(_ enabled: UInt64)
 @_extern(c, "ostd_halt") func haltForever()
+@_extern(c, "ostd_heap_init") func heapInit(_ base: UnsafeMutableRawPointer, _ size: Int)
 @_extern(c, "ostd_enter_user") func enterUserMode(_ rip: UInt64, _ rsp: UInt64)
 
 /// Addresses the linker script and the assembly define.
@@ -35,6 +36,7 @@ func address(of symbol: UnsafeMutablePointer<UInt8>) -> UInt64 { UInt64(UInt(bit
 /// (0xF4: the status of the run).
 enum Ports {
     static let console: UInt16 = 0xe9
+    static let output: UInt16 = 0xea
     static let root: UInt16 = 0xf0
     static let exit: UInt16 = 0xf4
 }

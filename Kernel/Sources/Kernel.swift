@@ -41,6 +41,8 @@ final class Kernel {
         mapUntracked(address(of: &dataStart), address(of: &dataEnd), physical: physical(address(of: &dataStart)), .kernel(.rw))
         mapUntracked(boot.linearBase, boot.linearBase + boot.ramSize, physical: 0, .kernel(.rw))
         kernelRoot = kernelPageTable.rootPaddr.rawValue
+        // The heap's entry, as the boot tables have it (their subtree lives in the kernel's area).
+        rootEntries(kernelRoot)[heapRootEntry] = rootEntries(readCr3() & ~0xfff)[heapRootEntry]
         writeCr3(kernelRoot)
         announceRoot(kernelRoot)
         klog(.text("ostd-kernel: CR3 = "), .hex(kernelRoot), .text(", the root of our PageTable<KernelPtConfig>; "),
@@ -73,15 +75,151 @@ final class Kernel {
         }
     }
 
+    /// The program running, if any.
+    var process: Process?
+    /// Frames handed out before the program was created: what must be outstanding again after.
+    var framesBeforeProgram = 0
+
     func run() -> Int {
         takeOver()
-        klog(.text("ostd-kernel: "), .decimal(machine.freeFrames), .text(" frames free"))
-        return 0
+        framesBeforeProgram = machine.outstandingFrames
+        // `enterUserMode` never returns, so nothing may hold the program here: `start` keeps it
+        // in `process` alone, and traps find it there.
+        let loaded = start()
+        enterUserMode(loaded.entry, loaded.stackPointer)
+        fail("returned from ring 3")
     }
 
+    /// Creates the program's space, loads it, and activates the space.
+    private func start() -> LoadedProgram {
+        let process: Process
+        switch Result(catching: { () throws(OSTDError) in try Process(kernel: self) }) {
+        case .success(let value): process = value
+        case .failure: fail("cannot create the program's address space")
+        }
+        self.process = process
+        let file = ElfBytes(base: UnsafeRawPointer(bitPattern: UInt(boot.linearBase + boot.programPhysical))!,
+                            count: Int(boot.programSize))
+        var arguments: [UnsafeBufferPointer<UInt8>] = []
+        var at = UnsafePointer<UInt8>(bitPattern: UInt(boot.linearBase + boot.argumentsPhysical))!
+        for _ in 0..<boot.argumentCount {
+            var length = 0
+            while at[length] != 0 { length += 1 }
+            arguments.append(UnsafeBufferPointer(start: at, count: length))
+            at += length + 1
+        }
+        let loaded: LoadedProgram
+        switch Result(catching: { () throws(LoadError) in try process.load(file, arguments: arguments) }) {
+        case .success(let value): loaded = value
+        case .failure(.notElf): fail("the program is not a static x86-64 ELF executable")
+        case .failure(.badSegment): fail("the program has a segment outside its file or the user address space")
+        case .failure(.noMemory): fail("no memory to load the program")
+        }
+        process.breakStart = loaded.imageEnd
+        process.breakCurrent = loaded.imageEnd
+        process.space.activate(on: 0)
+        klog(.text("ostd-kernel: running the program in ring 3, CR3 = "), .hex(process.space.rootPaddr.rawValue),
+             .text(" (its VmSpace's root, sharing our kernel half)"))
+        return loaded
+    }
+
+    /// A trap: a system call, a page fault, or an exception that ends the program.
     func trap(_ frame: UnsafeMutablePointer<TrapFrame>) {
-        klog(.text("ostd-kernel: unexpected trap "), .decimal(Int(frame.pointee.vector)), .text(" error "),
-             .hex(frame.pointee.errorCode), .text(" at "), .hex(frame.pointee.rip), .text(" cr2 "), .hex(readCr2()))
-        exitVm(126)
+        guard frame.pointee.fromUser, process != nil else {
+            klog(.text("ostd-kernel: trap "), .decimal(Int(frame.pointee.vector)), .text(" in the kernel, error "),
+                 .hex(frame.pointee.errorCode), .text(" at "), .hex(frame.pointee.rip), .text(" cr2 "), .hex(readCr2()))
+            exitVm(126)
+        }
+        // The program's reference ends with `handle`, so that `finish` can drop the program.
+        if let status = handle(frame) { finish(status: status) }
+    }
+
+    /// Handles a trap from ring 3; returns the program's status when it has ended.
+    private func handle(_ frame: UnsafeMutablePointer<TrapFrame>) -> Int? {
+        guard let process else { return 125 }
+        let vector = frame.pointee.vector
+        let cr2 = readCr2()
+        // Under kvm_pvm, SYSCALL jumps to LSTAR but stays at CPL 3: the fetch there faults (P|U|I)
+        // with CR2 = LSTAR. That is this kernel's system-call entry too (RCX, R11 are right).
+        if vector == Vector.syscall || (vector == Vector.pageFault && frame.pointee.errorCode == 0x15 && cr2 == rdmsrLstar) {
+            var status: Int? = nil
+            let result = process.syscall(frame, status: &status)
+            if let status { return status }
+            frame.pointee.rax = UInt64(bitPattern: result)
+            frame.pointee.rip = frame.pointee.rcx
+            frame.pointee.rflags = frame.pointee.r11 & ~0x100 | 0x2
+            frame.pointee.cs = 0x33
+            frame.pointee.ss = 0x2b
+            return nil
+        }
+        if vector == Vector.pageFault {
+            let code = frame.pointee.errorCode
+            if trace {
+                klog(.text("ostd-kernel: page fault at "), .hex(cr2), .text(" error "), .hex(code), .text(" rip "), .hex(frame.pointee.rip))
+            }
+            if process.resolveFault(cr2, write: code & 2 != 0, fetch: code & 0x10 != 0) { return nil }
+            klog(.text("ostd-kernel: SIGSEGV: the program touched "), .hex(cr2), .text(" (error "), .hex(code),
+                 .text(") at rip "), .hex(frame.pointee.rip))
+            return 128 + 11
+        }
+        let signal: Int = switch vector {
+        case Vector.divideError: 8          // SIGFPE
+        case Vector.invalidOpcode: 4        // SIGILL
+        case Vector.breakpoint: 5           // SIGTRAP
+        default: 11                         // SIGSEGV
+        }
+        klog(.text("ostd-kernel: exception "), .decimal(Int(vector)), .text(" at "), .hex(frame.pointee.rip),
+             .text(": signal "), .decimal(signal))
+        return 128 + signal
+    }
+
+    /// Ends the program: its space goes (CR3 back to the kernel's root), and every frame it used
+    /// must be back.
+    func finish(status: Int) -> Never {
+        let served = process?.faultsServed ?? 0
+        process?.close()
+        process = nil
+        let outstanding = machine.outstandingFrames
+        guard outstanding == framesBeforeProgram else {
+            klog(.text("ostd-kernel: frames leaked: "), .decimal(outstanding - framesBeforeProgram))
+            exitVm(124)
+        }
+        klog(.text("ostd-kernel: the program exited with status "), .decimal(status), .text("; "), .decimal(served),
+             .text(" page faults served; every frame it used came back ("), .decimal(outstanding),
+             .text(" outstanding, as before it ran)"))
+        exitVm(status)
+    }
+
+    /// Hands `count` bytes at `bytes` (kernel memory) to the VMM as output on `fd`.
+    func output(fd: UInt64, _ bytes: UnsafeMutableRawPointer, _ count: Int) {
+        let request = UnsafeMutablePointer<UInt64>.allocate(capacity: 3)
+        defer { request.deallocate() }
+        request[0] = fd
+        request[1] = physical(of: UInt64(UInt(bitPattern: bytes)))
+        request[2] = UInt64(count)
+        outl(Ports.output, UInt32(truncatingIfNeeded: physical(of: UInt64(UInt(bitPattern: request)))))
+    }
+
+    /// The physical address of kernel address `va`: in the image, or on the heap.
+    func physical(of va: UInt64) -> UInt64 {
+        if va >= boot.heapVirtual && va < boot.heapVirtual + boot.heapSize {
+            return heapPhysical + (va - boot.heapVirtual)
+        }
+        return boot.kernelPhysical + (va - boot.kernelVirtualBase)
+    }
+
+    /// Where the heap is physically (read from the boot tables' heap entry: a 2 MiB leaf).
+    var heapPhysical: UInt64 {
+        let level3 = rootEntries(kernelRoot)[heapRootEntry] & PageTableEntry.childMask
+        let level2 = rootEntries(level3)[0] & PageTableEntry.childMask
+        return rootEntries(level2)[0] & PageTableEntry.paMask(2)
+    }
+
+    /// The 512 entries of the table at physical `paddr`, through the linear map.
+    func rootEntries(_ paddr: UInt64) -> UnsafeMutablePointer<UInt64> {
+        UnsafeMutablePointer<UInt64>(bitPattern: UInt(boot.linearBase + paddr))!
     }
 }
+
+/// LSTAR, the SYSCALL entry (read once; the kernel never changes it).
+let rdmsrLstar: UInt64 = rdmsr(0xc000_0082)

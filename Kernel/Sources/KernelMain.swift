@@ -4,6 +4,7 @@
 @_cdecl("kernel_main")
 func kernelMain(_ raw: UnsafeMutableRawPointer) {
     let info = raw.assumingMemoryBound(to: BootInfo.self)
+    heapInit(UnsafeMutableRawPointer(bitPattern: UInt(info.pointee.heapVirtual))!, Int(info.pointee.heapSize))
     klog(.text("ostd-kernel: booting"))
     let boot = info.pointee
     guard boot.magic == BootInfo.expectedMagic else {

@@ -32,6 +32,9 @@ struct Boot: ParsableCommand {
     @Flag(help: "Print every system call and page fault (the kernel's log, on standard error).")
     var trace = false
 
+    @Option(help: "Seconds the whole run may take before it is stopped.")
+    var timeout = 120.0
+
     @Option(help: "The kernel ELF (default: .build-kernel/ostd-kernel.elf, built if needed).")
     var kernel: String?
 
@@ -50,6 +53,7 @@ struct Boot: ParsableCommand {
         var options = BootOptions(kernel: kernelPath, program: bytes, arguments: [program] + arguments)
         options.machineMemory = size
         options.trace = trace
+        options.budgetSeconds = timeout
         do {
             let result = try bootKernel(options, output: { fd, bytes in
                 bytes.withUnsafeBytes { _ = write(fd == 2 ? 2 : 1, $0.baseAddress, $0.count) }

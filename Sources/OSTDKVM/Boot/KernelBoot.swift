@@ -5,10 +5,13 @@
 //
 //     guest physical   0 ..< M              the core's frames (the kernel's `Machine`)
 //                      M ..< M + image       the kernel image (virtual 0xffffffff80000000 + offset)
-//                      then                  boot page tables, boot information, program, arguments
+//                      then                  the kernel heap (virtual 0x7f00_0000_0000), boot page
+//                                            tables, boot information, program, arguments
 //
-// The boot page tables map all RAM at 0xffff_8000_0000_0000 (the linear map) and the image at
-// 0xffff_ffff_8000_0000, with 2 MiB pages; the kernel replaces them with its own at once. The
+// The boot page tables map all RAM at 0xffff_8000_0000_0000 (the linear map), the image at
+// 0xffff_ffff_8000_0000 and the kernel's heap at 0x7f00_0000_0000 (root entry 254: Embedded
+// Swift's runtime never frees an object at a negative address, so the heap must be at a positive
+// one), with 2 MiB pages; the kernel replaces them with its own at once, keeping the heap's entry. The
 // kernel talks to the VMM through I/O ports: 0xE9 its log (one byte per `out`), 0xEA a program's
 // output (the physical address of a request {fd, address, length}), 0xF0 the root it has just
 // loaded into CR3 (two 32-bit halves; the VMM checks CR3 holds it at every later exit), 0xF4 the
@@ -131,9 +134,12 @@ struct BootLayout {
     static let linearBase: UInt64 = 0xffff_8000_0000_0000
     static let kernelVirtualBase: UInt64 = 0xffff_ffff_8000_0000
     static let twoMiB: UInt64 = 2 << 20
+    static let heapVirtual: UInt64 = 0x7f00_0000_0000
+    static let heapSize: UInt64 = 64 << 20
 
     let machineMemory: UInt64
     let imageSpan: UInt64
+    let heap: UInt64
     let tables: UInt64
     let tablePages: UInt64
     let bootInfo: UInt64
@@ -157,10 +163,12 @@ struct BootLayout {
         }
         imageSpan = (end + BootLayout.twoMiB - 1) & ~(BootLayout.twoMiB - 1)
         argumentBytes = options.arguments.flatMap { Array($0.utf8) + [0] }
-        tables = machineMemory + imageSpan
+        heap = machineMemory + imageSpan
+        tables = heap + BootLayout.heapSize
         // The tables: root, the linear map's level-3 node and one level-2 node per GiB, the
-        // image's level-3 and level-2 nodes. RAM is known once the rest is placed; 64 GiB at most.
-        tablePages = 1 + 1 + 64 + 2
+        // image's level-3 and level-2 nodes, the heap's. RAM is known once the rest is placed;
+        // 64 GiB at most.
+        tablePages = 1 + 1 + 64 + 2 + 2
         bootInfo = tables + tablePages * 4096
         program = bootInfo + 4096
         arguments = (program + UInt64(options.program.count) + 4095) & ~4095
@@ -179,7 +187,7 @@ struct BootLayout {
         let info: [UInt64] = [
             0x4e52_454b_4454_534f, machineMemory, UInt64(ramSize), machineMemory, BootLayout.kernelVirtualBase,
             BootLayout.linearBase, program, UInt64(options.program.count), arguments, UInt64(argumentBytes.count),
-            UInt64(options.arguments.count), options.trace ? 1 : 0,
+            UInt64(options.arguments.count), options.trace ? 1 : 0, BootLayout.heapVirtual, BootLayout.heapSize,
         ]
         for (i, word) in info.enumerated() { ram.store(word, at: bootInfo + UInt64(i * 8)) }
         ram.write(options.program, at: program)
@@ -191,6 +199,12 @@ struct BootLayout {
     private func writeTables(_ ram: GuestRam) {
         let present: UInt64 = 1, writable: UInt64 = 2, huge: UInt64 = 0x80, noExecute: UInt64 = 1 << 63
         let root = tables, linear3 = tables + 0x1000, image3 = tables + 0x2000, image2 = tables + 0x3000
+        let heap3 = tables + UInt64(tablePages - 2) * 0x1000, heap2 = heap3 + 0x1000
+        ram.store(heap3 | present | writable, at: root + 254 * 8)
+        ram.store(heap2 | present | writable, at: heap3)
+        for i in 0..<(BootLayout.heapSize / BootLayout.twoMiB) {
+            ram.store((heap + i * BootLayout.twoMiB) | present | writable | huge | noExecute, at: heap2 + i * 8)
+        }
         ram.store(linear3 | present | writable, at: root + 256 * 8)
         ram.store(image3 | present | writable, at: root + 511 * 8)
         ram.store(image2 | present | writable, at: image3 + 510 * 8)
@@ -227,7 +241,9 @@ struct BootSession {
             switch try vcpu.run(budgetNanoseconds: Int64(deadline - now)) {
             case .io(let port, true, _, let value):
                 if let status = try handle(port: port, value: value, output: output, log: log) { return status }
-            case .timedOut: throw .guest("the kernel did not finish in time\(lastLogLine)")
+            case .timedOut:
+                let rip = (try? vcpu.registers().rip).map { " (rip 0x" + String($0, radix: 16) + ")" } ?? ""
+                throw .guest("the kernel did not finish in time\(rip)\(lastLogLine)")
             case let exit:
                 let regs = try? vcpu.registers()
                 let cr2 = (try? vcpu.systemRegisters().cr2) ?? 0

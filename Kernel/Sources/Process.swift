@@ -1,0 +1,112 @@
+// The program the kernel runs: its address space (a `VmSpace` sharing the kernel half), its
+// regions, its program break, and demand paging. A fault the regions allow maps a zeroed frame
+// and the access is retried; a fault they do not allow kills the program with SIGSEGV, as Linux
+// would. Unmaps go through the space's cursors, which flush the TLB (`invlpg`) before the frames
+// are freed.
+
+final class Process {
+    let kernel: Kernel
+    let space: VmSpace
+    var regions = RegionList()
+    /// The program break: where it started and where it is now.
+    var breakStart: UInt64 = 0
+    var breakCurrent: UInt64 = 0
+    /// Page faults served by mapping a frame.
+    var faultsServed = 0
+
+    init(kernel: Kernel) throws(OSTDError) {
+        self.kernel = kernel
+        space = try VmSpace(kernelPageTable: kernel.kernelPageTable)
+        // A strong reference (Embedded Swift has no weak or unowned ones): `close()` breaks the
+        // cycle when the program ends.
+        space.pageFaultHandler = { _, fault in
+            self.resolveFault(fault.address.rawValue, write: fault.isWrite, fetch: false)
+        }
+        // The kernel heap's root entry, shared as the kernel half is (not the space's own: taken
+        // out again before the space goes, and no system call reaches `heapWindow`).
+        let root = kernel.rootEntries(space.rootPaddr.rawValue)
+        root[heapRootEntry] = kernel.rootEntries(kernelRoot)[heapRootEntry]
+    }
+
+    /// The addresses of the kernel heap's root entry: never the program's.
+    static let heapWindow: Range<UInt64> = UInt64(heapRootEntry) << 39 ..< UInt64(heapRootEntry + 1) << 39
+
+    /// Whether `start ..< end` touches the kernel heap's window.
+    static func touchesHeap(_ start: UInt64, _ end: UInt64) -> Bool {
+        start < heapWindow.upperBound && heapWindow.lowerBound < end
+    }
+
+    /// Breaks the reference cycle through the fault handler and takes the heap's entry out of
+    /// the root, so that the space can go and tear down only what is its own.
+    func close() {
+        space.pageFaultHandler = nil
+        // Off the program's root first: the kernel's stacks are on the heap.
+        writeCr3(kernelRoot)
+        announceRoot(kernelRoot)
+        kernel.rootEntries(space.rootPaddr.rawValue)[heapRootEntry] = 0
+    }
+
+    var machine: Machine { kernel.machine }
+
+    // MARK: Frames
+
+    /// A zeroed frame, marked written (ring 3 writes it through the real MMU, which the core does
+    /// not see, so it must be zeroed again when it is handed out next).
+    func newZeroedFrame() -> Frame<UntypedMeta>? {
+        guard let frame = try? FrameAllocOptions().allocFrame(in: machine) else { return nil }
+        _ = machine.pointer(to: frame.paddr, count: pageSize)
+        return frame
+    }
+
+    /// Maps `frame` at `page` with `protection`.
+    func mapFrame(_ frame: consuming Frame<UntypedMeta>, at page: UInt64, _ protection: Protection) {
+        guard var cursor = try? space.cursorMut(Vaddr(page)..<Vaddr(page + 4096)) else { return }
+        cursor.map(frame, protection.property)
+    }
+
+    /// The host address of user address `va` (faulting its page in when the regions allow).
+    func hostAddress(of va: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
+        for _ in 0..<2 {
+            let page = va & ~0xfff
+            if var cursor = try? space.cursor(Vaddr(page)..<Vaddr(page + 4096)),
+               let item = try? cursor.query().item {
+                return machine.pointer(to: item.paddr + Int(va & 0xfff), count: 1)
+            }
+            guard resolveFault(va, write: writable, fetch: false) else { return nil }
+        }
+        return nil
+    }
+
+    // MARK: Faults
+
+    /// Serves a fault at `address` if the regions allow the access: a missing page gets a zeroed
+    /// frame; a present page with the right permissions was a stale TLB entry (flushed). Returns
+    /// whether the access may be retried.
+    func resolveFault(_ address: UInt64, write: Bool, fetch: Bool) -> Bool {
+        guard let region = regions.find(address), !region.protection.isEmpty,
+              !write || region.protection.contains(.write), !fetch || region.protection.contains(.exec) else { return false }
+        let page = address & ~0xfff
+        guard var cursor = try? space.cursorMut(Vaddr(page)..<Vaddr(page + 4096)) else { return false }
+        if (try? cursor.query().item) != nil {
+            invlpg(page)
+            return true
+        }
+        guard let frame = newZeroedFrame() else { return false }
+        cursor.map(frame, region.protection.property)
+        faultsServed += 1
+        return true
+    }
+
+    // MARK: Unmapping
+
+    /// Unmaps every page in `start ..< end` (page aligned), flushing before the frames go.
+    func unmapPages(_ start: UInt64, _ end: UInt64) {
+        if Process.touchesHeap(start, end) {   // around the window, never in it
+            unmapPages(start, min(end, Process.heapWindow.lowerBound))
+            unmapPages(max(start, Process.heapWindow.upperBound), end)
+            return
+        }
+        guard start < end, var cursor = try? space.cursorMut(Vaddr(start)..<Vaddr(end)) else { return }
+        cursor.unmap(Int(end - start))
+    }
+}
