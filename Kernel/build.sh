@@ -18,7 +18,7 @@ nosse=(-mno-sse -mno-sse2 -mno-mmx -msoft-float)
 
 core=$(find Sources/OSTDMemory -name '*.swift' -not -path '*/Platform/Simulated/*' | sort)
 swiftc -enable-experimental-feature Embedded -enable-experimental-feature Extern \
-  -target x86_64-unknown-none-elf -wmo -parse-as-library -Osize \
+  -target x86_64-unknown-none-elf -wmo -parse-as-library -O \
   -D OSTD_BARE_METAL -module-name OSTDMemory -package-name swift_ostd \
   $(printf -- '-Xcc %s ' "${nosse[@]}") -Xcc -mcmodel=kernel \
   -c $core Kernel/Sources/*.swift -o "$work/kernel-swift.o"

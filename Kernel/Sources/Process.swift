@@ -80,22 +80,36 @@ final class Process {
     // MARK: Faults
 
     /// Serves a fault at `address` if the regions allow the access: a missing page gets a zeroed
-    /// frame; a present page with the right permissions was a stale TLB entry (flushed). Returns
-    /// whether the access may be retried.
+    /// frame, and so do the other missing pages of its aligned 64 KiB block inside the region
+    /// (fault-around: under kvm_pvm every fault is a trip through KVM's instruction emulator, and
+    /// a program that touches a page usually touches its neighbours; a page mapped early is
+    /// invisible to the program). A present page with the right permissions was a stale TLB entry
+    /// (flushed). Returns whether the access may be retried.
     func resolveFault(_ address: UInt64, write: Bool, fetch: Bool) -> Bool {
         guard let region = regions.find(address), !region.protection.isEmpty,
               !write || region.protection.contains(.write), !fetch || region.protection.contains(.exec) else { return false }
         let page = address & ~0xfff
-        guard var cursor = try? space.cursorMut(Vaddr(page)..<Vaddr(page + 4096)) else { return false }
-        if (try? cursor.query().item) != nil {
+        let block = max(region.start, page & ~Process.faultAround)..<min(region.end, (page | Process.faultAround) + 1)
+        guard var cursor = try? space.cursorMut(Vaddr(block.lowerBound)..<Vaddr(block.upperBound)) else { return false }
+        guard (try? cursor.jump(Vaddr(page))) != nil, (try? cursor.query().item) == nil else {
             invlpg(page)
             return true
         }
-        guard let frame = newZeroedFrame() else { return false }
-        cursor.map(frame, region.protection.property)
+        var va = block.lowerBound
+        while va < block.upperBound {
+            if (try? cursor.jump(Vaddr(va))) != nil, (try? cursor.query().item) == nil {
+                guard let frame = newZeroedFrame() else { return va > page }
+                try? cursor.jump(Vaddr(va))
+                cursor.map(frame, region.protection.property)
+            }
+            va += 4096
+        }
         faultsServed += 1
         return true
     }
+
+    /// The fault-around block: 64 KiB.
+    static let faultAround: UInt64 = 0xffff
 
     // MARK: Unmapping
 

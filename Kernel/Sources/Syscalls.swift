@@ -15,8 +15,9 @@ enum Syscall {
                archPrctl: UInt64 = 158, setTidAddress: UInt64 = 218, exitGroup: UInt64 = 231
 }
 
-/// The top of the range `mmap` chooses addresses in (below the kernel heap's window), and its bottom.
-let mmapTop: UInt64 = Process.heapWindow.lowerBound
+/// The top of the range `mmap` chooses addresses in (1 GiB below the kernel heap's window, so that a
+/// program's mappings near the top do not run into it), and its bottom.
+let mmapTop: UInt64 = Process.heapWindow.lowerBound - (1 << 30)
 let mmapBottom: UInt64 = 0x1000_0000
 
 extension Process {
@@ -149,11 +150,11 @@ extension Process {
         var start: UInt64
         if flags & (mapFixed | mapFixedNoReplace) != 0 {
             guard address & 0xfff == 0 else { return -Int64(Errno.EINVAL) }
-            guard address + size <= Process.stackTop, address + size > address,
-                  !Process.touchesHeap(address, address + size) else { return -Int64(Errno.ENOMEM) }
+            guard address + size <= Process.stackTop, address + size > address else { return -Int64(Errno.ENOMEM) }
             if flags & mapFixedNoReplace != 0 && flags & mapFixed == 0 && regions.overlaps(address, address + size) {
                 return -Int64(Errno.EEXIST)
             }
+            guard !Process.touchesHeap(address, address + size) else { return -Int64(Errno.ENOMEM) }
             start = address
             unmapPages(start, start + size)
             regions.remove(start, start + size)
