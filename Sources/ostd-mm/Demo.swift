@@ -7,6 +7,7 @@
 
 import ArgumentParser
 import OSTDHost
+import OSTDKVM
 @_spi(OSTDInternals) import OSTDMemory
 import OSTDSpec
 import OSTDScript
@@ -58,7 +59,39 @@ struct Demo: ParsableCommand {
             throw ValidationError("leak check failed: \(owners.outstandingObligations().count) frame(s) outstanding")
         }
         say("check", "MetaRegionOwners::inv holds for all \(owners.maxMetaSlots) slots; obligation ledger empty (clean_inv)")
+        bootSmallProgram()
         print("demo: ok — \(stats.mappedPages) pages mapped, \(stats.faults) faults reported, \(stats.conflicts) conflict refused, \(stats.tlbFlushes) TLB shootdowns, \(stats.audits) audits passed; all \(machine.frameCount) frames returned, clean_inv holds")
+    }
+
+    /// Boots the bare-metal kernel with Tests/Programs/hello.c where /dev/kvm and a C compiler are
+    /// here (as `ostd-mm boot` does), and says what happened; says why not otherwise.
+    private func bootSmallProgram() {
+        guard VirtualMachine.isAvailable else {
+            say("kernel", "/dev/kvm is not here: booting the Embedded Swift kernel (`ostd-mm boot`) is skipped")
+            return
+        }
+        guard let root = KernelBuild.repositoryRoot(), let kernel = try? KernelBuild.ensure() else {
+            say("kernel", "the kernel's sources are not next to this ostd-mm: booting it is skipped")
+            return
+        }
+        let program = "/tmp/ostd-demo-hello-\(getpid())"
+        let flags = "-static -nostdlib -fno-pie -no-pie -fno-stack-protector -fno-builtin -ffreestanding -mno-sse -mno-sse2 -mno-mmx -mgeneral-regs-only -O1"
+        guard system("${CC:-cc} \(flags) -o \(program) '\(root)/Tests/Programs/hello.c' 2>/dev/null") == 0,
+              let bytes = readWholeFile(program) else {
+            say("kernel", "no C compiler to build Tests/Programs/hello.c: booting the kernel is skipped")
+            return
+        }
+        unlink(program)
+        var printed: [UInt8] = []
+        var log = ""
+        do {
+            let result = try bootKernel(BootOptions(kernel: kernel, program: bytes, arguments: ["hello", "demo"]),
+                                        output: { _, bytes in printed += bytes }, log: { log += $0 + "\n" })
+            let first = String(decoding: printed.prefix { $0 != 0x0a }, as: UTF8.self)
+            say("kernel", "booted the Embedded Swift kernel under KVM (\(KvmBackend.current.rawValue)) in \(Int(result.seconds * 1000)) ms: its own PageTable<KernelPtConfig> in CR3, then a static Linux program in ring 3 on a VmSpace; it printed \"\(first)\" and exited with status \(result.status), every frame back")
+        } catch {
+            say("kernel", "booting the kernel failed: \(error)")
+        }
     }
 
     /// Builds, uses and drops a small program's address space.
