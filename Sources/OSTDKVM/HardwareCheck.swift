@@ -59,6 +59,9 @@ public struct HardwareCheckReport: Sendable {
     public var addresses = 0
     public var sampled = false
     public var split1G = 0
+    /// Guest runs that a probe stopped before the loop's end (an unexpected exception, a triple
+    /// fault, an emulation failure): 0 when the hardware and the software agree.
+    public var stops = 0
     public var disagreements: [HardwareDisagreement] = []
     /// Seconds in the guest at CPL 0 and CPL 3, and to create the VM.
     public var cpl0Seconds = 0.0
@@ -74,7 +77,7 @@ public struct HardwareCheckReport: Sendable {
         "{\"hwcheck\": true, \"backend\": \"\(backend.rawValue)\", \"probes\": \(probes), \"agree\": \(agree), "
             + "\"disagree\": \(disagree), \"split_1g\": \(split1G), \"cpl0_probes\": \(cpl0Probes), "
             + "\"cpl3_probes\": \(cpl3Probes), \"ad_entries\": \(accessedDirtyEntries), \"skipped\": \(skipped), "
-            + "\"addresses\": \(addresses), \"sampled\": \(sampled), "
+            + "\"addresses\": \(addresses), \"sampled\": \(sampled), \"stops\": \(stops), "
             + "\"cpl0_seconds\": \(rounded(cpl0Seconds)), \"cpl3_seconds\": \(rounded(cpl3Seconds)), "
             + "\"vm_start_seconds\": \(rounded(vmStartSeconds))}"
     }
@@ -173,6 +176,7 @@ struct HardwareCheck {
             }
         }
         compareAccessedDirty(tables, into: &report)
+        report.stops = runner.stops
         report.cpl0Seconds = Double(runner.nanoseconds[false] ?? 0) / 1e9
         report.cpl3Seconds = Double(runner.nanoseconds[true] ?? 0) / 1e9
         return report

@@ -93,7 +93,7 @@ final class ProbeKernel {
     }
 
     /// The GDT (Linux's layout), the TSS (RSP0 = the kernel stack) and the IDT (interrupt gates;
-    /// `int3` callable from ring 3).
+    /// `int3` callable from ring 3, though the loop ends with `ud2`).
     private func writeSystemTables() {
         let system = pointer(page: ProbeLayout.systemPage, count: pageSize)
         let gdt: [(Int, UInt64)] = [

@@ -9,8 +9,9 @@
 // error code and CR2 in the result at rdi and returns to r15, which resets rsp from rbp (a fetch
 // that faults has pushed a return address). Every other exception stores its vector and the two
 // words on top of its frame in the exception record and halts: the VMM then knows which probe it
-// was (the first without a result). The loop ends with `int3`, whose handler records vector 3 and
-// halts, so a finished run is "halt, vector 3, at `done` + 1".
+// was (the first without a result). The loop ends with `ud2`, whose handler records vector 6 and
+// halts, so a finished run is "halt, vector 6, at `done`". (Not `int3`: under kvm_pvm ring 0 runs
+// in KVM's instruction emulator, which cannot execute a software interrupt in protected mode.)
 
 import OSTDMemory
 
@@ -37,7 +38,7 @@ struct ProbeProgram {
     let bytes: [UInt8]
     /// The probe loop (CPL 0 or 3).
     let probeLoop: Int
-    /// `int3` after the last probe.
+    /// `ud2` after the last probe.
     let done: Int
     /// Drops to CPL 3 at rax with stack rdx (CPL 0).
     let enterUser: Int
@@ -80,7 +81,7 @@ struct ProbeProgram {
         a.dec(.rcx)                             // dec rcx
         a.jmp("next")                           // jmp next
         a.label("done")
-        a.int3()                                // int3                ; finished
+        a.ud2()                                 // ud2                 ; finished: #UD
 
         // Entry to ring 3 (CPL 0): an iretq frame for user SS:RSP, RFLAGS, CS:RIP.
         a.label("enterUser")

@@ -1,7 +1,7 @@
 // Runs probe batches on a vCPU: writes the descriptors, starts the loop at CPL 0 (or enters CPL 3
 // from there), and reads back one outcome per probe.
 //
-// A guest that stops anywhere but at the loop's final `int3` (an unexpected exception, a triple
+// A guest that stops anywhere but at the loop's final `ud2` (an unexpected exception, a triple
 // fault, the deadline, an emulator failure) is not an error of the check: the probe that was
 // running gets that stop as its outcome, and the loop starts again at the next probe, so one bad
 // probe cannot hide the others and a guest bug cannot hang the check.
@@ -49,6 +49,8 @@ final class ProbeRunner {
     let budgetNanoseconds: Int64 = 10_000_000_000
     /// Runs of the guest, and the time spent in them per privilege level.
     private(set) var runs = 0
+    /// Runs that did not end at the loop's final `ud2` (a probe stopped the guest).
+    private(set) var stops = 0
     private(set) var nanoseconds: [Bool: UInt64] = [false: 0, true: 0]
 
     init(machine: Machine, kernel: ProbeKernel) throws(KvmError) {
@@ -156,16 +158,18 @@ final class ProbeRunner {
         let vector = record.load(as: UInt32.self)
         let word0 = record.load(fromByteOffset: 8, as: UInt64.self)
         let word1 = record.load(fromByteOffset: 16, as: UInt64.self)
-        let doneRip = ProbeLayout.va(page: userMode ? ProbeLayout.userCodePage : ProbeLayout.codePage, offset: program.done + 1)
+        let doneRip = ProbeLayout.va(page: userMode ? ProbeLayout.userCodePage : ProbeLayout.codePage, offset: program.done)
         switch exit {
-        case .halt where vector == 3 && word0 == doneRip:
+        case .halt where vector == 6 && word0 == doneRip:
             return nil
         case .halt where vector < 32:
+            stops += 1
             let hasErrorCode = [8, 10, 11, 12, 13, 17, 21].contains(vector)
             let rip = hasErrorCode ? word1 : word0
             return "exception \(vector)" + (hasErrorCode ? " error 0x" + String(word0, radix: 16) : "")
                 + " at rip 0x" + String(rip, radix: 16)
         default:
+            stops += 1
             return "guest stopped: \(exit)"
         }
     }

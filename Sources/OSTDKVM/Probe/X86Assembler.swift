@@ -205,8 +205,8 @@ struct X86Assembler {
     /// `iretq`: REX.W CF.
     mutating func iretq() { emit(0x48, 0xcf) }
 
-    /// `int3`: CC.
-    mutating func int3() { emit(0xcc) }
+    /// `ud2`: 0F 0B.
+    mutating func ud2() { emit(0x0f, 0x0b) }
 
     /// `hlt`: F4.
     mutating func hlt() { emit(0xf4) }

@@ -62,6 +62,7 @@ struct HardwareCheckTests {
         let report = try hardwareCheck(runner)
         print(report.summaryJSON)
         #expect(report.disagree == 0)
+        #expect(report.stops == 0, "every guest run ends at the loop's end")
         #expect(report.cpl0Probes > 1000 && report.cpl3Probes > 1000 && report.accessedDirtyEntries > 500)
     }
 
@@ -79,6 +80,7 @@ struct HardwareCheckTests {
         let report = try hardwareCheck(runner, options: options)
         print(report.summaryJSON)
         #expect(report.disagree == 0)
+        #expect(report.stops == 0)
         #expect(report.probes >= 10_000)
         #expect(report.split1G == 0 || !report.features.page1GB)
     }
