@@ -28,6 +28,8 @@ public struct BareMetalPlatform: Platform {
     public init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer) {
         precondition(cpuCount == 1, "the bare-metal kernel runs on one CPU")
         self.memoryBase = memoryBase
+        // SAFETY: the state word is the platform's alone, read and written with interrupts off or
+        // from the only CPU's trap handler, and freed by `shutDown` when the machine is gone.
         state = .allocate(capacity: 1)
         state.initialize(to: CpuState())
     }

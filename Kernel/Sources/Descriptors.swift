@@ -40,6 +40,8 @@ struct Descriptors {
             (0x28, 0x00cf_f300_0000_ffff),   // data, DPL 3 (0x2b)
             (0x30, 0x00af_fb00_0000_ffff),   // 64-bit code, DPL 3 (0x33)
         ]
+        // SAFETY: `page` is a zeroed 4 KiB heap page the kernel never frees: the GDT at 0 ..< 0x50,
+        // the TSS at 0x100 ..< 0x168 and the IDT at 0x200 ..< 0x340 lie inside it.
         for (offset, descriptor) in gdtEntries { gdt.storeBytes(of: descriptor, toByteOffset: offset, as: UInt64.self) }
         let tssAddress = UInt64(UInt(bitPattern: tss))
         let low: UInt64 = 0x67 | (tssAddress & 0xff_ffff) << 16 | 0x89 << 40 | (tssAddress >> 24 & 0xff) << 56
@@ -51,6 +53,7 @@ struct Descriptors {
         let stubs: [@convention(c) () -> Void] = [trap0, trap1, trap2, trap3, trap4, trap5, trap6, trap7, trap8, trap9,
                                                   trap10, trap11, trap12, trap13, trap14, trap15, trap16, trap17, trap18, trap19]
         for (vector, stub) in stubs.enumerated() {
+            // SAFETY: a `@convention(c)` function value is the code address of its symbol.
             let target = UInt64(UInt(bitPattern: unsafeBitCast(stub, to: UnsafeRawPointer.self)))
             let dpl: UInt64 = vector == 3 ? 3 : 0
             let gate = target & 0xffff | 0x10 << 16 | (0x8e | dpl << 5) << 40 | (target >> 16 & 0xffff) << 48

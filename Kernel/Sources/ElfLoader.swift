@@ -19,6 +19,7 @@ struct ElfBytes {
 
     func field<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T? {
         guard offset >= 0, offset + MemoryLayout<T>.size <= count else { return nil }
+        // SAFETY: inside the file's `count` bytes (checked), which the VMM placed in RAM.
         return base.loadUnaligned(fromByteOffset: offset, as: T.self)
     }
 }
@@ -74,6 +75,8 @@ extension Process {
             guard let frame = newZeroedFrame() else { throw .noMemory }
             let host = machine.pointer(to: frame.paddr, count: pageSize)
             let from = max(page, vaddr), to = min(page + 4096, fileEnd)
+            // SAFETY: `host` is the new frame's 4 KiB through the linear map and `from ..< to` lies
+            // in its page; the source lies in the file (`offset + filesz <= count`, checked).
             (host + Int(from - page)).copyMemory(from: file.base + Int(offset + (from - vaddr)), byteCount: Int(to - from))
             mapFrame(frame, at: page, protection)
             page += 4096
@@ -87,6 +90,7 @@ extension Process {
             let va = address + UInt64(done)
             guard let host = hostAddress(of: va, writable: true) else { return false }
             let chunk = min(bytes.count - done, 4096 - Int(va & 0xfff))
+            // SAFETY: `host` is `va`'s byte in a mapped frame, and `chunk` stays inside its page.
             host.copyMemory(from: bytes.baseAddress! + done, byteCount: chunk)
             done += chunk
         }

@@ -16,6 +16,7 @@ final class Kernel {
     init(boot: BootInfo) {
         self.boot = boot
         trace = boot.flags & 1 != 0
+        // SAFETY: the boot tables map all RAM at `linearBase`, and so does the kernel's own table.
         let memory = UnsafeMutableRawPointer(bitPattern: UInt(boot.linearBase))!
         let machine: Machine
         switch Result(catching: { () throws(FrameError) in
@@ -98,6 +99,8 @@ final class Kernel {
         case .failure: fail("cannot create the program's address space")
         }
         self.process = process
+        // SAFETY: the VMM put the program's `programSize` bytes and the NUL-terminated arguments in
+        // RAM, which the linear map covers.
         let file = ElfBytes(base: UnsafeRawPointer(bitPattern: UInt(boot.linearBase + boot.programPhysical))!,
                             count: Int(boot.programSize))
         var arguments: [UnsafeBufferPointer<UInt8>] = []
@@ -192,6 +195,7 @@ final class Kernel {
 
     /// Hands `count` bytes at `bytes` (kernel memory) to the VMM as output on `fd`.
     func output(fd: UInt64, _ bytes: UnsafeMutableRawPointer, _ count: Int) {
+        // SAFETY: a heap request the VMM reads during the `out` below, freed after it.
         let request = UnsafeMutablePointer<UInt64>.allocate(capacity: 3)
         defer { request.deallocate() }
         request[0] = fd
@@ -217,6 +221,8 @@ final class Kernel {
 
     /// The 512 entries of the table at physical `paddr`, through the linear map.
     func rootEntries(_ paddr: UInt64) -> UnsafeMutablePointer<UInt64> {
+        // SAFETY: `paddr` is a page-table node in RAM, which the linear map covers; its entries
+        // are written only by the kernel on the only CPU.
         UnsafeMutablePointer<UInt64>(bitPattern: UInt(boot.linearBase + paddr))!
     }
 }

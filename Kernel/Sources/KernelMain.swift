@@ -3,6 +3,7 @@
 
 @_cdecl("kernel_main")
 func kernelMain(_ raw: UnsafeMutableRawPointer) {
+    // SAFETY: the VMM passes the boot information's linear-map address in rdi.
     let info = raw.assumingMemoryBound(to: BootInfo.self)
     heapInit(UnsafeMutableRawPointer(bitPattern: UInt(info.pointee.heapVirtual))!, Int(info.pointee.heapSize))
     klog(.text("ostd-kernel: booting"))
@@ -21,6 +22,7 @@ func kernelMain(_ raw: UnsafeMutableRawPointer) {
 
 @_cdecl("kernel_trap")
 func kernelTrap(_ raw: UnsafeMutableRawPointer) {
+    // SAFETY: entry.S passes the frame it has just pushed on the kernel stack (`TrapFrame`'s layout).
     let frame = raw.assumingMemoryBound(to: TrapFrame.self)
     guard let kernel = Kernel.current else {
         // During boot: report without allocating (the fault may be the allocator's).
