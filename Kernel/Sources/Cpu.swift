@@ -31,13 +31,15 @@
 /// The address of a linker symbol.
 func address(of symbol: UnsafeMutablePointer<UInt8>) -> UInt64 { UInt64(UInt(bitPattern: symbol)) }
 
-/// The VMM's devices: the console (0xE9, one byte per `out`), the root announcer (0xF0: a page-table
-/// root the VMM must find in CR3 from then on, written as two 32-bit halves) and the exit port
-/// (0xF4: the status of the run).
+/// The VMM's devices: the console (0xE9, one byte per `out`), program output (0xEA), the root
+/// announcer (0xF0: a page-table root the VMM must find in CR3 from then on, written as two 32-bit
+/// halves), the slot check (0xF2 record, 0xF3 compare) and the exit port (0xF4: the run's status).
 enum Ports {
     static let console: UInt16 = 0xe9
     static let output: UInt16 = 0xea
     static let root: UInt16 = 0xf0
+    static let recordSlots: UInt16 = 0xf2
+    static let compareSlots: UInt16 = 0xf3
     static let exit: UInt16 = 0xf4
 }
 

@@ -84,6 +84,8 @@ final class Kernel {
     func run() -> Int {
         takeOver()
         framesBeforeProgram = machine.outstandingFrames
+        machine.flushCpuCaches()   // free frames all in the buddy set, as after the program
+        slotCheck(Ports.recordSlots)
         // `enterUserMode` never returns, so nothing may hold the program here: `start` keeps it
         // in `process` alone, and traps find it there.
         let loaded = start()
@@ -187,10 +189,28 @@ final class Kernel {
             klog(.text("ostd-kernel: frames leaked: "), .decimal(outstanding - framesBeforeProgram))
             exitVm(124)
         }
+        machine.flushCpuCaches()
+        slotCheck(Ports.compareSlots)
         klog(.text("ostd-kernel: the program exited with status "), .decimal(status), .text("; "), .decimal(served),
              .text(" page faults served; every frame it used came back ("), .decimal(outstanding),
-             .text(" outstanding, as before it ran)"))
+             .text(" outstanding, as before it ran; the VMM compared each of the "), .decimal(machine.frameCount),
+             .text(" slots' reference count and type with before)"))
         exitVm(status)
+    }
+
+    /// Asks the VMM to record (port 0xF2) or compare with what it recorded (port 0xF3) every
+    /// frame's slot: its reference-count word and its type word. The VMM reads them straight from
+    /// guest RAM, which is instant there; read here, they would take seconds of KVM's emulator.
+    func slotCheck(_ port: UInt16) {
+        // SAFETY: a heap request the VMM reads during the `out` below, freed after it.
+        let request = UnsafeMutablePointer<UInt64>.allocate(capacity: 5)
+        defer { request.deallocate() }
+        request[0] = machine.metadataRange.lowerBound.rawValue
+        request[1] = UInt64(machine.frameCount)
+        request[2] = UInt64(MetaSlot.size)
+        request[3] = UInt64(MetaSlot.refCountOffset)
+        request[4] = UInt64(MetaSlot.typeTagOffset)
+        outl(port, UInt32(truncatingIfNeeded: physical(of: UInt64(UInt(bitPattern: request)))))
     }
 
     /// Hands `count` bytes at `bytes` (kernel memory) to the VMM as output on `fd`.

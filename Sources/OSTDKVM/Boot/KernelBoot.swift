@@ -14,7 +14,9 @@
 // one), with 2 MiB pages; the kernel replaces them with its own at once, keeping the heap's entry. The
 // kernel talks to the VMM through I/O ports: 0xE9 its log (one byte per `out`), 0xEA a program's
 // output (the physical address of a request {fd, address, length}), 0xF0 the root it has just
-// loaded into CR3 (two 32-bit halves; the VMM checks CR3 holds it at every later exit), 0xF4 the
+// loaded into CR3 (two 32-bit halves; the VMM checks CR3 holds it at every later exit), 0xF2 and
+// 0xF3 the slot check (a request {metadata start, frames, slot size, reference-count offset, type
+// offset}: record every slot's two words before the program, compare them after it), 0xF4 the
 // run's status.
 
 #if os(Linux)
@@ -51,6 +53,9 @@ public struct BootResult: Sendable {
     /// The page-table roots the kernel announced, in order; CR3 held each one at every exit
     /// after its announcement.
     public var roots: [UInt64]
+    /// The frames whose slot (reference count and type) was the same after the program as
+    /// before it: all of the machine's, or the boot fails.
+    public var slotsCompared: Int
     /// Wall-clock seconds from the VM's creation to the exit.
     public var seconds: Double
 }
@@ -84,7 +89,7 @@ public func bootKernel(_ options: BootOptions, output: (Int32, [UInt8]) -> Void,
     var session = BootSession(ram: ram, vcpu: vcpu)
     let status = try session.run(until: started + UInt64(options.budgetSeconds * 1e9), output: output, log: log)
     return BootResult(status: status, kernelLog: session.kernelLog, roots: session.roots,
-                      seconds: Double(monotonicNanoseconds() - started) / 1e9)
+                      slotsCompared: session.slotsCompared, seconds: Double(monotonicNanoseconds() - started) / 1e9)
 }
 
 /// The guest's RAM: anonymous host memory, zero-filled, registered with KVM without a copy.
@@ -232,6 +237,9 @@ struct BootSession {
     var logLine: [UInt8] = []
     var roots: [UInt64] = []
     var rootHalf: UInt64? = nil
+    /// The slots' words recorded before the program, and how many matched after it.
+    var recordedSlots: [UInt64] = []
+    var slotsCompared = 0
 
     mutating func run(until deadline: UInt64, output: (Int32, [UInt8]) -> Void,
                       log: (String) -> Void) throws(KvmError) -> Int32 {
@@ -289,6 +297,17 @@ struct BootSession {
             } else {
                 rootHalf = UInt64(value)
             }
+        case 0xf2:
+            recordedSlots = try slotWords(request: UInt64(value))
+        case 0xf3:
+            let now = try slotWords(request: UInt64(value))
+            guard now.count == recordedSlots.count else { throw .guest("the slot check compares different machines") }
+            for i in stride(from: 0, to: now.count, by: 2) where now[i] != recordedSlots[i] || now[i + 1] != recordedSlots[i + 1] {
+                throw .guest("frame 0x" + String((i / 2) << 12, radix: 16) + " did not come back: reference count word 0x"
+                             + String(now[i], radix: 16) + ", type 0x" + String(now[i + 1], radix: 16) + " after the program; 0x"
+                             + String(recordedSlots[i], radix: 16) + ", 0x" + String(recordedSlots[i + 1], radix: 16) + " before")
+            }
+            slotsCompared = now.count / 2
         case 0xf4:
             try checkRoot()
             return Int32(bitPattern: value)
@@ -296,6 +315,23 @@ struct BootSession {
             throw .guest("the kernel wrote to unknown port 0x\(String(port, radix: 16))")
         }
         return nil
+    }
+
+    /// The reference-count and type words of every slot the request at `address` describes.
+    private func slotWords(request address: UInt64) throws(KvmError) -> [UInt64] {
+        guard let start = ram.load(address), let count = ram.load(address + 8), let size = ram.load(address + 16),
+              let refOffset = ram.load(address + 24), let typeOffset = ram.load(address + 32),
+              count < 1 << 32, size >= 16, refOffset + 8 <= size, typeOffset + 8 <= size,
+              Int(start + count * size) <= ram.size else {
+            throw .guest("the kernel's slot-check request at 0x\(String(address, radix: 16)) is malformed")
+        }
+        var words: [UInt64] = []
+        words.reserveCapacity(Int(count) * 2)
+        for i in 0..<count {
+            words.append(ram.load(start + i * size + refOffset)!)
+            words.append(ram.load(start + i * size + typeOffset)!)
+        }
+        return words
     }
 
     /// CR3 must hold the root the kernel announced last.

@@ -41,6 +41,7 @@ struct BootProgramTests {
         // The kernel's root, then the program's space's root, each found in CR3 at every later exit.
         #expect(result.roots.count >= 2)
         #expect(result.kernelLog.contains("every frame it used came back"), "\(result.kernelLog)")
+        #expect(result.slotsCompared == 65536, "every slot compared before and after the program")
         print("boot \(name): \(Int(result.seconds * 1000)) ms, status \(result.status)")
     }
 
