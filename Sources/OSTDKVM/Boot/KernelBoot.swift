@@ -80,6 +80,9 @@ public func bootKernel(_ options: BootOptions, output: (Int32, [UInt8]) -> Void,
     let vcpu = try vm.makeVcpu()
     var sregs = try vcpu.longModeSystemRegisters(root: layout.bootRoot, gdt: (0, 0), idt: (0, 0), tss: 0)
     sregs.efer |= 1   // SCE: SYSCALL enabled (the kernel sets LSTAR, STAR and SFMASK)
+    // OSFXSR and OSXMMEXCPT: programs may use SSE in ring 3 (the kernel itself never does, and
+    // there is one program, so its registers need no saving across traps).
+    sregs.cr4 |= 1 << 9 | 1 << 10
     try vcpu.setSystemRegisters(sregs)
     var regs = kvm_regs()
     regs.rip = kernel.entry

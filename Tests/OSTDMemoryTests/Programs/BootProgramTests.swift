@@ -20,6 +20,9 @@ let kernelImage: Result<String, TestProgramError> = {
     return .success(image)
 }()
 
+/// musl's compiler wrapper, where musl-tools is installed.
+let muslCompiler: String? = access("/usr/bin/musl-gcc", X_OK) == 0 ? "/usr/bin/musl-gcc" : nil
+
 /// Boots `program` on the kernel; its output and status, and the kernel's log.
 func bootProgram(_ bytes: [UInt8], arguments: [String]) throws -> (ProgramOutcome, BootResult) {
     let kernel = try kernelImage.get()
@@ -43,6 +46,27 @@ struct BootProgramTests {
         #expect(result.kernelLog.contains("every frame it used came back"), "\(result.kernelLog)")
         #expect(result.slotsCompared == 65536, "every slot compared before and after the program")
         print("boot \(name): \(Int(result.seconds * 1000)) ms, status \(result.status)")
+    }
+
+    /// A program linked with musl (malloc, printf, floating point) prints and exits as on the
+    /// host, where musl-gcc is installed (`.ci/run` installs musl-tools).
+    @Test(.enabled(if: muslCompiler != nil, "musl-gcc is not installed: the musl program cannot be built"))
+    func aMuslProgramRunsOnTheKernelAsOnLinux() throws {
+        let path = "/tmp/ostd-musl-\(getpid())"
+        let source = testProgramsDirectory + "/musl/malloc-printf.c"
+        guard system("'\(muslCompiler!)' -static -O1 -o '\(path)' '\(source)'") == 0 else {
+            Issue.record("musl-gcc could not build \(source)")
+            return
+        }
+        defer { unlink(path) }
+        let program = TestProgram(name: "malloc-printf", path: path, arguments: ["one", "two"],
+                                  expected: ProgramOutcome(stdout: "", status: 0))
+        let host = runOnHost(program, outputPrefix: path)
+        let bytes = try #require(readWholeFile(path))
+        let (outcome, result) = try bootProgram(bytes, arguments: [path, "one", "two"])
+        #expect(host.outcome.status == 7 && host.outcome.stdout.hasPrefix("musl: 3 argument(s)"), "\(host.outcome)")
+        #expect(outcome == host.outcome)
+        #expect(result.slotsCompared == 65536)
     }
 
     /// What is not a program is refused by the kernel with the reason, not run.
