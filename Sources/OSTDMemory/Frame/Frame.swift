@@ -24,6 +24,8 @@ public typealias AnyFrame = Frame<DynFrameMeta>
 /// A handle to an untyped frame of any untyped metadata type (OSTD `UFrame`).
 public typealias UFrame = Frame<DynUFrameMeta>
 
+// Sendable: a noncopyable handle holding one counted reference (an atomic in the slot); shared
+// metadata is read-only through it, as OSTD's `Frame<M: AnyFrameMeta + Sync>`.
 /// A reference to one frame, with its metadata of type `M`.
 @frozen
 public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {

@@ -8,6 +8,8 @@
 /// A segment of untyped frames of any untyped metadata type (OSTD `USegment`).
 public typealias USegment = Segment<DynUFrameMeta>
 
+// Sendable: a noncopyable handle holding one counted reference on each frame; the counts are
+// atomics, and moving it moves the references.
 /// A contiguous range of frames, one reference held on each.
 @frozen
 public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {

@@ -4,6 +4,8 @@
 // it by address (`fromInUse` fails with `unique`) and the metadata may be changed in place. It
 // converts to a shared `Frame` (count `1`) and back when that frame's count is exactly 1.
 
+// Sendable: a noncopyable handle to a slot whose count is UNIQUE while it lives, so only its
+// holder touches the metadata; moving it to another thread moves that ownership.
 /// The unique owner of a frame.
 @frozen
 public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {

@@ -25,6 +25,8 @@
 
 import Synchronization
 
+// Sendable: a view of a slot whose words are accessed atomically (count, free-list word) or only
+// by the slot's owner (metadata storage, type tag), by the state machine the handles enforce.
 /// A view of one frame's metadata slot.
 ///
 /// The public surface is read-only introspection (reference count, usage, type tag); state

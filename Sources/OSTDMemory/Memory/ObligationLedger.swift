@@ -8,6 +8,8 @@
 
 import Synchronization
 
+// Sendable: a pointer to one atomic counter per frame, allocated before the machine is shared and
+// freed after it is gone.
 @usableFromInline
 struct ObligationLedger: @unchecked Sendable {
     @usableFromInline let counts: UnsafeMutablePointer<Atomic<UInt32>>

@@ -4,6 +4,8 @@
 // or a bare-metal kernel hands it a base pointer and a size. Physical address `p` then lives at
 // `base + p`, the linear mapping OSTD calls `paddr_to_vaddr`.
 
+// Sendable: an immutable base, size and C release function; the memory it describes is shared
+// under the machine's rules, not through this value.
 /// Memory that backs a simulated machine's physical address space `0 ..< size`.
 public struct PhysicalMemoryRegion: @unchecked Sendable {
     /// Releases a region when the machine no longer needs it (a C function so that Embedded

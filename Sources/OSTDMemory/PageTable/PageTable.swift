@@ -11,6 +11,10 @@
 // until `reclaimRetired()` is called, which is where a TLB flush and an RCU-style grace period
 // plug in (the VmSpace layer does that).
 
+// Sendable: the nodes are shared through physical memory under the node locks the cursors take
+// (entries are atomics), the retired list under `retireLock`, and the other stored properties are
+// immutable. Not yet: `defersReclamation` and `walkerCpus` are plain variables, set once before the
+// table is shared (`VmSpace.init` sets `walkerCpus`); issue 15 makes them creation options.
 /// A page table of configuration `C`.
 public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// The machine whose frames hold the table.

@@ -11,6 +11,10 @@
 
 import Synchronization
 
+// Sendable: the page table (see `PageTable`), the atomic CPU set, and the registry of readers and
+// writers under its lock. Not yet: `pageFaultHandler` is a plain variable holding a non-`@Sendable`
+// closure, to be set before the space is shared (issue 15 makes it `@Sendable` and fixed at
+// creation or guarded).
 /// A user address space (OSTD `VmSpace`).
 ///
 ///     let space = try VmSpace(machine: machine)

@@ -9,6 +9,9 @@
 
 import Synchronization
 
+// Sendable: its one stored property is the `MachineRef`, whose state is shared under the
+// machine's spin lock (the buddy set), per-CPU exclusivity (the frame caches) or atomics (the
+// slots' reference counts, the ledger).
 /// A simulated machine with its own physical memory and frame allocator.
 ///
 ///     let machine = try Machine(memory: region, cpus: 2, cpuLocal: hooks)

@@ -79,6 +79,8 @@ struct GlobalPool: ~Copyable {
     var orphaned = false
 }
 
+// Sendable: a pointer to the machine's state, every mutable part of which is guarded (see
+// `Machine`); the state lives while any frame or handle can reach it (the file comment).
 /// A reference to a machine's state (see the file comment for how long it may be used).
 @frozen @usableFromInline
 struct MachineRef: Equatable, @unchecked Sendable {
