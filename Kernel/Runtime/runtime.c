@@ -108,7 +108,6 @@ static unsigned char *heap;
 static size_t heap_size;
 static size_t heap_used;
 static void *free_lists[13];   // 16 << class
-uint64_t ostd_heap_in_use;
 
 void ostd_heap_init(void *base, size_t size) { heap = base; heap_size = size; }
 
@@ -132,7 +131,6 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
         h->class_index = 99;
         h->offset = 0;
         *out = heap + start;
-        ostd_heap_in_use += size;
         return 0;
     }
     size_t block_size = (size_t)16 << c;
@@ -151,7 +149,6 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
     h->class_index = (uint64_t)c;
     h->offset = user - (uintptr_t)block;
     *out = (void *)user;
-    ostd_heap_in_use += block_size;
     return 0;
 }
 
@@ -163,7 +160,6 @@ void free(void *p) {
     int c = (int)h->class_index;
     *(void **)block = free_lists[c];
     free_lists[c] = block;
-    ostd_heap_in_use -= (size_t)16 << c;
 }
 
 void *malloc(size_t size) { void *p = 0; return posix_memalign(&p, 16, size) ? 0 : p; }

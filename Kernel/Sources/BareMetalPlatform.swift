@@ -23,6 +23,8 @@ public struct BareMetalPlatform: Platform {
     public typealias UserMmu = SoftwareMmu
 
     let memoryBase: UnsafeMutableRawPointer
+    // SAFETY: allocated in `init`, freed in `shutDown`; read and written only on the one CPU, with
+    // interrupts off or from the trap handler, so every `state.pointee` access below is exclusive.
     let state: UnsafeMutablePointer<CpuState>
 
     public init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer) {
@@ -93,6 +95,7 @@ public struct BareMetalPlatform: Platform {
 
     public func withUserAccess<R>(on cpu: Int, root: Paddr, _ body: (inout SoftwareMmu) -> R) -> R? {
         guard state.pointee.activeRoot == root.rawValue else { return nil }
+        // SAFETY: `memoryBase` is the linear map of all RAM, where the walker reads page-table nodes.
         var mmu = SoftwareMmu(root: root, memoryBase: memoryBase, controls: PagingControls(page1GB: false))
         return body(&mmu)
     }

@@ -50,6 +50,7 @@ func writeDecimal(_ value: Int) {
                  UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     var count = 0
+    // SAFETY: a 20-byte local tuple; a UInt64 has at most 20 decimal digits, so `count < 20`.
     withUnsafeMutableBytes(of: &digits) { buffer in
         repeat {
             buffer[count] = 0x30 + UInt8(magnitude % 10)

@@ -26,7 +26,6 @@
 @_extern(c, "__data_start") nonisolated(unsafe) var dataStart: UInt8
 @_extern(c, "__data_end") nonisolated(unsafe) var dataEnd: UInt8
 @_extern(c, "ostd_kernel_stack_top") nonisolated(unsafe) var kernelStackTopWord: UInt64
-@_extern(c, "ostd_heap_in_use") nonisolated(unsafe) var heapInUse: UInt64
 
 /// The address of a linker symbol.
 func address(of symbol: UnsafeMutablePointer<UInt8>) -> UInt64 { UInt64(UInt(bitPattern: symbol)) }

@@ -106,6 +106,7 @@ final class Kernel {
         let file = ElfBytes(base: UnsafeRawPointer(bitPattern: UInt(boot.linearBase + boot.programPhysical))!,
                             count: Int(boot.programSize))
         var arguments: [UnsafeBufferPointer<UInt8>] = []
+        // SAFETY: the VMM wrote `argumentCount` NUL-terminated strings there, in RAM under the linear map.
         var at = UnsafePointer<UInt8>(bitPattern: UInt(boot.linearBase + boot.argumentsPhysical))!
         for _ in 0..<boot.argumentCount {
             var length = 0
@@ -140,6 +141,8 @@ final class Kernel {
     }
 
     /// Handles a trap from ring 3; returns the program's status when it has ended.
+    // SAFETY: `frame` is the frame entry.S pushed for this trap on the kernel stack; the handler
+    // reads and changes it before `iretq` pops it.
     private func handle(_ frame: UnsafeMutablePointer<TrapFrame>) -> Int? {
         guard let process else { return 125 }
         let vector = frame.pointee.vector

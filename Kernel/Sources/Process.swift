@@ -70,6 +70,7 @@ final class Process {
             let page = va & ~0xfff
             if var cursor = try? space.cursor(Vaddr(page)..<Vaddr(page + 4096)),
                let item = try? cursor.query().item {
+                // SAFETY: `item` maps `va`'s page, so the byte lies in one of the machine's frames.
                 return machine.pointer(to: item.paddr + Int(va & 0xfff), count: 1)
             }
             guard resolveFault(va, write: writable, fetch: false) else { return nil }

@@ -66,6 +66,7 @@ extension Process {
         guard fd == 1 || fd == 2 else { return -Int64(Errno.EBADF) }
         guard count > 0 else { return 0 }
         guard count < 1 << 30 else { return -Int64(Errno.EINVAL) }
+        // SAFETY: a kernel buffer for this call alone, freed on return; the VmWriter writes only inside it.
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(count), alignment: 16)
         defer { bytes.deallocate() }
         guard var reader = try? space.createReader(Vaddr(buffer), Int(count)) else { return -Int64(Errno.EFAULT) }
@@ -105,6 +106,7 @@ extension Process {
         var word: UInt64 = 0
         for i in 0..<UInt64(8) {
             guard let host = hostAddress(of: address + i, writable: false) else { return nil }
+            // SAFETY: `host` is the byte of a mapped user frame through the linear map (`hostAddress`).
             word |= UInt64(host.load(as: UInt8.self)) << (8 * i)
         }
         return word

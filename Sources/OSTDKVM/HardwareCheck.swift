@@ -122,6 +122,7 @@ public func probeOnHardware(machine: Machine, kernelPageTable: PageTable<KernelP
     var outcomes: [ProbeOutcome] = []
     for (va, access) in accesses {
         let paddr = check.snapshot.walk(va, controls: check.controls).paddr(of: va)
+        // SAFETY: a translation inside physical memory (translations outside it were skipped above).
         let byte = paddr.map { machine.readOnlyPointer(to: $0).load(as: UInt8.self) } ?? 0
         let probe = Probe(address: va, access: access, value: byte)
         let placed = access.kind == .fetch ? check.placeReturns([probe]) : [:]
@@ -224,6 +225,7 @@ struct HardwareCheck {
     private func firstNonZeroByte(va: UInt64, leaf: SnapshotLeaf) -> UInt64? {
         let paddr = PageTableEntry(raw: leaf.entry).paddr(level: leaf.level) + Int(va - leaf.va.rawValue)
         guard Int(paddr.rawValue) + pageSize <= machine.memorySize else { return nil }
+        // SAFETY: `paddr ..< paddr + pageSize` lies inside physical memory (checked above).
         let bytes = machine.readOnlyPointer(to: paddr)
         for i in 0..<pageSize where bytes.load(fromByteOffset: i, as: UInt8.self) != 0 {
             return va + UInt64(i)
@@ -257,6 +259,7 @@ struct HardwareCheck {
                     skipped += 1
                     continue
                 }
+                // SAFETY: the translation of an address the caller chose; `readOnlyPointer` checks it is inside memory.
                 let byte = paddr.map { machine.readOnlyPointer(to: $0).load(as: UInt8.self) } ?? 0
                 probes.append(Probe(address: address, access: MemoryAccess(.write, userMode: userMode), value: byte))
             }
@@ -297,6 +300,7 @@ struct HardwareCheck {
             return .pageFault(code, cr2: probe.address)
         }
         guard probe.access.kind == .read, let paddr = walk.paddr(of: probe.address) else { return .completed(byte: nil) }
+        // SAFETY: `paddr` is the software translation of a probe that was made, so inside physical memory.
         return .completed(byte: machine.readOnlyPointer(to: paddr).load(as: UInt8.self))
     }
 
@@ -355,6 +359,7 @@ struct HardwareCheck {
         let folded = tables?.accessedDirty() ?? [:]
         for (location, _, _) in snapshot.presentEntries() {
             let mask = PageTableEntry.accessed | PageTableEntry.dirty
+            // SAFETY: `location` is an entry of one of the snapshot's nodes, inside physical memory.
             let entry = machine.pointer(to: location, count: 8)
             let hardware = tables?.accessedDirty(at: location, folded: folded)
                 ?? machine.readOnlyPointer(to: location).load(as: UInt64.self) & mask

@@ -90,6 +90,7 @@ final class HardwareTables {
         let mask = PageTableEntry.accessed | PageTableEntry.dirty
         if origin.isEmpty { return bits }
         for (copy, live) in origin {
+            // SAFETY: `copy` is an entry of one of this copy's own frames, which it holds until `deinit`.
             bits[live, default: 0] |= machine.readOnlyPointer(to: Paddr(copy)).load(as: UInt64.self) & mask
         }
         return bits
@@ -98,6 +99,7 @@ final class HardwareTables {
     /// The A/D bits of the entry at `location` as the walker left them.
     func accessedDirty(at location: Paddr, folded: [UInt64: UInt64]) -> UInt64 {
         if origin.isEmpty {
+            // SAFETY: `location` is an entry of a snapshot node, inside physical memory, 8-byte aligned.
             return machine.readOnlyPointer(to: location).load(as: UInt64.self) & (PageTableEntry.accessed | PageTableEntry.dirty)
         }
         return folded[location.rawValue] ?? 0
@@ -109,6 +111,7 @@ final class HardwareTables {
         var level = PagingConsts.nrLevels
         while true {
             let location = table + PagingConsts.pteIndex(va, level) * 8
+            // SAFETY: `location` is an entry of a node the walk reached from the root, inside physical memory.
             let pointer = machine.pointer(to: location, count: 8).assumingMemoryBound(to: UInt64.self)
             let entry = PageTableEntry(raw: pointer.pointee)
             guard entry.isPresent else { return nil }

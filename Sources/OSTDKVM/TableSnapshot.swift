@@ -32,6 +32,8 @@ struct TableSnapshot {
     }
 
     private mutating func visit(_ machine: Machine, node: Paddr, level: PagingLevel, base: UInt64) {
+        // SAFETY: `node` is a page-table node of this machine (the root or a child an entry points at):
+        // 512 entries in physical memory; nothing else runs while the check snapshots them.
         let live = machine.pointer(to: node, count: pageSize).assumingMemoryBound(to: UInt64.self)
         let count = level == PagingConsts.nrLevels ? 256 : 512
         var entries = [UInt64](repeating: 0, count: 512)

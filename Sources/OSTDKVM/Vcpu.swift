@@ -43,6 +43,7 @@ public final class Vcpu {
         try KvmError.check(fd, "KVM_CREATE_VCPU")
         var raw = ostd_kvm_features()
         let cpuid = ostd_kvm_setup_cpuid(vm.kvm, fd, &raw)
+        // SAFETY: KVM_GET_VCPU_MMAP_SIZE bytes of the vCPU's shared `kvm_run` page, unmapped in `deinit`.
         guard cpuid == 0, let mapping = mmap(nil, vm.runSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
               mapping != MAP_FAILED else {
             close(fd)
@@ -131,6 +132,7 @@ public final class Vcpu {
 
     /// Runs the guest until it exits or `budgetNanoseconds` pass.
     public func run(budgetNanoseconds: Int64) throws(KvmError) -> VcpuExit {
+        // SAFETY: `run` is this vCPU's mapped `kvm_run`, valid while the vCPU lives.
         let result = ostd_kvm_run(fd, run, budgetNanoseconds)
         if result == -ETIME { return .timedOut }
         try KvmError.check(result, "KVM_RUN")

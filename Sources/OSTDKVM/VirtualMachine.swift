@@ -53,6 +53,8 @@ public final class VirtualMachine {
     /// Makes `size` bytes at `host` the guest's physical memory at `guestPhysical`, without a
     /// copy. The memory must stay mapped while the VM lives.
     public func addMemory(slot: UInt32, guestPhysical: UInt64, host: UnsafeMutableRawPointer, size: Int) throws(KvmError) {
+        // SAFETY: the caller keeps `host ..< host + size` mapped while the VM lives (the documented contract);
+        // KVM reads and writes it as guest RAM.
         try KvmError.check(ostd_kvm_set_memory(vm, slot, guestPhysical, UInt64(size), host), "KVM_SET_USER_MEMORY_REGION")
     }
 

@@ -101,6 +101,7 @@ final class GuestRam {
     let size: Int
 
     init(size: Int) throws(KvmError) {
+        // SAFETY: a fresh anonymous mapping owned by this object and unmapped in `deinit`.
         guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               base != MAP_FAILED else { throw .call("mmap(guest RAM)", errno: errno) }
         self.base = base
@@ -355,6 +356,7 @@ public func readWholeFile(_ path: String) -> [UInt8]? {
     var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
     while true {
+        // SAFETY: `read` writes at most `count` bytes into the buffer it is given.
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if count < 0 { return nil }
         if count == 0 { return bytes }

@@ -143,6 +143,8 @@ final class ProbeKernel {
             var cursor = try kernelPageTable.cursorMut(range)
             for page in 0..<ProbeLayout.pages {
                 let item = MappedItem(untracked: paddr(page: page), level: 1, property: Self.property(page: page))
+                // SAFETY: the kernel table is activated on no simulated CPU, so no TLB caches what this maps; the
+                // mapping is taken back by `unmap()` before the frames go.
                 if let failure = unsafe cursor.tryMap(item) {
                     throw KvmError.guest("cannot map the probe kernel at \(cursor.virtAddr): \(failure.error)")
                 }
@@ -159,6 +161,8 @@ final class ProbeKernel {
         guard isMapped else { return }
         isMapped = false
         if var cursor = try? kernelPageTable.cursorMut(range) {
+            // SAFETY: untracked mappings of this kernel's own frames, which no TLB of the machine caches and no
+            // guest runs on any more: dropping the fragments frees nothing but emptied nodes.
             while let fragment = unsafe cursor.takeNext(range.upperBound - cursor.virtAddr) { _ = consume fragment }
         }
         frames = nil

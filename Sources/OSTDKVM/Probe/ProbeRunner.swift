@@ -109,6 +109,7 @@ final class ProbeRunner {
 
     /// The outcomes of the probes that produced a result, up to the first that did not.
     private func readResults(_ probes: [Probe]) -> [ProbeOutcome] {
+        // SAFETY: the result area holds `ProbeLayout.batch` slots and `probes.count` is at most that.
         let results = UnsafeRawPointer(kernel.pointer(page: ProbeLayout.resultPage, count: probes.count * ProbeResultSlot.size))
         var outcomes: [ProbeOutcome] = []
         for (i, probe) in probes.enumerated() {

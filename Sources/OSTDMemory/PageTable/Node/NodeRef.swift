@@ -53,6 +53,7 @@ struct NodeRef: Equatable {
         var expected = old.raw
         var desired = new.raw
         while true {
+            // SAFETY: `index < 512` and `entries` are this live node's entries; they are accessed only atomically.
             let (exchanged, current) = (entries + index).pointee.compareExchange(
                 expected: expected, desired: desired, ordering: .acquiringAndReleasing)
             if exchanged { return }

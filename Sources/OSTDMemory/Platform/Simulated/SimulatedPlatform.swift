@@ -115,6 +115,8 @@ struct SimulatedPlatform: Platform {
 
     @usableFromInline
     func flushTlb(_ ops: [TlbFlushOp], all: Bool, on cpu: Int) {
+        // SAFETY: `cpu` exists (the machine checked it); its record lives until `shutDown`, and its controls
+        // and TLB change only under its MMU lock, taken here.
         let state = cpus + cpu
         state.pointee.mmuLock.lock()
         if all {
