@@ -1,6 +1,11 @@
 // The host's answer to "which simulated CPU is this thread on": a C thread-local word.
 
 import COSTDHostShims
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 @_spi(OSTDInternals) import OSTDMemory
 
 /// CPU-local hooks for host threads.
@@ -8,5 +13,6 @@ public enum HostCpu {
     /// Hooks that keep each thread's current simulated CPU in a thread-local word.
     public static let hooks = CpuLocalHooks(
         get: { ostd_host_current_cpu() },
-        set: { ostd_host_set_current_cpu($0) })
+        set: { ostd_host_set_current_cpu($0) },
+        relax: { sched_yield() })
 }

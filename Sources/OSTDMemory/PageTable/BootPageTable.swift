@@ -17,7 +17,9 @@
 // `dismiss()`, frees them (OSTD frees them when the last CPU dismisses the table).
 //
 // Editing requires exclusive access (`mutating`, Rust's `&mut self`): the table is for one thread
-// at a time, as OSTD's is behind its spin lock.
+// at a time, as OSTD's is behind its spin lock. Its nodes stay locked from allocation until they
+// are freed, so the table's lock set is every node it owns, and its writes go through guards
+// made from that (`NodeRef.withHeld`).
 
 /// A page table for early, single-threaded setup: base pages only, untracked (OSTD
 /// `BootPageTable`).
@@ -40,7 +42,6 @@
         guard let root = machine.context.allocNode(level: PagingConsts.nrLevels) else {
             throw .outOfMemory
         }
-        root.unlock()
         self.machine = machine
         context = machine.context
         self.root = root
@@ -88,8 +89,11 @@
         if node.read(index).isPresent {
             preconditionFailure("mapping an already mapped page in the boot page table")
         }
-        node.write(index, PageTableEntry(repr: .mapped(pa, prop), level: 1))
-        node.nrChildren += 1
+        // SAFETY: the boot table holds the locks of all its nodes.
+        unsafe node.withHeld { held in
+            held.write(index, PageTableEntry(repr: .mapped(pa, prop), level: 1))
+            held.nrChildren += 1
+        }
     }
 
     /// Applies `op` to the property of the 4 KiB page at `va` (OSTD `protect_base_page`). A huge
@@ -119,7 +123,8 @@
             preconditionFailure("protecting an unmapped page in the boot page table")
         }
         op(&prop)
-        node.write(index, PageTableEntry(repr: .mapped(pa, prop), level: 1))
+        // SAFETY: the boot table holds the locks of all its nodes.
+        unsafe node.withHeld { $0.write(index, PageTableEntry(repr: .mapped(pa, prop), level: 1)) }
     }
 
     // MARK: Reading
@@ -153,9 +158,11 @@
         guard let child = context.allocNode(level: level - 1) else {
             preconditionFailure("Failed to allocate a page table node")
         }
-        child.unlock()   // Nothing else can reach it: the boot table has no cursors.
-        parent.write(index, .pageTable(child.paddr(context)))
-        parent.nrChildren += 1
+        // SAFETY: the boot table holds the locks of all its nodes, `child` (born locked) included.
+        unsafe parent.withHeld { held in
+            held.write(index, .pageTable(child.paddr(context)))
+            held.nrChildren += 1
+        }
         return child
     }
 
@@ -167,9 +174,10 @@
         guard let child = context.allocNode(level: level - 1) else {
             preconditionFailure("Failed to allocate a page table node")
         }
-        child.unlock()
-        child.fillSplit(of: PageTableEntry(repr: .mapped(paddr, prop), level: level), level: level)
-        parent.write(index, .pageTable(child.paddr(context)))   // still one entry: no count change
+        // SAFETY: the boot table holds the locks of all its nodes, `child` (born locked) included.
+        unsafe child.withHeld { $0.fillSplit(of: PageTableEntry(repr: .mapped(paddr, prop), level: level), level: level) }
+        // Still one entry: no count change.
+        unsafe parent.withHeld { $0.write(index, .pageTable(child.paddr(context))) }
         return child
     }
 
@@ -185,10 +193,13 @@
                 // SAFETY: the entry points at a node this table allocated and still owns; it is
                 // cleared right after, so the node is freed exactly once.
                 freeSubtree(NodeRef(pte.paddr(level: level), context), level: level - 1, context: context)
-                node.write(i, .absent)
             }
         }
-        node.nrChildren = 0
+        // SAFETY: the boot table holds the node's lock; the guard clears it and releases it.
+        let held = unsafe PageTableGuard(assumingLocked: node)
+        for i in 0..<PagingConsts.nrEntries where node.read(i).isPresent { held.write(i, .absent) }
+        held.nrChildren = 0
+        _ = consume held
         context.freeNode(node)
     }
 }

@@ -6,15 +6,14 @@
 //
 // Reclamation. OSTD leaves empty nodes behind; here a node whose last entry is removed is freed,
 // so that unmapping everything brings the table back to its root. A freed node is first
-// *retired*: detached, marked stray and unlocked. With `defersReclamation` off (the default) it is
-// freed when the cursor that removed it is dropped; with it on, retired nodes wait in the table
-// until `reclaimRetired()` is called, which is where a TLB flush and an RCU-style grace period
-// plug in (the VmSpace layer does that).
+// *retired*: detached, marked stray and unlocked. When the cursor that removed it is dropped, it
+// is handed to the machine, which frees it after a grace period: once no lock-free walk (a
+// cursor's descent, `pageWalk`, a CPU's MMU) that might have reached it is still in flight
+// (`MachineRef.dropAfterGracePeriod`, docs/CONCURRENCY.md).
 
 // Sendable: the nodes are shared through physical memory under the node locks the cursors take
-// (entries are atomics), the retired list under `retireLock`, and the other stored properties are
-// immutable. Not yet: `defersReclamation` and `walkerCpus` are plain variables, set once before the
-// table is shared (`VmSpace.init` sets `walkerCpus`); issue 15 makes them creation options.
+// and the read-side sections of lock-free walks (entries are atomics); every stored property is
+// immutable.
 /// A page table of configuration `C`.
 public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// The machine whose frames hold the table.
@@ -24,24 +23,14 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// The kernel table whose level-3 nodes a user table shares: kept alive as long as this one.
     let kernel: PageTable<KernelPtConfig>?
 
-    let retireLock = SpinLock()
-    /// Retired nodes awaiting `reclaimRetired()`, owned (each holds the reference its parent
-    /// entry held).
-    var retiredNodes: [Paddr] = []
-    /// Whether retired nodes wait for `reclaimRetired()` instead of being freed when the cursor
-    /// that removed them is dropped.
-    @_spi(OSTDInternals) public var defersReclamation = false
-    /// The CPUs that may be walking this table (a `VmSpace`'s active CPUs). Before a retired
-    /// node is freed, each of them is quiesced (`Platform.quiesce`): any walk it was in the
-    /// middle of has finished.
-    var walkerCpus: AtomicCpuSet?
-
     init(machine: Machine, root: NodeRef, kernel: PageTable<KernelPtConfig>?) {
         self.machine = machine
         context = machine.context
         self.root = root
         self.kernel = kernel
-        root.unlock()
+        // SAFETY: the root was allocated locked and no guard owns it; publishing the table
+        // releases it.
+        _ = unsafe PageTableGuard(assumingLocked: root)
     }
 
     /// An empty table: a root with no entries (OSTD `PageTable::empty`).
@@ -55,8 +44,8 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     }
 
     deinit {
-        reclaimRetired()
-        context.tearDown(C.self, root)
+        // No thread holds this table any more, so no cursor or walk can be in it.
+        context.tearDown(C.self, root, detached: false)
     }
 
     /// The physical address of the root node: what CR3 holds when the table is active.
@@ -69,29 +58,64 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// - Throws: `invalidVaddrRange` for an empty, reversed or out-of-configuration range;
     ///   `unalignedVaddr` when an end is not 4 KiB aligned.
     @_spi(OSTDInternals) public func cursor(_ range: Range<Vaddr>) throws(PageTableError) -> Cursor<C> {
-        try Cursor(self, range, mutable: false)
+        try Cursor(self, range, mutable: false)!
     }
 
     /// A cursor that may map, unmap and protect in `range` (OSTD `PageTable::cursor_mut`).
     ///
     /// - Throws: as `cursor(_:)`.
     @_spi(OSTDInternals) public func cursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C> {
-        CursorMut(try Cursor(self, range, mutable: true))
+        CursorMut(try Cursor(self, range, mutable: true)!)
+    }
+
+    /// `cursorMut`, or `nil` at once when a node it would lock is locked by another cursor (or a
+    /// node it would read is being removed): no waiting, and nothing taken or changed.
+    ///
+    /// - Throws: as `cursor(_:)`.
+    @_spi(OSTDInternals) public func tryCursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C>? {
+        guard let cursor = try Cursor(self, range, mutable: true, blocking: false) else { return nil }
+        return CursorMut(cursor)
     }
 
     // MARK: Lock-free reads
 
     /// Translates `va` the way the MMU does, without locks (OSTD `page_walk`): the physical
-    /// address of the byte and the leaf's property, or `nil` when nothing maps it.
+    /// address of the byte and the leaf's property, or `nil` when nothing maps it. The walk runs
+    /// in a read-side section of its own; `withReadSection` runs many walks in one.
     @inlinable
     public func pageWalk(_ va: Vaddr) -> (paddr: Paddr, property: PageProperty)? {
-        guard let (leaf, offset) = translate(va) else { return nil }
+        let section = context.readSection()
+        return pageWalk(va, in: section)
+    }
+
+    /// `pageWalk` inside the caller's read-side section.
+    @inlinable
+    public func pageWalk(_ va: Vaddr, in section: borrowing RcuReadGuard) -> (paddr: Paddr, property: PageProperty)? {
+        guard let (leaf, offset) = translate(va, in: section) else { return nil }
         return (leaf.paddr + offset, leaf.property)
     }
 
-    /// The leaf mapping `va` and the offset of `va` inside it, without locks.
+    /// The leaf mapping `va` and the offset of `va` inside it, without locks, in a read-side
+    /// section of its own.
     @inlinable
     public func translate(_ va: Vaddr) -> (leaf: MappedItemRef, offset: Int)? {
+        let section = context.readSection()
+        return translate(va, in: section)
+    }
+
+    /// Runs `body` inside one read-side section (OSTD's RCU read lock): lock-free walks made
+    /// with it (`pageWalk(_:in:)`, `translate(_:in:)`) read nodes that stay allocated until
+    /// `body` returns. Keep it short: freeing detached nodes waits for it.
+    @inlinable
+    public func withReadSection<R: ~Copyable, E: Error>(_ body: (borrowing RcuReadGuard) throws(E) -> R) throws(E) -> R {
+        let section = context.readSection()
+        return try body(section)
+    }
+
+    /// `translate` inside the caller's read-side section.
+    @inlinable
+    public func translate(_ va: Vaddr, in section: borrowing RcuReadGuard) -> (leaf: MappedItemRef, offset: Int)? {
+        // Every node below the root is read from an entry inside `section`: it stays allocated.
         var node = root
         var level = PagingConsts.nrLevels
         while true {
@@ -131,44 +155,12 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
 
     // MARK: Reclamation
 
-    /// Takes ownership of detached, empty nodes: frees them now, or keeps them for
-    /// `reclaimRetired()` when reclamation is deferred.
+    /// Takes ownership of detached, empty nodes (each holding the reference its parent entry
+    /// held) and hands them to the machine, which frees them after a grace period; then frees
+    /// whatever earlier grace periods allow. Called with no node lock held.
     func retire(_ nodes: [Paddr]) {
-        guard !nodes.isEmpty else { return }
-        guard defersReclamation else {
-            quiesceWalkers()
-            for paddr in nodes { context.freeNode(NodeRef(paddr, context)) }
-            return
-        }
-        retireLock.lock()
-        retiredNodes.append(contentsOf: nodes)
-        retireLock.unlock()
-    }
-
-    /// Frees every retired node: call once no CPU can still reach them (after the TLB flush and
-    /// the grace period that follow their removal). Returns how many were freed.
-    @discardableResult
-    @_spi(OSTDInternals) public func reclaimRetired() -> Int {
-        retireLock.lock()
-        let nodes = retiredNodes
-        retiredNodes = []
-        retireLock.unlock()
-        if !nodes.isEmpty { quiesceWalkers() }
-        for paddr in nodes { context.freeNode(NodeRef(paddr, context)) }
-        return nodes.count
-    }
-
-    /// Waits until no CPU that may walk this table is in the middle of a walk.
-    func quiesceWalkers() {
-        guard let walkerCpus else { return }
-        for cpu in walkerCpus.load() { context.platform.quiesce(cpu) }
-    }
-
-    /// The number of retired nodes waiting for `reclaimRetired()`.
-    @_spi(OSTDInternals) public var retiredCount: Int {
-        retireLock.lock()
-        defer { retireLock.unlock() }
-        return retiredNodes.count
+        context.dropAfterGracePeriod(nodes)
+        if context.gracePeriodDropsWaiting > 0 { context.reclaimGracePeriodDrops(waiting: false) }
     }
 }
 
@@ -184,9 +176,11 @@ extension PageTable where C == KernelPtConfig {
             guard let child = machine.context.allocNode(level: PagingConsts.nrLevels - 1) else {
                 throw .outOfMemory   // `table` drops the nodes made so far
             }
-            child.unlock()
-            table.root.write(i, .pageTable(child.paddr(machine.context)))
-            table.root.nrChildren += 1
+            // SAFETY: `child` was allocated locked and no guard owns it; this publishes and releases it.
+            _ = unsafe PageTableGuard(assumingLocked: child)
+            let root = table.root.lock(machine.context)
+            root.write(i, .pageTable(child.paddr(machine.context)))
+            root.nrChildren += 1
         }
         return table
     }
@@ -199,7 +193,10 @@ extension PageTable where C == KernelPtConfig {
     /// - Throws: `outOfMemory` when there is no frame for the root.
     @_spi(OSTDInternals) public func createUserPageTable() throws(PageTableError) -> PageTable<UserPtConfig> {
         guard let root = context.allocNode(level: PagingConsts.nrLevels) else { throw .outOfMemory }
-        for i in KernelPtConfig.topLevelIndexRange { root.write(i, self.root.read(i)) }
+        // SAFETY: the new root was allocated locked and is published only below.
+        unsafe root.withHeld { held in
+            for i in KernelPtConfig.topLevelIndexRange { held.write(i, self.root.read(i)) }
+        }
         return PageTable<UserPtConfig>(machine: machine, root: root, kernel: self)
     }
 }

@@ -1,21 +1,27 @@
 // How the core learns which CPU a host thread runs on.
 //
 // The core cannot see threads, so a host provides two C functions that read and write one
-// thread-local word; a bare-metal kernel would read `GS` instead. A platform without hooks has no
-// current CPU: every caller is on the boot CPU's MMU and takes the allocator's locked path.
+// thread-local word, and one that yields the thread while it waits; a bare-metal kernel would
+// read `GS` instead. A platform without hooks has no current CPU: every caller is on the boot
+// CPU's MMU and takes the allocator's locked path.
 
-// Sendable: two C function pointers, immutable; the functions themselves act on the calling
-// thread's own thread-local word.
-/// The two functions through which the core reads and sets the calling thread's current CPU.
+// Sendable: three C function pointers, immutable; `get` and `set` act on the calling thread's
+// own thread-local word, and `relax` on nothing shared.
+/// The functions through which the core reads and sets the calling thread's current CPU.
 public struct CpuLocalHooks: @unchecked Sendable {
     public typealias Get = @convention(c) () -> UnsafeMutableRawPointer?
     public typealias Set = @convention(c) (UnsafeMutableRawPointer?) -> Void
 
     public let get: Get
     public let set: Set
+    /// Gives the calling thread's CPU time away while it waits for another thread (a lock held,
+    /// a grace period): on a host with fewer cores than busy threads, the thread waited for may
+    /// need it. `nil` spins.
+    public let relax: CpuRelax?
 
-    public init(get: Get, set: Set) {
+    public init(get: Get, set: Set, relax: CpuRelax? = nil) {
         self.get = get
         self.set = set
+        self.relax = relax
     }
 }

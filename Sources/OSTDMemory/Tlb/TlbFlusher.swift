@@ -138,7 +138,7 @@ extension TlbFlusher {
             switch item {
             // SAFETY: `keep` and `issueTlbFlush(removing:)` forgot these exactly once.
             case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: context)
-            case .subtree(let paddr): context.tearDown(UserPtConfig.self, NodeRef(paddr, context))
+            case .subtree(let paddr): context.tearDown(UserPtConfig.self, NodeRef(paddr, context), detached: true)
             }
         }
     }

@@ -63,7 +63,6 @@ public final class VmSpace: @unchecked Sendable {
         rootPaddr = pageTable.rootPaddr
         registry = .allocate(capacity: 1)
         registry.initialize(to: IoRegistry(sharedReader: sharedReader))
-        pageTable.walkerCpus = cpus
     }
 
     /// A space on `machine` with a kernel page table of its own (257 frames). Spaces that should

@@ -34,6 +34,7 @@ func requireThreadsDone(_ finished: Bool, _ failures: Failures, _ table: PageTab
                                 sourceLocation: SourceLocation = #_sourceLocation) throws {
     failures.report(sourceLocation: sourceLocation)
     try #require(finished, deadlock, sourceLocation: sourceLocation)
+    table.machine.reclaimRetired()   // nodes still in their grace period
     try #require(lockedNodes(table) == [], "nodes left locked with no cursor alive\(note)",
                  sourceLocation: sourceLocation)
 }
@@ -41,6 +42,7 @@ func requireThreadsDone(_ finished: Bool, _ failures: Failures, _ table: PageTab
 /// The table is sound and back to its root, and the root is the machine's only outstanding frame.
 func expectOnlyTheRoot(_ table: PageTable<UserPtConfig>, _ machine: Machine,
                                sourceLocation: SourceLocation = #_sourceLocation) {
+    machine.reclaimRetired()   // nodes still in their grace period
     #expect(table.structuralViolations() == [], sourceLocation: sourceLocation)
     #expect(table.nodes().count == 1, sourceLocation: sourceLocation)
     #expect(machine.outstandingFrames == 1, sourceLocation: sourceLocation)

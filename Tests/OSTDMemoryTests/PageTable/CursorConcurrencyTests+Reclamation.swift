@@ -1,6 +1,6 @@
 // Node reclamation with several threads: threads map and unmap pages next to each other so the
-// nodes on their paths are allocated and reclaimed over and over; with `defersReclamation`,
-// detached nodes wait in the table until `reclaimRetired()`, or until the table goes.
+// nodes on their paths are allocated and reclaimed over and over; and grace periods: a detached
+// node waits while a read-side section that started before it was detached is open.
 
 import Foundation
 import Testing
@@ -23,25 +23,18 @@ extension CursorConcurrencyTests {
     struct ReclaimSetup: Sendable, CustomTestStringConvertible {
         let name: String
         let lanes: [Lane]
-        let deferred: Bool
-        var testDescription: String { name + (deferred ? ", deferred reclamation" : "") }
+        var testDescription: String { name }
     }
 
     static let reclaimSetups = [
         ReclaimSetup(name: "same level-3 node, different level-2 nodes",
-                     lanes: [Lane(0x1000, 0..<gib1), Lane(gib1 + 0x1000, (gib1 - mib2)..<(gib1 + mib2))],
-                     deferred: false),
+                     lanes: [Lane(0x1000, 0..<gib1), Lane(gib1 + 0x1000, (gib1 - mib2)..<(gib1 + mib2))]),
         ReclaimSetup(name: "same level-2 node, different level-1 nodes",
-                     lanes: [Lane(0x1000, 0..<mib2), Lane(mib2 + 0x1000, (mib2 - 0x10000)..<(mib2 + 0x2000))],
-                     deferred: false),
+                     lanes: [Lane(0x1000, 0..<mib2), Lane(mib2 + 0x1000, (mib2 - 0x10000)..<(mib2 + 0x2000))]),
         ReclaimSetup(name: "three threads sharing level-3 and level-2 nodes",
                      lanes: [Lane(gib1 + 0x1000, gib1..<(gib1 + mib2)),
                              Lane(gib1 + mib2 + 0x1000, (gib1 + mib2 - 0x4000)..<(gib1 + 2 * mib2)),
-                             Lane(2 * gib1 + 0x1000, (2 * gib1 - mib2)..<(2 * gib1 + mib2))],
-                     deferred: false),
-        ReclaimSetup(name: "same level-3 node, different level-2 nodes",
-                     lanes: [Lane(0x1000, 0..<gib1), Lane(gib1 + 0x1000, (gib1 - mib2)..<(gib1 + mib2))],
-                     deferred: true),
+                             Lane(2 * gib1 + 0x1000, (2 * gib1 - mib2)..<(2 * gib1 + mib2))]),
     ]
 
     /// Each thread maps then unmaps one page again and again, so the nodes on its path are
@@ -52,9 +45,8 @@ extension CursorConcurrencyTests {
     @Test(arguments: reclaimSetups)
     func reclamationUnderConcurrency(setup: ReclaimSetup) throws {
         let (machine, table) = try machineWithEmptyTable(memory: 64 << 20)
-        table.defersReclamation = setup.deferred
         let failures = Failures()
-        let rounds = setup.deferred ? 300 : 600
+        let rounds = 600
         let property = rw
         let finished = runThreads(setup.lanes.count) { thread in
             let va = Vaddr(setup.lanes[thread].page)
@@ -103,91 +95,99 @@ extension CursorConcurrencyTests {
         try requireThreadsDone(finished, failures, table, deadlock: "threads deadlocked")
         #expect(table.structuralViolations() == [])
         #expect(table.nodes().count == 1)
-        if setup.deferred {
-            let retired = table.retiredCount
-            #expect(retired > 0)
-            #expect(machine.outstandingFrames == 1 + retired)
-            #expect(table.reclaimRetired() == retired)
-            #expect(table.retiredCount == 0)
-        }
+        machine.reclaimRetired()
+        #expect(machine.retiredCount == 0)
         #expect(machine.outstandingFrames == 1)
         #expect(machine.cleanInv())
     }
 
-    // MARK: 4. Deferred reclamation
+    // MARK: 4. Grace periods
 
-    /// With `defersReclamation`, unmapping the last page detaches the three nodes of its path but
-    /// does not free them: they wait in the table, still counted as outstanding frames, until
-    /// `reclaimRetired()`.
-    @Test func deferredReclamationWaitsForReclaimRetired() throws {
+    /// Unmapping the last page detaches the three nodes of its path; while a read-side section
+    /// that was open before is still open, they are not freed: they wait, still counted as
+    /// outstanding frames, until the section ends and `reclaimRetired()` runs.
+    @Test func detachedNodesWaitForOpenReadSections() throws {
         let (machine, table) = try machineWithEmptyTable()
-        table.defersReclamation = true
         let va = Vaddr(gib1 + 0x5000)
         let paddr = try mapFresh(table, va)
         #expect(table.nodes().count == 4)
         #expect(machine.outstandingFrames == 5)   // root, 3 nodes, the frame
-        do {
-            var cursor = try table.cursorMut(va..<(va + pageSize))
+        table.withReadSection { section in
+            #expect(table.pageWalk(va, in: section)?.paddr == paddr)
+            var cursor = try! table.cursorMut(va..<(va + pageSize))
             if case .mapped(_, let item)? = cursor.takeNext(pageSize) {
                 #expect(item.paddr == paddr)
             } else {
                 Issue.record("nothing taken")
             }
             _ = consume cursor
+            // Detached (the tree is back to its root) but not freed: this section may be in them.
+            #expect(table.nodes().count == 1)
+            #expect(table.structuralViolations() == [])
+            #expect(machine.retiredCount == 3)
+            #expect(machine.outstandingFrames == 4)
+            #expect(machine.reclaimRetired(waiting: false) == 0)
+            #expect(table.pageWalk(va, in: section) == nil)
         }
-        // Detached (the tree is back to its root) but not freed.
-        #expect(table.nodes().count == 1)
-        #expect(table.structuralViolations() == [])
-        #expect(table.retiredCount == 3)
-        #expect(machine.outstandingFrames == 4)
-        #expect(table.reclaimRetired() == 3)
-        #expect(table.retiredCount == 0)
+        #expect(machine.reclaimRetired(waiting: false) == 3)
+        #expect(machine.retiredCount == 0)
         #expect(machine.outstandingFrames == 1)
-        #expect(table.reclaimRetired() == 0)
+        #expect(machine.reclaimRetired() == 0)
         #expect(machine.cleanInv())
     }
 
-    /// The same when the nodes go while the cursor lives (below its locked subtree root): they
-    /// are handed to the table only when the cursor is dropped, and wait there.
-    @Test func deferredReclamationOfNodesBelowTheCursorRoot() throws {
+    /// Nodes that go while the cursor lives (below its locked subtree root) are handed over when
+    /// the cursor is dropped, and wait for the open section like the others; the next cursor
+    /// dropped frees those whose grace period is over. With no section open, nodes are freed as
+    /// the cursor is dropped.
+    @Test func nodesBelowTheCursorRootWaitForOpenReadSections() throws {
         let (machine, table) = try machineWithEmptyTable()
-        table.defersReclamation = true
-        for round in 0..<3 {
+        for round in 0..<2 {
             let va = Vaddr(UInt64(round) * gib512 + gib1 + 0x5000)
-            try mapFresh(table, va)
-            do {
+            try mapFresh(table, va)   // its cursor's drop freed the last round's nodes
+            #expect(machine.retiredCount == 0)
+            table.withReadSection { _ in
                 // Spans two root entries: the cursor locks the root.
-                var cursor = try table.cursorMut(Vaddr(0)..<Vaddr(4 * gib512))
+                var cursor = try! table.cursorMut(Vaddr(0)..<Vaddr(4 * gib512))
                 #expect(cursor.lockedLevel == 4)
-                try cursor.jump(va)
+                try! cursor.jump(va)
                 #expect(takeAll(&cursor, upTo: va + pageSize) == 1)
                 #expect(table.nodes().count == 1)
-                #expect(table.retiredCount == 3 * round)   // not yet handed over
+                #expect(machine.retiredCount == 0)   // not yet handed over
                 _ = consume cursor
+                #expect(machine.retiredCount == 3)
+                #expect(machine.outstandingFrames == 1 + 3)
             }
-            #expect(table.retiredCount == 3 * (round + 1))
-            #expect(machine.outstandingFrames == 1 + 3 * (round + 1))
         }
         #expect(table.structuralViolations() == [])
-        #expect(table.reclaimRetired() == 9)
+        #expect(machine.reclaimRetired() == 3)
+        #expect(machine.outstandingFrames == 1)
+        // No section open: the nodes go with the cursor.
+        let va = Vaddr(gib1 + 0x5000)
+        try mapFresh(table, va)
+        var cursor = try table.cursorMut(va..<(va + pageSize))
+        #expect(takeAll(&cursor, upTo: va + pageSize) == 1)
+        _ = consume cursor
+        #expect(machine.retiredCount == 0)
         #expect(machine.outstandingFrames == 1)
     }
 
-    /// Retired nodes still waiting when the table goes are freed with it.
-    @Test func droppingTheTableFreesRetiredNodes() throws {
+    /// Nodes still waiting when their table goes wait in the machine, and are freed by the next
+    /// reclamation after the section ends.
+    @Test func nodesOutliveTheirTableUntilTheGracePeriodEnds() throws {
         let machine = makeMachine()
-        do {
-            let table = try PageTable<UserPtConfig>(empty: machine)
-            table.defersReclamation = true
+        let holder = try PageTable<UserPtConfig>(empty: machine)
+        holder.withReadSection { _ in
+            let table = try! PageTable<UserPtConfig>(empty: machine)
             let va = Vaddr(0x7000)
-            try mapFresh(table, va)
-            var cursor = try table.cursorMut(va..<(va + pageSize))
+            try! mapFresh(table, va)
+            var cursor = try! table.cursorMut(va..<(va + pageSize))
             #expect(takeAll(&cursor, upTo: va + pageSize) == 1)
             _ = consume cursor
-            #expect(table.retiredCount == 3)
-            #expect(machine.outstandingFrames == 4)
+            #expect(machine.retiredCount == 3)
         }
-        #expect(machine.outstandingFrames == 0)
-        #expect(machine.cleanInv())
+        #expect(machine.outstandingFrames == 1 + 3)   // `holder`'s root and the three nodes
+        #expect(machine.reclaimRetired() == 3)
+        #expect(machine.outstandingFrames == 1)
     }
 }

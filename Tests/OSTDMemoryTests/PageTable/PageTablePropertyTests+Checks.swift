@@ -105,9 +105,9 @@ extension PTProgram {
         if trace.count % 3 == 0 {
             let nodes = table.nodes().count
             let outstanding = machine.outstandingFrames
-            let expected = baselineFrames + nodes + table.retiredCount + model.count
+            let expected = baselineFrames + nodes + machine.retiredCount + model.count
             check(outstanding == expected, "\(outstanding) frames outstanding, expected \(expected) = \(baselineFrames) "
-                  + "+ \(nodes) nodes + \(table.retiredCount) retired + \(model.count) mapped")
+                + "+ \(nodes) nodes + \(machine.retiredCount) retired + \(model.count) mapped")
         }
         // 5. Reference counts. Freed frames are handed out again, as data frames of a later unit or
         // as nodes: a frame is expected to have one reference per page the model maps to it, else

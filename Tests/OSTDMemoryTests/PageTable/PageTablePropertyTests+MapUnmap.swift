@@ -204,7 +204,7 @@ extension PTProgram {
     /// program used back in the allocator.
     func finish(expectedNodes: Int, expectedFrames: Int) {
         guard failures == 0 else { return }
-        table.reclaimRetired()
+        machine.reclaimRetired()
         check(model.count == 0, "the model still has \(model.count) pages")
         check(table.view().mappings.isEmpty, "mappings are left: \(table.view().mappings.prefix(4))")
         check(table.nodes().count == expectedNodes, "\(table.nodes().count) nodes are left: \(table.nodes().prefix(6))")

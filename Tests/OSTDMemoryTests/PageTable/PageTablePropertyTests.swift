@@ -55,11 +55,11 @@ import Darwin
             let deferred = r.chance(25)
             let machine = makeMachine(memory: 3 << 30, audit: false)
             let table = try! PageTable<UserPtConfig>(empty: machine)
-            table.defersReclamation = deferred
             let program = PTProgram(machine: machine, table: table, windowBase: windowBase, allowGiant: allowGiant,
                                     header: "window \(Vaddr(windowBase)), 1G pages \(allowGiant ? "on" : "off"), "
-                                        + "deferred reclamation \(deferred ? "on" : "off")")
-            program.run(codes)
+                                        + "read-side section open \(deferred ? "on" : "off")")
+            // With a section open, every detached node waits for its grace period.
+            if deferred { table.withReadSection { _ in program.run(codes) } } else { program.run(codes) }
             program.unmapEverything()
             program.finish(expectedNodes: 1, expectedFrames: 1)
         }

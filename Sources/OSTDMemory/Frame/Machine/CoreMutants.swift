@@ -36,6 +36,10 @@ public struct CoreMutants: OptionSet, Sendable {
     public static let writeFallibleCopiesOneByteShort = CoreMutants(rawValue: 1 << 8)
     /// `readVal` moves its cursor past the value even when the read faulted.
     public static let readValAdvancesOnFault = CoreMutants(rawValue: 1 << 9)
+    /// Detached page-table nodes are freed at once, without waiting for a grace period. Not in
+    /// `all`: the audit runs at quiescent points, where no walker is in flight; the reclamation
+    /// test (`CursorConcurrencyTests`) catches it with poisoned nodes.
+    public static let reclaimsWithoutGracePeriod = CoreMutants(rawValue: 1 << 10)
 
     /// Every mutant, with its name.
     public static let all: [(name: String, mutant: CoreMutants)] = [

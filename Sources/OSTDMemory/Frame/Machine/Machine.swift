@@ -54,7 +54,12 @@ public final class Machine: @unchecked Sendable {
         context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
     }
 
-    deinit { context.orphan() }
+    deinit {
+        // No thread can be in a read-side section of this machine any more (it would hold a
+        // table, which holds the machine), so every node waiting for its grace period goes now.
+        context.reclaimGracePeriodDrops(waiting: true)
+        context.orphan()
+    }
 
     private static func validate(memory: PhysicalMemoryRegion, cpus: Int) throws(FrameError) {
         guard Int(bitPattern: memory.base) & (pageSize - 1) == 0 else {

@@ -41,9 +41,15 @@ struct MachineContext: ~Copyable {
     @usableFromInline let ledger: ObligationLedger?
     /// The frame layer's auditor, if any (`FrameAuditor.swift`); set at boot, never changed.
     @usableFromInline let frameAuditor: (any FrameAuditor)?
+    /// Read-side sections and grace periods for lock-free page-table walks.
+    @usableFromInline let rcu: Rcu
+    /// Frame references waiting for a grace period (`GracePeriodDrops.swift`).
+    let gracePeriodDrops = GracePeriodDrops()
     #if DEBUG
     /// The `CoreMutants` switched on (tests of the audit; debug builds only).
     @usableFromInline let mutants = Atomic<UInt32>(0)
+    /// Whether frames dropped after a grace period are poisoned first (tests of reclamation).
+    let poisonsReclaimedNodes = Atomic<Bool>(false)
     #endif
 
     /// Guards `pool`.
@@ -62,6 +68,7 @@ struct MachineContext: ~Copyable {
         release = memory.release
         platform = MachinePlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
         frameCaches = CpuLocal(cpuCount: cpuCount) { _ in FrameCache() }
+        rcu = Rcu(cpuCount: cpuCount, relax: cpuLocal?.relax)
         ledger = audit || auditor != nil ? ObligationLedger(frameCount: frameCount) : nil
         frameAuditor = auditor
         pool = .allocate(capacity: 1)
@@ -193,6 +200,8 @@ struct MachineRef: Equatable, @unchecked Sendable {
         state.pointee.lock.deallocate()
         for i in 0..<cpuCount { state.pointee.frameCaches.on(i).pointee.deallocate() }
         state.pointee.platform.shutDown()
+        state.pointee.rcu.deallocate()
+        state.pointee.gracePeriodDrops.deallocate()
         state.deinitialize(count: 1)
         state.deallocate()
         release?(base, size)

@@ -44,8 +44,12 @@ extension Cursor where C: PageTableConfig {
                 reclaimEmptyPath()
                 throw .outOfMemory
             }
-            currentNode.write(currentIndex, .pageTable(child.paddr(context)))
-            currentNode.nrChildren += 1
+            let index = currentIndex
+            // SAFETY: the current node is in the cursor's lock set; `child`, born locked, joins it.
+            unsafe currentNode.withHeld { node in
+                node.write(index, .pageTable(child.paddr(context)))
+                node.nrChildren += 1
+            }
             pushLevel(child)
         }
     }
@@ -53,28 +57,31 @@ extension Cursor where C: PageTableConfig {
     /// Writes the leaf for `raw` into the current (empty) slot and moves past it.
     @inlinable @inline(__always)
     mutating func commitMap(_ raw: MappedItemRef) {
-        let node = currentNode
+        var entry = leafEntry(raw)
         #if DEBUG
         if context.hasMutant(.mapWritesWrongPaddr) && raw.level == 1 {
-            node.write(currentIndex, PageTableEntry(raw: leafEntry(raw).raw &+ UInt64(pageSize)))
-            node.nrChildren += 1
-            moveForward()
-            return
+            entry = PageTableEntry(raw: entry.raw &+ UInt64(pageSize))
         }
         #endif
-        node.write(currentIndex, leafEntry(raw))
-        node.nrChildren += 1
+        let index = currentIndex
+        // SAFETY: the current node is in the cursor's lock set.
+        unsafe currentNode.withHeld { node in
+            node.write(index, entry)
+            node.nrChildren += 1
+        }
         moveForward()
     }
 
     /// Clears the current slot and returns what it held, as a fragment.
     @inlinable
     mutating func takeCurrent() -> PageTableFrag<C> {
-        let node = currentNode
         let index = currentIndex
-        let pte = node.read(index)
-        node.write(index, .absent)
-        node.nrChildren -= 1
+        let pte = currentNode.read(index)
+        // SAFETY: the current node is in the cursor's lock set.
+        unsafe currentNode.withHeld { node in
+            node.write(index, .absent)
+            node.nrChildren -= 1
+        }
         let slotVa = curVaRange.lowerBound
         if pte.isLeaf {
             #if DEBUG
@@ -102,13 +109,18 @@ extension Cursor where C: PageTableConfig {
         while level < guardLevel && currentNode.nrChildren == 0
             && (C.topLevelCanUnmap || level < PagingConsts.nrLevels - 1) {
             let node = currentNode
-            node.isStray = true
-            node.unlock()
+            // SAFETY: the node is in the cursor's lock set; this marks it and releases it.
+            let held = unsafe PageTableGuard(assumingLocked: node)
+            held.markStray()
+            _ = consume held
             retired.append(node.paddr(context))
             popLevel()
-            let parent = currentNode
-            parent.write(currentIndex, .absent)
-            parent.nrChildren -= 1
+            let index = currentIndex
+            // SAFETY: the parent, the cursor's new current node, is in its lock set.
+            unsafe currentNode.withHeld { parent in
+                parent.write(index, .absent)
+                parent.nrChildren -= 1
+            }
         }
     }
 }

@@ -2,7 +2,10 @@
 // `page_table/cursor/mod.rs`).
 //
 // A cursor covers `barrierVa`, the range it was created for, and holds the locks of every node
-// of the smallest subtree that covers it (see `Locking.swift`). `path[L - 1]` is the node at level
+// of the smallest subtree that covers it that overlaps the range (see `Locking.swift`): its lock
+// set. It keeps no guards for them; it edits and releases them through guards made from that
+// invariant (`NodeRef.withHeld`, `PageTableGuard.init(assumingLocked:)`), and nodes it allocates
+// or splits into join the set. `path[L - 1]` is the node at level
 // `L` on the way from that subtree's root (at `guardLevel`) down to the cursor's current `level`;
 // the slot the cursor is at is the entry of `path[level - 1]` that covers `va`. Moving only
 // pushes and pops levels; nothing here waits for another cursor once the cursor exists.
@@ -38,23 +41,30 @@
     @usableFromInline var lastPropertyBits: UInt64 = 0
 
     /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
-    /// (OSTD `Cursor::new`).
-    init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool) throws(PageTableError) {
+    /// (OSTD `Cursor::new`). Without `blocking`, returns `nil` instead of waiting for a lock
+    /// another cursor holds (having taken and changed nothing).
+    init?(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool, blocking: Bool = true) throws(PageTableError) {
         guard C.isValidRange(range) else { throw .invalidVaddrRange(range.lowerBound, range.upperBound) }
         guard range.lowerBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.lowerBound) }
         guard range.upperBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.upperBound) }
+        guard let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable, blocking: blocking)
+        else { return nil }
+        guard Cursor.dfsAcquireLock(subtreeRoot, level: rootLevel, range: range, context: pageTable.context,
+                                    blocking: blocking) else {
+            // SAFETY: the subtree root was locked above and no guard owns it.
+            _ = unsafe PageTableGuard(assumingLocked: subtreeRoot)
+            return nil
+        }
         self.pageTable = pageTable
         context = pageTable.context
         barrierVa = range
         isMutable = mutable
         va = range.lowerBound
         path = InlineArray(repeating: nil)
-        let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable)
         level = rootLevel
         guardLevel = rootLevel
         path[Int(rootLevel) - 1] = subtreeRoot
         currentNode = subtreeRoot
-        dfsAcquireLock(subtreeRoot, level: rootLevel)
     }
 
     deinit {
@@ -72,7 +82,11 @@
     /// walker can be in them.
     @usableFromInline @inline(never)
     func releaseSpareNodes() {
-        for node in spareNodes { context.freeNode(node) }
+        for node in spareNodes {
+            // SAFETY: a spare node was allocated locked by this cursor, and no guard owns it.
+            _ = unsafe PageTableGuard(assumingLocked: node)
+            context.freeNode(node)
+        }
     }
 
     // MARK: Position
@@ -254,18 +268,20 @@
     /// Returns `nil`, changing nothing, when no frame is free for the node.
     @usableFromInline
     mutating func splitHugeLeaf(_ pte: PageTableEntry) -> NodeRef? {
-        guard let child = spareNodes.popLast().map({ $0.relevelled(level - 1) }) ?? context.allocNode(level: level - 1)
-        else { return nil }
-        #if DEBUG
-        if context.hasMutant(.splitLosesProperty) {
-            child.fillSplit(of: PageTableEntry(raw: pte.raw & ~PageTableEntry.writable), level: level)
-        } else {
-            child.fillSplit(of: pte, level: level)
+        guard let child = spareNodes.popLast() ?? context.allocNode(level: level - 1) else { return nil }
+        // SAFETY: `child` was allocated locked by this cursor (now or as a spare) and joins its
+        // lock set; the current node is in the lock set too.
+        unsafe child.withHeld { node in
+            node.setLevel(level - 1)
+            #if DEBUG
+            if context.hasMutant(.splitLosesProperty) {
+                node.fillSplit(of: PageTableEntry(raw: pte.raw & ~PageTableEntry.writable), level: level)
+                return
+            }
+            #endif
+            node.fillSplit(of: pte, level: level)
         }
-        #else
-        child.fillSplit(of: pte, level: level)
-        #endif
-        currentNode.write(currentIndex, .pageTable(child.paddr(context)))
+        unsafe currentNode.withHeld { $0.write(currentIndex, .pageTable(child.paddr(context))) }
         return child
     }
 }

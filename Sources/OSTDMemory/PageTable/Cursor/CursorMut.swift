@@ -128,7 +128,11 @@
         var reserved: [NodeRef] = []
         for _ in 0..<needed {
             guard let node = inner.context.allocNode(level: 1) else {
-                for node in reserved { inner.context.freeNode(node) }   // never published
+                for node in reserved {
+                    // SAFETY: allocated locked just above, never published, owned by no guard.
+                    _ = unsafe PageTableGuard(assumingLocked: node)
+                    inner.context.freeNode(node)
+                }
                 return needed
             }
             reserved.append(node)
@@ -190,7 +194,10 @@
             return range
         }
         #endif
-        if updated != pte.raw { node.update(index, from: pte, to: PageTableEntry(raw: updated)) }
+        if updated != pte.raw {
+            // SAFETY: the current node is in the cursor's lock set.
+            unsafe node.withHeld { $0.update(index, from: pte, to: PageTableEntry(raw: updated)) }
+        }
         inner.moveForward()
         return range
     }

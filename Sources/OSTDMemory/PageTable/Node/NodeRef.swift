@@ -1,11 +1,10 @@
-// A non-owning view of a page-table node: its 512 entries, read and written atomically, and its
-// metadata (lock, `nrChildren`, level, stray), as OSTD's `PageTableNodeRef` and guard accessors.
-// Mutating accessors require the caller to hold the node's lock.
+// A non-owning view of a page-table node, as OSTD's `PageTableNodeRef`: its 512 entries and its
+// metadata (lock, `nrChildren`, level, stray), read atomically. It only reads; every write goes
+// through the `PageTableGuard` that locking the node returns (`PageTableGuard.swift`).
 
 import Synchronization
 
-/// A non-owning view of a node: its entries and its metadata (OSTD `PageTableNodeRef` plus the
-/// guard's accessors). Mutating accessors require the caller to hold the node's lock.
+/// A non-owning view of a node: its entries and its metadata (OSTD `PageTableNodeRef`).
 @frozen @usableFromInline
 struct NodeRef: Equatable {
     /// The node's 512 entries in host memory (the linear mapping of its frame).
@@ -33,36 +32,14 @@ struct NodeRef: Equatable {
     // MARK: Entries
 
     /// Reads entry `index` (Acquire: a child published by another CPU is fully initialised).
+    /// Without the node's lock the caller is in a read-side section, or owns the node.
     @inlinable @inline(__always)
     func read(_ index: Int) -> PageTableEntry {
-        PageTableEntry(raw: (entries + index).pointee.load(ordering: .acquiring))
-    }
-
-    /// Writes entry `index` (Release). The old entry's ownership is the caller's business.
-    @inlinable @inline(__always)
-    func write(_ index: Int, _ pte: PageTableEntry) {
-        (entries + index).pointee.store(pte.raw, ordering: .releasing)
-    }
-
-    /// Replaces entry `index`, read as `old`, by `new` without losing the A and D bits the MMU
-    /// set in it since (Release): a compare-exchange that, when it finds A or D newly set, ORs
-    /// them into `new` and tries again. Only for a node whose lock the caller holds, whose
-    /// entries then change only by the MMU setting A/D (`SimulatedMmu`).
-    @inlinable @inline(__always)
-    func update(_ index: Int, from old: PageTableEntry, to new: PageTableEntry) {
-        var expected = old.raw
-        var desired = new.raw
-        while true {
-            // SAFETY: `index < 512` and `entries` are this live node's entries; they are accessed only atomically.
-            let (exchanged, current) = (entries + index).pointee.compareExchange(
-                expected: expected, desired: desired, ordering: .acquiringAndReleasing)
-            if exchanged { return }
-            let appeared = current & ~expected
-            precondition(appeared & ~(PageTableEntry.accessed | PageTableEntry.dirty) == 0 && expected & ~current == 0,
-                         "a locked page-table entry changed other than by the MMU setting A/D")
-            desired |= appeared
-            expected = current
-        }
+        let raw = (entries + index).pointee.load(ordering: .acquiring)
+        #if DEBUG
+        if _slowPath(raw == PoisonReads.poison) { PoisonReads.count.add(1, ordering: .relaxed) }
+        #endif
+        return PageTableEntry(raw: raw)
     }
 
     // MARK: Metadata
@@ -76,59 +53,45 @@ struct NodeRef: Equatable {
 
     /// The number of present entries (OSTD `nr_children`).
     @inlinable @inline(__always)
-    var nrChildren: Int {
-        get { Int(meta.load(fromByteOffset: 4, as: UInt16.self)) }
-        nonmutating set { meta.storeBytes(of: UInt16(truncatingIfNeeded: newValue), toByteOffset: 4, as: UInt16.self) }
-    }
+    var nrChildren: Int { Int(meta.load(fromByteOffset: 4, as: UInt16.self)) }
 
     /// The node's level.
     @inlinable @inline(__always)
     var level: PagingLevel { meta.load(fromByteOffset: 6, as: UInt8.self) }
 
-    /// Sets the level of a node that is in no tree yet (a spare taken for a split); returns it.
-    @inlinable @inline(__always)
-    func relevelled(_ level: PagingLevel) -> NodeRef {
-        meta.storeBytes(of: level, toByteOffset: 6, as: UInt8.self)
-        return self
-    }
-
     /// Whether the node has been detached from the tree (OSTD `stray`).
     @inlinable @inline(__always)
-    var isStray: Bool {
-        get { meta.load(fromByteOffset: 7, as: UInt8.self) != 0 }
-        nonmutating set { meta.storeBytes(of: newValue ? 1 : 0, toByteOffset: 7, as: UInt8.self) }
-    }
+    var isStray: Bool { meta.load(fromByteOffset: 7, as: UInt8.self) != 0 }
 
     // MARK: Lock
 
-    /// Spins until the node's lock is taken (OSTD `PageTableNodeRef::lock`).
+    /// Takes the node's lock, spinning and then yielding while another thread holds it (OSTD
+    /// `PageTableNodeRef::lock`); the guard releases it.
     @inlinable @inline(__always)
-    func lock() {
-        while !lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-            while lockWord.pointee.load(ordering: .relaxed) != 0 {}
+    func lock(_ context: MachineRef) -> PageTableGuard {
+        if _slowPath(!lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged) {
+            lockContended(context)
         }
+        // SAFETY: the lock was just taken, by this thread, and the new guard is its only owner.
+        return unsafe PageTableGuard(assumingLocked: self)
     }
 
-    /// Releases the lock (OSTD `Drop for PageTableGuard`).
-    @inlinable @inline(__always)
-    func unlock() {
-        lockWord.pointee.store(0, ordering: .releasing)
+    @usableFromInline @inline(never)
+    func lockContended(_ context: MachineRef) {
+        var backoff = Backoff(relax: context.rcu.relax)
+        repeat {
+            while lockWord.pointee.load(ordering: .relaxed) != 0 { backoff.wait() }
+        } while !lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
     }
 
-    /// Fills this new, empty node with the 512 leaves, one level down, that together map what
-    /// the huge leaf `pte` at `level` did, with the same property and marker bits (the split of
-    /// OSTD's `split_if_mapped_huge`).
-    @usableFromInline
-    func fillSplit(of pte: PageTableEntry, level: PagingLevel) {
-        let base = pte.paddr(level: level).rawValue
-        let step = UInt64(PagingConsts.pageSize(level - 1))
-        let bits = pte.raw & ~PageTableEntry.childMask   // the property bits and the leaf bit
-        for i in 0..<PagingConsts.nrEntries {
-            write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
-        }
-        nrChildren = PagingConsts.nrEntries
+    /// Takes the node's lock if it is free, without waiting.
+    @inlinable @inline(__always)
+    func tryLock() -> PageTableGuard? {
+        guard lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else { return nil }
+        // SAFETY: as in `lock`.
+        return unsafe PageTableGuard(assumingLocked: self)
     }
 
     /// Whether some thread holds the lock (for tests and audits).
-    var isLocked: Bool { lockWord.pointee.load(ordering: .relaxed) != 0 }
+    @_spi(OSTDInternals) public var isLocked: Bool { lockWord.pointee.load(ordering: .relaxed) != 0 }
 }

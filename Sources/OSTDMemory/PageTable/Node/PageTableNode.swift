@@ -15,7 +15,7 @@ public struct PageTableNode<C: PageTableConfig>: ~Copyable {
         self.context = context
     }
 
-    deinit { context.tearDown(C.self, node) }
+    deinit { context.tearDown(C.self, node, detached: true) }
 
     /// The node's physical address.
     public var paddr: Paddr { node.paddr(context) }

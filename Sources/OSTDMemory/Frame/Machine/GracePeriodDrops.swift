@@ -1,0 +1,163 @@
+// Frame references dropped after an RCU grace period (OSTD's `RcuDrop`): the frames of page-table
+// nodes that a cursor detached while lock-free walkers may still be inside them.
+//
+// `dropAfterGracePeriod` stamps a batch with a new grace period (`Rcu.startGracePeriod`) and
+// drops it at once if no read-side section is open that started before; otherwise the batch
+// waits here, and is dropped by a later `reclaimGracePeriodDrops` (every cursor's drop tries,
+// without waiting; `waiting: true` spins until every batch can go). Before a batch is dropped,
+// each CPU's MMU is quiesced too (`Platform.quiesce`): a hardware walk in flight when the node was
+// detached has finished. Nothing here blocks while holding a lock a reader could wait for.
+//
+// In debug builds a machine can poison what it drops (`Machine.poisonsReclaimedNodes`): every
+// 8-byte word of the frame becomes `PageTableEntry.poison`, a non-present entry that the page-table
+// walks count when they read it (`PoisonReads`). A walk that reads poison read a freed node.
+
+import Synchronization
+
+/// Batches of raw frame references waiting for their grace period: a handle to state out of
+/// line (taking the lock is then not an access to the whole machine context).
+struct GracePeriodDrops {
+    let lock = OutOfLineSpinLock()
+    /// Guarded by `lock`.
+    let batches: UnsafeMutablePointer<[(stamp: UInt64, frames: [Paddr])]>
+    /// How many frames wait (read without the lock, to skip it when nothing waits).
+    let waiting: UnsafeMutablePointer<Atomic<Int>>
+
+    init() {
+        batches = .allocate(capacity: 1)
+        batches.initialize(to: [])
+        waiting = .allocate(capacity: 1)
+        waiting.initialize(to: Atomic(0))
+    }
+
+    func deallocate() {
+        batches.deinitialize(count: 1)
+        batches.deallocate()
+        waiting.deinitialize(count: 1)
+        waiting.deallocate()
+        lock.deallocate()
+    }
+}
+
+extension MachineRef {
+    /// The machine's read-side sections and grace periods.
+    @inlinable var rcu: Rcu { state.pointee.rcu }
+
+    /// Opens a read-side section on the calling thread's CPU (or an unbound slot).
+    @inlinable @inline(__always)
+    func readSection() -> RcuReadGuard {
+        let cpu = state.pointee.platform.withPreemptionDisabled { cpu in cpu }
+        return rcu.read(cpu: cpu)
+    }
+
+    /// Takes over raw references to `frames` (each forgotten by `intoRaw`, its holder already
+    /// cleared) and drops them once no lock-free walker can be using the frames.
+    func dropAfterGracePeriod(_ frames: [Paddr]) {
+        guard !frames.isEmpty else { return }
+        let stamp = rcu.startGracePeriod()
+        if gracePeriodIsOver(stamp) {
+            dropNow(frames)
+            return
+        }
+        let drops = state.pointee.gracePeriodDrops
+        drops.lock.lock()
+        drops.batches.pointee.append((stamp, frames))
+        drops.lock.unlock()
+        drops.waiting.pointee.add(frames.count, ordering: .relaxed)
+    }
+
+    /// Drops every waiting batch whose grace period is over; with `waiting`, first waits until
+    /// they all are. Returns the number of frames dropped. The caller holds no read-side section
+    /// and, when waiting, no page-table lock.
+    @discardableResult
+    func reclaimGracePeriodDrops(waiting: Bool) -> Int {
+        let drops = state.pointee.gracePeriodDrops
+        guard drops.waiting.pointee.load(ordering: .relaxed) > 0 else { return 0 }
+        if waiting, let last = lastStamp() { rcu.wait(for: last) }
+        drops.lock.lock()
+        var ready: [Paddr] = []
+        drops.batches.pointee.removeAll { batch in
+            guard gracePeriodIsOver(batch.stamp) else { return false }
+            ready += batch.frames
+            return true
+        }
+        drops.lock.unlock()
+        guard !ready.isEmpty else { return 0 }
+        drops.waiting.pointee.subtract(ready.count, ordering: .relaxed)
+        dropNow(ready)
+        return ready.count
+    }
+
+    /// The number of frames waiting for their grace period.
+    var gracePeriodDropsWaiting: Int { state.pointee.gracePeriodDrops.waiting.pointee.load(ordering: .relaxed) }
+
+    private func lastStamp() -> UInt64? {
+        let drops = state.pointee.gracePeriodDrops
+        drops.lock.lock()
+        defer { drops.lock.unlock() }
+        return drops.batches.pointee.last?.stamp
+    }
+
+    private func gracePeriodIsOver(_ stamp: UInt64) -> Bool {
+        #if DEBUG
+        if hasMutant(.reclaimsWithoutGracePeriod) { return true }
+        #endif
+        return rcu.isOver(stamp)
+    }
+
+    /// Quiesces every CPU's MMU, then drops the references.
+    private func dropNow(_ frames: [Paddr]) {
+        for cpu in 0..<cpuCount { platform.quiesce(cpu) }
+        for paddr in frames {
+            #if DEBUG
+            if state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) { poison(paddr) }
+            #endif
+            // SAFETY: `dropAfterGracePeriod`'s contract: a reference forgotten by `intoRaw` whose
+            // holder was cleared, handed over once. The frame's type does not matter to a drop.
+            _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: self)
+        }
+    }
+
+    #if DEBUG
+    /// Fills the frame at `paddr` with `PageTableEntry.poison`.
+    private func poison(_ paddr: Paddr) {
+        // SAFETY: the frame is inside physical memory and, after the grace period, no one else
+        // reads or writes it until it is dropped below.
+        let words = unsafe pointer(to: paddr).assumingMemoryBound(to: Atomic<UInt64>.self)
+        for i in 0..<(pageSize / 8) { unsafe (words + i).pointee.store(PoisonReads.poison, ordering: .relaxed) }
+    }
+    #endif
+}
+
+extension Machine {
+    /// Drops the page-table nodes whose grace period is over; with `waiting`, waits until every
+    /// waiting node can go. Returns how many were dropped. Call it holding no cursor, no reader
+    /// or writer, and outside read-side sections (a quiescent point for the caller).
+    @discardableResult
+    @_spi(OSTDInternals) public func reclaimRetired(waiting: Bool = true) -> Int {
+        context.reclaimGracePeriodDrops(waiting: waiting)
+    }
+
+    /// The number of detached page-table nodes waiting for their grace period.
+    @_spi(OSTDInternals) public var retiredCount: Int { context.gracePeriodDropsWaiting }
+
+    #if DEBUG
+    /// Whether nodes dropped after their grace period are poisoned first (debug builds only;
+    /// tests of reclamation, with `PoisonReads`).
+    @_spi(OSTDInternals) public var poisonsReclaimedNodes: Bool {
+        get { context.state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) }
+        set { context.state.pointee.poisonsReclaimedNodes.store(newValue, ordering: .relaxed) }
+    }
+    #endif
+}
+
+#if DEBUG
+/// Counts reads of poison by the page-table walks (debug builds only).
+public enum PoisonReads {
+    /// What a reclaimed node's words hold when its machine poisons: not present (bit 0 clear), so
+    /// a walk that reads it stops there instead of following it.
+    public static let poison: UInt64 = 0x7ead_beef_dead_bee0
+    /// Reads of `poison` by a page-table walk, on any machine.
+    public static let count = Atomic<Int>(0)
+}
+#endif

@@ -1,0 +1,111 @@
+// The lock of a page-table node, held (OSTD `PageTableGuard`): the only way to change a node.
+//
+// `NodeRef.lock` and `tryLock` return a guard; it alone writes entries, keeps `nrChildren`,
+// marks the node stray and fills a split, and dropping it releases the lock. A cursor locks a
+// whole subtree but keeps guards for none of it: it forgets each guard (`forget`, OSTD's
+// `ManuallyDrop`) and, when it edits or releases a node of its subtree, makes the guard again
+// from its own lock set (`init(assumingLocked:)`, OSTD's `make_guard_unchecked`), stating the
+// invariant that makes that sound: every node of its subtree that overlaps its range is locked by
+// it (Cursor.swift).
+
+import Synchronization
+
+/// A held page-table node lock (OSTD `PageTableGuard`).
+@frozen @usableFromInline
+struct PageTableGuard: ~Copyable {
+    @usableFromInline let node: NodeRef
+
+    /// A guard for a lock the caller holds and no other guard owns.
+    ///
+    /// - Safety: the calling thread holds `node`'s lock, and no live guard owns it.
+    @unsafe @inlinable @inline(__always)
+    init(assumingLocked node: NodeRef) { self.node = node }
+
+    /// Releases the lock (OSTD `Drop for PageTableGuard`).
+    @inlinable @inline(__always)
+    deinit { node.lockWord.pointee.store(0, ordering: .releasing) }
+
+    /// Gives the guard up without releasing the lock; the node stays locked, owned by the caller's
+    /// lock set, and is returned.
+    @inlinable @inline(__always)
+    consuming func forget() -> NodeRef {
+        let node = self.node
+        discard self
+        return node
+    }
+
+    // MARK: Entries
+
+    /// Writes entry `index` (Release). The old entry's ownership is the caller's business.
+    @inlinable @inline(__always)
+    func write(_ index: Int, _ pte: PageTableEntry) {
+        (node.entries + index).pointee.store(pte.raw, ordering: .releasing)
+    }
+
+    /// Replaces entry `index`, read as `old`, by `new` without losing the A and D bits the MMU
+    /// set in it since (Release): a compare-exchange that, when it finds A or D newly set, ORs
+    /// them into `new` and tries again. Under the lock, an entry changes only by the MMU setting
+    /// A/D (`SoftwarePageWalker`).
+    @inlinable @inline(__always)
+    func update(_ index: Int, from old: PageTableEntry, to new: PageTableEntry) {
+        var expected = old.raw
+        var desired = new.raw
+        while true {
+            // SAFETY: `index < 512` and `entries` are this live node's entries; they are accessed only atomically.
+            let (exchanged, current) = (node.entries + index).pointee.compareExchange(
+                expected: expected, desired: desired, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            let appeared = current & ~expected
+            precondition(appeared & ~(PageTableEntry.accessed | PageTableEntry.dirty) == 0 && expected & ~current == 0,
+                         "a locked page-table entry changed other than by the MMU setting A/D")
+            desired |= appeared
+            expected = current
+        }
+    }
+
+    // MARK: Metadata
+
+    /// The number of present entries (OSTD `nr_children`), kept by the lock holder.
+    @inlinable @inline(__always)
+    var nrChildren: Int {
+        get { node.nrChildren }
+        nonmutating set { node.meta.storeBytes(of: UInt16(truncatingIfNeeded: newValue), toByteOffset: 4, as: UInt16.self) }
+    }
+
+    /// Marks the node detached from its parent (OSTD `stray_mut`): a cursor that reached it
+    /// without locks and then locked it finds the mark and starts again from the root.
+    @inlinable @inline(__always)
+    func markStray() { node.meta.storeBytes(of: UInt8(1), toByteOffset: 7, as: UInt8.self) }
+
+    /// Sets the level of a node that is in no tree yet (a spare taken for a split).
+    @inlinable @inline(__always)
+    func setLevel(_ level: PagingLevel) { node.meta.storeBytes(of: level, toByteOffset: 6, as: UInt8.self) }
+
+    /// Fills this new, empty node with the 512 leaves, one level down, that together map what
+    /// the huge leaf `pte` at `level` did, with the same property and marker bits (the split of
+    /// OSTD's `split_if_mapped_huge`).
+    @usableFromInline
+    func fillSplit(of pte: PageTableEntry, level: PagingLevel) {
+        let base = pte.paddr(level: level).rawValue
+        let step = UInt64(PagingConsts.pageSize(level - 1))
+        let bits = pte.raw & ~PageTableEntry.childMask   // the property bits and the leaf bit
+        for i in 0..<PagingConsts.nrEntries {
+            write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
+        }
+        nrChildren = PagingConsts.nrEntries
+    }
+}
+
+extension NodeRef {
+    /// Runs `body` with the guard of a node this thread's lock set holds (a cursor's subtree, a
+    /// node allocated locked and not yet published); the lock stays held afterwards.
+    ///
+    /// - Safety: as `PageTableGuard.init(assumingLocked:)`: the caller's lock set holds the node.
+    @unsafe @inlinable @inline(__always)
+    func withHeld<R>(_ body: (borrowing PageTableGuard) -> R) -> R {
+        let held = unsafe PageTableGuard(assumingLocked: self)
+        let result = body(held)
+        _ = held.forget()
+        return result
+    }
+}

@@ -1,0 +1,174 @@
+// Read-side critical sections and grace periods (RCU), for the lock-free walks of page tables.
+//
+// A walker that follows page-table entries without locks (a cursor finding its subtree, a
+// `pageWalk`) does it inside a read-side section; a node detached from the tree is freed only
+// once every section that might have seen it has ended: a grace period. This is an epoch scheme
+// with no OS calls, so it builds as Embedded Swift:
+//
+//   - a global epoch, starting at 1, bumped by each `startGracePeriod()`;
+//   - one word per reader slot: 0 outside a section, else the epoch the section started in;
+//     slot `i < cpuCount` belongs to CPU `i` (the only thread on it writes it, so entering is a
+//     plain store and a fence, and nested sections only count), and a few more slots are claimed
+//     with a compare-exchange by threads that run on no CPU (a host thread not bound to one);
+//   - a grace period that started at stamp `s` is over once every slot is 0 or holds an epoch
+//     `>= s`: those sections started after the bump, so after the detach.
+//
+// Why that is enough (the writer detaches, then bumps, then reads the slots; a reader stores its
+// slot, fences, then reads entries): either the writer's read sees the reader's store, and waits
+// for the section, or the reader's later loads see the detach, and it can never reach the node.
+// A reader that loaded an old epoch and stored it late only makes a writer wait longer.
+// Sections are short: a cursor leaves its section as soon as it holds its subtree root's lock.
+
+import Synchronization
+
+/// One reader slot, alone on its cache line.
+@usableFromInline
+struct RcuSlot: ~Copyable {
+    /// 0 outside a section; otherwise the epoch its outermost section started in.
+    @usableFromInline let word = Atomic<UInt64>(0)
+    /// How deep the slot's sections nest (CPU slots only; touched by the CPU's thread alone).
+    @usableFromInline var nesting = 0
+    let padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+}
+
+/// The RCU state of one machine: the epoch and the reader slots (see the file comment). A handle
+/// to memory no Swift reference owns: `deallocate()` frees it when the machine goes.
+@usableFromInline
+struct Rcu {
+    /// The reader slots beyond the CPUs', for threads that run on none.
+    @usableFromInline static let unboundSlots = 16
+
+    @usableFromInline let epoch: UnsafeMutablePointer<Atomic<UInt64>>
+    @usableFromInline let slots: UnsafeMutablePointer<RcuSlot>
+    @usableFromInline let cpuCount: Int
+    /// Called while waiting for a slot or a grace period (the host yields its thread).
+    @usableFromInline let relax: CpuRelax?
+
+    init(cpuCount: Int, relax: CpuRelax?) {
+        epoch = .allocate(capacity: 1)
+        epoch.initialize(to: Atomic(1))
+        slots = .allocate(capacity: cpuCount + Rcu.unboundSlots)
+        for i in 0..<(cpuCount + Rcu.unboundSlots) { (slots + i).initialize(to: RcuSlot()) }
+        self.cpuCount = cpuCount
+        self.relax = relax
+    }
+
+    /// Frees the state; no section may be open and the handle must not be used afterwards.
+    func deallocate() {
+        slots.deinitialize(count: cpuCount + Rcu.unboundSlots)
+        slots.deallocate()
+        epoch.deinitialize(count: 1)
+        epoch.deallocate()
+    }
+
+    // MARK: Read side
+
+    /// Opens a read-side section for a caller on `cpu` (with preemption disabled), or on no CPU
+    /// when `cpu` is nil; the section lasts as long as the guard (OSTD `disable_preempt` as the
+    /// RCU read lock).
+    @inlinable @inline(__always)
+    func read(cpu: Int?) -> RcuReadGuard {
+        guard let cpu else { return readUnbound() }
+        let slot = slots + cpu
+        if slot.pointee.nesting == 0 {
+            slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
+            // The slot's store must be visible before the section's loads (see the file comment).
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        }
+        slot.pointee.nesting += 1
+        return RcuReadGuard(rcu: self, slot: cpu)
+    }
+
+    /// Claims a free unbound slot: the compare-exchange is also the fence the section needs.
+    @usableFromInline
+    func readUnbound() -> RcuReadGuard {
+        var backoff = Backoff(relax: relax)
+        while true {
+            let now = epoch.pointee.load(ordering: .relaxed)
+            for i in cpuCount..<(cpuCount + Rcu.unboundSlots)
+            where slots[i].word.compareExchange(expected: 0, desired: now, ordering: .sequentiallyConsistent).exchanged {
+                return RcuReadGuard(rcu: self, slot: i)
+            }
+            backoff.wait()
+        }
+    }
+
+    /// Closes the section of `slot` (the guard's `deinit`).
+    @inlinable @inline(__always)
+    func leave(_ slot: Int) {
+        let record = slots + slot
+        if slot < cpuCount {
+            record.pointee.nesting -= 1
+            guard record.pointee.nesting == 0 else { return }
+        }
+        record.pointee.word.store(0, ordering: .releasing)
+    }
+
+    /// Whether CPU `cpu` is inside a read-side section (its thread's own question).
+    func isReading(cpu: Int) -> Bool { slots[cpu].nesting > 0 }
+
+    // MARK: Grace periods
+
+    /// Starts a grace period after the caller detached what it will free, and returns its stamp.
+    @usableFromInline
+    func startGracePeriod() -> UInt64 {
+        epoch.pointee.add(1, ordering: .sequentiallyConsistent).newValue
+    }
+
+    /// Whether the grace period stamped `stamp` is over: no section that started before it is
+    /// still open.
+    @usableFromInline
+    func isOver(_ stamp: UInt64) -> Bool {
+        for i in 0..<(cpuCount + Rcu.unboundSlots) {
+            let word = slots[i].word.load(ordering: .sequentiallyConsistent)
+            if word != 0 && word < stamp { return false }
+        }
+        return true
+    }
+
+    /// Waits until the grace period stamped `stamp` is over (OSTD `synchronize_rcu`). The caller
+    /// must hold no section itself and no lock a reader may wait for inside one.
+    func wait(for stamp: UInt64) {
+        var backoff = Backoff(relax: relax)
+        while !isOver(stamp) { backoff.wait() }
+    }
+}
+
+/// An open read-side section (OSTD's `RcuReadGuard` / preemption guard): entries read through it
+/// stay readable until it is dropped, which closes the section.
+public struct RcuReadGuard: ~Copyable {
+    @usableFromInline let rcu: Rcu
+    @usableFromInline let slot: Int
+
+    @inlinable @inline(__always)
+    init(rcu: Rcu, slot: Int) {
+        self.rcu = rcu
+        self.slot = slot
+    }
+
+    @inlinable @inline(__always)
+    deinit { rcu.leave(slot) }
+}
+
+/// A function a waiting CPU calls to let others run (the host: `sched_yield`).
+public typealias CpuRelax = @convention(c) () -> Void
+
+/// Waiting for another CPU: spin a while on plain loads, then give the CPU away (`relax`), so
+/// that on an oversubscribed host the thread being waited for gets to run.
+@usableFromInline
+struct Backoff {
+    @usableFromInline var spins = 0
+    @usableFromInline let relax: CpuRelax?
+
+    @inlinable
+    init(relax: CpuRelax?) { self.relax = relax }
+
+    @inlinable
+    mutating func wait() {
+        spins += 1
+        if spins >= 64, let relax {
+            relax()
+            spins = 0
+        }
+    }
+}
