@@ -22,6 +22,17 @@ public enum CursorInvariants {
         return wf(cursor, table: table) + nodesLocked(cursor, table: table, in: range)
     }
 
+    /// Mutual exclusion of cursors: vostd's `Guards` is a set of node addresses, so a node's lock
+    /// is held by at most one guard, and a cursor holds the locks of every node covering its range
+    /// (`nodes_locked`); so no two live cursors of one space own overlapping ranges. `range` is a
+    /// new cursor's, `live` those of the space's cursors not yet dropped. A spin lock records no
+    /// owner, so this is the check that two threads did not both get a lock.
+    public static func locksExclusive(_ range: Range<Vaddr>, live: [Range<Vaddr>]) -> [String] {
+        live.filter { $0.overlaps(range) }.map {
+            "a live cursor owns \($0.lowerBound)..<\($0.upperBound), which overlaps the new cursor's range"
+        }
+    }
+
     /// Check 7, `cursor_new_success_conditions(va)`: "`va.start < va.end ∧ both % BASE_PAGE_SIZE ==
     /// 0 ∧ is_valid_range_spec<C>(va)`" implies `Ok` (§5.3); ours also refuses every other range
     /// (vostd allows either). A new cursor starts at the range's start and owns exactly it.

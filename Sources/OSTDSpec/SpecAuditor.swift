@@ -27,6 +27,8 @@ public final class SpecAuditor: VmSpaceAuditor {
         var operations = 0
         /// The tracked leaves of the audited spaces, for the frame checks.
         var mapped = MappedFrameIndex()
+        /// The ranges of the live cursors of each audited space, for `locksExclusive`.
+        var liveCursors: [ObjectIdentifier: [Range<Vaddr>]] = [:]
     }
 
     let state = Mutex(State())
@@ -175,12 +177,26 @@ public final class SpecAuditor: VmSpaceAuditor {
     public func didCreateCursor(over range: Range<Vaddr>, mutable: Bool, result: Result<CursorAuditState, OSTDError>,
                                 in space: VmSpace) {
         var problems = CursorInvariants.cursorNewSpec(range, result: result)
+        var overlapping: [String] = []
         if case .success(let cursor) = result {
             problems += CursorInvariants.invariants(cursor, table: space.pageTable)
+            overlapping = state.withLock { state in
+                let live = state.liveCursors[ObjectIdentifier(space), default: []]
+                state.liveCursors[ObjectIdentifier(space), default: []].append(cursor.barrierVa)
+                return CursorInvariants.locksExclusive(cursor.barrierVa, live: live)
+            }
         }
         let name = "\(mutable ? "cursorMut" : "cursor")(\(range.lowerBound)..<\(range.upperBound))"
-        record(problems.prefix(5).map { AuditViolation(predicate: "cursorNewSpec", detail: $0, operation: name) })
+        record(problems.prefix(5).map { AuditViolation(predicate: "cursorNewSpec", detail: $0, operation: name) }
+               + overlapping.prefix(5).map { AuditViolation(predicate: "locksExclusive", detail: $0, operation: name) })
         state.withLock { $0.operations += 1 }
+    }
+
+    public func didDropCursor(_ cursor: CursorAuditState, in space: VmSpace) {
+        state.withLock { state in
+            guard let i = state.liveCursors[ObjectIdentifier(space)]?.firstIndex(of: cursor.barrierVa) else { return }
+            state.liveCursors[ObjectIdentifier(space)]!.remove(at: i)
+        }
     }
 
     // MARK: Quiescent points

@@ -2,8 +2,9 @@
 
 /// Called when a user-space access through a reader or writer of `space` faults. Return `true`
 /// after making the access possible (for example by mapping a frame: demand paging); the access
-/// is then retried once. Return `false` to let the access fail with `pageFault`.
-public typealias PageFaultHandler = (_ space: VmSpace, _ fault: PageFaultInfo) -> Bool
+/// is then retried once. Return `false` to let the access fail with `pageFault`. Faults of
+/// different CPUs may call it at the same time, hence `@Sendable`.
+public typealias PageFaultHandler = @Sendable (_ space: VmSpace, _ fault: PageFaultInfo) -> Bool
 
 /// What a page-fault handler is told.
 public struct PageFaultInfo: Equatable, Sendable {

@@ -11,10 +11,9 @@
 
 import Synchronization
 
-// Sendable: the page table (see `PageTable`), the atomic CPU set, and the registry of readers and
-// writers under its lock. Not yet: `pageFaultHandler` is a plain variable holding a non-`@Sendable`
-// closure, to be set before the space is shared (issue 15 makes it `@Sendable` and fixed at
-// creation or guarded).
+// Sendable: the page table (see `PageTable`), the atomic CPU set, the registry of readers and
+// writers under its lock, and the `@Sendable` page-fault handler under its own lock; every other
+// stored property is immutable.
 /// A user address space (OSTD `VmSpace`).
 ///
 ///     let space = try VmSpace(machine: machine)
@@ -31,9 +30,24 @@ public final class VmSpace: @unchecked Sendable {
     public let cpus = AtomicCpuSet()
     /// The root's physical address, what CR3 holds while the space is active.
     public let rootPaddr: Paddr
-    /// Resolves faults of this space's user-space accesses; set it before the space is shared.
-    /// The handler is given the space: capturing it instead would keep the space alive forever.
-    public var pageFaultHandler: PageFaultHandler?
+    /// Resolves faults of this space's user-space accesses: given at creation, or set later (a
+    /// fault already in its handler finishes with the old one). The handler is given the space:
+    /// capturing it instead would keep the space alive forever.
+    public var pageFaultHandler: PageFaultHandler? {
+        get {
+            handlerLock.lock()
+            defer { handlerLock.unlock() }
+            return handlerStorage.pointee
+        }
+        set {
+            handlerLock.lock()
+            handlerStorage.pointee = newValue
+            handlerLock.unlock()
+        }
+    }
+    /// Guards `handlerStorage`, out of line for the same reason as `registry`.
+    let handlerLock = SpinLock()
+    let handlerStorage: UnsafeMutablePointer<PageFaultHandler?>
     /// The auditor every cursor operation and registration of this space is shown to, if the
     /// space is audited (`VmSpaceAuditor.swift`); `nil`, the default, costs one test per operation.
     public let auditor: (any VmSpaceAuditor)?
@@ -54,10 +68,13 @@ public final class VmSpace: @unchecked Sendable {
     ///   - sharedReader: whether readers may overlap one another (the seeds' `shared_reader`);
     ///     writers never overlap anything.
     ///   - auditor: checks every operation of the space against the specification (off when `nil`).
+    ///   - pageFaultHandler: resolves faults of the space's user-space accesses (`pageFaultHandler`).
     /// - Throws: `outOfMemory` when there is no frame for the root.
     public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false,
-                auditor: (any VmSpaceAuditor)? = nil) throws(OSTDError) {
+                auditor: (any VmSpaceAuditor)? = nil, pageFaultHandler: PageFaultHandler? = nil) throws(OSTDError) {
         self.auditor = auditor
+        handlerStorage = .allocate(capacity: 1)
+        handlerStorage.initialize(to: pageFaultHandler)
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         rootPaddr = pageTable.rootPaddr
@@ -68,15 +85,18 @@ public final class VmSpace: @unchecked Sendable {
     /// A space on `machine` with a kernel page table of its own (257 frames). Spaces that should
     /// share one kernel half use `init(kernelPageTable:)`.
     public convenience init(machine: Machine, sharedReader: Bool = false,
-                            auditor: (any VmSpaceAuditor)? = nil) throws(OSTDError) {
+                            auditor: (any VmSpaceAuditor)? = nil, pageFaultHandler: PageFaultHandler? = nil) throws(OSTDError) {
         let kernel = try pageTableCall { () throws(PageTableError) in try PageTable.newKernelPageTable(machine: machine) }
-        try self.init(kernelPageTable: kernel, sharedReader: sharedReader, auditor: auditor)
+        try self.init(kernelPageTable: kernel, sharedReader: sharedReader, auditor: auditor,
+                      pageFaultHandler: pageFaultHandler)
     }
 
     deinit {
         deactivateEverywhere()
         registry.deinitialize(count: 1)
         registry.deallocate()
+        handlerStorage.deinitialize(count: 1)
+        handlerStorage.deallocate()
     }
 
     /// The machine the space lives on.
@@ -104,9 +124,25 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: as `cursor(_:)`.
     public func cursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut {
+        try tryCursorMut(range, blocking: true)!
+    }
+
+    /// `cursorMut`, or `nil` at once when another cursor holds a lock the new one needs: the
+    /// caller does something else instead of waiting. Nothing is taken or changed then.
+    ///
+    /// - Throws: as `cursor(_:)`.
+    public func tryCursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut? {
+        try tryCursorMut(range, blocking: false)
+    }
+
+    private func tryCursorMut(_ range: Range<Vaddr>, blocking: Bool) throws(OSTDError) -> CursorMut? {
         do throws(OSTDError) {
-            let cursor = CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
-                                   flusher: TlbFlusher(space: self), audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
+            let made = try pageTableCall { () throws(PageTableError) in
+                blocking ? try pageTable.cursorMut(range) : try pageTable.tryCursorMut(range)
+            }
+            guard let made else { return nil }
+            let cursor = CursorMut(ptCursor: made, flusher: TlbFlusher(space: self),
+                                   audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
             auditor?.didCreateCursor(over: range, mutable: true, result: .success(cursor.auditState), in: self)
             return cursor
         } catch {

@@ -101,6 +101,9 @@ public protocol VmSpaceAuditor: AnyObject, Sendable {
     /// was refused.
     func didCreateCursor(over range: Range<Vaddr>, mutable: Bool, result: Result<CursorAuditState, OSTDError>,
                          in space: VmSpace)
+    /// Called as a cursor of `space` in state `cursor` is dropped, while it still holds its locks
+    /// (so a cursor that waited for them is reported created only after this).
+    func didDropCursor(_ cursor: CursorAuditState, in space: VmSpace)
     /// Called around an operation of a user reader or writer of `space` (`VmIoAuditing.swift`):
     /// takes what it needs from `before`, calls `perform` exactly once (it runs the operation and
     /// returns the state after and the outcome), then checks.

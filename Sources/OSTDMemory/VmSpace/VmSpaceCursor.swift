@@ -46,6 +46,9 @@ extension VmSpace {
         /// The space's auditor, when the space is audited.
         let audit: SpaceAudit?
 
+        /// Tells the auditor before `ptCursor` releases the locks.
+        deinit { if let audit { audit.auditor.didDropCursor(auditState, in: audit.space) } }
+
         /// The current virtual address.
         public var virtAddr: Vaddr { ptCursor.virtAddr }
 
@@ -90,6 +93,9 @@ extension VmSpace {
         public var flusher: TlbFlusher
         /// The space's auditor, when the space is audited.
         let audit: SpaceAudit?
+
+        /// Tells the auditor before `ptCursor` releases the locks.
+        deinit { if let audit { audit.auditor.didDropCursor(auditState, in: audit.space) } }
 
         /// The current virtual address.
         public var virtAddr: Vaddr { ptCursor.virtAddr }
