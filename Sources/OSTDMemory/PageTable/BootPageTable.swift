@@ -92,7 +92,7 @@
         // SAFETY: the boot table holds the locks of all its nodes.
         unsafe node.withHeld { held in
             held.write(index, PageTableEntry(repr: .mapped(pa, prop), level: 1))
-            held.nrChildren += 1
+            held.countChildren(+1)
         }
     }
 
@@ -161,7 +161,7 @@
         // SAFETY: the boot table holds the locks of all its nodes, `child` (born locked) included.
         unsafe parent.withHeld { held in
             held.write(index, .pageTable(child.paddr(context)))
-            held.nrChildren += 1
+            held.countChildren(+1)
         }
         return child
     }
@@ -198,7 +198,7 @@
         // SAFETY: the boot table holds the node's lock; the guard clears it and releases it.
         let held = unsafe PageTableGuard(assumingLocked: node)
         for i in 0..<PagingConsts.nrEntries where node.read(i).isPresent { held.write(i, .absent) }
-        held.nrChildren = 0
+        held.setNrChildren(0)
         _ = consume held
         context.freeNode(node)
     }

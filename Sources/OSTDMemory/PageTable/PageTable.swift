@@ -180,7 +180,7 @@ extension PageTable where C == KernelPtConfig {
             _ = unsafe PageTableGuard(assumingLocked: child)
             let root = table.root.lock(machine.context)
             root.write(i, .pageTable(child.paddr(machine.context)))
-            root.nrChildren += 1
+            root.countChildren(+1)
         }
         return table
     }

@@ -71,7 +71,9 @@ struct Rcu {
         guard let cpu else { return readUnbound() }
         let slot = slots + cpu
         if slot.pointee.nesting == 0 {
-            slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed)
+            // Release: a writer that reads this word (and so frees what it retired before this
+            // section) comes after the previous section's reads, which the store follows.
+            slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .releasing)
             // The slot's store must be visible before the section's loads (see the file comment).
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         }

@@ -164,7 +164,7 @@ extension OSTDPageTableTests {
                     // SAFETY: the boot table holds the locks of all its nodes.
                     unsafe node.withHeld { held in
                         held.write(index, .pageTable(child.paddr(context)))
-                        held.nrChildren += 1
+                        held.countChildren(+1)
                     }
                     node = child
                 }
@@ -173,7 +173,7 @@ extension OSTDPageTableTests {
             // SAFETY: as above.
             unsafe node.withHeld { held in
                 held.write(PagingConsts.pteIndex(va, level), PageTableEntry(repr: .mapped(pa, prop), level: level))
-                held.nrChildren += 1
+                held.countChildren(+1)
             }
         }
 

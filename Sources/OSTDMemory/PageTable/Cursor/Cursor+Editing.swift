@@ -48,7 +48,7 @@ extension Cursor where C: PageTableConfig {
             // SAFETY: the current node is in the cursor's lock set; `child`, born locked, joins it.
             unsafe currentNode.withHeld { node in
                 node.write(index, .pageTable(child.paddr(context)))
-                node.nrChildren += 1
+                node.countChildren(+1)
             }
             pushLevel(child)
         }
@@ -67,7 +67,7 @@ extension Cursor where C: PageTableConfig {
         // SAFETY: the current node is in the cursor's lock set.
         unsafe currentNode.withHeld { node in
             node.write(index, entry)
-            node.nrChildren += 1
+            node.countChildren(+1)
         }
         moveForward()
     }
@@ -80,7 +80,7 @@ extension Cursor where C: PageTableConfig {
         // SAFETY: the current node is in the cursor's lock set.
         unsafe currentNode.withHeld { node in
             node.write(index, .absent)
-            node.nrChildren -= 1
+            node.countChildren(-1)
         }
         let slotVa = curVaRange.lowerBound
         if pte.isLeaf {
@@ -119,7 +119,7 @@ extension Cursor where C: PageTableConfig {
             // SAFETY: the parent, the cursor's new current node, is in its lock set.
             unsafe currentNode.withHeld { parent in
                 parent.write(index, .absent)
-                parent.nrChildren -= 1
+                parent.countChildren(-1)
             }
         }
     }

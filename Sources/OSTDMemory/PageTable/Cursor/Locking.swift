@@ -96,7 +96,7 @@ extension Cursor where C: PageTableConfig {
             }
             guard let child = context.allocNode(level: level - 1) else { return .locked(parent.forget(), level) }
             parent.write(index, .pageTable(child.paddr(context)))
-            parent.nrChildren += 1
+            parent.countChildren(+1)
             fresh = child
             node = child
             level -= 1
@@ -248,7 +248,7 @@ extension Cursor where C: PageTableConfig {
             let child = NodeRef(pte.paddr(level: target + 1), context).lock(context)
             guard child.nrChildren == 0 else { return nil }
             parent.write(index, .absent)
-            parent.nrChildren -= 1
+            parent.countChildren(-1)
             child.markStray()
             return child.node.paddr(context)
         }

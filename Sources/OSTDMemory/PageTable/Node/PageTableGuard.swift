@@ -67,10 +67,19 @@ struct PageTableGuard: ~Copyable {
 
     /// The number of present entries (OSTD `nr_children`), kept by the lock holder.
     @inlinable @inline(__always)
-    var nrChildren: Int {
-        get { node.nrChildren }
-        nonmutating set { node.meta.storeBytes(of: UInt16(truncatingIfNeeded: newValue), toByteOffset: 4, as: UInt16.self) }
+    var nrChildren: Int { node.nrChildren }
+
+    /// Sets `nrChildren`.
+    @inlinable @inline(__always)
+    func setNrChildren(_ count: Int) {
+        node.meta.storeBytes(of: UInt16(truncatingIfNeeded: count), toByteOffset: 4, as: UInt16.self)
     }
+
+    /// Adds `delta` to `nrChildren`: one entry made present (+1) or absent (-1). A method, not
+    /// `nrChildren += 1`: the compound assignment goes through a `_modify` accessor, which
+    /// ThreadSanitizer's Swift instrumentation reports as a write to the node's entries.
+    @inlinable @inline(__always)
+    func countChildren(_ delta: Int) { setNrChildren(nrChildren + delta) }
 
     /// Marks the node detached from its parent (OSTD `stray_mut`): a cursor that reached it
     /// without locks and then locked it finds the mark and starts again from the root.
@@ -92,7 +101,7 @@ struct PageTableGuard: ~Copyable {
         for i in 0..<PagingConsts.nrEntries {
             write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
         }
-        nrChildren = PagingConsts.nrEntries
+        setNrChildren(PagingConsts.nrEntries)
     }
 }
 

@@ -68,6 +68,6 @@ extension MachineRef {
                 for index in first..<(first + PagingConsts.pageSize(level) >> pageShift) { freed.dropReference(index) }
             }
         }
-        held.nrChildren = 0
+        held.setNrChildren(0)
     }
 }

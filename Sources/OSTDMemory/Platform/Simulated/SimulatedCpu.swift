@@ -13,10 +13,6 @@ import Synchronization
 /// A simulated CPU.
 @usableFromInline
 struct SimulatedCpu: ~Copyable {
-    @usableFromInline let id: Int
-    /// The first CPU record of this CPU's machine: what tells its records from another machine's
-    /// when a thread-local word points at one.
-    @usableFromInline let machineCpus: UnsafeMutablePointer<SimulatedCpu>
     /// Set while a thread is bound to this CPU.
     let bound = Atomic<Bool>(false)
     /// Guards `tlb` and changes of `activeRoot` and `activeSpace`.
@@ -31,9 +27,7 @@ struct SimulatedCpu: ~Copyable {
     /// (`X86Mmu`) is decided with. Changed only under `mmuLock`, with the TLB flushed.
     @usableFromInline var pagingControls = PagingControls.standard
 
-    init(id: Int, machineCpus: UnsafeMutablePointer<SimulatedCpu>) {
-        self.id = id
-        self.machineCpus = machineCpus
+    init() {
         tlb = .allocate(capacity: 1)
         tlb.initialize(to: Tlb())
     }
