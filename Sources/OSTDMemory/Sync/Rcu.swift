@@ -114,7 +114,12 @@ struct Rcu {
     /// Starts a grace period after the caller detached what it will free, and returns its stamp.
     @usableFromInline
     func startGracePeriod() -> UInt64 {
-        epoch.pointee.add(1, ordering: .sequentiallyConsistent).newValue
+        let stamp = epoch.pointee.add(1, ordering: .sequentiallyConsistent).newValue
+        // Pairs with the reader's fence: either this thread's later reads of the slots see the
+        // reader's word, or the reader's later loads see the detach (on x86 the locked add above
+        // is such a fence already; this states it for the memory model).
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return stamp
     }
 
     /// Whether the grace period stamped `stamp` is over: no section that started before it is
