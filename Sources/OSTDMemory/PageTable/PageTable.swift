@@ -58,14 +58,14 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     /// - Throws: `invalidVaddrRange` for an empty, reversed or out-of-configuration range;
     ///   `unalignedVaddr` when an end is not 4 KiB aligned.
     @_spi(OSTDInternals) public func cursor(_ range: Range<Vaddr>) throws(PageTableError) -> Cursor<C> {
-        try Cursor(self, range, mutable: false)!
+        try Cursor(self, range, mutable: false)
     }
 
     /// A cursor that may map, unmap and protect in `range` (OSTD `PageTable::cursor_mut`).
     ///
     /// - Throws: as `cursor(_:)`.
     @_spi(OSTDInternals) public func cursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C> {
-        CursorMut(try Cursor(self, range, mutable: true)!)
+        CursorMut(try Cursor(self, range, mutable: true))
     }
 
     /// `cursorMut`, or `nil` at once when a node it would lock is locked by another cursor (or a
@@ -73,7 +73,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     ///
     /// - Throws: as `cursor(_:)`.
     @_spi(OSTDInternals) public func tryCursorMut(_ range: Range<Vaddr>) throws(PageTableError) -> CursorMut<C>? {
-        guard let cursor = try Cursor(self, range, mutable: true, blocking: false) else { return nil }
+        guard let cursor = try Cursor.tryLocking(self, range, mutable: true) else { return nil }
         return CursorMut(cursor)
     }
 

@@ -124,7 +124,15 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: as `cursor(_:)`.
     public func cursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut {
-        try tryCursorMut(range, blocking: true)!
+        do throws(OSTDError) {
+            let cursor = CursorMut(ptCursor: try pageTableCall { () throws(PageTableError) in try pageTable.cursorMut(range) },
+                                   flusher: TlbFlusher(space: self), audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
+            auditor?.didCreateCursor(over: range, mutable: true, result: .success(cursor.auditState), in: self)
+            return cursor
+        } catch {
+            auditor?.didCreateCursor(over: range, mutable: true, result: .failure(error), in: self)
+            throw error
+        }
     }
 
     /// `cursorMut`, or `nil` at once when another cursor holds a lock the new one needs: the
@@ -132,15 +140,10 @@ public final class VmSpace: @unchecked Sendable {
     ///
     /// - Throws: as `cursor(_:)`.
     public func tryCursorMut(_ range: Range<Vaddr>) throws(OSTDError) -> CursorMut? {
-        try tryCursorMut(range, blocking: false)
-    }
-
-    private func tryCursorMut(_ range: Range<Vaddr>, blocking: Bool) throws(OSTDError) -> CursorMut? {
         do throws(OSTDError) {
-            let made = try pageTableCall { () throws(PageTableError) in
-                blocking ? try pageTable.cursorMut(range) : try pageTable.tryCursorMut(range)
+            guard let made = try pageTableCall({ () throws(PageTableError) in try pageTable.tryCursorMut(range) }) else {
+                return nil
             }
-            guard let made else { return nil }
             let cursor = CursorMut(ptCursor: made, flusher: TlbFlusher(space: self),
                                    audit: auditor.map { SpaceAudit(auditor: $0, space: self) })
             auditor?.didCreateCursor(over: range, mutable: true, result: .success(cursor.auditState), in: self)

@@ -47,7 +47,10 @@ extension VmSpace {
         let audit: SpaceAudit?
 
         /// Tells the auditor before `ptCursor` releases the locks.
-        deinit { if let audit { audit.auditor.didDropCursor(auditState, in: audit.space) } }
+        deinit {
+            guard audit != nil else { return }
+            audit!.auditor.didDropCursor(auditState, in: audit!.space)
+        }
 
         /// The current virtual address.
         public var virtAddr: Vaddr { ptCursor.virtAddr }
@@ -95,7 +98,10 @@ extension VmSpace {
         let audit: SpaceAudit?
 
         /// Tells the auditor before `ptCursor` releases the locks.
-        deinit { if let audit { audit.auditor.didDropCursor(auditState, in: audit.space) } }
+        deinit {
+            guard audit != nil else { return }
+            audit!.auditor.didDropCursor(auditState, in: audit!.space)
+        }
 
         /// The current virtual address.
         public var virtAddr: Vaddr { ptCursor.virtAddr }

@@ -41,20 +41,40 @@
     @usableFromInline var lastPropertyBits: UInt64 = 0
 
     /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
-    /// (OSTD `Cursor::new`). Without `blocking`, returns `nil` instead of waiting for a lock
-    /// another cursor holds (having taken and changed nothing).
-    init?(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool, blocking: Bool = true) throws(PageTableError) {
-        guard C.isValidRange(range) else { throw .invalidVaddrRange(range.lowerBound, range.upperBound) }
-        guard range.lowerBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.lowerBound) }
-        guard range.upperBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.upperBound) }
-        guard let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable, blocking: blocking)
+    /// (OSTD `Cursor::new`), waiting for cursors that hold locks it needs.
+    init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool) throws(PageTableError) {
+        try Cursor.validate(range)
+        let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable, blocking: true)!
+        _ = Cursor.dfsAcquireLock(subtreeRoot, level: rootLevel, range: range, context: pageTable.context, blocking: true)
+        self.init(pageTable, range, mutable: mutable, locked: subtreeRoot, at: rootLevel)
+    }
+
+    /// `init(_:_:mutable:)` without waiting: `nil` when another cursor holds a lock it needs,
+    /// having taken and changed nothing.
+    static func tryLocking(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool) throws(PageTableError) -> Cursor? {
+        try validate(range)
+        guard let (subtreeRoot, rootLevel) = lockSubtreeRoot(pageTable, range, allocating: mutable, blocking: false)
         else { return nil }
-        guard Cursor.dfsAcquireLock(subtreeRoot, level: rootLevel, range: range, context: pageTable.context,
-                                    blocking: blocking) else {
+        guard dfsAcquireLock(subtreeRoot, level: rootLevel, range: range, context: pageTable.context, blocking: false) else {
             // SAFETY: the subtree root was locked above and no guard owns it.
             _ = unsafe PageTableGuard(assumingLocked: subtreeRoot)
             return nil
         }
+        return Cursor(pageTable, range, mutable: mutable, locked: subtreeRoot, at: rootLevel)
+    }
+
+    /// Refuses an empty, reversed, out-of-configuration or unaligned range.
+    @inline(__always)
+    static func validate(_ range: Range<Vaddr>) throws(PageTableError) {
+        guard C.isValidRange(range) else { throw .invalidVaddrRange(range.lowerBound, range.upperBound) }
+        guard range.lowerBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.lowerBound) }
+        guard range.upperBound.isAligned(to: pageSize) else { throw .unalignedVaddr(range.upperBound) }
+    }
+
+    /// A cursor at the start of `range` whose lock set, rooted at `subtreeRoot` at `rootLevel`,
+    /// has been taken.
+    private init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool,
+                 locked subtreeRoot: NodeRef, at rootLevel: PagingLevel) {
         self.pageTable = pageTable
         context = pageTable.context
         barrierVa = range

@@ -133,6 +133,7 @@ extension Cursor where C: PageTableConfig {
     /// by another thread, releasing what it took, and returns `false`.
     static func dfsAcquireLock(_ node: NodeRef, level: PagingLevel, range: Range<Vaddr>, context: MachineRef,
                                blocking: Bool) -> Bool {
+        guard level > 1 else { return true }
         var taken: [NodeRef] = []
         guard dfsAcquireLock(node, level: level, base: nodeBase(range.lowerBound, level: level), range: range,
                              context: context, blocking: blocking, taken: &taken) else {
