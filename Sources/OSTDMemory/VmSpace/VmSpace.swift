@@ -23,6 +23,10 @@ import Synchronization
 ///     _ = consume cursor
 ///     space.activate(on: 0)
 ///     try space.withWriter(at: Vaddr(0x40_0000), count: 4) { writer in try writer.writeVal(UInt32(7)) }
+///
+/// `@safe`: `registry` is allocated by `init` and freed by `deinit`, and is used only under
+/// `ownerLock`; the records it hands out live in its slabs until then (`IoRegistry`).
+@safe
 public final class VmSpace: @unchecked Sendable {
     /// The user page table.
     @_spi(OSTDInternals) public let pageTable: PageTable<UserPtConfig>
@@ -61,8 +65,9 @@ public final class VmSpace: @unchecked Sendable {
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         rootPaddr = pageTable.rootPaddr
-        registry = .allocate(capacity: 1)
-        registry.initialize(to: IoRegistry(sharedReader: sharedReader))
+        // SAFETY: a fresh allocation, initialised once; freed only by `deinit`.
+        unsafe registry = .allocate(capacity: 1)
+        unsafe registry.initialize(to: IoRegistry(sharedReader: sharedReader))
     }
 
     /// A space on `machine` with a kernel page table of its own (257 frames). Spaces that should
@@ -75,8 +80,10 @@ public final class VmSpace: @unchecked Sendable {
 
     deinit {
         deactivateEverywhere()
-        registry.deinitialize(count: 1)
-        registry.deallocate()
+        // SAFETY: the registry `init` made; no handle is left (each holds the space), so no record
+        // in its slabs is used again.
+        unsafe registry.deinitialize(count: 1)
+        unsafe registry.deallocate()
     }
 
     /// The machine the space lives on.

@@ -11,7 +11,11 @@
 import Synchronization
 
 /// A simulated CPU.
-@usableFromInline
+///
+/// `@safe`: `machineCpus` is only compared, never dereferenced through this record; `tlb` is
+/// allocated by `init` and freed by `deinit`, once (the record is noncopyable), and used only
+/// under `mmuLock`.
+@safe @usableFromInline
 struct SimulatedCpu: ~Copyable {
     @usableFromInline let id: Int
     /// The first CPU record of this CPU's machine: what tells its records from another machine's
@@ -33,15 +37,20 @@ struct SimulatedCpu: ~Copyable {
 
     init(id: Int, machineCpus: UnsafeMutablePointer<SimulatedCpu>) {
         self.id = id
-        self.machineCpus = machineCpus
-        tlb = .allocate(capacity: 1)
-        tlb.initialize(to: Tlb())
+        // SAFETY: the pointer is stored to be compared, not dereferenced; the TLB is a fresh
+        // allocation, initialised once.
+        unsafe self.machineCpus = machineCpus
+        unsafe tlb = .allocate(capacity: 1)
+        unsafe tlb.initialize(to: Tlb())
     }
 
     deinit {
-        tlb.deinitialize(count: 1)
-        tlb.deallocate()
-        mmuLock.deallocate()
+        // SAFETY: the record is noncopyable, so this runs once, when `SimulatedPlatform.shutDown`
+        // deinitialises the records: no thread is bound to the CPU and nothing uses its TLB or
+        // lock any more.
+        unsafe tlb.deinitialize(count: 1)
+        unsafe tlb.deallocate()
+        unsafe mmuLock.deallocate()
     }
 
     /// Runs `body` with the MMU lock held.
