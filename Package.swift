@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 //
 // swift-ostd: the memory-management core of Asterinas OSTD, in Swift.
 //
@@ -35,7 +35,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
-        .target(name: "OSTDMemory"),
+        // Strict memory safety (SE-0458): every unsafe use in the core is marked and says why it is sound.
+        .target(name: "OSTDMemory", swiftSettings: [.strictMemorySafety()]),
         .target(name: "OSTDSpec", dependencies: ["OSTDMemory"]),
         .target(name: "COSTDHostShims"),
         .target(name: "OSTDHost", dependencies: ["OSTDMemory", "COSTDHostShims"]),

@@ -5,7 +5,9 @@
 
 /// Boots a machine on memory a kernel provides and exercises frames, unique frames and segments.
 public func embeddedSmoke(base: UnsafeMutableRawPointer, size: Int) -> Int {
-    guard let machine = try? Machine(memory: PhysicalMemoryRegion(base: base, size: size, release: nil)) else {
+    // SAFETY: the caller hands over `size` bytes of zeroed, 4 KiB aligned memory at `base` for
+    // the machine's lifetime (this function is compiled, never run).
+    guard let machine = try? Machine(memory: unsafe PhysicalMemoryRegion(base: base, size: size, release: nil)) else {
         return -1
     }
     var total = 0
@@ -44,6 +46,7 @@ func pageTableSmoke(_ machine: Machine) -> Int {
         }
         try? cursor.jump(Vaddr(0x1000))
         if let (range, item) = try? cursor.query() { total += Int(range.lowerBound.rawValue) + Int(item?.level ?? 0) }
+        // SAFETY: as for `map` above: no TLB caches this table, so nothing needs flushing.
         _ = unsafe cursor.protectNext(0x1000) { $0.flags.remove(.w) }
         try? cursor.jump(Vaddr(0x1000))
         // SAFETY: as for `map` above: no TLB reaches this table, and each fragment is dropped here.
@@ -57,7 +60,8 @@ func pageTableSmoke(_ machine: Machine) -> Int {
     if let cursor = try? kernel.cursor(Vaddr(0xffff_8000_0000_0000)..<Vaddr(0xffff_8000_0000_1000)) {
         total += Int(cursor.virtAddr.rawValue & 1)
     }
-    user.forEachNode { node in total += node.nrChildren + Int(node.entry(node.indices.lowerBound).raw & 1) }
+    // SAFETY: a quiescent point: the cursors above are gone and no other thread exists.
+    unsafe user.forEachNode { node in total += node.nrChildren + Int(node.entry(node.indices.lowerBound).raw & 1) }
     total += user.pageWalk(Vaddr(0x1000)) == nil ? 1 : 0
     return total
 }

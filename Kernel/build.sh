@@ -17,8 +17,10 @@ lld="$bin/ld.lld"
 nosse=(-mno-sse -mno-sse2 -mno-mmx -msoft-float)
 
 core=$(find Sources/OSTDMemory -name '*.swift' -not -path '*/Platform/Simulated/*' | sort)
+# -strict-memory-safety: the core is always compiled with it (Package.swift), and the kernel's
+# files share its module here.
 swiftc -enable-experimental-feature Embedded -enable-experimental-feature Extern \
-  -target x86_64-unknown-none-elf -wmo -parse-as-library -O \
+  -target x86_64-unknown-none-elf -wmo -parse-as-library -O -strict-memory-safety \
   -D OSTD_BARE_METAL -module-name OSTDMemory -package-name swift_ostd \
   $(printf -- '-Xcc %s ' "${nosse[@]}") -Xcc -mcmodel=kernel \
   -c $core Kernel/Sources/*.swift -o "$work/kernel-swift.o"

@@ -19,6 +19,11 @@ public struct CpuState {
 nonisolated(unsafe) var kernelRoot: UInt64 = 0
 
 /// The bare-metal x86-64 platform (see the file comment).
+///
+/// `@safe`: `memoryBase` is the linear map of all RAM, and `state` is allocated by `init` and
+/// freed only by the `@unsafe` `shutDown()` when the machine is gone; the one CPU uses it
+/// exclusively (see `state`).
+@safe
 public struct BareMetalPlatform: Platform {
     public typealias UserMmu = SoftwareMmu
 
@@ -29,14 +34,20 @@ public struct BareMetalPlatform: Platform {
 
     public init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer) {
         precondition(cpuCount == 1, "the bare-metal kernel runs on one CPU")
-        self.memoryBase = memoryBase
+        // SAFETY: stores the linear map's base (the machine's memory, described by its region).
+        unsafe self.memoryBase = memoryBase
         // SAFETY: the state word is the platform's alone, read and written with interrupts off or
         // from the only CPU's trap handler, and freed by `shutDown` when the machine is gone.
-        state = .allocate(capacity: 1)
-        state.initialize(to: CpuState())
+        unsafe state = .allocate(capacity: 1)
+        unsafe state.initialize(to: CpuState())
     }
 
-    public func shutDown() { state.deallocate() }
+    /// - Safety: as `Platform.shutDown`: once, when the machine's state is destroyed.
+    @unsafe
+    public func shutDown() {
+        // SAFETY: the allocation `init` made; the caller's contract makes this its last use.
+        unsafe state.deallocate()
+    }
 
     public var cpuCount: Int { 1 }
 
@@ -51,25 +62,33 @@ public struct BareMetalPlatform: Platform {
     public func executingCpu() -> Int { 0 }
 
     public func activate(root: Paddr, space: UInt, on cpu: Int, replacing: (UInt) -> Void) {
-        guard state.pointee.activeSpace != space else { return }
-        replacing(state.pointee.activeSpace)
-        state.pointee.activeSpace = space
-        state.pointee.activeRoot = root.rawValue
+        // SAFETY: the live state word, used by the one CPU alone (see `state`).
+        guard unsafe state.pointee.activeSpace != space else { return }
+        replacing(unsafe state.pointee.activeSpace)
+        unsafe state.pointee.activeSpace = space
+        unsafe state.pointee.activeRoot = root.rawValue
         writeCr3(root.rawValue)
         announceRoot(root.rawValue)
     }
 
     public func deactivate(space: UInt, on cpu: Int) {
-        guard state.pointee.activeSpace == space else { return }
-        state.pointee.activeSpace = 0
-        state.pointee.activeRoot = 0
+        // SAFETY: the live state word, used by the one CPU alone (see `state`).
+        guard unsafe state.pointee.activeSpace == space else { return }
+        unsafe state.pointee.activeSpace = 0
+        unsafe state.pointee.activeRoot = 0
         writeCr3(kernelRoot)
         announceRoot(kernelRoot)
     }
 
-    public func activeSpace(on cpu: Int) -> UInt { state.pointee.activeSpace }
+    public func activeSpace(on cpu: Int) -> UInt {
+        // SAFETY: the live state word, used by the one CPU alone (see `state`).
+        unsafe state.pointee.activeSpace
+    }
 
-    public func isActive(root: Paddr, on cpu: Int) -> Bool { state.pointee.activeRoot == root.rawValue }
+    public func isActive(root: Paddr, on cpu: Int) -> Bool {
+        // SAFETY: the live state word, used by the one CPU alone (see `state`).
+        unsafe state.pointee.activeRoot == root.rawValue
+    }
 
     public func flushTlb(_ ops: [TlbFlushOp], all: Bool, on cpu: Int) {
         if all {
@@ -94,9 +113,12 @@ public struct BareMetalPlatform: Platform {
     public func quiesce(_ cpu: Int) {}
 
     public func withUserAccess<R>(on cpu: Int, root: Paddr, _ body: (inout SoftwareMmu) -> R) -> R? {
-        guard state.pointee.activeRoot == root.rawValue else { return nil }
-        // SAFETY: `memoryBase` is the linear map of all RAM, where the walker reads page-table nodes.
-        var mmu = SoftwareMmu(root: root, memoryBase: memoryBase, controls: PagingControls(page1GB: false))
+        // SAFETY: the live state word, used by the one CPU alone (see `state`).
+        guard unsafe state.pointee.activeRoot == root.rawValue else { return nil }
+        // SAFETY: `memoryBase` is the linear map of all RAM, where the walker reads page-table nodes;
+        // `root` is the active space's table, whose nodes are freed only after a TLB flush, with
+        // no walk in flight on the one CPU (`quiesce`).
+        var mmu = unsafe SoftwareMmu(root: root, memoryBase: memoryBase, controls: PagingControls(page1GB: false))
         return body(&mmu)
     }
 }

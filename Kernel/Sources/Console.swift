@@ -24,7 +24,8 @@ func klog(_ parts: LogPart...) {
 }
 
 func writeStatic(_ text: StaticString) {
-    for i in 0..<text.utf8CodeUnitCount { outb(Ports.console, text.utf8Start[i]) }
+    // SAFETY: `i < utf8CodeUnitCount`, inside the static string's bytes, which live forever.
+    for i in 0..<text.utf8CodeUnitCount { outb(Ports.console, unsafe text.utf8Start[i]) }
 }
 
 func writeHex(_ value: UInt64) {
@@ -51,15 +52,15 @@ func writeDecimal(_ value: Int) {
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     var count = 0
     // SAFETY: a 20-byte local tuple; a UInt64 has at most 20 decimal digits, so `count < 20`.
-    withUnsafeMutableBytes(of: &digits) { buffer in
+    unsafe withUnsafeMutableBytes(of: &digits) { buffer in
         repeat {
-            buffer[count] = 0x30 + UInt8(magnitude % 10)
+            unsafe buffer[count] = 0x30 + UInt8(magnitude % 10)
             magnitude /= 10
             count += 1
         } while magnitude > 0
         while count > 0 {
             count -= 1
-            outb(Ports.console, buffer[count])
+            outb(Ports.console, unsafe buffer[count])
         }
     }
 }

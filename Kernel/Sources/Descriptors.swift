@@ -31,9 +31,11 @@ struct Descriptors {
     /// Builds the tables in `page` (4 KiB, zeroed) and loads them; `kernelStackTop` becomes
     /// RSP0 and the SYSCALL entry's stack.
     static func install(in page: UnsafeMutableRawPointer, kernelStackTop: UInt64) {
-        let gdt = page
-        let tss = page + 0x100
-        let idt = page + 0x200   // 20 gates of 16 bytes
+        // SAFETY: `page` is a zeroed 4 KiB heap page the kernel never frees (the caller's, see
+        // below); these are offsets inside it.
+        let gdt = unsafe page
+        let tss = unsafe page + 0x100
+        let idt = unsafe page + 0x200   // 20 gates of 16 bytes
         let gdtEntries: [(Int, UInt64)] = [
             (0x10, 0x00af_9b00_0000_ffff),   // 64-bit code, DPL 0
             (0x18, 0x00cf_9300_0000_ffff),   // data, DPL 0
@@ -42,23 +44,25 @@ struct Descriptors {
         ]
         // SAFETY: `page` is a zeroed 4 KiB heap page the kernel never frees: the GDT at 0 ..< 0x50,
         // the TSS at 0x100 ..< 0x168 and the IDT at 0x200 ..< 0x340 lie inside it.
-        for (offset, descriptor) in gdtEntries { gdt.storeBytes(of: descriptor, toByteOffset: offset, as: UInt64.self) }
+        for (offset, descriptor) in gdtEntries { unsafe gdt.storeBytes(of: descriptor, toByteOffset: offset, as: UInt64.self) }
         let tssAddress = UInt64(UInt(bitPattern: tss))
         let low: UInt64 = 0x67 | (tssAddress & 0xff_ffff) << 16 | 0x89 << 40 | (tssAddress >> 24 & 0xff) << 56
-        gdt.storeBytes(of: low, toByteOffset: Int(tssSelector), as: UInt64.self)
-        gdt.storeBytes(of: tssAddress >> 32, toByteOffset: Int(tssSelector) + 8, as: UInt64.self)
-        tss.storeBytes(of: kernelStackTop, toByteOffset: 4, as: UInt64.self)       // RSP0
-        tss.storeBytes(of: UInt16(0x68), toByteOffset: 102, as: UInt16.self)      // no I/O bitmap
+        // SAFETY: as above: offsets 0x40 ..< 0x50 of the GDT, 4 and 102 of the TSS, in the page.
+        unsafe gdt.storeBytes(of: low, toByteOffset: Int(tssSelector), as: UInt64.self)
+        unsafe gdt.storeBytes(of: tssAddress >> 32, toByteOffset: Int(tssSelector) + 8, as: UInt64.self)
+        unsafe tss.storeBytes(of: kernelStackTop, toByteOffset: 4, as: UInt64.self)       // RSP0
+        unsafe tss.storeBytes(of: UInt16(0x68), toByteOffset: 102, as: UInt16.self)      // no I/O bitmap
 
         let stubs: [@convention(c) () -> Void] = [trap0, trap1, trap2, trap3, trap4, trap5, trap6, trap7, trap8, trap9,
                                                   trap10, trap11, trap12, trap13, trap14, trap15, trap16, trap17, trap18, trap19]
         for (vector, stub) in stubs.enumerated() {
-            // SAFETY: a `@convention(c)` function value is the code address of its symbol.
-            let target = UInt64(UInt(bitPattern: unsafeBitCast(stub, to: UnsafeRawPointer.self)))
+            // SAFETY: a `@convention(c)` function value is the code address of its symbol; gate
+            // `vector < 20` lies at 0x200 + 16 * vector < 0x340, inside the page.
+            let target = UInt64(UInt(bitPattern: unsafe unsafeBitCast(stub, to: UnsafeRawPointer.self)))
             let dpl: UInt64 = vector == 3 ? 3 : 0
             let gate = target & 0xffff | 0x10 << 16 | (0x8e | dpl << 5) << 40 | (target >> 16 & 0xffff) << 48
-            idt.storeBytes(of: gate, toByteOffset: vector * 16, as: UInt64.self)
-            idt.storeBytes(of: target >> 32, toByteOffset: vector * 16 + 8, as: UInt64.self)
+            unsafe idt.storeBytes(of: gate, toByteOffset: vector * 16, as: UInt64.self)
+            unsafe idt.storeBytes(of: target >> 32, toByteOffset: vector * 16 + 8, as: UInt64.self)
         }
         lgdt(UInt64(UInt(bitPattern: gdt)), 0x4f)
         ltr(tssSelector)
@@ -66,7 +70,8 @@ struct Descriptors {
 
         // SYSCALL: EFER.SCE, the entry, CS/SS for kernel (0x10/0x18) and user (0x33/0x2b), and
         // IF, TF, DF, AC cleared on entry.
-        wrmsr(0xc000_0082, UInt64(UInt(bitPattern: unsafeBitCast(syscallEntry as @convention(c) () -> Void, to: UnsafeRawPointer.self))))
+        // SAFETY: a `@convention(c)` function value is the code address of its symbol.
+        wrmsr(0xc000_0082, UInt64(UInt(bitPattern: unsafe unsafeBitCast(syscallEntry as @convention(c) () -> Void, to: UnsafeRawPointer.self))))
         wrmsr(0xc000_0081, UInt64(0x23) << 48 | UInt64(0x10) << 32)
         wrmsr(0xc000_0084, 0x4_0700)
         kernelStackTopWord = kernelStackTop

@@ -13,6 +13,10 @@ struct LoadedProgram {
 }
 
 /// Reads little-endian fields of the ELF file, bounds-checked.
+///
+/// `@safe`: made (with the raw base, so marked there) over the `count` bytes the VMM placed in
+/// RAM, which nothing frees; every read is checked against `count`.
+@safe
 struct ElfBytes {
     let base: UnsafeRawPointer
     let count: Int
@@ -20,7 +24,7 @@ struct ElfBytes {
     func field<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T? {
         guard offset >= 0, offset + MemoryLayout<T>.size <= count else { return nil }
         // SAFETY: inside the file's `count` bytes (checked), which the VMM placed in RAM.
-        return base.loadUnaligned(fromByteOffset: offset, as: T.self)
+        return unsafe base.loadUnaligned(fromByteOffset: offset, as: T.self)
     }
 }
 
@@ -62,7 +66,8 @@ extension Process {
         guard imageEnd != 0 else { throw .notElf }
         let stackBottom = Process.stackTop - Process.stackSize
         regions.insert(Region(start: stackBottom, end: Process.stackTop, protection: [.read, .write]))
-        let sp = try buildStack(arguments: arguments, entry: entry, phdr: phdrAddress, phnum: UInt64(phnum))
+        // SAFETY: the argument strings are in RAM the VMM filled and nothing frees (the caller's).
+        let sp = try unsafe buildStack(arguments: arguments, entry: entry, phdr: phdrAddress, phnum: UInt64(phnum))
         return LoadedProgram(entry: entry, stackPointer: sp, imageEnd: imageEnd)
     }
 
@@ -73,11 +78,11 @@ extension Process {
         let fileEnd = vaddr + filesz
         while page < fileEnd {
             guard let frame = newZeroedFrame() else { throw .noMemory }
-            let host = machine.pointer(to: frame.paddr, count: pageSize)
-            let from = max(page, vaddr), to = min(page + 4096, fileEnd)
             // SAFETY: `host` is the new frame's 4 KiB through the linear map and `from ..< to` lies
             // in its page; the source lies in the file (`offset + filesz <= count`, checked).
-            (host + Int(from - page)).copyMemory(from: file.base + Int(offset + (from - vaddr)), byteCount: Int(to - from))
+            let host = unsafe machine.pointer(to: frame.paddr, count: pageSize)
+            let from = max(page, vaddr), to = min(page + 4096, fileEnd)
+            unsafe (host + Int(from - page)).copyMemory(from: file.base + Int(offset + (from - vaddr)), byteCount: Int(to - from))
             mapFrame(frame, at: page, protection)
             page += 4096
         }
@@ -88,10 +93,11 @@ extension Process {
         var done = 0
         while done < bytes.count {
             let va = address + UInt64(done)
-            guard let host = hostAddress(of: va, writable: true) else { return false }
+            // SAFETY: `host` is `va`'s byte in a mapped frame, and `chunk` stays inside its page; the
+            // source is inside the caller's `bytes` (`done + chunk <= count`).
+            guard let host = unsafe hostAddress(of: va, writable: true) else { return false }
             let chunk = min(bytes.count - done, 4096 - Int(va & 0xfff))
-            // SAFETY: `host` is `va`'s byte in a mapped frame, and `chunk` stays inside its page.
-            host.copyMemory(from: bytes.baseAddress! + done, byteCount: chunk)
+            unsafe host.copyMemory(from: bytes.baseAddress! + done, byteCount: chunk)
             done += chunk
         }
         return true
@@ -103,21 +109,25 @@ extension Process {
                             phnum: UInt64) throws(LoadError) -> UInt64 {
         var cursor = Process.stackTop
         var pointers: [UInt64] = []
-        for argument in arguments {
-            var bytes = Array(argument)
+        // SAFETY: each argument is a string in RAM the VMM filled and nothing frees (the caller's);
+        // each buffer `poke` reads is a local array's or value's storage, valid in its closure.
+        for unsafe argument in unsafe arguments {
+            var bytes = unsafe Array(argument)
             bytes.append(0)
             cursor -= UInt64(bytes.count)
-            guard bytes.withUnsafeBytes({ poke(cursor, $0) }) else { throw .noMemory }
+            guard unsafe bytes.withUnsafeBytes({ unsafe poke(cursor, $0) }) else { throw .noMemory }
             pointers.append(cursor)
         }
         cursor -= 16
         let random = cursor
         var seed: (UInt64, UInt64) = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210)
-        guard withUnsafeBytes(of: &seed, { poke(random, $0) }) else { throw .noMemory }
+        // SAFETY: as above: `seed`'s bytes, valid in the closure.
+        guard unsafe withUnsafeBytes(of: &seed, { unsafe poke(random, $0) }) else { throw .noMemory }
         let auxv: [UInt64] = [3, phdr, 4, 56, 5, phnum, 6, 4096, 9, entry, 25, random, 0, 0]
-        var words: [UInt64] = [UInt64(arguments.count)] + pointers + [0, 0] + auxv
+        var words: [UInt64] = unsafe [UInt64(arguments.count)] + pointers + [0, 0] + auxv
         cursor = (cursor - UInt64(words.count * 8)) & ~0xf
-        guard words.withUnsafeMutableBytes({ poke(cursor, UnsafeRawBufferPointer($0)) }) else { throw .noMemory }
+        // SAFETY: as above: `words`' storage, valid in the closure.
+        guard unsafe words.withUnsafeMutableBytes({ unsafe poke(cursor, UnsafeRawBufferPointer($0)) }) else { throw .noMemory }
         return cursor
     }
 }

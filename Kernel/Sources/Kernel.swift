@@ -16,11 +16,13 @@ final class Kernel {
     init(boot: BootInfo) {
         self.boot = boot
         trace = boot.flags & 1 != 0
-        // SAFETY: the boot tables map all RAM at `linearBase`, and so does the kernel's own table.
-        let memory = UnsafeMutableRawPointer(bitPattern: UInt(boot.linearBase))!
+        // SAFETY: the boot tables map all RAM at `linearBase`, and so does the kernel's own table;
+        // the VMM zeroed the machine's `machineMemory` bytes of it, which the kernel gives the
+        // machine for good.
+        let memory = unsafe UnsafeMutableRawPointer(bitPattern: UInt(boot.linearBase))!
         let machine: Machine
         switch Result(catching: { () throws(FrameError) in
-            try Machine(memory: PhysicalMemoryRegion(base: memory, size: Int(boot.machineMemory), release: nil))
+            try Machine(memory: unsafe PhysicalMemoryRegion(base: memory, size: Int(boot.machineMemory), release: nil))
         }) {
         case .success(let value): machine = value
         case .failure: fail("cannot boot the machine")
@@ -37,13 +39,16 @@ final class Kernel {
     func takeOver() {
         let base = boot.kernelVirtualBase
         func physical(_ va: UInt64) -> UInt64 { boot.kernelPhysical + (va - base) }
-        mapUntracked(address(of: &textStart), address(of: &textEnd), physical: physical(address(of: &textStart)), .kernel(.rx))
-        mapUntracked(address(of: &rodataStart), address(of: &rodataEnd), physical: physical(address(of: &rodataStart)), .kernel(.r))
-        mapUntracked(address(of: &dataStart), address(of: &dataEnd), physical: physical(address(of: &dataStart)), .kernel(.rw))
+        // SAFETY: `address(of:)` only takes the linker symbols' addresses as numbers.
+        unsafe mapUntracked(address(of: &textStart), address(of: &textEnd), physical: physical(address(of: &textStart)), .kernel(.rx))
+        unsafe mapUntracked(address(of: &rodataStart), address(of: &rodataEnd), physical: physical(address(of: &rodataStart)), .kernel(.r))
+        unsafe mapUntracked(address(of: &dataStart), address(of: &dataEnd), physical: physical(address(of: &dataStart)), .kernel(.rw))
         mapUntracked(boot.linearBase, boot.linearBase + boot.ramSize, physical: 0, .kernel(.rw))
         kernelRoot = kernelPageTable.rootPaddr.rawValue
         // The heap's entry, as the boot tables have it (their subtree lives in the kernel's area).
-        rootEntries(kernelRoot)[heapRootEntry] = rootEntries(readCr3() & ~0xfff)[heapRootEntry]
+        // SAFETY: both roots are page-table nodes in RAM, under the linear map (`rootEntries`);
+        // `heapRootEntry < 512`, and only this CPU writes the kernel root's entries.
+        unsafe rootEntries(kernelRoot)[heapRootEntry] = rootEntries(readCr3() & ~0xfff)[heapRootEntry]
         writeCr3(kernelRoot)
         announceRoot(kernelRoot)
         klog(.text("ostd-kernel: CR3 = "), .hex(kernelRoot), .text(", the root of our PageTable<KernelPtConfig>; "),
@@ -103,19 +108,20 @@ final class Kernel {
         self.process = process
         // SAFETY: the VMM put the program's `programSize` bytes and the NUL-terminated arguments in
         // RAM, which the linear map covers.
-        let file = ElfBytes(base: UnsafeRawPointer(bitPattern: UInt(boot.linearBase + boot.programPhysical))!,
-                            count: Int(boot.programSize))
-        var arguments: [UnsafeBufferPointer<UInt8>] = []
+        let file = unsafe ElfBytes(base: UnsafeRawPointer(bitPattern: UInt(boot.linearBase + boot.programPhysical))!,
+                                   count: Int(boot.programSize))
+        var arguments: [UnsafeBufferPointer<UInt8>] = unsafe []
         // SAFETY: the VMM wrote `argumentCount` NUL-terminated strings there, in RAM under the linear map.
-        var at = UnsafePointer<UInt8>(bitPattern: UInt(boot.linearBase + boot.argumentsPhysical))!
+        var at = unsafe UnsafePointer<UInt8>(bitPattern: UInt(boot.linearBase + boot.argumentsPhysical))!
         for _ in 0..<boot.argumentCount {
             var length = 0
-            while at[length] != 0 { length += 1 }
-            arguments.append(UnsafeBufferPointer(start: at, count: length))
-            at += length + 1
+            while unsafe at[length] != 0 { length += 1 }
+            unsafe arguments.append(UnsafeBufferPointer(start: at, count: length))
+            unsafe at += length + 1
         }
         let loaded: LoadedProgram
-        switch Result(catching: { () throws(LoadError) in try process.load(file, arguments: arguments) }) {
+        // SAFETY: `file` and `arguments` point into RAM the VMM filled and nothing frees.
+        switch Result(catching: { () throws(LoadError) in try unsafe process.load(file, arguments: arguments) }) {
         case .success(let value): loaded = value
         case .failure(.notElf): fail("the program is not a static x86-64 ELF executable")
         case .failure(.badSegment): fail("the program has a segment outside its file or the user address space")
@@ -131,43 +137,45 @@ final class Kernel {
 
     /// A trap: a system call, a page fault, or an exception that ends the program.
     func trap(_ frame: UnsafeMutablePointer<TrapFrame>) {
-        guard frame.pointee.fromUser, process != nil else {
-            klog(.text("ostd-kernel: trap "), .decimal(Int(frame.pointee.vector)), .text(" in the kernel, error "),
-                 .hex(frame.pointee.errorCode), .text(" at "), .hex(frame.pointee.rip), .text(" cr2 "), .hex(readCr2()))
+        // SAFETY: `frame` is the frame entry.S pushed for this trap on the kernel stack, live until
+        // `iretq` pops it after this handler returns.
+        guard unsafe frame.pointee.fromUser, process != nil else {
+            unsafe klog(.text("ostd-kernel: trap "), .decimal(Int(frame.pointee.vector)), .text(" in the kernel, error "),
+                        .hex(frame.pointee.errorCode), .text(" at "), .hex(frame.pointee.rip), .text(" cr2 "), .hex(readCr2()))
             exitVm(126)
         }
         // The program's reference ends with `handle`, so that `finish` can drop the program.
-        if let status = handle(frame) { finish(status: status) }
+        if let status = unsafe handle(frame) { finish(status: status) }
     }
 
     /// Handles a trap from ring 3; returns the program's status when it has ended.
-    // SAFETY: `frame` is the frame entry.S pushed for this trap on the kernel stack; the handler
-    // reads and changes it before `iretq` pops it.
     private func handle(_ frame: UnsafeMutablePointer<TrapFrame>) -> Int? {
+        // SAFETY: `frame` is the frame entry.S pushed for this trap on the kernel stack; the handler
+        // reads and changes it before `iretq` pops it.
         guard let process else { return 125 }
-        let vector = frame.pointee.vector
+        let vector = unsafe frame.pointee.vector
         let cr2 = readCr2()
         // Under kvm_pvm, SYSCALL jumps to LSTAR but stays at CPL 3: the fetch there faults (P|U|I)
         // with CR2 = LSTAR. That is this kernel's system-call entry too (RCX, R11 are right).
-        if vector == Vector.syscall || (vector == Vector.pageFault && frame.pointee.errorCode == 0x15 && cr2 == rdmsrLstar) {
+        if unsafe vector == Vector.syscall || (vector == Vector.pageFault && frame.pointee.errorCode == 0x15 && cr2 == rdmsrLstar) {
             var status: Int? = nil
-            let result = process.syscall(frame, status: &status)
+            let result = unsafe process.syscall(frame, status: &status)
             if let status { return status }
-            frame.pointee.rax = UInt64(bitPattern: result)
-            frame.pointee.rip = frame.pointee.rcx
-            frame.pointee.rflags = frame.pointee.r11 & ~0x100 | 0x2
-            frame.pointee.cs = 0x33
-            frame.pointee.ss = 0x2b
+            unsafe frame.pointee.rax = UInt64(bitPattern: result)
+            unsafe frame.pointee.rip = frame.pointee.rcx
+            unsafe frame.pointee.rflags = frame.pointee.r11 & ~0x100 | 0x2
+            unsafe frame.pointee.cs = 0x33
+            unsafe frame.pointee.ss = 0x2b
             return nil
         }
         if vector == Vector.pageFault {
-            let code = frame.pointee.errorCode
+            let code = unsafe frame.pointee.errorCode
             if trace {
-                klog(.text("ostd-kernel: page fault at "), .hex(cr2), .text(" error "), .hex(code), .text(" rip "), .hex(frame.pointee.rip))
+                unsafe klog(.text("ostd-kernel: page fault at "), .hex(cr2), .text(" error "), .hex(code), .text(" rip "), .hex(frame.pointee.rip))
             }
             if process.resolveFault(cr2, write: code & 2 != 0, fetch: code & 0x10 != 0) { return nil }
-            klog(.text("ostd-kernel: SIGSEGV: the program touched "), .hex(cr2), .text(" (error "), .hex(code),
-                 .text(") at rip "), .hex(frame.pointee.rip))
+            unsafe klog(.text("ostd-kernel: SIGSEGV: the program touched "), .hex(cr2), .text(" (error "), .hex(code),
+                        .text(") at rip "), .hex(frame.pointee.rip))
             return 128 + 11
         }
         let signal: Int = switch vector {
@@ -176,8 +184,9 @@ final class Kernel {
         case Vector.breakpoint: 5           // SIGTRAP
         default: 11                         // SIGSEGV
         }
-        klog(.text("ostd-kernel: exception "), .decimal(Int(vector)), .text(" at "), .hex(frame.pointee.rip),
-             .text(": signal "), .decimal(signal))
+        // SAFETY: the trap frame, live until `iretq` (see above).
+        unsafe klog(.text("ostd-kernel: exception "), .decimal(Int(vector)), .text(" at "), .hex(frame.pointee.rip),
+                    .text(": signal "), .decimal(signal))
         return 128 + signal
     }
 
@@ -205,25 +214,25 @@ final class Kernel {
     /// frame's slot: its reference-count word and its type word. The VMM reads them straight from
     /// guest RAM, which is instant there; read here, they would take seconds of KVM's emulator.
     func slotCheck(_ port: UInt16) {
-        // SAFETY: a heap request the VMM reads during the `out` below, freed after it.
+        // SAFETY: a heap request the VMM reads during the `out` below, freed after it; five words.
         let request = UnsafeMutablePointer<UInt64>.allocate(capacity: 5)
-        defer { request.deallocate() }
-        request[0] = machine.metadataRange.lowerBound.rawValue
-        request[1] = UInt64(machine.frameCount)
-        request[2] = UInt64(MetaSlot.size)
-        request[3] = UInt64(MetaSlot.refCountOffset)
-        request[4] = UInt64(MetaSlot.typeTagOffset)
+        defer { unsafe request.deallocate() }
+        unsafe request[0] = machine.metadataRange.lowerBound.rawValue
+        unsafe request[1] = UInt64(machine.frameCount)
+        unsafe request[2] = UInt64(MetaSlot.size)
+        unsafe request[3] = UInt64(MetaSlot.refCountOffset)
+        unsafe request[4] = UInt64(MetaSlot.typeTagOffset)
         outl(port, UInt32(truncatingIfNeeded: physical(of: UInt64(UInt(bitPattern: request)))))
     }
 
     /// Hands `count` bytes at `bytes` (kernel memory) to the VMM as output on `fd`.
     func output(fd: UInt64, _ bytes: UnsafeMutableRawPointer, _ count: Int) {
-        // SAFETY: a heap request the VMM reads during the `out` below, freed after it.
+        // SAFETY: a heap request the VMM reads during the `out` below, freed after it; three words.
         let request = UnsafeMutablePointer<UInt64>.allocate(capacity: 3)
-        defer { request.deallocate() }
-        request[0] = fd
-        request[1] = physical(of: UInt64(UInt(bitPattern: bytes)))
-        request[2] = UInt64(count)
+        defer { unsafe request.deallocate() }
+        unsafe request[0] = fd
+        unsafe request[1] = physical(of: UInt64(UInt(bitPattern: bytes)))
+        unsafe request[2] = UInt64(count)
         outl(Ports.output, UInt32(truncatingIfNeeded: physical(of: UInt64(UInt(bitPattern: request)))))
     }
 
@@ -237,16 +246,18 @@ final class Kernel {
 
     /// Where the heap is physically (read from the boot tables' heap entry: a 2 MiB leaf).
     var heapPhysical: UInt64 {
-        let level3 = rootEntries(kernelRoot)[heapRootEntry] & PageTableEntry.childMask
-        let level2 = rootEntries(level3)[0] & PageTableEntry.childMask
-        return rootEntries(level2)[0] & PageTableEntry.paMask(2)
+        // SAFETY: the boot tables' heap subtree: a level-3 and a level-2 node in RAM under the
+        // linear map (`rootEntries`), never freed; indices below 512.
+        let level3 = unsafe rootEntries(kernelRoot)[heapRootEntry] & PageTableEntry.childMask
+        let level2 = unsafe rootEntries(level3)[0] & PageTableEntry.childMask
+        return unsafe rootEntries(level2)[0] & PageTableEntry.paMask(2)
     }
 
     /// The 512 entries of the table at physical `paddr`, through the linear map.
     func rootEntries(_ paddr: UInt64) -> UnsafeMutablePointer<UInt64> {
         // SAFETY: `paddr` is a page-table node in RAM, which the linear map covers; its entries
         // are written only by the kernel on the only CPU.
-        UnsafeMutablePointer<UInt64>(bitPattern: UInt(boot.linearBase + paddr))!
+        unsafe UnsafeMutablePointer<UInt64>(bitPattern: UInt(boot.linearBase + paddr))!
     }
 }
 

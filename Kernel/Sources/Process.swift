@@ -24,8 +24,11 @@ final class Process {
         }
         // The kernel heap's root entry, shared as the kernel half is (not the space's own: taken
         // out again before the space goes, and no system call reaches `heapWindow`).
-        let root = kernel.rootEntries(space.rootPaddr.rawValue)
-        root[heapRootEntry] = kernel.rootEntries(kernelRoot)[heapRootEntry]
+        // SAFETY: both roots are page-table nodes in RAM under the linear map (`rootEntries`);
+        // `heapRootEntry < 512` is outside the user configuration's entries, so only this kernel
+        // writes it, on the one CPU.
+        let root = unsafe kernel.rootEntries(space.rootPaddr.rawValue)
+        unsafe root[heapRootEntry] = kernel.rootEntries(kernelRoot)[heapRootEntry]
     }
 
     /// The addresses of the kernel heap's root entry: never the program's.
@@ -43,7 +46,9 @@ final class Process {
         // Off the program's root first: the kernel's stacks are on the heap.
         writeCr3(kernelRoot)
         announceRoot(kernelRoot)
-        kernel.rootEntries(space.rootPaddr.rawValue)[heapRootEntry] = 0
+        // SAFETY: the space's root, still live (the space is), under the linear map; the entry
+        // `init` set, cleared before the space's teardown could follow it.
+        unsafe kernel.rootEntries(space.rootPaddr.rawValue)[heapRootEntry] = 0
     }
 
     var machine: Machine { kernel.machine }
@@ -54,7 +59,8 @@ final class Process {
     /// not see, so it must be zeroed again when it is handed out next).
     func newZeroedFrame() -> Frame<UntypedMeta>? {
         guard let frame = try? FrameAllocOptions().allocFrame(in: machine) else { return nil }
-        _ = machine.pointer(to: frame.paddr, count: pageSize)
+        // SAFETY: only marks the frame written (the pointer is not used); the frame is inside memory.
+        _ = unsafe machine.pointer(to: frame.paddr, count: pageSize)
         return frame
     }
 
@@ -71,7 +77,7 @@ final class Process {
             if var cursor = try? space.cursor(Vaddr(page)..<Vaddr(page + 4096)),
                let item = try? cursor.query().item {
                 // SAFETY: `item` maps `va`'s page, so the byte lies in one of the machine's frames.
-                return machine.pointer(to: item.paddr + Int(va & 0xfff), count: 1)
+                return unsafe machine.pointer(to: item.paddr + Int(va & 0xfff), count: 1)
             }
             guard resolveFault(va, write: writable, fetch: false) else { return nil }
         }

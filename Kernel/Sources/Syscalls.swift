@@ -24,7 +24,8 @@ extension Process {
     /// Runs the system call in `frame`; returns its result, or `nil` when the program exited
     /// (`status` set).
     func syscall(_ frame: UnsafeMutablePointer<TrapFrame>, status: inout Int?) -> Int64 {
-        let f = frame.pointee
+        // SAFETY: the trap frame entry.S pushed, live until `iretq` (the caller's).
+        let f = unsafe frame.pointee
         let (a0, a1, a2, a3) = (f.rdi, f.rsi, f.rdx, f.r10)
         let result: Int64
         switch f.rax {
@@ -68,7 +69,7 @@ extension Process {
         guard count < 1 << 30 else { return -Int64(Errno.EINVAL) }
         // SAFETY: a kernel buffer for this call alone, freed on return; the VmWriter writes only inside it.
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(count), alignment: 16)
-        defer { bytes.deallocate() }
+        defer { unsafe bytes.deallocate() }
         guard var reader = try? space.createReader(Vaddr(buffer), Int(count)) else { return -Int64(Errno.EFAULT) }
         var writer = unsafe VmWriter<Infallible>(bytes).toFallible()
         let copied: Int
@@ -83,7 +84,8 @@ extension Process {
             }
         }
         space.removeReader(reader)
-        kernel.output(fd: fd, bytes.baseAddress!, copied)
+        // SAFETY: the buffer above, still allocated; `copied <= count` bytes of it were written.
+        unsafe kernel.output(fd: fd, bytes.baseAddress!, copied)
         return Int64(copied)
     }
 
@@ -105,9 +107,9 @@ extension Process {
     func readWord(_ address: UInt64) -> UInt64? {
         var word: UInt64 = 0
         for i in 0..<UInt64(8) {
-            guard let host = hostAddress(of: address + i, writable: false) else { return nil }
             // SAFETY: `host` is the byte of a mapped user frame through the linear map (`hostAddress`).
-            word |= UInt64(host.load(as: UInt8.self)) << (8 * i)
+            guard let host = unsafe hostAddress(of: address + i, writable: false) else { return nil }
+            word |= UInt64(unsafe host.load(as: UInt8.self)) << (8 * i)
         }
         return word
     }
@@ -116,8 +118,10 @@ extension Process {
         let fields: [StaticString] = ["Linux", "ostd", "6.0.0-ostd", "#1", "x86_64", "(none)"]
         for (i, field) in fields.enumerated() {
             var bytes = [UInt8](repeating: 0, count: 65)
-            for j in 0..<field.utf8CodeUnitCount { bytes[j] = field.utf8Start[j] }
-            guard bytes.withUnsafeBytes({ poke(buffer + UInt64(i * 65), $0) }) else { return -Int64(Errno.EFAULT) }
+            // SAFETY: `j < utf8CodeUnitCount` (at most 10 here, below 65), inside the static string's
+            // bytes; `poke` reads the local array's storage, valid in its closure.
+            for j in 0..<field.utf8CodeUnitCount { bytes[j] = unsafe field.utf8Start[j] }
+            guard unsafe bytes.withUnsafeBytes({ unsafe poke(buffer + UInt64(i * 65), $0) }) else { return -Int64(Errno.EFAULT) }
         }
         return 0
     }

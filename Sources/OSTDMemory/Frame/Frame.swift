@@ -172,7 +172,12 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
 extension Frame where M: FrameMeta {
     /// The frame's metadata (OSTD `meta()`). Read-only: the slot is shared.
     @inlinable
-    public var meta: M { slot.storage.load(as: M.self) }
+    public var meta: M {
+        // SAFETY: the handle holds a reference, so the slot is live and its storage holds the
+        // `M` that `writeMeta` stored before the count was published (the handle's type is the
+        // slot's, as every way of making one ensures); a shared slot's metadata is not written.
+        unsafe slot.storage.load(as: M.self)
+    }
 
     /// Claims an unused frame with metadata `meta`, as its only reference (OSTD `from_unused`).
     ///
@@ -181,23 +186,31 @@ extension Frame where M: FrameMeta {
     public static func fromUnused(_ paddr: Paddr, meta: M, in machine: Machine) throws(GetFrameError) -> Frame<M> {
         let context = machine.context
         return try context.auditingFallibleFrames(.fromUnused(paddr)) { () throws(GetFrameError) -> Frame<M> in
-            Frame(initializing: try context.claimUnused(paddr), meta: meta, context: context)
+            // SAFETY: `claimUnused` just claimed the slot for this thread (count `0`).
+            unsafe Frame(initializing: try context.claimUnused(paddr), meta: meta, context: context)
         }
     }
 
     /// Writes the metadata of a slot this thread has just claimed (count `0`) and publishes it
     /// with one reference, minting its ledger entry.
-    @inlinable @inline(__always)
+    ///
+    /// - Safety: as `init(publishing:meta:context:)`.
+    @unsafe @inlinable @inline(__always)
     init(initializing slot: MetaSlot, meta: M, context: MachineRef) {
-        self.init(publishing: slot, meta: meta, context: context)
+        // SAFETY: the caller's contract.
+        unsafe self.init(publishing: slot, meta: meta, context: context)
         context.ledger?.mint(context.frameIndex(of: slot))
     }
 
     /// `init(initializing:meta:context:)` without the ledger (the allocation's fast path, on a
     /// machine that keeps none).
-    @inlinable @inline(__always)
+    ///
+    /// - Safety: this thread has just claimed `slot` (count `0`, `MetaSlot.claimUnused`), so it
+    ///   holds it exclusively.
+    @unsafe @inlinable @inline(__always)
     init(publishing slot: MetaSlot, meta: M, context: MachineRef) {
-        slot.writeMeta(meta)
+        // SAFETY: the slot is this thread's, claimed and not yet published (the caller's contract).
+        unsafe slot.writeMeta(meta)
         slot.publishShared()
         self.init(adopting: slot, context: context)
     }

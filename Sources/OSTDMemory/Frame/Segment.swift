@@ -223,7 +223,8 @@ extension Segment where M: FrameMeta {
             let slot = context.slot(index: index)
             let paddr = context.paddr(of: slot)
             if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
-            _ = Frame(initializing: slot, meta: meta(paddr), context: context).intoParts()
+            // SAFETY: `claimUnused` just claimed the slot for this thread (count `0`).
+            _ = unsafe Frame(initializing: slot, meta: meta(paddr), context: context).intoParts()
             segment.end = index + 1
         }
         return segment

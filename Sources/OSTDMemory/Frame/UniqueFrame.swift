@@ -38,7 +38,8 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
         let context = machine.context
         return try context.auditingFallibleFrames(.uniqueFromUnused(paddr)) { () throws(GetFrameError) -> UniqueFrame<M> in
             let slot = try context.claimUnused(paddr)
-            slot.writeMeta(meta)
+            // SAFETY: `claimUnused` just claimed the slot for this thread (count `0`).
+            unsafe slot.writeMeta(meta)
             slot.publishUnique()
             context.ledger?.mint(context.frameIndex(of: slot))
             return UniqueFrame(adopting: slot, context: context)
@@ -61,14 +62,18 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
     /// (OSTD `meta()` / `meta_mut()`).
     @inlinable
     public var meta: M {
-        get { slot.storage.load(as: M.self) }
-        set { slot.storage.storeBytes(of: newValue, as: M.self) }
+        // SAFETY: the slot's count is UNIQUE while this handle lives, so it is live and only this
+        // handle touches its storage, which holds the `M` written when the handle was made.
+        get { unsafe slot.storage.load(as: M.self) }
+        set { unsafe slot.storage.storeBytes(of: newValue, as: M.self) }
     }
 
     /// Replaces the metadata with a value of another type (OSTD `repurpose`).
     public consuming func repurpose<N: FrameMeta>(_ meta: N) -> UniqueFrame<N> {
         let (slot, context) = intoParts()
-        slot.writeMeta(meta)
+        // SAFETY: the consumed handle was the slot's unique owner; its ownership passes to the
+        // new one.
+        unsafe slot.writeMeta(meta)
         return UniqueFrame<N>(adopting: slot, context: context)
     }
 

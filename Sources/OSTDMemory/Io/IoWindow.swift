@@ -25,7 +25,12 @@ public enum Infallible: Fallibility {}
 
 /// One end of a transfer, and a window's cursor: user memory of a space at a virtual address, or
 /// kernel memory at a host address.
-@usableFromInline
+///
+/// `@safe`: an end is a window's cursor, or taken from one for an access through that window
+/// (`IoWindow`'s invariant): a user end's space is retained by the window, and a host end's
+/// pointer is valid for the window's bytes. Deriving an end is address arithmetic; every
+/// dereference is marked where it happens.
+@safe @usableFromInline
 enum IoEnd {
     /// User memory of the space at a virtual address. The space is unretained here: the window
     /// the end comes from holds the reference.
@@ -45,17 +50,21 @@ enum IoEnd {
     /// The user space's unmanaged reference, if any.
     @inlinable var spaceRef: Unmanaged<VmSpace>? {
         guard case .user(let space, _) = self else { return nil }
-        return space
+        // SAFETY: hands out the unmanaged reference without using it; its users take the value
+        // while the window holds the space.
+        return unsafe space
     }
 
     /// The host pointer, for kernel memory.
     ///
     /// - Precondition: this is a kernel end, with bytes at it.
     @inlinable var host: UnsafeMutableRawPointer {
-        guard case .host(let pointer) = self, let pointer else {
+        // SAFETY: hands out the host pointer without dereferencing it; its users access at most
+        // the window's bytes, marked where they do.
+        guard case .host(let pointer) = self, let pointer = unsafe pointer else {
             preconditionFailure("a host access at a user address or an empty host buffer")
         }
-        return pointer
+        return unsafe pointer
     }
 
     /// The address as a number: the virtual address of user memory, the host address of kernel
@@ -78,9 +87,10 @@ enum IoEnd {
     /// The end `count` bytes further on.
     @inlinable @inline(__always)
     func advanced(by count: Int) -> IoEnd {
+        // SAFETY: address arithmetic only; callers advance by at most the window's bytes.
         switch self {
-        case .user(let space, let va): .user(space, va + count)
-        case .host(let pointer): .host(pointer.map { $0 + count })
+        case .user(let space, let va): unsafe .user(space, va + count)
+        case .host(let pointer): unsafe .host(pointer.map { unsafe $0 + count })
         }
     }
 }
@@ -97,7 +107,15 @@ typealias KeptFrames = (frames: Range<Int>, context: MachineRef)
 /// around without reference counting, and destroying a window needs no generic metadata (a
 /// `Segment<DynFrameMeta>?` field would). The window being noncopyable is what makes each
 /// reference given back exactly once.
-@usableFromInline
+///
+/// `@safe`: the window may access `length` bytes from `here`. A user window's are virtual
+/// addresses of the space it retains, translated and checked by the MMU on every access, and
+/// `record` is its registration in that space's registry. A host window's are valid host bytes:
+/// frames whose references `kept` owns, or a buffer whose lender keeps it valid while the window
+/// lives (`VmReader.init(_:)` / `VmWriter.init(_:)`, whose callers vouch for it, or a value's
+/// bytes during one access). Advancing, limiting and splitting keep `here ..< here + length`
+/// inside those bytes.
+@safe @usableFromInline
 struct IoWindow: ~Copyable {
     /// The cursor; for a user window, its space is retained by this window.
     @usableFromInline var here: IoEnd
@@ -114,23 +132,31 @@ struct IoWindow: ~Copyable {
     init(owning here: IoEnd, length: Int, record: UnsafeMutablePointer<IoRecord>?, kept: KeptFrames?) {
         self.here = here
         self.length = length
-        self.record = record
+        // SAFETY: stores the registration the new window owns (see the type).
+        unsafe self.record = record
         self.kept = kept
     }
 
     /// A user window over `record`'s range.
     @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
-        let range = record.range
-        // SAFETY: the reference taken here is the window's; its `deinit` gives it back once.
-        self.init(owning: .user(unsafe Unmanaged.passRetained(space), range.lowerBound),
-                  length: Int(range.upperBound.rawValue - range.lowerBound.rawValue), record: record, kept: nil)
+        // SAFETY: `record` is the registration just admitted for this window, in `space`'s
+        // registry (live while the window retains `space`); the reference taken here is the
+        // window's, and its `deinit` gives it back once.
+        let range = unsafe record.range
+        unsafe self.init(owning: .user(Unmanaged.passRetained(space), range.lowerBound),
+                         length: Int(range.upperBound.rawValue - range.lowerBound.rawValue), record: record, kept: nil)
     }
 
     /// A kernel window over the host bytes `start ..< start + count`, taking over the references
     /// of `kept`.
+    ///
+    /// - Safety: `start ..< start + count` stays valid while the window lives (`kept` keeps the
+    ///   frames it covers, or the caller keeps its buffer).
+    @unsafe
     init(host start: UnsafeMutableRawPointer?, count: Int, kept: KeptFrames?) {
-        self.init(owning: .host(start), length: count, record: nil, kept: kept)
+        // SAFETY: the caller's contract is the window's host invariant.
+        unsafe self.init(owning: .host(start), length: count, record: nil, kept: kept)
     }
 
     /// Ends the window: the registration is removed, the space released and the kept frames
@@ -154,7 +180,7 @@ struct IoWindow: ~Copyable {
             // SAFETY: the window holds one reference on its space from `init` (the window is
             // noncopyable, so only its one `deinit` comes here), and `record` is its own
             // registration, in a slab that space owns.
-            if let record { unsafe space._withUnsafeGuaranteedRef { $0.remove(record) } }
+            if let record = unsafe record { unsafe space._withUnsafeGuaranteedRef { unsafe $0.remove(record) } }
             unsafe space.release()
         }
         // The window owns one reference on each kept frame (taken by `kernelWindow` or
@@ -173,7 +199,10 @@ struct IoWindow: ~Copyable {
     @inlinable var space: VmSpace? { here.space }
 
     /// The registration as the seeds' `VmIoOwner`, if any.
-    var owner: VmIoOwner? { record?.snapshot }
+    var owner: VmIoOwner? {
+        // SAFETY: the window's own registration, live while the window retains its space.
+        unsafe record?.snapshot
+    }
 
     /// The cursor as a number (see `IoEnd.bits`).
     @inlinable var cursor: UInt64 { here.bits }
@@ -186,31 +215,40 @@ struct IoWindow: ~Copyable {
     mutating func advance(_ count: Int) {
         here = here.advanced(by: count)
         length -= count
-        if let record, case .user(_, let va) = here { record.pointee.start.store(va.rawValue, ordering: .relaxed) }
+        // SAFETY: the window's own registration, live while the window retains its space; `start`
+        // is an atomic.
+        if let record = unsafe record, case .user(_, let va) = here { unsafe record.pointee.start.store(va.rawValue, ordering: .relaxed) }
     }
 
     /// Shrinks the window to at most `max` bytes (OSTD `limit`).
     mutating func limit(_ max: Int) {
         guard max >= 0, length > max else { return }
         length = max
-        if let record, case .user(_, let va) = here {
-            record.pointee.end.store((va + max).rawValue, ordering: .relaxed)
+        // SAFETY: the window's own registration, live while the window retains its space; `end`
+        // is an atomic.
+        if let record = unsafe record, case .user(_, let va) = here {
+            unsafe record.pointee.end.store((va + max).rawValue, ordering: .relaxed)
         }
     }
 
     /// Throws `disposed` when a user handle has given its view back.
     @inlinable @inline(__always)
     func checkUsable() throws(OSTDError) {
-        if let record, record.pointee.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
+        // SAFETY: the window's own registration, live while the window retains its space; `view`
+        // is an atomic.
+        if let record = unsafe record, unsafe record.pointee.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
     }
 
     /// Splits off the first `count` bytes as a window of their own, registered with the same
     /// view (the seeds' `VmIoOwner::split`), with its own references on the space or the frames.
     mutating func splitFront(_ count: Int) -> IoWindow {
         precondition(count >= 0 && count <= length, "split at \(count) exceeds the \(length) bytes left")
+        // SAFETY: `record` is the window's own registration in `space`'s registry; the front
+        // window takes over the new registration and a new reference on the space or frames, and
+        // covers the first `count <= length` bytes (checked above).
         var frontRecord: UnsafeMutablePointer<IoRecord>? = nil
-        if let record, let space { frontRecord = space.registerSplit(of: record, count: count) }
-        let front = IoWindow(owning: here.retained(), length: count, record: frontRecord, kept: keptRetained())
+        if let record = unsafe record, let space { unsafe frontRecord = space.registerSplit(of: record, count: count) }
+        let front = unsafe IoWindow(owning: here.retained(), length: count, record: frontRecord, kept: keptRetained())
         advance(count)
         return front
     }
@@ -220,8 +258,10 @@ struct IoWindow: ~Copyable {
     ///
     /// - Precondition: this is a kernel window (it has no registration to share).
     func cloneKernel() -> IoWindow {
-        precondition(record == nil, "a user window cannot be cloned")
-        return IoWindow(owning: here.retained(), length: length, record: nil, kept: keptRetained())
+        // SAFETY: a kernel window (checked): the clone covers the same host bytes with its own
+        // references on the kept frames (or the same lender's buffer).
+        precondition(unsafe record == nil, "a user window cannot be cloned")
+        return unsafe IoWindow(owning: here.retained(), length: length, record: nil, kept: keptRetained())
     }
 }
 

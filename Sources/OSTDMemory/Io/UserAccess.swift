@@ -45,7 +45,10 @@ extension VmSpace {
         }
         let run = min(length, limit)
         if write { context.markWritten(first.paddr, count: run) }
-        return (context.pointer(to: first.paddr), run)
+        // SAFETY: the MMU translated these bytes through a leaf of this space's table, and every
+        // leaf maps physical memory of this machine (tracked frames, or an untracked range whose
+        // `@unsafe` maker vouched for it), so the host address is inside the linear mapping.
+        return (unsafe context.pointer(to: first.paddr), run)
     }
 
     /// Runs `step` as a user-mode access on the caller's CPU until it finishes or faults; asks
@@ -76,17 +79,21 @@ extension VmSpace {
     /// Where byte `offset` of `end` is in host memory, with `chunk` shortened to the bytes
     /// accessible there in one run: user memory through `mmu` (a fault at the first byte is the
     /// failure), kernel memory as it is.
-    @inlinable @inline(__always)
+    ///
+    /// - Safety: a host `end` is valid for `offset + chunk` bytes (the caller's window covers them).
+    @unsafe @inlinable @inline(__always)
     func locate<T: UserAddressTranslator>(_ end: IoEnd, at offset: Int, write: Bool, chunk: inout Int,
                                           mmu: inout T) -> Result<UnsafeMutableRawPointer, AccessFault> {
-        guard case .user(_, let start) = end else { return .success(end.host + offset) }
+        // SAFETY: address arithmetic inside the host end's bytes (the caller's contract).
+        guard case .user(_, let start) = end else { return unsafe .success(end.host + offset) }
         let va = start + offset
         var code = PageFaultErrorCode()
-        guard let (pointer, run) = accessibleRun(va, write: write, limit: chunk, mmu: &mmu, fault: &code) else {
-            return .failure(AccessFault(va, isWrite: write, errorCode: code))
+        // SAFETY: `accessibleRun`'s pointer covers `run` translated bytes of physical memory.
+        guard let (pointer, run) = unsafe accessibleRun(va, write: write, limit: chunk, mmu: &mmu, fault: &code) else {
+            return unsafe .failure(AccessFault(va, isWrite: write, errorCode: code))
         }
         chunk = run
-        return .success(pointer)
+        return unsafe .success(pointer)
     }
 }
 
@@ -94,11 +101,15 @@ extension VmSpace {
 ///
 /// - Returns: the bytes copied and, when it stopped early, the fault.
 /// - Throws: `notActive` when user memory is involved and its space is not active here.
-@inlinable
+/// - Safety: each end comes from a live window with at least `count` bytes left (so a host end
+///   is valid for `count` bytes and a user end's space is retained).
+@unsafe @inlinable
 func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTDError) -> (Int, AccessFault?) {
     guard count > 0 else { return (0, nil) }
-    guard let spaceRef = source.spaceRef ?? destination.spaceRef else {
-        destination.host.copyMemory(from: source.host, byteCount: count)
+    // SAFETY: two host ends, each valid for `count` bytes (the caller's contract); `copyMemory`
+    // is a `memmove`, so they may overlap.
+    guard let spaceRef = unsafe source.spaceRef ?? destination.spaceRef else {
+        unsafe destination.host.copyMemory(from: source.host, byteCount: count)
         return (count, nil)
     }
     // SAFETY: the windows the ends come from hold their spaces for the whole transfer.
@@ -114,14 +125,18 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
     let fault = try space.access(on: space.context.platform) { mmu in
         while copied < count {
             var chunk = count - copied
+            // SAFETY: `copied + chunk <= count`, so a host end stays inside its `count` bytes (the
+            // caller's contract); a user end is translated by the MMU. `chunk` shrinks to what
+            // both ends can take in one run.
             let from: UnsafeMutableRawPointer
-            switch space.locate(source, at: copied, write: false, chunk: &chunk, mmu: &mmu) {
-            case .success(let pointer): from = pointer
+            switch unsafe space.locate(source, at: copied, write: false, chunk: &chunk, mmu: &mmu) {
+            case .success(let pointer): unsafe from = pointer
             case .failure(let fault): return fault
             }
             let to: UnsafeMutableRawPointer
-            switch space.locate(destination, at: copied, write: true, chunk: &chunk, mmu: &mmu) {
-            case .success(let pointer): to = pointer
+            // SAFETY: as for `from`: the destination end's `count` bytes, or user memory through the MMU.
+            switch unsafe space.locate(destination, at: copied, write: true, chunk: &chunk, mmu: &mmu) {
+            case .success(let pointer): unsafe to = pointer
             case .failure(let fault): return fault
             }
             #if DEBUG
@@ -129,7 +144,9 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
             #else
             let short = 0
             #endif
-            to.copyMemory(from: from, byteCount: chunk - short)
+            // SAFETY: both runs hold at least `chunk` bytes (located just above); `copyMemory` is
+            // a `memmove`, so the two may even be the same physical bytes.
+            unsafe to.copyMemory(from: from, byteCount: chunk - short)
             copied += chunk
         }
         return nil
@@ -140,11 +157,13 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
 /// Writes `count` zero bytes at `destination`, user memory through the TLB.
 ///
 /// - Returns: the bytes written and, when it stopped early, the fault.
-@inlinable
+/// - Safety: `destination` comes from a live window with at least `count` bytes left.
+@unsafe @inlinable
 func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, AccessFault?) {
     guard count > 0 else { return (0, nil) }
     guard case .user(let spaceRef, let start) = destination else {
-        destination.host.initializeMemory(as: UInt8.self, repeating: 0, count: count)
+        // SAFETY: a host end valid for `count` bytes (the caller's contract); bytes are trivial.
+        unsafe destination.host.initializeMemory(as: UInt8.self, repeating: 0, count: count)
         return (count, nil)
     }
     // SAFETY: the window the end comes from holds the space for the whole fill.
@@ -154,11 +173,13 @@ func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, Acces
         while filled < count {
             let va = start + filled
             var code = PageFaultErrorCode()
-            guard let (pointer, run) = space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu,
-                                                           fault: &code) else {
+            // SAFETY: `accessibleRun`'s pointer covers `run` translated, writable bytes of physical
+            // memory; bytes are trivial.
+            guard let (pointer, run) = unsafe space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu,
+                                                                  fault: &code) else {
                 return AccessFault(va, isWrite: true, errorCode: code)
             }
-            pointer.initializeMemory(as: UInt8.self, repeating: 0, count: run)
+            unsafe pointer.initializeMemory(as: UInt8.self, repeating: 0, count: run)
             filled += run
         }
         return nil
@@ -170,11 +191,13 @@ func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, Acces
 /// (`write == false`) or a write.
 ///
 /// - Returns: `body`'s result, or the fault.
-@inlinable
+/// - Safety: `end` comes from a live window with at least 4 bytes left, 4-byte aligned.
+@unsafe @inlinable
 func atomicAccess<R>(_ end: IoEnd, write: Bool,
                      _ body: (UnsafeMutablePointer<Atomic<UInt32>>) -> R) throws(OSTDError) -> Result<R, AccessFault> {
     guard case .user(let spaceRef, let va) = end else {
-        return .success(body(end.host.assumingMemoryBound(to: Atomic<UInt32>.self)))
+        // SAFETY: a host end valid for 4 aligned bytes (the caller's contract), used atomically.
+        return .success(unsafe body(end.host.assumingMemoryBound(to: Atomic<UInt32>.self)))
     }
     // SAFETY: the window the end comes from holds the space for the whole access.
     let space = unsafe spaceRef.takeUnretainedValue()
@@ -185,8 +208,11 @@ func atomicAccess<R>(_ end: IoEnd, write: Bool,
             return AccessFault(va, isWrite: write, errorCode: code)
         }
         if write { space.context.markWritten(translation.paddr, count: 4) }
-        let pointer = space.context.pointer(to: translation.paddr)
-        result = body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
+        // SAFETY: the MMU translated `va` through a leaf of this space's table (so the address is
+        // in physical memory, as in `accessibleRun`); the caller checked `va` is 4-byte aligned,
+        // so the word lies in one page and is a valid `Atomic<UInt32>`.
+        let pointer = unsafe space.context.pointer(to: translation.paddr)
+        result = unsafe body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
         return nil
     }
     if let fault { return .failure(fault) }

@@ -54,12 +54,16 @@ extension VmIo where Self: ~Copyable {
 
     /// Copies the bytes at `offset` into `buffer` (OSTD `read_bytes`).
     public func readBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(OSTDError) {
+        // SAFETY: the caller's buffer is valid for this call (a raw buffer parameter is the
+        // caller's promise), and the writer over it, never split or cloned, ends with the call.
         var destination = unsafe VmWriter<Infallible>(buffer)
         try read(at: offset, into: &destination)
     }
 
     /// Copies `bytes` to `offset` (OSTD `write_bytes`).
     public func writeBytes(at offset: Int, from bytes: UnsafeRawBufferPointer) throws(OSTDError) {
+        // SAFETY: the caller's bytes are valid for this call (a raw buffer parameter is the
+        // caller's promise), and the reader over them, never split or cloned, ends with the call.
         var source = unsafe VmReader<Infallible>(bytes)
         try write(at: offset, from: &source)
     }
@@ -84,12 +88,16 @@ extension VmIo where Self: ~Copyable {
 
     /// Fills `slice` with the `T`s stored at `offset` (OSTD `read_slice`).
     public func readSlice<T: BitwiseCopyable>(at offset: Int, into slice: inout [T]) throws(OSTDError) {
-        try slice.withUnsafeMutableBytes { bytes in Result { () throws(OSTDError) in try readBytes(at: offset, into: bytes) } }.get()
+        // SAFETY: `bytes` is the slice's storage, valid for the closure, which `readBytes` (and
+        // the writer it makes) does not outlive.
+        try unsafe slice.withUnsafeMutableBytes { bytes in Result { () throws(OSTDError) in try unsafe readBytes(at: offset, into: bytes) } }.get()
     }
 
     /// Stores the `T`s of `slice` at `offset` (OSTD `write_slice`).
     public func writeSlice<T: BitwiseCopyable>(at offset: Int, _ slice: [T]) throws(OSTDError) {
-        try slice.withUnsafeBytes { bytes in Result { () throws(OSTDError) in try writeBytes(at: offset, from: bytes) } }.get()
+        // SAFETY: `bytes` is the slice's storage, valid for the closure, which `writeBytes` (and
+        // the reader it makes) does not outlive.
+        try unsafe slice.withUnsafeBytes { bytes in Result { () throws(OSTDError) in try unsafe writeBytes(at: offset, from: bytes) } }.get()
     }
 
     /// Zeroes `count` bytes at `offset` (OSTD `VmIoFill::fill_zeros`).
@@ -143,7 +151,10 @@ extension Segment: VmIo where M: AnyUFrameMeta {
 
 /// A kernel window over `segment`'s bytes (in the linear mapping) that owns its references.
 func kernelWindow<M: AnyFrameMeta>(of segment: consuming Segment<M>) -> IoWindow {
-    let start = segment.context.pointer(to: segment.paddr)
+    // SAFETY: the segment's frames are inside physical memory, contiguous in the linear mapping;
+    // the window takes over the segment's references (`kept`), so they stay allocated while it
+    // lives.
+    let start = unsafe segment.context.pointer(to: segment.paddr)
     let count = segment.size
-    return IoWindow(host: start, count: count, kept: segment.intoParts())
+    return unsafe IoWindow(host: start, count: count, kept: segment.intoParts())
 }

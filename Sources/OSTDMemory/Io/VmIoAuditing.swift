@@ -74,7 +74,8 @@ extension IoEnd {
 extension IoWindow {
     /// The window as an auditor is shown it, with `bytes` of a kernel window's next bytes.
     func auditState(bytes count: Int? = nil) -> VmIoHandleState {
-        VmIoHandleState(space: here.space, cursor: cursor, remain: length, registration: record?.range,
+        // SAFETY: the window's own registration, live while the window retains its space.
+        VmIoHandleState(space: here.space, cursor: cursor, remain: length, registration: unsafe record?.range,
                         bytes: count.flatMap { here.hostBytes($0) })
     }
 }
@@ -177,8 +178,9 @@ extension VmReader {
         runAudited(ioAudits(window.here)[...], .readVal(size: MemoryLayout<T>.size),
                    before: VmIoAuditState(reader: window.auditState())) {
             result = Result { () throws(OSTDError) in try readValUnaudited(T.self) }
+            // SAFETY: the buffer is `value`'s own bytes, valid inside the closure; `Array` copies them.
             let outcome: VmIoOutcome = switch result {
-            case .success(let value): .value(withUnsafeBytes(of: value) { Array($0) })
+            case .success(let value): .value(unsafe withUnsafeBytes(of: value) { unsafe Array($0) })
             case .failure(let error): .failed(error)
             }
             return (VmIoAuditState(reader: window.auditState()), outcome)
@@ -194,8 +196,9 @@ extension VmReader where F == Fallible {
         let state = VmIoAuditState(reader: window.auditState())
         runAudited(ioAudits(window.here)[...], .atomicLoad, before: state) {
             result = Result { () throws(OSTDError) in try atomicLoadUnaudited() }
+            // SAFETY: the buffer is `value`'s own bytes, valid inside the closure; `Array` copies them.
             let outcome: VmIoOutcome = switch result {
-            case .success(let value): .value(withUnsafeBytes(of: value) { Array($0) })
+            case .success(let value): .value(unsafe withUnsafeBytes(of: value) { unsafe Array($0) })
             case .failure(let error): .failed(error)
             }
             return (VmIoAuditState(reader: window.auditState()), outcome)
@@ -209,7 +212,8 @@ extension VmWriter {
     @usableFromInline
     mutating func auditedWriteVal<T: BitwiseCopyable>(_ value: T) throws(OSTDError) {
         var result: Result<Void, OSTDError> = .success(())
-        runAudited(ioAudits(window.here)[...], .writeVal(bytes: withUnsafeBytes(of: value) { Array($0) }),
+        // SAFETY: the buffer is `value`'s own bytes, valid inside the closure; `Array` copies them.
+        runAudited(ioAudits(window.here)[...], .writeVal(bytes: unsafe withUnsafeBytes(of: value) { unsafe Array($0) }),
                    before: VmIoAuditState(writer: window.auditState())) {
             result = Result { () throws(OSTDError) in try writeValUnaudited(value) }
             return (VmIoAuditState(writer: window.auditState()), VmIoOutcome(result))

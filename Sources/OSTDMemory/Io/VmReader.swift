@@ -18,7 +18,8 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     init(window: consuming IoWindow) { self.window = window }
 
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
-        window = IoWindow(user: space, record: record)
+        // SAFETY: `record` is the registration `space` just admitted for this reader.
+        window = unsafe IoWindow(user: space, record: record)
     }
 
     /// Bytes left to read (OSTD `remain`; the seeds' `remain_spec`).
@@ -76,7 +77,8 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     mutating func copyFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
         try window.checkUsable()
         try writer.window.checkUsable()
-        let (copied, fault) = try transfer(from: window.here, to: writer.window.here, count: min(remain, writer.avail))
+        // SAFETY: both ends are live windows' cursors, each with at least the count copied left.
+        let (copied, fault) = try unsafe transfer(from: window.here, to: writer.window.here, count: min(remain, writer.avail))
         window.advance(copied)
         writer.window.advance(copied)
         if let fault { throw .pageFault(address: fault.address, copied: copied) }
@@ -104,9 +106,12 @@ public struct VmReader<F: Fallibility>: ~Copyable {
         try window.checkUsable()
         var value = zeroedBits(T.self)
         let here = window.here
-        let (copied, fault) = try withUnsafeMutableBytes(of: &value) { buffer in
+        // SAFETY: the source is this live window's cursor with `size` bytes left (checked above);
+        // the destination is `value`'s `size` bytes, valid for the duration of the closure, which
+        // the transfer does not outlive.
+        let (copied, fault) = try unsafe withUnsafeMutableBytes(of: &value) { buffer in
             Result { () throws(OSTDError) in
-                try transfer(from: here, to: .host(buffer.baseAddress), count: size)
+                try unsafe transfer(from: here, to: .host(buffer.baseAddress), count: size)
             }
         }.get()
         // The cursor moves only after a complete read: a fault leaves it where it was.
@@ -124,22 +129,27 @@ public struct VmReader<F: Fallibility>: ~Copyable {
 /// An all-zero value of `T`, for the slot a read fills (OSTD starts from `T::new_zeroed()`).
 @inlinable
 func zeroedBits<T: BitwiseCopyable>(_: T.Type) -> T {
-    withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer in
+    // SAFETY: the temporary allocation holds one `T`, whose `size` bytes are zeroed before they
+    // are loaded. That all-zero bits (and, in `readVal`, any bytes read) are a valid `T` is
+    // OSTD's `Pod` bound; `BitwiseCopyable` does not promise it (an enum without a zero case),
+    // so it rests on callers reading plain-data types, as the package's do.
+    unsafe withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer in
         let raw = UnsafeMutableRawPointer(buffer.baseAddress!)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
-        return raw.load(as: T.self)
+        unsafe raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+        return unsafe raw.load(as: T.self)
     }
 }
 
 extension VmReader where F == Infallible {
     /// A reader of the host bytes `bytes` (OSTD `From<&[u8]>` and `from_kernel_space`).
     ///
-    /// - Safety: the bytes must stay valid while the reader lives.
+    /// - Safety: the bytes must stay valid while the reader lives, and while any reader split or
+    ///   cloned from it lives (OSTD's lifetime `'a` covers them all).
     @unsafe
     public init(_ bytes: UnsafeRawBufferPointer) {
         // SAFETY: a reader never writes through the pointer (the mutable type is the window's
         // common currency); the caller keeps the bytes valid while the reader lives.
-        window = IoWindow(host: unsafe UnsafeMutableRawPointer(mutating: bytes.baseAddress), count: bytes.count, kept: nil)
+        window = unsafe IoWindow(host: UnsafeMutableRawPointer(mutating: bytes.baseAddress), count: bytes.count, kept: nil)
     }
 
     /// Copies `min(remain, writer.avail)` bytes into `writer`; both cursors move (OSTD `read`).
@@ -147,7 +157,9 @@ extension VmReader where F == Infallible {
     public mutating func read(_ writer: inout VmWriter<Infallible>) -> Int {
         let count = min(remain, writer.avail)
         guard count > 0 else { return 0 }
-        writer.window.here.host.copyMemory(from: window.here.host, byteCount: count)
+        // SAFETY: two infallible (host) windows with at least `count` bytes left each (IoWindow's
+        // invariant); `copyMemory` is a `memmove`.
+        unsafe writer.window.here.host.copyMemory(from: window.here.host, byteCount: count)
         window.advance(count)
         writer.window.advance(count)
         return count
@@ -163,7 +175,9 @@ extension VmReader where F == Infallible {
             throw .invalidArgs("reading a \(MemoryLayout<T>.size)-byte value with \(remain) byte(s) left")
         }
         checkOnce(T.self, at: window.cursor)
-        let value = window.here.host.load(as: T.self)
+        // SAFETY: a host window with at least `size` bytes left (checked), at a cursor aligned for
+        // `T` (checked); `T` is an integer, so any bits are a value.
+        let value = unsafe window.here.host.load(as: T.self)
         window.advance(MemoryLayout<T>.size)
         return value
     }
@@ -193,7 +207,9 @@ extension VmReader where F == Fallible {
         guard remain >= 4 else { throw .invalidArgs("atomic load of 4 bytes with \(remain) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic load at 0x\(String(window.cursor, radix: 16))")
         try window.checkUsable()
-        switch try atomicAccess(window.here, write: false, { $0.pointee.load(ordering: .relaxed) }) {
+        // SAFETY: the live window's cursor, with at least 4 bytes left and 4-byte aligned (both
+        // checked above); the word is used atomically.
+        switch try unsafe atomicAccess(window.here, write: false, { unsafe $0.pointee.load(ordering: .relaxed) }) {
         case .success(let value): return value
         case .failure(let fault): throw .pageFault(address: fault.address, copied: 0)
         }

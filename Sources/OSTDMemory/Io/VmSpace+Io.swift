@@ -11,7 +11,8 @@ extension VmSpace {
     ///   for an empty, overflowing or non-user range; `accessConflict` when an active writer (or,
     ///   without `sharedReader`, an active reader) overlaps the range.
     public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
-        VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView))
+        // SAFETY: the registration just admitted, in this space's registry, goes to the new reader.
+        unsafe VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView))
     }
 
     /// A writer of the user memory `vaddr ..< vaddr + len` (the seeds' `create_writer` followed by
@@ -21,7 +22,8 @@ extension VmSpace {
     /// - Throws: as `createReader`, with `accessConflict` when any active reader or writer
     ///   overlaps the range.
     public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
-        VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView))
+        // SAFETY: the registration just admitted, in this space's registry, goes to the new writer.
+        unsafe VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView))
     }
 
     /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the
@@ -30,7 +32,8 @@ extension VmSpace {
     private func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
         do throws(OSTDError) {
             _ = try executingCpu()
-            return try admit(try VmSpace.userRange(vaddr, len), view: view)
+            // SAFETY: passes on the registration `admit` makes in this space's registry.
+            return try unsafe admit(try VmSpace.userRange(vaddr, len), view: view)
         } catch {
             auditOwnership(.refused(vaddr: vaddr, len: len, view: view, error: error))
             throw error
@@ -78,22 +81,38 @@ extension VmSpace {
     ///
     /// - Throws: `accessConflict` as `createReader`; `notActive`. Nothing changes then.
     public func activateReader(_ reader: inout VmReader<Fallible>) throws(OSTDError) {
-        try reactivate(reader.window.record, view: .readView)
+        // SAFETY: the reader's own registration (nil for kernel memory), live while the reader
+        // is. That it belongs to this space is the caller's to ensure, and is not checked: a
+        // reader of another space would put that space's record in this registry (a known gap).
+        try unsafe reactivate(reader.window.record, view: .readView)
     }
 
     /// Gives a disposed writer its write view back (the seeds' `activate_writer`).
     ///
     /// - Throws: `accessConflict` as `createWriter`; `notActive`. Nothing changes then.
     public func activateWriter(_ writer: inout VmWriter<Fallible>) throws(OSTDError) {
-        try reactivate(writer.window.record, view: .writeView)
+        // SAFETY: the writer's own registration (nil for kernel memory), live while the writer
+        // is. That it belongs to this space is the caller's to ensure, and is not checked: a
+        // writer of another space would put that space's record in this registry (a known gap).
+        try unsafe reactivate(writer.window.record, view: .writeView)
     }
 
     /// Returns a reader's permission (the seeds' `dispose_reader`): the reader stays registered
     /// and can be activated again, but reads fail with `disposed` until then.
-    public func disposeReader(_ reader: inout VmReader<Fallible>) { dispose(reader.window.record) }
+    public func disposeReader(_ reader: inout VmReader<Fallible>) {
+        // SAFETY: the reader's own registration (nil for kernel memory), live while the reader
+        // is. That it belongs to this space is the caller's to ensure, and is not checked: a
+        // reader of another space would put that space's record in this registry (a known gap).
+        unsafe dispose(reader.window.record)
+    }
 
     /// Returns a writer's permission (the seeds' `dispose_writer`), as `disposeReader`.
-    public func disposeWriter(_ writer: inout VmWriter<Fallible>) { dispose(writer.window.record) }
+    public func disposeWriter(_ writer: inout VmWriter<Fallible>) {
+        // SAFETY: the writer's own registration (nil for kernel memory), live while the writer
+        // is. That it belongs to this space is the caller's to ensure, and is not checked: a
+        // writer of another space would put that space's record in this registry (a known gap).
+        unsafe dispose(writer.window.record)
+    }
 
     /// Ends a reader for good (the seeds' `remove_reader`); dropping it does the same.
     public func removeReader(_ reader: consuming VmReader<Fallible>) { reader.window.close() }

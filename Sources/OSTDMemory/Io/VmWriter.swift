@@ -14,7 +14,8 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     init(window: consuming IoWindow) { self.window = window }
 
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
-        window = IoWindow(user: space, record: record)
+        // SAFETY: `record` is the registration `space` just admitted for this writer.
+        window = unsafe IoWindow(user: space, record: record)
     }
 
     /// Bytes left to write (OSTD `avail`; the seeds' `avail_spec`).
@@ -57,7 +58,9 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     /// The same bytes as a reader, holding a read view instead of the write view (the seeds'
     /// `write_to_read`).
     public consuming func writeToRead() -> VmReader<F> {
-        if let record = window.record, let space = window.space { space.convertToReader(record) }
+        // SAFETY: the window's own registration, in its space's registry (live while the window
+        // retains the space).
+        if let record = unsafe window.record, let space = window.space { unsafe space.convertToReader(record) }
         return VmReader(window: window)
     }
 
@@ -86,11 +89,13 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
         }
         try window.checkUsable()
         let here = window.here
-        let (copied, fault) = try withUnsafeBytes(of: value) { buffer in
+        // SAFETY: the destination is this live window's cursor with `size` bytes left (checked
+        // above); the source is `value`'s `size` bytes, valid for the duration of the closure.
+        let (copied, fault) = try unsafe withUnsafeBytes(of: value) { buffer in
             Result { () throws(OSTDError) in
                 // SAFETY: `transfer` only reads from its source; the pointer is mutable only
                 // because that is the type of a host end. It is valid for `size` bytes in here.
-                try transfer(from: .host(unsafe UnsafeMutableRawPointer(mutating: buffer.baseAddress)), to: here, count: size)
+                try unsafe transfer(from: .host(UnsafeMutableRawPointer(mutating: buffer.baseAddress)), to: here, count: size)
             }
         }.get()
         // The cursor moves only after a complete write: a fault leaves it where it was.
@@ -102,10 +107,12 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
 extension VmWriter where F == Infallible {
     /// A writer of the host bytes `bytes` (OSTD `From<&mut [u8]>` and `from_kernel_space`).
     ///
-    /// - Safety: the bytes must stay valid while the writer lives.
+    /// - Safety: the bytes must stay valid while the writer lives, and while any writer split
+    ///   from it (or reader made of it) lives (OSTD's lifetime `'a` covers them all).
     @unsafe
     public init(_ bytes: UnsafeMutableRawBufferPointer) {
-        window = IoWindow(host: bytes.baseAddress, count: bytes.count, kept: nil)
+        // SAFETY: the caller's contract (above) is the window's host invariant.
+        window = unsafe IoWindow(host: bytes.baseAddress, count: bytes.count, kept: nil)
     }
 
     /// Copies from `reader` (OSTD `write`): `reader.read(&self)`.
@@ -117,7 +124,8 @@ extension VmWriter where F == Infallible {
     public mutating func fillZeros(_ count: Int) -> Int {
         let filled = min(max(count, 0), avail)
         guard filled > 0 else { return 0 }
-        window.here.host.initializeMemory(as: UInt8.self, repeating: 0, count: filled)
+        // SAFETY: a host window with at least `filled <= avail` bytes left; bytes are trivial.
+        unsafe window.here.host.initializeMemory(as: UInt8.self, repeating: 0, count: filled)
         window.advance(filled)
         return filled
     }
@@ -132,7 +140,9 @@ extension VmWriter where F == Infallible {
             throw .invalidArgs("writing a \(MemoryLayout<T>.size)-byte value with \(avail) byte(s) left")
         }
         checkOnce(T.self, at: window.cursor)
-        window.here.host.storeBytes(of: value, as: T.self)
+        // SAFETY: a host window with at least `size` bytes left (checked), at a cursor aligned for
+        // `T` (checked).
+        unsafe window.here.host.storeBytes(of: value, as: T.self)
         window.advance(MemoryLayout<T>.size)
     }
 
@@ -156,7 +166,8 @@ extension VmWriter where F == Fallible {
     /// `fillZeros` without the audit.
     mutating func fillZerosUnaudited(_ count: Int) throws(OSTDError) -> Int {
         try window.checkUsable()
-        let (filled, fault) = try zeroFill(window.here, count: min(max(count, 0), avail))
+        // SAFETY: the live window's cursor, with at least the count filled (`<= avail`) left.
+        let (filled, fault) = try unsafe zeroFill(window.here, count: min(max(count, 0), avail))
         window.advance(filled)
         if let fault { throw .pageFault(address: fault.address, copied: filled) }
         return filled
@@ -184,8 +195,10 @@ extension VmWriter where F == Fallible {
         guard avail >= 4 else { throw .invalidArgs("atomic compare-exchange of 4 bytes with \(avail) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic compare-exchange at 0x\(String(window.cursor, radix: 16))")
         try window.checkUsable()
-        let outcome = try atomicAccess(window.here, write: true) {
-            $0.pointee.compareExchange(expected: old, desired: new, ordering: .relaxed)
+        // SAFETY: the live window's cursor, with at least 4 bytes left and 4-byte aligned (both
+        // checked above); the word is used atomically.
+        let outcome = try unsafe atomicAccess(window.here, write: true) {
+            unsafe $0.pointee.compareExchange(expected: old, desired: new, ordering: .relaxed)
         }
         switch outcome {
         case .success(let (exchanged, previous)): return (previous, exchanged)

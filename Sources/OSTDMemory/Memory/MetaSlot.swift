@@ -32,13 +32,27 @@ import Synchronization
 /// The public surface is read-only introspection (reference count, usage, type tag); state
 /// transitions are made by the frame handles (`Frame`, `UniqueFrame`, `Segment`) and the
 /// allocator.
-@frozen
+///
+/// `@safe`: a view is made only by the `@unsafe` `init(_:)`, from the address of slot
+/// `index < frameCount` of a machine's metadata region (`MachineRef.slot(index:)`, the buddy
+/// set's `slot`), so `base` is a 64-byte aligned slot inside physical memory; the region lives
+/// as long as the machine's state (MachineContext.swift's lifetime statement), and the view is
+/// used by whoever holds that machine or one of its frames. The words that other threads touch
+/// (count, written flag) are accessed only atomically; the others only by the slot's holder.
+@safe @frozen
 public struct MetaSlot: @unchecked Sendable {
     /// The slot's address in host memory (inside the simulated physical memory).
     @usableFromInline let base: UnsafeMutableRawPointer
 
-    @inlinable @inline(__always)
-    init(_ base: UnsafeMutableRawPointer) { self.base = base }
+    /// A view of the slot at `base`.
+    ///
+    /// - Safety: `base` is `metaBase + index * 64` for a frame `index < frameCount` of a machine
+    ///   whose state outlives every use of the view.
+    @unsafe @inlinable @inline(__always)
+    init(_ base: UnsafeMutableRawPointer) {
+        // SAFETY: only stores the address; the caller's contract makes it a live slot.
+        unsafe self.base = base
+    }
 
     /// The size of one slot: 64 bytes (OSTD `META_SLOT_SIZE`).
     public static var size: Int { 64 }
@@ -65,19 +79,28 @@ public struct MetaSlot: @unchecked Sendable {
         // SAFETY: the slot is 64-byte aligned inside the metadata region, so offset 40 is an
         // 8-byte aligned word used only as an atomic; `Atomic<UInt64>` has `UInt64`'s layout and
         // zero-filled memory is a valid value of it.
-        (base + MetaSlot.refCountOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+        unsafe (base + MetaSlot.refCountOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
     /// The typed metadata storage (offset 0, 40 bytes).
     @inlinable @inline(__always)
-    var storage: UnsafeMutableRawPointer { base }
+    var storage: UnsafeMutableRawPointer {
+        // SAFETY: returns the slot's base (a live slot, see the type); every user of the raw
+        // storage is marked where it reads or writes it.
+        unsafe base
+    }
 
     /// Writes typed metadata and its tag (OSTD `write_meta`) into a slot the caller holds
     /// exclusively: busy (being constructed) or unique.
-    @inlinable @inline(__always)
+    ///
+    /// - Safety: the caller holds the slot exclusively (it claimed it, count `0`, or owns it
+    ///   as the unique frame), so no other thread reads the storage or the tag meanwhile.
+    @unsafe @inlinable @inline(__always)
     func writeMeta<M: FrameMeta>(_ meta: M) {
         checkFrameMetaLayout(M.self)
-        storage.storeBytes(of: meta, as: M.self)
+        // SAFETY: `M` fits the 40 bytes of storage at offset 0 with an alignment the 64-byte slot
+        // satisfies (checked just above); the caller holds the slot exclusively.
+        unsafe storage.storeBytes(of: meta, as: M.self)
         typeTagWord = M.typeTag.word
     }
 
@@ -85,8 +108,14 @@ public struct MetaSlot: @unchecked Sendable {
     /// published by the Release store of the reference count.
     @inlinable @inline(__always)
     var typeTagWord: UInt64 {
-        get { base.load(fromByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
-        nonmutating set { base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+        // SAFETY: offset 48 is an 8-byte aligned word of the live slot (see the type). It is
+        // written only by the slot's exclusive holder (busy or unique: `writeMeta`, the buddy
+        // set under its lock, a reserved slot's first writer), and read by a handle after the
+        // count's Release store published it, or by that holder. Public introspection of a slot
+        // no handle holds (`Machine.metaSlot(of:)`) may read it while it changes: a racy read of
+        // a live word, exact only at a quiescent point.
+        get { unsafe base.load(fromByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
+        nonmutating set { unsafe base.storeBytes(of: newValue, toByteOffset: MetaSlot.typeTagOffset, as: UInt64.self) }
     }
 
     // MARK: The in_list word: free-list id and written flag
@@ -95,9 +124,11 @@ public struct MetaSlot: @unchecked Sendable {
     /// chunk); allocator-private, accessed under the allocator's lock.
     @inlinable @inline(__always)
     var inList: UInt64 {
-        get { UInt64(base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt32.self)) }
+        // SAFETY: offset 56 is a 4-byte aligned word of the live slot (see the type), accessed
+        // under the allocator's lock only (introspection reads it at a quiescent point).
+        get { UInt64(unsafe base.load(fromByteOffset: MetaSlot.inListOffset, as: UInt32.self)) }
         nonmutating set {
-            base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: MetaSlot.inListOffset, as: UInt32.self)
+            unsafe base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: MetaSlot.inListOffset, as: UInt32.self)
         }
     }
 
@@ -115,30 +146,37 @@ public struct MetaSlot: @unchecked Sendable {
     var writtenFlag: UnsafeMutablePointer<Atomic<UInt32>> {
         // SAFETY: offset 60 of the 64-byte aligned slot is a 4-byte aligned word used only
         // through this atomic view; zero-filled memory is a valid `Atomic<UInt32>`.
-        (base + MetaSlot.writtenOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
+        unsafe (base + MetaSlot.writtenOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
     /// Whether the frame's bytes may be non-zero.
     @inlinable @inline(__always)
-    var mayBeNonZero: Bool { writtenFlag.pointee.load(ordering: .relaxed) != 0 }
+    var mayBeNonZero: Bool {
+        // SAFETY: the written flag of this live slot, an atomic (see `writtenFlag`).
+        unsafe writtenFlag.pointee.load(ordering: .relaxed) != 0
+    }
 
     /// Records that the frame's bytes may become non-zero. Any holder of a reference may call it,
     /// concurrently with others: an atomic store (Relaxed; the frame's release publishes it to
     /// the allocator), skipped when the flag is already set.
     @inlinable @inline(__always)
     func markWritten() {
-        if !mayBeNonZero { writtenFlag.pointee.store(1, ordering: .relaxed) }
+        // SAFETY: the written flag of this live slot, an atomic (see `writtenFlag`).
+        if !mayBeNonZero { unsafe writtenFlag.pointee.store(1, ordering: .relaxed) }
     }
 
     /// Fills the frame with zeros if it may hold non-zero bytes, and records that it is zero. The
     /// caller holds the frame exclusively (just allocated).
-    @inlinable @inline(__always)
+    ///
+    /// - Safety: `frame` is the host address of this slot's frame, which the caller holds
+    ///   exclusively.
+    @unsafe @inlinable @inline(__always)
     func zeroFrameIfWritten(_ frame: UnsafeMutableRawPointer) {
         if mayBeNonZero {
             // SAFETY: `frame` is this slot's 4 KiB frame in physical memory, which the caller holds
             // exclusively (just claimed), so no one else reads or writes it meanwhile.
-            frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
-            writtenFlag.pointee.store(0, ordering: .relaxed)
+            unsafe frame.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+            unsafe writtenFlag.pointee.store(0, ordering: .relaxed)
         }
     }
 
@@ -146,7 +184,10 @@ public struct MetaSlot: @unchecked Sendable {
 
     /// The reference count or state (Relaxed load, as OSTD's `reference_count`).
     @inlinable
-    public var referenceCount: UInt64 { ~refCountWord.pointee.load(ordering: .relaxed) }
+    public var referenceCount: UInt64 {
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        unsafe ~refCountWord.pointee.load(ordering: .relaxed)
+    }
 
     /// The frame's type tag: what kind of metadata the slot holds.
     public var typeTag: FrameMetaTag { FrameMetaTag(word: typeTagWord) }
@@ -167,7 +208,8 @@ public struct MetaSlot: @unchecked Sendable {
     /// On failure returns the state found, for the caller's `GetFrameError`.
     @inlinable @inline(__always)
     func claimUnused() -> MetaSlotStatus? {
-        let (exchanged, original) = refCountWord.pointee.compareExchange(
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        let (exchanged, original) = unsafe refCountWord.pointee.compareExchange(
             expected: ~MetaSlot.refCountUnused, desired: ~0, ordering: .acquiring)
         return exchanged ? nil : MetaSlotStatus(refCount: ~original)
     }
@@ -175,13 +217,15 @@ public struct MetaSlot: @unchecked Sendable {
     /// Publishes a claimed slot as shared with one reference (Release store of `1`).
     @inlinable @inline(__always)
     func publishShared() {
-        refCountWord.pointee.store(~1, ordering: .releasing)
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        unsafe refCountWord.pointee.store(~1, ordering: .releasing)
     }
 
     /// Publishes a claimed slot as uniquely owned (Relaxed store of `UNIQUE`, as OSTD).
     @inlinable @inline(__always)
     func publishUnique() {
-        refCountWord.pointee.store(~MetaSlot.refCountUnique, ordering: .relaxed)
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        unsafe refCountWord.pointee.store(~MetaSlot.refCountUnique, ordering: .relaxed)
     }
 
     /// Adds a reference to a shared slot (Relaxed), aborting where OSTD aborts.
@@ -190,7 +234,8 @@ public struct MetaSlot: @unchecked Sendable {
     ///   a freed frame, or a count about to overflow.
     @inlinable @inline(__always)
     func incRefCount(paddr: @autoclosure () -> Paddr) {
-        let old = ~refCountWord.pointee.subtract(1, ordering: .relaxed).oldValue
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        let old = unsafe ~refCountWord.pointee.subtract(1, ordering: .relaxed).oldValue
         if _slowPath(old &- 1 >= MetaSlot.refCountMax &- 1) {
             incRefCountFailed(old: old, paddr: paddr())
         }
@@ -203,7 +248,8 @@ public struct MetaSlot: @unchecked Sendable {
     ///   frame's physical address.
     @inlinable @inline(__always)
     func decRefCount(paddr: @autoclosure () -> Paddr) -> Bool {
-        let old = ~refCountWord.pointee.add(1, ordering: .releasing).oldValue
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        let old = unsafe ~refCountWord.pointee.add(1, ordering: .releasing).oldValue
         if _fastPath(old &- 1 < MetaSlot.refCountMax) {
             if old != 1 { return false }
             atomicMemoryFence(ordering: .acquiring)
@@ -215,7 +261,8 @@ public struct MetaSlot: @unchecked Sendable {
     /// Turns a unique slot busy (store `0`), the first step of dropping a `UniqueFrame`.
     @inlinable @inline(__always)
     func storeBusy() {
-        refCountWord.pointee.store(~0, ordering: .relaxed)
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        unsafe refCountWord.pointee.store(~0, ordering: .relaxed)
     }
 
     /// The last step of any teardown (OSTD `drop_last_in_place`): clears the type tag and marks
@@ -223,25 +270,29 @@ public struct MetaSlot: @unchecked Sendable {
     @inlinable @inline(__always)
     func storeUnused() {
         typeTagWord = 0
-        refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        unsafe refCountWord.pointee.store(~MetaSlot.refCountUnused, ordering: .releasing)
     }
 
     /// CAS `from → to` on the count (Acquire/Relaxed); used by unique ↔ shared conversions.
     @inlinable @inline(__always)
     func exchangeRefCount(from: UInt64, to: UInt64) -> Bool {
-        refCountWord.pointee.compareExchange(expected: ~from, desired: ~to, ordering: .acquiringAndReleasing).exchanged
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        unsafe refCountWord.pointee.compareExchange(expected: ~from, desired: ~to, ordering: .acquiringAndReleasing).exchanged
     }
 
     /// Takes one more reference on an in-use slot (OSTD `get_from_in_use`): loops on a Relaxed
     /// load and an Acquire CAS `n → n + 1`; returns the state found when the slot is not shared.
     @inlinable
     func tryIncFromInUse() -> MetaSlotStatus? {
-        var current = ~refCountWord.pointee.load(ordering: .relaxed)
+        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
+        var current = unsafe ~refCountWord.pointee.load(ordering: .relaxed)
         while true {
             let status = MetaSlotStatus(refCount: current)
             guard case .shared = status else { return status }
             if current >= MetaSlot.refCountMax { refCountOverflow(current) }
-            let (exchanged, original) = refCountWord.pointee.weakCompareExchange(
+            // SAFETY: as above.
+            let (exchanged, original) = unsafe refCountWord.pointee.weakCompareExchange(
                 expected: ~current, desired: ~(current + 1),
                 successOrdering: .acquiring, failureOrdering: .relaxed)
             if exchanged { return nil }

@@ -7,6 +7,11 @@
 // Sendable: an immutable base, size and C release function; the memory it describes is shared
 // under the machine's rules, not through this value.
 /// Memory that backs a simulated machine's physical address space `0 ..< size`.
+///
+/// `@safe`: a description; making one takes the raw base (so it is marked where it is made, and
+/// the maker vouches for the memory as `init` says), and holding or passing one dereferences
+/// nothing.
+@safe
 public struct PhysicalMemoryRegion: @unchecked Sendable {
     /// Releases a region when the machine no longer needs it (a C function so that Embedded
     /// Swift can call it without closures or existentials).
@@ -23,8 +28,9 @@ public struct PhysicalMemoryRegion: @unchecked Sendable {
     /// Describes a region. The memory must read as zeros (fresh anonymous memory does): the
     /// metadata region is never bulk-initialised, and a zero slot is an unused frame.
     public init(base: UnsafeMutableRawPointer, size: Int, release: Release?) {
-        self.base = base
+        // SAFETY: only stores the description; the caller vouches for the memory (above).
+        unsafe self.base = base
         self.size = size
-        self.release = release
+        unsafe self.release = release
     }
 }

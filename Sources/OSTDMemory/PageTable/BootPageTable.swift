@@ -81,7 +81,7 @@
                 preconditionFailure("mapping an already mapped huge page in the boot page table")
             case .pageTable(let child, _):
                 // SAFETY: a child entry of this table points at a node this table allocated.
-                node = NodeRef(child, context)
+                node = unsafe NodeRef(child, context)
             }
             level -= 1
         }
@@ -112,7 +112,7 @@
                 preconditionFailure("protecting an unmapped page in the boot page table")
             case .pageTable(let child, _):
                 // SAFETY: a child entry of this table points at a node this table allocated.
-                node = NodeRef(child, context)
+                node = unsafe NodeRef(child, context)
             case .mapped(let hugePa, let prop):
                 node = splitHugePage(node, at: index, level: level, paddr: hugePa, prop: prop)
             }
@@ -144,7 +144,7 @@
             case .pageTable(let child, _):
                 guard level > 1 else { return nil }
                 // SAFETY: a child entry of this table points at a node this table allocated.
-                node = NodeRef(child, context)
+                node = unsafe NodeRef(child, context)
                 level -= 1
             }
         }
@@ -192,7 +192,7 @@
                 guard pte.isPresent && !pte.isLeaf else { continue }
                 // SAFETY: the entry points at a node this table allocated and still owns; it is
                 // cleared right after, so the node is freed exactly once.
-                freeSubtree(NodeRef(pte.paddr(level: level), context), level: level - 1, context: context)
+                freeSubtree(unsafe NodeRef(pte.paddr(level: level), context), level: level - 1, context: context)
             }
         }
         // SAFETY: the boot table holds the node's lock; the guard clears it and releases it.

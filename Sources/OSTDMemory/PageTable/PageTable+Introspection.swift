@@ -39,6 +39,13 @@ extension PageTable {
     /// a user table's shared kernel nodes are not visited. With `range`, only the nodes whose
     /// part of the address space overlaps it (a cursor's locked range can be read this way while
     /// other cursors work elsewhere).
+    ///
+    /// - Safety: no node the walk reaches is freed meanwhile: call it at a quiescent point (no
+    ///   cursor alive anywhere in the table), or with a `range` that a cursor of the calling
+    ///   thread covers (its nodes are locked, and their ancestors are not empty, so not removed).
+    ///   The walk takes no read-side section, so a node freed under it could be reused and read as
+    ///   garbage entries, which would then be followed outside physical memory.
+    @unsafe
     @_spi(OSTDInternals) public func forEachNode(overlapping range: Range<Vaddr>? = nil,
                                                  _ visit: (PageTableNodeVisit) -> Void) {
         func visitNode(_ node: NodeRef, _ level: PagingLevel, _ base: UInt64) {
@@ -51,7 +58,8 @@ extension PageTable {
                 let childBase = base &+ UInt64(index) &* size
                 let pte = node.read(index)
                 guard pte.isPresent && !pte.isLeaf else { continue }
-                visitNode(NodeRef(pte.paddr(level: level), context), level - 1, childBase)
+                // SAFETY: the caller's contract: no node of the walk is freed meanwhile.
+                visitNode(unsafe NodeRef(pte.paddr(level: level), context), level - 1, childBase)
             }
         }
         visitNode(root, PagingConsts.nrLevels, 0)

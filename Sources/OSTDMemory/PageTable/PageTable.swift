@@ -126,7 +126,8 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
                 return (leaf, Int(va.rawValue & UInt64(PagingConsts.pageSize(level) - 1)))
             }
             if level == 1 { return nil }
-            node = NodeRef(pte.paddr(level: level), context)
+            // SAFETY: read from an entry inside `section`: not freed before the section ends.
+            node = unsafe NodeRef(pte.paddr(level: level), context)
             level -= 1
         }
     }

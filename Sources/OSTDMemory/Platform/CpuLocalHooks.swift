@@ -8,6 +8,11 @@
 // Sendable: three C function pointers, immutable; `get` and `set` act on the calling thread's
 // own thread-local word, and `relax` on nothing shared.
 /// The functions through which the core reads and sets the calling thread's current CPU.
+///
+/// `@safe`: holding the three C function pointers dereferences nothing; the raw pointer `get`
+/// returns is turned back into a CPU record only by the platform, under the rule stated there
+/// (`SimulatedPlatform.currentCpu`).
+@safe
 public struct CpuLocalHooks: @unchecked Sendable {
     public typealias Get = @convention(c) () -> UnsafeMutableRawPointer?
     public typealias Set = @convention(c) (UnsafeMutableRawPointer?) -> Void
@@ -20,8 +25,9 @@ public struct CpuLocalHooks: @unchecked Sendable {
     public let relax: CpuRelax?
 
     public init(get: Get, set: Set, relax: CpuRelax? = nil) {
-        self.get = get
-        self.set = set
+        // SAFETY: only stores the host's function pointers; nothing is called or dereferenced.
+        unsafe self.get = get
+        unsafe self.set = set
         self.relax = relax
     }
 }

@@ -22,7 +22,10 @@ public protocol Platform {
     init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer)
 
     /// Called once when the machine is gone (after every frame came back).
-    func shutDown()
+    ///
+    /// - Safety: called once, by the machine's state as it is destroyed; the platform (every
+    ///   copy of it) is not used afterwards.
+    @unsafe func shutDown()
 
     /// The number of CPUs; they are numbered `0 ..< cpuCount` (at most 64).
     var cpuCount: Int { get }

@@ -38,7 +38,12 @@ struct SoftwareTranslation {
 }
 
 /// Walks page tables in physical memory at `memoryBase` (see the file comment).
-@frozen @usableFromInline
+///
+/// `@safe`: its maker (`init`, which takes the raw base and is therefore marked where it is
+/// called) vouches that `memoryBase` is the machine's linear mapping and `root` a live table in
+/// it that a CPU's CR3 holds; no node of such a table is freed while the CPU may walk it
+/// (`Platform.quiesce`), and every entry is accessed atomically.
+@safe @frozen @usableFromInline
 struct SoftwarePageWalker {
     @usableFromInline let root: Paddr
     @usableFromInline let memoryBase: UnsafeMutableRawPointer
@@ -47,7 +52,8 @@ struct SoftwarePageWalker {
     @inlinable
     init(root: Paddr, memoryBase: UnsafeMutableRawPointer, controls: PagingControls) {
         self.root = root
-        self.memoryBase = memoryBase
+        // SAFETY: only stores the base; see the type for when it is used.
+        unsafe self.memoryBase = memoryBase
         self.controls = controls
     }
 
@@ -55,7 +61,9 @@ struct SoftwarePageWalker {
     @inlinable @inline(__always)
     func translate(_ va: Vaddr, _ access: MemoryAccess, fault: inout PageFaultErrorCode) -> SoftwareTranslation? {
         while true {
-            let walk = X86Mmu.walk(va, root: root, controls: controls) { entry(at: $0).pointee.load(ordering: .acquiring) }
+            // SAFETY: the walk reads only entries of the live table at `root` (see the type and
+            // `entry(at:)`), atomically.
+            let walk = X86Mmu.walk(va, root: root, controls: controls) { unsafe entry(at: $0).pointee.load(ordering: .acquiring) }
             // `X86Mmu.decide`, in its steps: the rights of a walk that reached a leaf are also
             // what a TLB caches.
             guard case .leaf(let level) = walk.end else {
@@ -81,7 +89,7 @@ struct SoftwarePageWalker {
         // and every non-leaf entry a child), inside physical memory and eight-byte aligned; a
         // node is not freed while a CPU may walk it (`Platform.quiesce`), and its entries are
         // only accessed atomically.
-        (memoryBase + Int(location.rawValue)).assumingMemoryBound(to: Atomic<UInt64>.self)
+        unsafe (memoryBase + Int(location.rawValue)).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
     /// Sets the A and D bits that the successful `access` through `walk` sets
@@ -95,7 +103,9 @@ struct SoftwarePageWalker {
             let bits = X86Mmu.accessedDirty(entry: i, of: walk, access)
             let old = walk[i]
             guard old & bits != bits else { continue }
-            let (exchanged, _) = entry(at: walk.location(i)).pointee.compareExchange(
+            // SAFETY: `walk.location(i)` is an entry this walk just read from the live table
+            // (see `entry(at:)`); the compare-exchange is atomic.
+            let (exchanged, _) = unsafe entry(at: walk.location(i)).pointee.compareExchange(
                 expected: old, desired: old | bits, ordering: .acquiringAndReleasing)
             guard exchanged else { return false }
         }
@@ -110,9 +120,13 @@ public struct SoftwareMmu: UserAddressTranslator {
     @usableFromInline let walker: SoftwarePageWalker
 
     /// Walks the tables at `root` in physical memory mapped at `memoryBase`, under `controls`.
-    @inlinable
+    ///
+    /// - Safety: `memoryBase` maps the machine's physical memory and `root` is a live page table
+    ///   in it, whose nodes are not freed while this translator is used (`Platform.quiesce`).
+    @unsafe @inlinable
     public init(root: Paddr, memoryBase: UnsafeMutableRawPointer, controls: PagingControls) {
-        walker = SoftwarePageWalker(root: root, memoryBase: memoryBase, controls: controls)
+        // SAFETY: the caller's contract (above) is the walker's invariant.
+        walker = unsafe SoftwarePageWalker(root: root, memoryBase: memoryBase, controls: controls)
     }
 
     @inlinable @inline(__always)

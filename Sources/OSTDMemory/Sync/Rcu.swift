@@ -33,7 +33,13 @@ struct RcuSlot: ~Copyable {
 
 /// The RCU state of one machine: the epoch and the reader slots (see the file comment). A handle
 /// to memory no Swift reference owns: `deallocate()` frees it when the machine goes.
-@usableFromInline
+///
+/// `@safe`: the epoch word and the `cpuCount + unboundSlots` slot records are allocated by `init`
+/// and freed only by the `@unsafe` `deallocate()`, which the machine's state calls when it is
+/// destroyed (MachineContext.swift's lifetime statement); until then every copy of the handle
+/// points at live memory. Slot indices come from the platform's current CPU (`< cpuCount`) or
+/// from the unbound range, so they stay inside the allocation.
+@safe @usableFromInline
 struct Rcu {
     /// The reader slots beyond the CPUs', for threads that run on none.
     @usableFromInline static let unboundSlots = 16
@@ -45,20 +51,26 @@ struct Rcu {
     @usableFromInline let relax: CpuRelax?
 
     init(cpuCount: Int, relax: CpuRelax?) {
-        epoch = .allocate(capacity: 1)
-        epoch.initialize(to: Atomic(1))
-        slots = .allocate(capacity: cpuCount + Rcu.unboundSlots)
-        for i in 0..<(cpuCount + Rcu.unboundSlots) { (slots + i).initialize(to: RcuSlot()) }
+        // SAFETY: fresh allocations, each initialised once, in bounds (`i < cpuCount + unboundSlots`).
+        unsafe epoch = .allocate(capacity: 1)
+        unsafe epoch.initialize(to: Atomic(1))
+        unsafe slots = .allocate(capacity: cpuCount + Rcu.unboundSlots)
+        for i in 0..<(cpuCount + Rcu.unboundSlots) { unsafe (slots + i).initialize(to: RcuSlot()) }
         self.cpuCount = cpuCount
         self.relax = relax
     }
 
     /// Frees the state; no section may be open and the handle must not be used afterwards.
+    ///
+    /// - Safety: called once, by `MachineRef.destroy`, when no copy of the handle is used again.
+    @unsafe
     func deallocate() {
-        slots.deinitialize(count: cpuCount + Rcu.unboundSlots)
-        slots.deallocate()
-        epoch.deinitialize(count: 1)
-        epoch.deallocate()
+        // SAFETY: `init` allocated and initialised exactly these records; the caller's contract
+        // makes this the last use of them.
+        unsafe slots.deinitialize(count: cpuCount + Rcu.unboundSlots)
+        unsafe slots.deallocate()
+        unsafe epoch.deinitialize(count: 1)
+        unsafe epoch.deallocate()
     }
 
     // MARK: Read side
@@ -69,15 +81,18 @@ struct Rcu {
     @inlinable @inline(__always)
     func read(cpu: Int?) -> RcuReadGuard {
         guard let cpu else { return readUnbound() }
-        let slot = slots + cpu
-        if slot.pointee.nesting == 0 {
+        // SAFETY: `cpu` is the caller's current CPU (`< cpuCount`), so `slots + cpu` is its own
+        // live record; `nesting` is touched only by that CPU's thread, which is this one, with
+        // preemption disabled; `word` and the epoch are atomics.
+        let slot = unsafe slots + cpu
+        if unsafe slot.pointee.nesting == 0 {
             // Release: a writer that reads this word (and so frees what it retired before this
             // section) comes after the previous section's reads, which the store follows.
-            slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .releasing)
+            unsafe slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .releasing)
             // The slot's store must be visible before the section's loads (see the file comment).
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         }
-        slot.pointee.nesting += 1
+        unsafe slot.pointee.nesting += 1
         return RcuReadGuard(rcu: self, slot: cpu)
     }
 
@@ -86,9 +101,11 @@ struct Rcu {
     func readUnbound() -> RcuReadGuard {
         var backoff = Backoff(relax: relax)
         while true {
-            let now = epoch.pointee.load(ordering: .relaxed)
+            // SAFETY: the epoch and the unbound slots `cpuCount ..< cpuCount + unboundSlots` are
+            // live records of this state (see the type); their words are only used atomically.
+            let now = unsafe epoch.pointee.load(ordering: .relaxed)
             for i in cpuCount..<(cpuCount + Rcu.unboundSlots)
-            where slots[i].word.compareExchange(expected: 0, desired: now, ordering: .sequentiallyConsistent).exchanged {
+            where unsafe slots[i].word.compareExchange(expected: 0, desired: now, ordering: .sequentiallyConsistent).exchanged {
                 return RcuReadGuard(rcu: self, slot: i)
             }
             backoff.wait()
@@ -98,23 +115,29 @@ struct Rcu {
     /// Closes the section of `slot` (the guard's `deinit`).
     @inlinable @inline(__always)
     func leave(_ slot: Int) {
-        let record = slots + slot
+        // SAFETY: `slot` is the index the guard was opened with (`read` or `readUnbound`), inside
+        // the slot records; a CPU slot's `nesting` is its own thread's, which closes the section.
+        let record = unsafe slots + slot
         if slot < cpuCount {
-            record.pointee.nesting -= 1
-            guard record.pointee.nesting == 0 else { return }
+            unsafe record.pointee.nesting -= 1
+            guard unsafe record.pointee.nesting == 0 else { return }
         }
-        record.pointee.word.store(0, ordering: .releasing)
+        unsafe record.pointee.word.store(0, ordering: .releasing)
     }
 
     /// Whether CPU `cpu` is inside a read-side section (its thread's own question).
-    func isReading(cpu: Int) -> Bool { slots[cpu].nesting > 0 }
+    func isReading(cpu: Int) -> Bool {
+        // SAFETY: `cpu < cpuCount` is the asking thread's own CPU, whose `nesting` only it writes.
+        unsafe slots[cpu].nesting > 0
+    }
 
     // MARK: Grace periods
 
     /// Starts a grace period after the caller detached what it will free, and returns its stamp.
     @usableFromInline
     func startGracePeriod() -> UInt64 {
-        let stamp = epoch.pointee.add(1, ordering: .sequentiallyConsistent).newValue
+        // SAFETY: the epoch word is live while the machine's state is (see the type); atomic.
+        let stamp = unsafe epoch.pointee.add(1, ordering: .sequentiallyConsistent).newValue
         // Pairs with the reader's fence: either this thread's later reads of the slots see the
         // reader's word, or the reader's later loads see the detach (on x86 the locked add above
         // is such a fence already; this states it for the memory model).
@@ -127,7 +150,8 @@ struct Rcu {
     @usableFromInline
     func isOver(_ stamp: UInt64) -> Bool {
         for i in 0..<(cpuCount + Rcu.unboundSlots) {
-            let word = slots[i].word.load(ordering: .sequentiallyConsistent)
+            // SAFETY: `i` ranges over the live slot records (see the type); `word` is atomic.
+            let word = unsafe slots[i].word.load(ordering: .sequentiallyConsistent)
             if word != 0 && word < stamp { return false }
         }
         return true

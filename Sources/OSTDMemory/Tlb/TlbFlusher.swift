@@ -138,7 +138,9 @@ extension TlbFlusher {
             switch item {
             // SAFETY: `keep` and `issueTlbFlush(removing:)` forgot these exactly once.
             case .frames(let range): _ = unsafe Segment<DynFrameMeta>.fromRaw(range, in: context)
-            case .subtree(let paddr): context.tearDown(UserPtConfig.self, NodeRef(paddr, context), detached: true)
+            // SAFETY: a subtree detached from the table and kept (unfreed) for this flush; its
+            // owner is this list, so the node is live until the teardown frees it.
+            case .subtree(let paddr): context.tearDown(UserPtConfig.self, unsafe NodeRef(paddr, context), detached: true)
             }
         }
     }

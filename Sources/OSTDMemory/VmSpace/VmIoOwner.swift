@@ -39,19 +39,28 @@ struct IoRecord: ~Copyable {
     init() {}
 }
 
+// The invariant the members below rely on: `self` is a record in a space's registry slabs
+// (`IoRegistry`), live while its handle (which holds the space) or the space's lock holder uses
+// it; `start`, `end` and `view` are atomics, and `id` is written under the owner lock before the
+// record is handed to a handle, then only read.
 extension UnsafeMutablePointer where Pointee == IoRecord {
     /// The bytes the handle still owns: from its cursor to its end.
     var range: Range<Vaddr> {
-        let lower = pointee.start.load(ordering: .relaxed)
-        return Vaddr(lower)..<Vaddr(Swift.max(lower, pointee.end.load(ordering: .relaxed)))
+        // SAFETY: a live record (see above); atomic loads.
+        let lower = unsafe pointee.start.load(ordering: .relaxed)
+        return unsafe Vaddr(lower)..<Vaddr(Swift.max(lower, pointee.end.load(ordering: .relaxed)))
     }
 
     /// The view held, or `nil` while disposed.
-    var memView: VmIoMemView? { VmIoMemView(rawValue: pointee.view.load(ordering: .relaxed)) }
+    var memView: VmIoMemView? {
+        // SAFETY: a live record (see above); an atomic load.
+        VmIoMemView(rawValue: unsafe pointee.view.load(ordering: .relaxed))
+    }
 
     /// The record as the seeds' `VmIoOwner`.
     var snapshot: VmIoOwner {
-        VmIoOwner(id: pointee.id, range: range, isFallible: true, isKernel: false, memView: memView)
+        // SAFETY: a live record (see above); `id` is no longer written once the handle has it.
+        unsafe VmIoOwner(id: pointee.id, range: range, isFallible: true, isKernel: false, memView: memView)
     }
 }
 

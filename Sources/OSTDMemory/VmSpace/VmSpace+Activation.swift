@@ -8,7 +8,10 @@
 extension VmSpace {
     /// The value a CPU records as its active space: this object's address. Only compared, and
     /// turned back into a reference by `activate` under the rule stated there.
-    var identity: UInt { UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()) }
+    var identity: UInt {
+        // SAFETY: takes the object's address as a number; no reference is counted or dereferenced.
+        UInt(bitPattern: unsafe Unmanaged.passUnretained(self).toOpaque())
+    }
 
     /// Makes this space current on `cpu` (OSTD `activate`): the CPU joins `cpus`, its CR3 is
     /// written (which flushes its TLB) and the previously active space loses the CPU.

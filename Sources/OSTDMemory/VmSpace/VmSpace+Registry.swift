@@ -20,7 +20,8 @@ extension VmSpace {
         let active = context.platform.isActive(root: rootPaddr, on: context.platform.executingCpu())
         ownerLock.lock()
         defer { ownerLock.unlock() }
-        return registry.pointee.snapshot(active: active)
+        // SAFETY: the registry lives as long as the space and is used under `ownerLock`, held here.
+        return unsafe registry.pointee.snapshot(active: active)
     }
 
     /// Whether readers may overlap one another (the seeds' `shared_reader`).
@@ -31,21 +32,24 @@ extension VmSpace {
         get {
             ownerLock.lock()
             defer { ownerLock.unlock() }
-            return registry.pointee.sharedReader
+            // SAFETY: the registry lives as long as the space and is used under `ownerLock`, held.
+            return unsafe registry.pointee.sharedReader
         }
         set {
             ownerLock.lock()
             defer { ownerLock.unlock() }
+            // SAFETY: the registry is used under `ownerLock`, held; the active readers' records are
+            // in its slabs, live while the space is, and their ranges are atomics.
             if !newValue {
-                let readers = registry.pointee.readers
-                for (i, a) in readers.enumerated() {
-                    for b in readers[(i + 1)...] {
-                        precondition(!halfOpenOverlap(a.range, b.range),
+                let readers = unsafe registry.pointee.readers
+                for unsafe (i, a) in unsafe readers.enumerated() {
+                    for unsafe b in unsafe readers[(i + 1)...] {
+                        precondition(unsafe !halfOpenOverlap(a.range, b.range),
                                      "overlapping readers are active; sharedReader cannot be turned off")
                     }
                 }
             }
-            registry.pointee.sharedReader = newValue
+            unsafe registry.pointee.sharedReader = newValue
         }
     }
 
@@ -55,35 +59,41 @@ extension VmSpace {
 
     /// Registers a new handle over `range` holding `view`, if the admission rules allow it.
     func admit(_ range: Range<Vaddr>, view: VmIoMemView) throws(OSTDError) -> Record {
-        let record = try withOwnerLock { () throws(OSTDError) in
-            var conflict = registry.pointee.firstConflict(range, view: view)
+        // SAFETY: the registry lives as long as the space and is used under `ownerLock`, which
+        // `withOwnerLock` holds; the new record is in its slabs, live while the space is.
+        let record = try unsafe withOwnerLock { () throws(OSTDError) in
+            var conflict = unsafe registry.pointee.firstConflict(range, view: view)
             #if DEBUG
             if view == .readView && context.hasMutant(.readerAdmissionIgnoresWriters) {
-                conflict = registry.pointee.firstConflict(range, view: view, ignoringWriters: true)
+                conflict = unsafe registry.pointee.firstConflict(range, view: view, ignoringWriters: true)
             }
             #endif
             if let conflict { throw .accessConflict(requested: range, conflicting: conflict) }
-            let record = registry.pointee.makeRecord(range)
-            registry.pointee.activate(record, view: view)
-            return record
+            let record = unsafe registry.pointee.makeRecord(range)
+            unsafe registry.pointee.activate(record, view: view)
+            return unsafe record
         }
         auditOwnership(.admitted(range: range, view: view))
-        return record
+        // SAFETY: hands the new registration to the handle being made (see above).
+        return unsafe record
     }
 
     /// Gives a disposed handle its view back, if the admission rules allow it.
     func reactivate(_ record: Record?, view: VmIoMemView) throws(OSTDError) {
-        guard let record else { return }
+        // SAFETY: `record` is the registration of a live handle of this space, in the registry's
+        // slabs; the registry is used under `ownerLock`, which `withOwnerLock` holds, and the
+        // record's fields read outside it are atomics.
+        guard let record = unsafe record else { return }
         _ = try executingCpu()
         let activated = try withOwnerLock { () throws(OSTDError) -> Bool in
-            guard record.memView == nil else { return false }
-            if let conflict = registry.pointee.firstConflict(record.range, view: view, excluding: record) {
-                throw .accessConflict(requested: record.range, conflicting: conflict)
+            guard unsafe record.memView == nil else { return false }
+            if let conflict = unsafe registry.pointee.firstConflict(record.range, view: view, excluding: record) {
+                throw .accessConflict(requested: unsafe record.range, conflicting: conflict)
             }
-            registry.pointee.activate(record, view: view)
+            unsafe registry.pointee.activate(record, view: view)
             return true
         }
-        if activated { auditOwnership(.reactivated(range: record.range, view: view)) }
+        if activated { auditOwnership(.reactivated(range: unsafe record.range, view: view)) }
     }
 
     /// Runs `body` holding the owner lock.
@@ -94,18 +104,22 @@ extension VmSpace {
     }
 
     func dispose(_ record: Record?) {
-        guard let record else { return }
+        // SAFETY: `record` is the registration of a live handle of this space, in the registry's
+        // slabs; the registry is used under `ownerLock`, held here.
+        guard let record = unsafe record else { return }
         ownerLock.lock()
-        let range = auditor != nil ? record.range : nil
-        registry.pointee.dispose(record)
+        let range = unsafe auditor != nil ? record.range : nil
+        unsafe registry.pointee.dispose(record)
         ownerLock.unlock()
         if let range { auditOwnership(.disposed(range: range)) }
     }
 
     func remove(_ record: Record) {
         ownerLock.lock()
-        let range = auditor != nil ? record.range : nil
-        registry.pointee.remove(record)
+        // SAFETY: `record` is the registration of the handle being ended, in the registry's slabs;
+        // the registry is used under `ownerLock`, held here.
+        let range = unsafe auditor != nil ? record.range : nil
+        unsafe registry.pointee.remove(record)
         ownerLock.unlock()
         if let range { auditOwnership(.removed(range: range)) }
     }
@@ -116,25 +130,30 @@ extension VmSpace {
     /// `VmIoOwner::split` is one step).
     func registerSplit(of record: Record, count: Int) -> Record {
         ownerLock.lock()
-        let start = Vaddr(record.pointee.start.load(ordering: .relaxed))
-        let end = Vaddr(record.pointee.end.load(ordering: .relaxed))
-        let front = registry.pointee.makeRecord(start..<(start + count))
-        record.pointee.start.store((start + count).rawValue, ordering: .relaxed)
-        if let view = record.memView { registry.pointee.activate(front, view: view) }
+        // SAFETY: `record` is the registration of the live handle being split, and `front` a new
+        // one, both in the registry's slabs; the registry is used under `ownerLock`, held here,
+        // and the records' ranges and views are atomics.
+        let start = unsafe Vaddr(record.pointee.start.load(ordering: .relaxed))
+        let end = unsafe Vaddr(record.pointee.end.load(ordering: .relaxed))
+        let front = unsafe registry.pointee.makeRecord(start..<(start + count))
+        unsafe record.pointee.start.store((start + count).rawValue, ordering: .relaxed)
+        if let view = unsafe record.memView { unsafe registry.pointee.activate(front, view: view) }
         ownerLock.unlock()
         auditOwnership(.split(range: start..<end, count: count))
-        return front
+        return unsafe front
     }
 
     /// Turns an active writer's registration into a reader's (the seeds' `write_to_read`).
     func convertToReader(_ record: Record) {
         ownerLock.lock()
-        let converted = record.memView == .writeView
+        // SAFETY: `record` is the registration of the live writer being converted, in the
+        // registry's slabs; the registry is used under `ownerLock`, held here.
+        let converted = unsafe record.memView == .writeView
         if converted {
-            registry.pointee.dispose(record)
-            registry.pointee.activate(record, view: .readView)
+            unsafe registry.pointee.dispose(record)
+            unsafe registry.pointee.activate(record, view: .readView)
         }
-        let range = auditor != nil && converted ? record.range : nil
+        let range = unsafe auditor != nil && converted ? record.range : nil
         ownerLock.unlock()
         if let range { auditOwnership(.convertedToReader(range: range)) }
     }

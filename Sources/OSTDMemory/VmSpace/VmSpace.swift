@@ -22,6 +22,10 @@ import Synchronization
 ///     _ = consume cursor
 ///     space.activate(on: 0)
 ///     try space.withWriter(at: Vaddr(0x40_0000), count: 4) { writer in try writer.writeVal(UInt32(7)) }
+///
+/// `@safe`: `registry` is allocated by `init` and freed by `deinit`, and is used only under
+/// `ownerLock`; the records it hands out live in its slabs until then (`IoRegistry`).
+@safe
 public final class VmSpace: @unchecked Sendable {
     /// The user page table.
     @_spi(OSTDInternals) public let pageTable: PageTable<UserPtConfig>
@@ -37,11 +41,13 @@ public final class VmSpace: @unchecked Sendable {
         get {
             handlerLock.lock()
             defer { handlerLock.unlock() }
-            return handlerStorage.pointee
+            // SAFETY: the box lives as long as the space, and is read under `handlerLock`.
+            return unsafe handlerStorage.pointee
         }
         set {
             handlerLock.lock()
-            handlerStorage.pointee = newValue
+            // SAFETY: the box lives as long as the space, and is written under `handlerLock`.
+            unsafe handlerStorage.pointee = newValue
             handlerLock.unlock()
         }
     }
@@ -73,13 +79,15 @@ public final class VmSpace: @unchecked Sendable {
     public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false,
                 auditor: (any VmSpaceAuditor)? = nil, pageFaultHandler: PageFaultHandler? = nil) throws(OSTDError) {
         self.auditor = auditor
-        handlerStorage = .allocate(capacity: 1)
-        handlerStorage.initialize(to: pageFaultHandler)
+        // SAFETY: a fresh one-element allocation, initialised once; freed by `deinit`.
+        unsafe handlerStorage = .allocate(capacity: 1)
+        unsafe handlerStorage.initialize(to: pageFaultHandler)
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         rootPaddr = pageTable.rootPaddr
-        registry = .allocate(capacity: 1)
-        registry.initialize(to: IoRegistry(sharedReader: sharedReader))
+        // SAFETY: a fresh allocation, initialised once; freed only by `deinit`.
+        unsafe registry = .allocate(capacity: 1)
+        unsafe registry.initialize(to: IoRegistry(sharedReader: sharedReader))
     }
 
     /// A space on `machine` with a kernel page table of its own (257 frames). Spaces that should
@@ -93,10 +101,13 @@ public final class VmSpace: @unchecked Sendable {
 
     deinit {
         deactivateEverywhere()
-        registry.deinitialize(count: 1)
-        registry.deallocate()
-        handlerStorage.deinitialize(count: 1)
-        handlerStorage.deallocate()
+        // SAFETY: the registry `init` made; no handle is left (each holds the space), so no record
+        // in its slabs is used again.
+        unsafe registry.deinitialize(count: 1)
+        unsafe registry.deallocate()
+        // SAFETY: the handler's box `init` made; the space is gone, so no fault reads it.
+        unsafe handlerStorage.deinitialize(count: 1)
+        unsafe handlerStorage.deallocate()
     }
 
     /// The machine the space lives on.

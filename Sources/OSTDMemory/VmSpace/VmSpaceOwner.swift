@@ -87,32 +87,44 @@ public struct VmSpaceOwner: Equatable, Sendable {
 }
 
 /// A space's live reader and writer bookkeeping, used under its owner lock.
+///
+/// `@safe`: every record pointer it holds or hands out points into one of its slabs, which are
+/// allocated by `makeRecord`, never moved, and freed only by `deinit` (with the space, which
+/// every handle holding a record keeps alive); `readers`, `writers` and `free` hold records of
+/// these slabs only. A record's range and view are atomics; the rest is changed under the
+/// space's owner lock.
+@safe
 struct IoRegistry: ~Copyable {
     typealias Record = UnsafeMutablePointer<IoRecord>
 
-    var readers: [Record] = []
-    var writers: [Record] = []
+    // SAFETY: empty arrays of record pointers; nothing is dereferenced.
+    var readers: [Record] = unsafe []
+    var writers: [Record] = unsafe []
     var sharedReader: Bool
     var lastId: UInt64 = 0
     /// Slabs of records (never moved, so handles may point into them) and the free ones.
-    var slabs: [Record] = []
-    var free: [Record] = []
+    // SAFETY: empty arrays of record pointers; nothing is dereferenced.
+    var slabs: [Record] = unsafe []
+    var free: [Record] = unsafe []
 
     static var slabSize: Int { 32 }
 
     init(sharedReader: Bool) { self.sharedReader = sharedReader }
 
     deinit {
-        for slab in slabs {
-            slab.deinitialize(count: IoRegistry.slabSize)
-            slab.deallocate()
+        // SAFETY: each slab was allocated and initialised whole by `makeRecord`; the registry is
+        // noncopyable and goes with its space, after the last handle (each holds the space).
+        for unsafe slab in unsafe slabs {
+            unsafe slab.deinitialize(count: IoRegistry.slabSize)
+            unsafe slab.deallocate()
         }
     }
 
     /// The seeds' owner as a value.
     func snapshot(active: Bool) -> VmSpaceOwner {
-        VmSpaceOwner(readers: readers.map { $0.snapshot }, writers: writers.map { $0.snapshot },
-                     sharedReader: sharedReader, active: active)
+        // SAFETY: the active records are in this registry's slabs (see the type).
+        unsafe VmSpaceOwner(readers: readers.map { unsafe $0.snapshot }, writers: writers.map { unsafe $0.snapshot },
+                            sharedReader: sharedReader, active: active)
     }
 
     /// `new_vm_io_id`: a fresh id, never used by another handle of this space.
@@ -127,13 +139,15 @@ struct IoRegistry: ~Copyable {
     /// `ignoringWriters` is for a mutation test only (`CoreMutants.readerAdmissionIgnoresWriters`).
     func firstConflict(_ range: Range<Vaddr>, view: VmIoMemView, excluding excluded: Record? = nil,
                        ignoringWriters: Bool = false) -> Range<Vaddr>? {
-        for writer in writers where writer != excluded && !ignoringWriters {
-            let other = writer.range
+        // SAFETY: the active records are in this registry's slabs (see the type); their ranges
+        // are atomics, and `excluded` is only compared.
+        for unsafe writer in unsafe writers where unsafe writer != excluded && !ignoringWriters {
+            let other = unsafe writer.range
             if halfOpenOverlap(other, range) { return other }
         }
         guard VmSpaceOwner.readersKeepOut(view, sharedReader: sharedReader) else { return nil }
-        for reader in readers where reader != excluded {
-            let other = reader.range
+        for unsafe reader in unsafe readers where unsafe reader != excluded {
+            let other = unsafe reader.range
             if halfOpenOverlap(other, range) { return other }
         }
         return nil
@@ -141,39 +155,47 @@ struct IoRegistry: ~Copyable {
 
     /// A fresh record over `range` with a new id, not yet holding a view.
     mutating func makeRecord(_ range: Range<Vaddr>) -> Record {
-        if free.isEmpty {
+        // SAFETY: a new slab is allocated and initialised whole (`i < slabSize`), and only its own
+        // records go to `free`; the record taken is a free one of this registry's slabs, not used
+        // by any handle, so writing its `id` races with no one (the owner lock is held).
+        if unsafe free.isEmpty {
             let slab = Record.allocate(capacity: IoRegistry.slabSize)
-            for i in 0..<IoRegistry.slabSize { (slab + i).initialize(to: IoRecord()) }
-            slabs.append(slab)
-            for i in stride(from: IoRegistry.slabSize - 1, through: 0, by: -1) { free.append(slab + i) }
+            for i in 0..<IoRegistry.slabSize { unsafe (slab + i).initialize(to: IoRecord()) }
+            unsafe slabs.append(slab)
+            for i in stride(from: IoRegistry.slabSize - 1, through: 0, by: -1) { unsafe free.append(slab + i) }
         }
-        let record = free.removeLast()
-        record.pointee.id = newVmIoId()
-        record.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
-        record.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
-        record.pointee.view.store(0, ordering: .relaxed)
-        return record
+        let record = unsafe free.removeLast()
+        unsafe record.pointee.id = newVmIoId()
+        unsafe record.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
+        unsafe record.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
+        unsafe record.pointee.view.store(0, ordering: .relaxed)
+        return unsafe record
     }
 
     /// Gives `record` `view` (the seeds' `activate_reader` / `activate_writer`).
     mutating func activate(_ record: Record, view: VmIoMemView) {
-        record.pointee.view.store(view.rawValue, ordering: .relaxed)
-        if view == .readView { readers.append(record) } else { writers.append(record) }
+        // SAFETY: `record` is one of this registry's records (its callers' contract: made by
+        // `makeRecord`, held by a live handle); `view` is an atomic.
+        unsafe record.pointee.view.store(view.rawValue, ordering: .relaxed)
+        if view == .readView { unsafe readers.append(record) } else { unsafe writers.append(record) }
     }
 
     /// Takes `record`'s view back (the seeds' `dispose_*`).
     mutating func dispose(_ record: Record) {
-        switch record.memView {
-        case .readView?: if let i = readers.lastIndex(of: record) { readers.remove(at: i) }
-        case .writeView?: if let i = writers.lastIndex(of: record) { writers.remove(at: i) }
+        // SAFETY: `record` is one of this registry's records, as in `activate`.
+        switch unsafe record.memView {
+        case .readView?: if let i = unsafe readers.lastIndex(of: record) { unsafe readers.remove(at: i) }
+        case .writeView?: if let i = unsafe writers.lastIndex(of: record) { unsafe writers.remove(at: i) }
         case nil: break
         }
-        record.pointee.view.store(0, ordering: .relaxed)
+        unsafe record.pointee.view.store(0, ordering: .relaxed)
     }
 
     /// Ends `record` (the seeds' `remove_*`): its view comes back and the record is reused.
     mutating func remove(_ record: Record) {
-        dispose(record)
-        free.append(record)
+        // SAFETY: `record` is one of this registry's records, as in `activate`; its handle is
+        // ending, so it may be reused.
+        unsafe dispose(record)
+        unsafe free.append(record)
     }
 }

@@ -11,7 +11,12 @@
 // it behind its spin lock.
 
 /// Free chunks of orders `0 ... maxOrder`, by frame index.
-@usableFromInline
+///
+/// `@safe`: `metaBase` is the machine's metadata region and every frame index the set handles
+/// is below `frameCount` (chunks never extend past it), so its slots are live slots of that
+/// region; `heads` (one per order) is allocated by `init` and freed by `deinit`, once (the set is
+/// noncopyable). The set lives in the machine's pool and is used under its lock.
+@safe @usableFromInline
 struct BuddySet: ~Copyable {
     /// The largest order kept: a chunk of 2^31 frames (8 TiB).
     @usableFromInline static var maxOrder: BuddyOrder { 31 }
@@ -31,18 +36,24 @@ struct BuddySet: ~Copyable {
 
     init(metaBase: UnsafeMutableRawPointer, frameCount: Int) {
         precondition(frameCount < Int(BuddySet.none), "too many frames for 32-bit frame indices")
-        self.metaBase = metaBase
+        // SAFETY: stores the machine's metadata base (see the type); `heads` is a fresh
+        // allocation of one word per order, initialised whole.
+        unsafe self.metaBase = metaBase
         self.frameCount = frameCount
-        heads = .allocate(capacity: BuddySet.maxOrder + 1)
-        heads.initialize(repeating: BuddySet.none, count: BuddySet.maxOrder + 1)
+        unsafe heads = .allocate(capacity: BuddySet.maxOrder + 1)
+        unsafe heads.initialize(repeating: BuddySet.none, count: BuddySet.maxOrder + 1)
     }
 
-    deinit { heads.deallocate() }
+    deinit {
+        // SAFETY: the words `init` allocated (trivial, nothing to deinitialise); runs once.
+        unsafe heads.deallocate()
+    }
 
     /// How many free chunks of `order` there are (walks the list; for tests and reports).
     func chunkCount(order: BuddyOrder) -> Int {
         var count = 0
-        var index = heads[order]
+        // SAFETY: `order <= maxOrder` (the callers loop over the orders), inside `heads`.
+        var index = unsafe heads[order]
         while index != BuddySet.none {
             count += 1
             index = FreeHead(slot(Int(index))).next
@@ -58,7 +69,8 @@ struct BuddySet: ~Copyable {
         let candidates = nonEmpty & ~((1 << UInt64(order)) &- 1)
         guard candidates != 0 else { return nil }
         var found = candidates.trailingZeroBitCount
-        let index = Int(heads[found])
+        // SAFETY: `found` is a set bit of `nonEmpty`, an order `<= maxOrder`, inside `heads`.
+        let index = Int(unsafe heads[found])
         remove(index, order: found)
         while found > order {
             found -= 1
@@ -92,7 +104,10 @@ struct BuddySet: ~Copyable {
 
     // MARK: The intrusive lists
 
-    private func slot(_ index: Int) -> MetaSlot { MetaSlot(metaBase + index << MetaSlot.sizeShift) }
+    private func slot(_ index: Int) -> MetaSlot {
+        // SAFETY: `index < frameCount` (see the type): a live slot of the metadata region.
+        unsafe MetaSlot(metaBase + index << MetaSlot.sizeShift)
+    }
 
     /// Makes `index` the head of a free chunk of `order` and links it first in its list.
     private mutating func push(_ index: Int, order: BuddyOrder) {
@@ -102,11 +117,12 @@ struct BuddySet: ~Copyable {
             preconditionFailure("frame \(paddr): returned to the allocator while in use (double free?)")
         }
         let head = FreeHead(slot)
-        let oldFirst = heads[order]
+        // SAFETY: `order <= maxOrder` (a chunk's order), inside `heads`.
+        let oldFirst = unsafe heads[order]
         head.next = oldFirst
         head.prev = BuddySet.none
         if oldFirst != BuddySet.none { FreeHead(self.slot(Int(oldFirst))).prev = UInt32(index) }
-        heads[order] = UInt32(index)
+        unsafe heads[order] = UInt32(index)
         slot.typeTagWord = FreeHead.tag.word
         slot.inList = UInt64(order + 1)
         slot.publishUnique()
@@ -119,9 +135,10 @@ struct BuddySet: ~Copyable {
         let slot = slot(index)
         let head = FreeHead(slot)
         let (next, prev) = (head.next, head.prev)
-        if prev != BuddySet.none { FreeHead(self.slot(Int(prev))).next = next } else { heads[order] = next }
+        // SAFETY: `order <= maxOrder` (a chunk's order), inside `heads`.
+        if prev != BuddySet.none { FreeHead(self.slot(Int(prev))).next = next } else { unsafe heads[order] = next }
         if next != BuddySet.none { FreeHead(self.slot(Int(next))).prev = prev }
-        if heads[order] == BuddySet.none { nonEmpty &= ~(1 << UInt64(order)) }
+        if unsafe heads[order] == BuddySet.none { nonEmpty &= ~(1 << UInt64(order)) }
         slot.inList = 0
         slot.storeBusy()
         slot.storeUnused()
@@ -137,13 +154,17 @@ struct FreeHead {
     let slot: MetaSlot
     init(_ slot: MetaSlot) { self.slot = slot }
 
+    // SAFETY: `next` and `prev` are aligned words at offsets 0 and 4 of the 40-byte storage of
+    // a live slot (`BuddySet.slot`); a free chunk's head is held unique by the allocator, which
+    // touches it only under its lock.
     var next: UInt32 {
-        get { slot.storage.load(fromByteOffset: 0, as: UInt32.self) }
-        nonmutating set { slot.storage.storeBytes(of: newValue, toByteOffset: 0, as: UInt32.self) }
+        get { unsafe slot.storage.load(fromByteOffset: 0, as: UInt32.self) }
+        nonmutating set { unsafe slot.storage.storeBytes(of: newValue, toByteOffset: 0, as: UInt32.self) }
     }
 
+    // SAFETY: as `next`.
     var prev: UInt32 {
-        get { slot.storage.load(fromByteOffset: 4, as: UInt32.self) }
-        nonmutating set { slot.storage.storeBytes(of: newValue, toByteOffset: 4, as: UInt32.self) }
+        get { unsafe slot.storage.load(fromByteOffset: 4, as: UInt32.self) }
+        nonmutating set { unsafe slot.storage.storeBytes(of: newValue, toByteOffset: 4, as: UInt32.self) }
     }
 }

@@ -69,7 +69,9 @@ public struct FrameAllocOptions: Sendable {
             // Before claiming: the frames are ours, the allocator just gave them.
             for index in start..<(start + nframes) {
                 let paddr = Paddr(UInt64(index) << UInt64(pageShift))
-                context.slot(index: index).zeroFrameIfWritten(context.pointer(to: paddr))
+                // SAFETY: frame `index` is one the allocator just handed out, so the host address
+                // is its frame, inside memory, and no one else holds it yet.
+                unsafe context.slot(index: index).zeroFrameIfWritten(context.pointer(to: paddr))
             }
         }
         let segment: Segment<M>
@@ -88,8 +90,10 @@ extension Frame where M: FrameMeta {
     @inlinable @inline(__always)
     static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
         if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
-        if zeroed { slot.zeroFrameIfWritten(context.pointer(to: context.paddr(of: slot))) }
-        return Frame(publishing: slot, meta: meta, context: context)
+        // SAFETY: this thread just claimed the slot (count `0`), so it holds the frame, whose
+        // host address this is, exclusively.
+        if zeroed { unsafe slot.zeroFrameIfWritten(context.pointer(to: context.paddr(of: slot))) }
+        return unsafe Frame(publishing: slot, meta: meta, context: context)
     }
 
     /// `claim` on an accounting machine: a ledger entry minted, the auditor shown.

@@ -6,7 +6,11 @@
 // Last-in first-out: a frame just freed is the next one handed out, while it is still warm.
 
 /// A fixed-capacity stack of frame indices.
-@usableFromInline
+///
+/// `@safe`: `entries` holds `capacity` words, allocated by `init` and freed only by the `@unsafe`
+/// `deallocate()` when the machine's state is destroyed; `0 <= count <= capacity`, and entries
+/// `0 ..< count` were written by `push`. Each cache is used by its CPU alone (`CpuLocal`).
+@safe @usableFromInline
 struct FrameCache {
     @usableFromInline static var capacity: Int { 64 }
     /// How many frames a refill takes or a flush returns.
@@ -16,24 +20,33 @@ struct FrameCache {
     @usableFromInline var count = 0
 
     init() {
-        entries = .allocate(capacity: FrameCache.capacity)
+        // SAFETY: a fresh allocation of `capacity` trivial words; only `0 ..< count` is read.
+        unsafe entries = .allocate(capacity: FrameCache.capacity)
     }
 
     /// Frees the entry buffer; the owning CPU calls it when it goes away.
-    func deallocate() { entries.deallocate() }
+    ///
+    /// - Safety: called once, by `MachineRef.destroy`; the cache is not used afterwards.
+    @unsafe
+    func deallocate() {
+        // SAFETY: the buffer `init` allocated; the caller's contract makes this its last use.
+        unsafe entries.deallocate()
+    }
 
     @inlinable @inline(__always)
     mutating func pop() -> Int? {
         guard count > 0 else { return nil }
         count -= 1
-        return Int(entries[count])
+        // SAFETY: `count < capacity`, an entry `push` wrote (see the type).
+        return Int(unsafe entries[count])
     }
 
     /// Pushes a frame; `false` when the cache is full.
     @inlinable @inline(__always)
     mutating func push(_ index: Int) -> Bool {
         guard count < FrameCache.capacity else { return false }
-        entries[count] = UInt32(truncatingIfNeeded: index)
+        // SAFETY: `count < capacity` (checked just above).
+        unsafe entries[count] = UInt32(truncatingIfNeeded: index)
         count += 1
         return true
     }
@@ -41,8 +54,10 @@ struct FrameCache {
     /// Removes the `n` oldest frames, handing each to `body`.
     mutating func drainOldest(_ n: Int, _ body: (Int) -> Void) {
         let n = min(n, count)
-        for i in 0..<n { body(Int(entries[i])) }
-        (entries).update(from: entries + n, count: count - n)
+        // SAFETY: `n <= count <= capacity`: entries `0 ..< count` are written, and the move of
+        // `n ..< count` down to 0 stays inside them (`update(from:count:)` allows the overlap).
+        for i in 0..<n { body(Int(unsafe entries[i])) }
+        unsafe (entries).update(from: entries + n, count: count - n)
         count -= n
     }
 }

@@ -8,7 +8,11 @@ extension MachineRef {
     /// The global pool, reached with a read of the state (a mutation through
     /// `state.pointee.pool.pointee` would formally modify the whole state).
     @inline(__always)
-    var globalPool: UnsafeMutablePointer<GlobalPool> { state.pointee.pool }
+    var globalPool: UnsafeMutablePointer<GlobalPool> {
+        // SAFETY: reads the immutable `pool` pointer of the live context (the lifetime statement);
+        // its users dereference it under `lock`, marked there.
+        unsafe state.pointee.pool
+    }
 
     // MARK: Frame allocation
 
@@ -17,9 +21,11 @@ extension MachineRef {
     func allocFrame() -> Int? {
         platform.withPreemptionDisabled { cpu in
             guard let cpu else { return allocChunk(order: 0) }
-            let cache = state.pointee.frameCaches.on(cpu)
-            if let index = cache.pointee.pop() { return index }
-            return refillCache(cache)
+            // SAFETY: `cpu` is the caller's current CPU with preemption disabled, so its cache in
+            // the live context is this thread's alone until the closure returns (`CpuLocal`).
+            let cache = unsafe state.pointee.frameCaches.on(cpu)
+            if let index = unsafe cache.pointee.pop() { return index }
+            return unsafe refillCache(cache)
         }
     }
 
@@ -28,17 +34,20 @@ extension MachineRef {
     func deallocFrame(_ index: Int) {
         platform.withPreemptionDisabled { cpu in
             guard let cpu else { return deallocRange(index, count: 1) }
-            let cache = state.pointee.frameCaches.on(cpu)
-            if !cache.pointee.push(index) { flushCacheAndPush(cache, index) }
+            // SAFETY: as in `allocFrame`: the current CPU's cache, this thread's alone.
+            let cache = unsafe state.pointee.frameCaches.on(cpu)
+            if unsafe !cache.pointee.push(index) { unsafe flushCacheAndPush(cache, index) }
         }
     }
 
     /// Allocates a chunk of `2^order` frames from the global buddy set.
     @usableFromInline
     func allocChunk(order: BuddyOrder) -> Int? {
-        state.pointee.lock.lock()
-        defer { state.pointee.lock.unlock() }
-        return globalPool.pointee.buddy.alloc(order: order)
+        // SAFETY: the live context (the lifetime statement); the pool is used only under `lock`,
+        // held here.
+        unsafe state.pointee.lock.lock()
+        defer { unsafe state.pointee.lock.unlock() }
+        return unsafe globalPool.pointee.buddy.alloc(order: order)
     }
 
     /// Allocates `count` contiguous frames aligned to the next power of two; the surplus of the
@@ -47,11 +56,12 @@ extension MachineRef {
     func allocContiguous(count: Int) -> Int? {
         let order = greaterOrderOf(frames: count)
         guard order <= BuddySet.maxOrder else { return nil }
-        state.pointee.lock.lock()
-        defer { state.pointee.lock.unlock() }
-        guard let index = globalPool.pointee.buddy.alloc(order: order) else { return nil }
+        // SAFETY: the live context; the pool is used only under `lock`, held here.
+        unsafe state.pointee.lock.lock()
+        defer { unsafe state.pointee.lock.unlock() }
+        guard let index = unsafe globalPool.pointee.buddy.alloc(order: order) else { return nil }
         let surplus = framesOfOrder(order) - count
-        if surplus > 0 { globalPool.pointee.buddy.free(range: index + count, count: surplus) }
+        if surplus > 0 { unsafe globalPool.pointee.buddy.free(range: index + count, count: surplus) }
         return index
     }
 
@@ -59,45 +69,60 @@ extension MachineRef {
     /// machine destroys its state.
     @usableFromInline
     func deallocRange(_ start: Int, count: Int) {
-        state.pointee.lock.lock()
-        globalPool.pointee.buddy.free(range: start, count: count)
-        let lastFrame = globalPool.pointee.orphaned && globalPool.pointee.buddy.freeFrames == state.pointee.allocatableFrames
-        state.pointee.lock.unlock()
-        if lastFrame { destroy() }
+        // SAFETY: the live context (the caller held these frames); the pool is used only under
+        // `lock`, held here.
+        unsafe state.pointee.lock.lock()
+        unsafe globalPool.pointee.buddy.free(range: start, count: count)
+        let lastFrame = unsafe globalPool.pointee.orphaned && globalPool.pointee.buddy.freeFrames == state.pointee.allocatableFrames
+        unsafe state.pointee.lock.unlock()
+        // SAFETY: the `Machine` is gone (orphaned) and these were the last frames out, so no one
+        // else can reach the state (the lifetime statement), and the caller, whose frames these
+        // were, does not use it after this call.
+        if lastFrame { unsafe destroy() }
     }
 
     /// Refills an empty CPU cache with one 32-frame chunk (or single frames when memory is too
     /// fragmented for one) and returns one frame of it.
-    @usableFromInline
+    ///
+    /// - Safety: `cache` is the calling thread's current CPU's cache, with preemption disabled.
+    @unsafe @usableFromInline
     func refillCache(_ cache: UnsafeMutablePointer<FrameCache>) -> Int? {
         let batch = framesOfOrder(FrameCache.batchOrder)
-        state.pointee.lock.lock()
-        defer { state.pointee.lock.unlock() }
-        if let chunk = globalPool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
-            for i in stride(from: batch - 1, through: 1, by: -1) { _ = cache.pointee.push(chunk + i) }
+        // SAFETY: the live context; the pool is used only under `lock`, held here, and `cache` is
+        // this thread's alone (the caller's contract).
+        unsafe state.pointee.lock.lock()
+        defer { unsafe state.pointee.lock.unlock() }
+        if let chunk = unsafe globalPool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
+            for i in stride(from: batch - 1, through: 1, by: -1) { _ = unsafe cache.pointee.push(chunk + i) }
             return chunk
         }
         for _ in 1..<batch {
-            guard let index = globalPool.pointee.buddy.alloc(order: 0) else { break }
-            _ = cache.pointee.push(index)
+            guard let index = unsafe globalPool.pointee.buddy.alloc(order: 0) else { break }
+            _ = unsafe cache.pointee.push(index)
         }
-        return globalPool.pointee.buddy.alloc(order: 0) ?? cache.pointee.pop()
+        return unsafe globalPool.pointee.buddy.alloc(order: 0) ?? cache.pointee.pop()
     }
 
     /// Returns the oldest half of a full CPU cache to the buddy set, then caches `index`.
-    @usableFromInline
+    ///
+    /// - Safety: as `refillCache`.
+    @unsafe @usableFromInline
     func flushCacheAndPush(_ cache: UnsafeMutablePointer<FrameCache>, _ index: Int) {
-        state.pointee.lock.lock()
-        cache.pointee.drainOldest(FrameCache.capacity / 2) { globalPool.pointee.buddy.free($0, order: 0) }
-        state.pointee.lock.unlock()
-        _ = cache.pointee.push(index)
+        // SAFETY: the live context; the pool is used only under `lock`, held here, and `cache` is
+        // this thread's alone (the caller's contract).
+        unsafe state.pointee.lock.lock()
+        unsafe cache.pointee.drainOldest(FrameCache.capacity / 2) { unsafe globalPool.pointee.buddy.free($0, order: 0) }
+        unsafe state.pointee.lock.unlock()
+        _ = unsafe cache.pointee.push(index)
     }
 
     /// Returns every frame of every CPU cache to the buddy set. The caller holds the lock, and no
     /// thread may be bound to a CPU.
     func drainAllCachesLocked() {
         for i in 0..<cpuCount {
-            state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { globalPool.pointee.buddy.free($0, order: 0) }
+            // SAFETY: the live context; the caller holds `lock` (for the pool), and no thread is
+            // bound to a CPU, so no one else uses the CPU caches (`CpuLocal`'s quiescent point).
+            unsafe state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { unsafe globalPool.pointee.buddy.free($0, order: 0) }
         }
     }
 
@@ -105,10 +130,14 @@ extension MachineRef {
 
     /// Frames not in the allocator: handed out and not yet returned. Exact at a quiescent point.
     func outstandingFrames() -> Int {
-        state.pointee.lock.lock()
-        defer { state.pointee.lock.unlock() }
-        var free = globalPool.pointee.buddy.freeFrames
-        for i in 0..<cpuCount { free += state.pointee.frameCaches.on(i).pointee.count }
-        return state.pointee.allocatableFrames - free
+        // SAFETY: the live context; the pool is read under `lock`, held here. The CPU caches'
+        // counts are plain words their CPUs change without that lock: the read is race-free (and
+        // exact) only at a quiescent point, which is where the doc says to call this; called
+        // while CPUs run, it races with them on a live, initialised `Int` (a stale count).
+        unsafe state.pointee.lock.lock()
+        defer { unsafe state.pointee.lock.unlock() }
+        var free = unsafe globalPool.pointee.buddy.freeFrames
+        for i in 0..<cpuCount { free += unsafe state.pointee.frameCaches.on(i).pointee.count }
+        return unsafe state.pointee.allocatableFrames - free
     }
 }

@@ -60,15 +60,17 @@ extension MachineRef {
     /// Whether `mutant` is switched on for this machine.
     @inlinable
     func hasMutant(_ mutant: CoreMutants) -> Bool {
-        CoreMutants(rawValue: state.pointee.mutants.load(ordering: .relaxed)).contains(mutant)
+        // SAFETY: the live context (the lifetime statement); `mutants` is an atomic.
+        CoreMutants(rawValue: unsafe state.pointee.mutants.load(ordering: .relaxed)).contains(mutant)
     }
 }
 
 extension Machine {
     /// The mutants switched on for this machine (debug builds only; tests of the audit).
     @_spi(OSTDInternals) public var mutants: CoreMutants {
-        get { CoreMutants(rawValue: context.state.pointee.mutants.load(ordering: .relaxed)) }
-        set { context.state.pointee.mutants.store(newValue.rawValue, ordering: .relaxed) }
+        // SAFETY: this `Machine` keeps its state live; `mutants` is an atomic.
+        get { CoreMutants(rawValue: unsafe context.state.pointee.mutants.load(ordering: .relaxed)) }
+        set { unsafe context.state.pointee.mutants.store(newValue.rawValue, ordering: .relaxed) }
     }
 }
 #endif

@@ -111,7 +111,11 @@ public protocol FrameAuditor: AnyObject, Sendable {
 extension MachineRef {
     /// The machine's frame auditor, if it has one.
     @inlinable @inline(__always)
-    var frameAuditor: (any FrameAuditor)? { state.pointee.frameAuditor }
+    var frameAuditor: (any FrameAuditor)? {
+        // SAFETY: the live context (the lifetime statement); the auditor is set at boot, never
+        // changed.
+        unsafe state.pointee.frameAuditor
+    }
 
     /// Whether the machine accounts for frame handles: it keeps the obligation ledger, as every
     /// machine with a frame auditor does. The hot operations (a frame's drop and clone, an
@@ -119,11 +123,17 @@ extension MachineRef {
     /// and take an out-of-line path that keeps the ledger and shows the auditor, so their fast
     /// path carries nothing else of either.
     @inlinable @inline(__always)
-    var isAccounting: Bool { _slowPath(state.pointee.ledger != nil) }
+    var isAccounting: Bool {
+        // SAFETY: the live context; the ledger is set at boot, never changed.
+        _slowPath(unsafe state.pointee.ledger != nil)
+    }
 
     /// Whether the machine has a frame auditor (operations without a ledger entry test this).
     @inlinable @inline(__always)
-    var isFrameAudited: Bool { _slowPath(state.pointee.frameAuditor != nil) }
+    var isFrameAudited: Bool {
+        // SAFETY: as `frameAuditor`.
+        _slowPath(unsafe state.pointee.frameAuditor != nil)
+    }
 
     /// Runs `body`, which performs `operation`, past the frame auditor if there is one.
     ///

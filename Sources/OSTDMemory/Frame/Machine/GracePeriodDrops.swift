@@ -16,6 +16,11 @@ import Synchronization
 
 /// Batches of raw frame references waiting for their grace period: a handle to state out of
 /// line (taking the lock is then not an access to the whole machine context).
+///
+/// `@safe`: `batches` and `waiting` are allocated by `init` and freed only by the `@unsafe`
+/// `deallocate()`, when the machine's state is destroyed (MachineContext.swift's lifetime
+/// statement); `batches` is accessed only under `lock`, `waiting` only atomically.
+@safe
 struct GracePeriodDrops {
     let lock = OutOfLineSpinLock()
     /// Guarded by `lock`.
@@ -24,29 +29,40 @@ struct GracePeriodDrops {
     let waiting: UnsafeMutablePointer<Atomic<Int>>
 
     init() {
-        batches = .allocate(capacity: 1)
-        batches.initialize(to: [])
-        waiting = .allocate(capacity: 1)
-        waiting.initialize(to: Atomic(0))
+        // SAFETY: fresh allocations, each initialised once.
+        unsafe batches = .allocate(capacity: 1)
+        unsafe batches.initialize(to: [])
+        unsafe waiting = .allocate(capacity: 1)
+        unsafe waiting.initialize(to: Atomic(0))
     }
 
+    /// Frees the state.
+    ///
+    /// - Safety: called once, by `MachineRef.destroy`; no copy of the handle is used afterwards.
+    @unsafe
     func deallocate() {
-        batches.deinitialize(count: 1)
-        batches.deallocate()
-        waiting.deinitialize(count: 1)
-        waiting.deallocate()
-        lock.deallocate()
+        // SAFETY: what `init` allocated and initialised; the caller's contract makes this its
+        // last use.
+        unsafe batches.deinitialize(count: 1)
+        unsafe batches.deallocate()
+        unsafe waiting.deinitialize(count: 1)
+        unsafe waiting.deallocate()
+        unsafe lock.deallocate()
     }
 }
 
 extension MachineRef {
     /// The machine's read-side sections and grace periods.
-    @inlinable var rcu: Rcu { state.pointee.rcu }
+    @inlinable var rcu: Rcu {
+        // SAFETY: the live context (the lifetime statement); `rcu` is immutable.
+        unsafe state.pointee.rcu
+    }
 
     /// Opens a read-side section on the calling thread's CPU (or an unbound slot).
     @inlinable @inline(__always)
     func readSection() -> RcuReadGuard {
-        let cpu = state.pointee.platform.withPreemptionDisabled { cpu in cpu }
+        // SAFETY: the live context; the platform is immutable.
+        let cpu = unsafe state.pointee.platform.withPreemptionDisabled { cpu in cpu }
         return rcu.read(cpu: cpu)
     }
 
@@ -59,11 +75,13 @@ extension MachineRef {
             dropNow(frames)
             return
         }
-        let drops = state.pointee.gracePeriodDrops
+        // SAFETY: the live context's grace-period list (see `GracePeriodDrops`): `batches` under
+        // its lock, `waiting` atomically.
+        let drops = unsafe state.pointee.gracePeriodDrops
         drops.lock.lock()
-        drops.batches.pointee.append((stamp, frames))
+        unsafe drops.batches.pointee.append((stamp, frames))
         drops.lock.unlock()
-        drops.waiting.pointee.add(frames.count, ordering: .relaxed)
+        unsafe drops.waiting.pointee.add(frames.count, ordering: .relaxed)
     }
 
     /// Drops every waiting batch whose grace period is over; with `waiting`, first waits until
@@ -71,31 +89,38 @@ extension MachineRef {
     /// and, when waiting, no page-table lock.
     @discardableResult
     func reclaimGracePeriodDrops(waiting: Bool) -> Int {
-        let drops = state.pointee.gracePeriodDrops
-        guard drops.waiting.pointee.load(ordering: .relaxed) > 0 else { return 0 }
+        // SAFETY: the live context's grace-period list (see `GracePeriodDrops`): `batches` under
+        // its lock, `waiting` atomically.
+        let drops = unsafe state.pointee.gracePeriodDrops
+        guard unsafe drops.waiting.pointee.load(ordering: .relaxed) > 0 else { return 0 }
         if waiting, let last = lastStamp() { rcu.wait(for: last) }
         drops.lock.lock()
         var ready: [Paddr] = []
-        drops.batches.pointee.removeAll { batch in
+        unsafe drops.batches.pointee.removeAll { batch in
             guard gracePeriodIsOver(batch.stamp) else { return false }
             ready += batch.frames
             return true
         }
         drops.lock.unlock()
         guard !ready.isEmpty else { return 0 }
-        drops.waiting.pointee.subtract(ready.count, ordering: .relaxed)
+        // SAFETY: as above.
+        unsafe drops.waiting.pointee.subtract(ready.count, ordering: .relaxed)
         dropNow(ready)
         return ready.count
     }
 
     /// The number of frames waiting for their grace period.
-    var gracePeriodDropsWaiting: Int { state.pointee.gracePeriodDrops.waiting.pointee.load(ordering: .relaxed) }
+    var gracePeriodDropsWaiting: Int {
+        // SAFETY: the live context's grace-period list; `waiting` is an atomic.
+        unsafe state.pointee.gracePeriodDrops.waiting.pointee.load(ordering: .relaxed)
+    }
 
     private func lastStamp() -> UInt64? {
-        let drops = state.pointee.gracePeriodDrops
+        // SAFETY: the live context's grace-period list; `batches` is read under its lock.
+        let drops = unsafe state.pointee.gracePeriodDrops
         drops.lock.lock()
         defer { drops.lock.unlock() }
-        return drops.batches.pointee.last?.stamp
+        return unsafe drops.batches.pointee.last?.stamp
     }
 
     private func gracePeriodIsOver(_ stamp: UInt64) -> Bool {
@@ -110,7 +135,8 @@ extension MachineRef {
         for cpu in 0..<cpuCount { platform.quiesce(cpu) }
         for paddr in frames {
             #if DEBUG
-            if state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) { poison(paddr) }
+            // SAFETY: the live context; the switch is an atomic.
+            if unsafe state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) { poison(paddr) }
             #endif
             // SAFETY: `dropAfterGracePeriod`'s contract: a reference forgotten by `intoRaw` whose
             // holder was cleared, handed over once. The frame's type does not matter to a drop.
@@ -145,8 +171,9 @@ extension Machine {
     /// Whether nodes dropped after their grace period are poisoned first (debug builds only;
     /// tests of reclamation, with `PoisonReads`).
     @_spi(OSTDInternals) public var poisonsReclaimedNodes: Bool {
-        get { context.state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) }
-        set { context.state.pointee.poisonsReclaimedNodes.store(newValue, ordering: .relaxed) }
+        // SAFETY: this `Machine` keeps its state live; the switch is an atomic.
+        get { unsafe context.state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) }
+        set { unsafe context.state.pointee.poisonsReclaimedNodes.store(newValue, ordering: .relaxed) }
     }
     #endif
 }

@@ -14,7 +14,9 @@ extension Machine {
     /// `slot_vaddr - FRAME_METADATA_RANGE.start`).
     @_spi(OSTDInternals) public func metaSlotOffset(ofFrame index: Int) -> Int {
         precondition((0..<frameCount).contains(index), "frame \(index) does not exist")
-        return context.slot(index: index).base - context.metaBase
+        // SAFETY: address arithmetic between two pointers into the metadata region; nothing is
+        // dereferenced.
+        return unsafe context.slot(index: index).base - context.metaBase
     }
 
     /// The seeds' `frame_obligations.count(index)` when the machine keeps the ledger
@@ -37,7 +39,7 @@ extension Machine {
         // keeps allocated while this `Machine` is alive; the bytes are only read, and copied out
         // before the buffer goes out of scope.
         let bytes = unsafe UnsafeRawBufferPointer(start: context.pointer(to: range.lowerBound), count: count)
-        return Array(unsafe bytes)
+        return unsafe Array(bytes)
     }
 }
 
@@ -45,7 +47,9 @@ extension Machine {
     /// The allocatable frames whose bytes may be non-zero (`MetaSlot.markWritten` set): the ones a
     /// zeroed allocation would fill. Reads every slot, so it is for tests of small machines.
     @_spi(OSTDInternals) public var writtenFrameCount: Int {
-        (context.state.pointee.firstFreeFrame..<frameCount).count { context.slot(index: $0).mayBeNonZero }
+        // SAFETY: this `Machine` keeps its state live (the lifetime statement); the field is
+        // immutable.
+        (unsafe context.state.pointee.firstFreeFrame..<frameCount).count { context.slot(index: $0).mayBeNonZero }
     }
 
     /// Whether frame `index` may hold non-zero bytes: a reserved frame always may; an allocatable
@@ -54,6 +58,7 @@ extension Machine {
     /// - Precondition: the frame exists.
     @_spi(OSTDInternals) public func mayHoldNonZeroBytes(frame index: Int) -> Bool {
         precondition((0..<frameCount).contains(index), "frame \(index) does not exist")
-        return index < context.state.pointee.firstFreeFrame || context.slot(index: index).mayBeNonZero
+        // SAFETY: as `writtenFrameCount`.
+        return unsafe index < context.state.pointee.firstFreeFrame || context.slot(index: index).mayBeNonZero
     }
 }

@@ -12,14 +12,20 @@ extension Machine {
     /// - Precondition: the machine has CPU-local hooks, `cpu` exists, and no other thread is bound
     ///   to it ("cpu N is already bound to another thread").
     public func withCpu<R: ~Copyable, E: Error>(_ cpu: Int, _ body: () throws(E) -> R) throws(E) -> R {
-        precondition(context.state.pointee.platform.hooks != nil,
+        // SAFETY: every `state.pointee` here reads the immutable platform of the state this
+        // `Machine` keeps live (MachineContext.swift's lifetime statement); `cpu` is checked
+        // before it is bound.
+        precondition(unsafe context.state.pointee.platform.hooks != nil,
                      "this machine has no CPU-local hooks; create it with cpuLocal:")
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return try context.state.pointee.platform.bind(cpu, body)
+        return try unsafe context.state.pointee.platform.bind(cpu, body)
     }
 
     /// The CPU the calling thread is bound to on this machine, if any.
-    public var currentCpu: Int? { context.state.pointee.platform.currentCpu() }
+    public var currentCpu: Int? {
+        // SAFETY: the immutable platform of the state this `Machine` keeps live.
+        unsafe context.state.pointee.platform.currentCpu()
+    }
 
     // MARK: TLBs
 
@@ -28,7 +34,8 @@ extension Machine {
     /// - Precondition: the machine has `cpu`.
     public func tlbStatistics(cpu: Int) -> TlbStatistics {
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return context.state.pointee.platform.tlbStatistics(on: cpu)
+        // SAFETY: the immutable platform of the state this `Machine` keeps live; `cpu` checked above.
+        return unsafe context.state.pointee.platform.tlbStatistics(on: cpu)
     }
 
     /// Sets `cpu`'s paging controls (CR0.WP, EFER.NXE, CR4.SMEP/SMAP, Page1GB, MAXPHYADDR), which
@@ -38,7 +45,8 @@ extension Machine {
     /// - Precondition: the machine has `cpu`.
     @_spi(OSTDInternals) public func setPagingControls(_ controls: PagingControls, cpu: Int) {
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        context.state.pointee.platform.setPagingControls(controls, on: cpu)
+        // SAFETY: the immutable platform of the state this `Machine` keeps live; `cpu` checked above.
+        unsafe context.state.pointee.platform.setPagingControls(controls, on: cpu)
     }
 
     /// `cpu`'s paging controls.
@@ -46,20 +54,27 @@ extension Machine {
     /// - Precondition: the machine has `cpu`.
     @_spi(OSTDInternals) public func pagingControls(cpu: Int) -> PagingControls {
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return context.state.pointee.platform.pagingControls(on: cpu)
+        // SAFETY: the immutable platform of the state this `Machine` keeps live; `cpu` checked above.
+        return unsafe context.state.pointee.platform.pagingControls(on: cpu)
     }
 
     /// The translations `cpu`'s TLB holds now (the simulated platform's; for audits).
     @_spi(OSTDInternals) public func tlbEntries(cpu: Int) -> [TlbEntryInfo] {
         precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
-        return context.state.pointee.platform.tlbEntries(on: cpu)
+        // SAFETY: the immutable platform of the state this `Machine` keeps live; `cpu` checked above.
+        return unsafe context.state.pointee.platform.tlbEntries(on: cpu)
     }
 }
 
 extension FrameAuditContext {
     /// The translations `cpu`'s TLB holds now.
+    ///
+    /// - Precondition: the machine has `cpu`.
     public func tlbEntries(cpu: Int) -> [TlbEntryInfo] {
-        context.state.pointee.platform.tlbEntries(on: cpu)
+        precondition((0..<cpuCount).contains(cpu), "cpu \(cpu) does not exist (the machine has \(cpuCount))")
+        // SAFETY: the auditor is given this context during a frame operation, whose frames keep
+        // the state live; the platform is immutable, and `cpu` was checked just above.
+        return unsafe context.state.pointee.platform.tlbEntries(on: cpu)
     }
 }
 #endif

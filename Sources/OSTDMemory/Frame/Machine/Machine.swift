@@ -44,25 +44,32 @@ public final class Machine: @unchecked Sendable {
         guard 1 + metaFrames < frameCount else {
             throw .invalidArgs("memory of \(memory.size) bytes leaves no frame after its metadata")
         }
+        // SAFETY: a fresh allocation, initialised once with the context; the reference made from
+        // it is this machine's, and the state is destroyed only as MachineContext.swift's lifetime
+        // statement says (`orphan` below, or the last frame's return). The pool is filled below
+        // without its lock: no other thread can reach the machine before `init` returns.
         let state = UnsafeMutablePointer<MachineContext>.allocate(capacity: 1)
-        state.initialize(to: MachineContext(
+        unsafe state.initialize(to: MachineContext(
             memory: memory, frameCount: frameCount, metaFrames: metaFrames,
             cpuCount: cpus, cpuLocal: cpuLocal, audit: audit, auditor: auditor))
-        context = MachineRef(state)
+        context = unsafe MachineRef(state)
         // Frame 0 and the metadata frames are reserved, but their slots are written on first use
         // (`MachineRef.reservedSlot`): boot writes O(log n) slots, whatever the memory size.
-        context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
+        unsafe context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
     }
 
     deinit {
         // No thread can be in a read-side section of this machine any more (it would hold a
         // table, which holds the machine), so every node waiting for its grace period goes now.
         context.reclaimGracePeriodDrops(waiting: true)
-        context.orphan()
+        // SAFETY: the machine's one `deinit` is `orphan`'s one caller; afterwards only frame
+        // holders use the state.
+        unsafe context.orphan()
     }
 
     private static func validate(memory: PhysicalMemoryRegion, cpus: Int) throws(FrameError) {
-        guard Int(bitPattern: memory.base) & (pageSize - 1) == 0 else {
+        // SAFETY: reads the base's address as a number; nothing is dereferenced.
+        guard unsafe Int(bitPattern: memory.base) & (pageSize - 1) == 0 else {
             throw .invalidArgs("physical memory base is not 4 KiB aligned")
         }
         guard memory.size & (pageSize - 1) == 0 else {
@@ -88,10 +95,15 @@ public final class Machine: @unchecked Sendable {
     public var isAuditing: Bool { context.ledger != nil }
     /// The physical range of the metadata region.
     public var metadataRange: Range<Paddr> {
-        Paddr(UInt64(pageSize)) ..< Paddr(UInt64(context.state.pointee.firstFreeFrame << pageShift))
+        // SAFETY: this `Machine` keeps its state live (the lifetime statement); the field is
+        // immutable.
+        Paddr(UInt64(pageSize)) ..< Paddr(UInt64(unsafe context.state.pointee.firstFreeFrame << pageShift))
     }
     /// The number of frames the allocator manages (all but frame 0 and the metadata region).
-    public var allocatableFrames: Int { context.state.pointee.allocatableFrames }
+    public var allocatableFrames: Int {
+        // SAFETY: as `metadataRange`.
+        unsafe context.state.pointee.allocatableFrames
+    }
 
     /// A view of the metadata slot of the frame at `paddr`.
     ///
@@ -113,9 +125,10 @@ public final class Machine: @unchecked Sendable {
     /// The number of free chunks of each order in the buddy set (index = order). Frames in CPU
     /// caches are not in chunks; `flushCpuCaches()` first for a fully coalesced picture.
     public var freeChunksByOrder: [Int] {
-        context.state.pointee.lock.lock()
-        defer { context.state.pointee.lock.unlock() }
-        return (0...BuddySet.maxOrder).map { context.globalPool.pointee.buddy.chunkCount(order: $0) }
+        // SAFETY: this `Machine` keeps its state live; the pool is read under the lock, held here.
+        unsafe context.state.pointee.lock.lock()
+        defer { unsafe context.state.pointee.lock.unlock() }
+        return (0...BuddySet.maxOrder).map { unsafe context.globalPool.pointee.buddy.chunkCount(order: $0) }
     }
 
     /// Returns every CPU cache's frames to the buddy set, where they coalesce.
@@ -124,13 +137,15 @@ public final class Machine: @unchecked Sendable {
     public func flushCpuCaches() {
         #if !OSTD_BARE_METAL
         for i in 0..<cpuCount {
-            precondition(!context.state.pointee.platform.isBound(i),
+            // SAFETY: this `Machine` keeps its state live; `i < cpuCount`.
+            precondition(unsafe !context.state.pointee.platform.isBound(i),
                          "cpu \(i) is bound to a thread; flush caches at a quiescent point")
         }
         #endif
-        context.state.pointee.lock.lock()
+        // SAFETY: this `Machine` keeps its state live; `drainAllCachesLocked` needs the lock.
+        unsafe context.state.pointee.lock.lock()
         context.drainAllCachesLocked()
-        context.state.pointee.lock.unlock()
+        unsafe context.state.pointee.lock.unlock()
     }
 
     // MARK: Linear mapping
@@ -147,7 +162,7 @@ public final class Machine: @unchecked Sendable {
         context.markWritten(paddr, count: count)
         // SAFETY: the range lies inside physical memory (checked), which the machine's context
         // keeps mapped while this `Machine` lives; the caller writes at most `count` bytes.
-        return context.pointer(to: paddr)
+        return unsafe context.pointer(to: paddr)
     }
 
     /// The host address of physical address `paddr`, for reading only (nothing is marked).
@@ -157,7 +172,7 @@ public final class Machine: @unchecked Sendable {
         precondition(Int(paddr.rawValue) < memorySize, "physical address \(paddr) is outside memory")
         // SAFETY: `paddr` lies inside physical memory (checked), which the machine's context keeps
         // mapped while this `Machine` lives; the pointer is typed read-only.
-        return UnsafeRawPointer(context.pointer(to: paddr))
+        return unsafe UnsafeRawPointer(context.pointer(to: paddr))
     }
 }
 

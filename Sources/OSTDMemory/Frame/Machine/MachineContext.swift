@@ -22,7 +22,11 @@
 
 import Synchronization
 
-@usableFromInline
+/// `@safe`: the raw pointers are the machine's physical memory (`memoryBase ..< memoryBase +
+/// memorySize`, described by the `PhysicalMemoryRegion` it was booted on), its metadata region
+/// inside it, and the out-of-line pool; the context is reached only through a `MachineRef`, under
+/// the lifetime statement above, and every dereference is marked where it happens.
+@safe @usableFromInline
 struct MachineContext: ~Copyable {
     /// Host address of physical address 0 (the linear mapping).
     @usableFromInline let memoryBase: UnsafeMutableRawPointer
@@ -60,19 +64,24 @@ struct MachineContext: ~Copyable {
 
     init(memory: PhysicalMemoryRegion, frameCount: Int, metaFrames: Int, cpuCount: Int,
          cpuLocal: CpuLocalHooks?, audit: Bool, auditor: (any FrameAuditor)?) {
-        memoryBase = memory.base
+        // SAFETY: `memory` describes `memory.size` bytes of zero-filled, 4 KiB aligned memory
+        // (its maker's promise, checked for alignment and size by `Machine.validate`); the
+        // metadata region starts at physical address 0x1000 inside it, and the pool is a fresh
+        // allocation initialised once.
+        unsafe memoryBase = memory.base
         memorySize = memory.size
         self.frameCount = frameCount
-        metaBase = memory.base + pageSize
+        unsafe metaBase = memory.base + pageSize
         firstFreeFrame = 1 + metaFrames
-        release = memory.release
-        platform = MachinePlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
+        unsafe release = memory.release
+        platform = unsafe MachinePlatform(cpuCount: cpuCount, hooks: cpuLocal, memoryBase: memory.base)
         frameCaches = CpuLocal(cpuCount: cpuCount) { _ in FrameCache() }
         rcu = Rcu(cpuCount: cpuCount, relax: cpuLocal?.relax)
         ledger = audit || auditor != nil ? ObligationLedger(frameCount: frameCount) : nil
         frameAuditor = auditor
-        pool = .allocate(capacity: 1)
-        pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
+        // SAFETY: a fresh allocation, initialised once; freed only by `destroy`.
+        unsafe pool = .allocate(capacity: 1)
+        unsafe pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
     }
 
     /// Frames the allocator manages: everything but frame 0 and the metadata region.
@@ -89,36 +98,70 @@ struct GlobalPool: ~Copyable {
 // Sendable: a pointer to the machine's state, every mutable part of which is guarded (see
 // `Machine`); the state lives while any frame or handle can reach it (the file comment).
 /// A reference to a machine's state (see the file comment for how long it may be used).
-@frozen @usableFromInline
+///
+/// `@safe`: a reference is made only by the `@unsafe` `init(_:)` (in `Machine.init`), and is
+/// used only by whoever holds the `Machine` or a frame reference of it, so `state` points at the
+/// live context (the lifetime statement above). Each dereference below relies on that.
+@safe @frozen @usableFromInline
 struct MachineRef: Equatable, @unchecked Sendable {
     @usableFromInline let state: UnsafeMutablePointer<MachineContext>
 
+    /// A reference to the context at `state`.
+    ///
+    /// - Safety: `state` is an initialised `MachineContext`, destroyed only as the lifetime
+    ///   statement above says.
+    @unsafe @inlinable @inline(__always)
+    init(_ state: UnsafeMutablePointer<MachineContext>) {
+        // SAFETY: only stores the pointer; the caller's contract covers its uses.
+        unsafe self.state = state
+    }
+
+    /// The same machine (the state's address; nothing is dereferenced).
     @inlinable @inline(__always)
-    init(_ state: UnsafeMutablePointer<MachineContext>) { self.state = state }
+    static func == (a: MachineRef, b: MachineRef) -> Bool {
+        // SAFETY: compares two addresses; neither is dereferenced.
+        unsafe a.state == b.state
+    }
 
     // MARK: Geometry
 
-    @inlinable var memoryBase: UnsafeMutableRawPointer { state.pointee.memoryBase }
-    @inlinable var memorySize: Int { state.pointee.memorySize }
-    @inlinable var frameCount: Int { state.pointee.frameCount }
-    @inlinable var metaBase: UnsafeMutableRawPointer { state.pointee.metaBase }
-    @inlinable var ledger: ObligationLedger? { state.pointee.ledger }
+    // SAFETY: the context is live while its holder holds the machine or a frame (the lifetime
+    // statement); these five fields are immutable after boot.
+    @inlinable var memoryBase: UnsafeMutableRawPointer { unsafe state.pointee.memoryBase }
+    @inlinable var memorySize: Int { unsafe state.pointee.memorySize }
+    @inlinable var frameCount: Int { unsafe state.pointee.frameCount }
+    @inlinable var metaBase: UnsafeMutableRawPointer { unsafe state.pointee.metaBase }
+    @inlinable var ledger: ObligationLedger? { unsafe state.pointee.ledger }
 
+    /// The slot of frame `index`. Callers pass a frame of this machine (`index < frameCount`):
+    /// a handle's, an allocator's, or one checked against the memory size.
     @inlinable @inline(__always)
-    func slot(index: Int) -> MetaSlot { MetaSlot(metaBase + index << MetaSlot.sizeShift) }
+    func slot(index: Int) -> MetaSlot {
+        // SAFETY: `metaBase + index * 64` is frame `index`'s slot in the live metadata region
+        // (`index < frameCount`, as the callers guarantee).
+        unsafe MetaSlot(metaBase + index << MetaSlot.sizeShift)
+    }
 
     @inlinable @inline(__always)
     func slot(of paddr: Paddr) -> MetaSlot { slot(index: Int(paddr.rawValue >> UInt64(pageShift))) }
 
     @inlinable @inline(__always)
-    func frameIndex(of slot: MetaSlot) -> Int { (slot.base - metaBase) >> MetaSlot.sizeShift }
+    func frameIndex(of slot: MetaSlot) -> Int {
+        // SAFETY: address arithmetic between two pointers into the metadata region; nothing is
+        // dereferenced.
+        unsafe (slot.base - metaBase) >> MetaSlot.sizeShift
+    }
 
     @inlinable @inline(__always)
     func paddr(of slot: MetaSlot) -> Paddr { Paddr(UInt64(frameIndex(of: slot)) << UInt64(pageShift)) }
 
     /// The host address of physical address `paddr` (OSTD `paddr_to_vaddr`).
     @inlinable @inline(__always)
-    func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer { memoryBase + Int(paddr.rawValue) }
+    func pointer(to paddr: Paddr) -> UnsafeMutableRawPointer {
+        // SAFETY: address arithmetic in the linear mapping; the caller, who gets a raw pointer,
+        // keeps `paddr` inside memory and is marked where it dereferences it.
+        unsafe memoryBase + Int(paddr.rawValue)
+    }
 
     // MARK: Reserved frames
 
@@ -127,7 +170,8 @@ struct MachineRef: Equatable, @unchecked Sendable {
     /// address from outside (`checkedSlot`, `Machine.metaSlot(of:)`) goes through here.
     func reservedSlot(of paddr: Paddr) -> MetaSlot? {
         let index = Int(paddr.rawValue >> UInt64(pageShift))
-        guard index < state.pointee.firstFreeFrame else { return nil }
+        // SAFETY: the live context (the lifetime statement); `firstFreeFrame` is immutable.
+        guard unsafe index < state.pointee.firstFreeFrame else { return nil }
         let slot = slot(index: index)
         materializeReserved(slot, usage: index == 0 ? .reserved : .meta)
         return slot
@@ -142,7 +186,8 @@ struct MachineRef: Equatable, @unchecked Sendable {
             slot.publishShared()
             return
         }
-        while slot.refCountWord.pointee.load(ordering: .acquiring) == ~0 {}
+        // SAFETY: the count word of a slot of this live machine, an atomic (`MetaSlot.refCountWord`).
+        while unsafe slot.refCountWord.pointee.load(ordering: .acquiring) == ~0 {}
     }
 
     // MARK: Written frames (`MetaSlot.markWritten`)
@@ -169,41 +214,62 @@ struct MachineRef: Equatable, @unchecked Sendable {
 
     /// The machine's CPUs, as the layers above may use them: through `Platform` alone.
     @inlinable @inline(__always)
-    var platform: some Platform { state.pointee.platform }
+    var platform: some Platform {
+        // SAFETY: the live context (the lifetime statement); the platform value is immutable.
+        unsafe state.pointee.platform
+    }
 
     /// The number of CPUs.
-    @inlinable var cpuCount: Int { state.pointee.platform.cpuCount }
+    @inlinable var cpuCount: Int {
+        // SAFETY: as `platform`.
+        unsafe state.pointee.platform.cpuCount
+    }
 
     // MARK: Lifetime
 
     /// Called by `Machine.deinit`: no thread can be bound to one of its CPUs any more (a binding
     /// holds the machine), so the caches drain safely; the state goes now if every frame is
     /// back, otherwise with the last frame returned.
+    ///
+    /// - Safety: called once, by `Machine.deinit`; afterwards only frame holders use the state.
+    @unsafe
     func orphan() {
-        state.pointee.lock.lock()
+        // SAFETY: the live context (the `Machine` is still being destroyed); `pool` is used only
+        // under `lock`, held here.
+        unsafe state.pointee.lock.lock()
         drainAllCachesLocked()
-        state.pointee.pool.pointee.orphaned = true
-        let allBack = state.pointee.pool.pointee.buddy.freeFrames == state.pointee.allocatableFrames
-        state.pointee.lock.unlock()
-        if allBack { destroy() }
+        unsafe state.pointee.pool.pointee.orphaned = true
+        let allBack = unsafe state.pointee.pool.pointee.buddy.freeFrames == state.pointee.allocatableFrames
+        unsafe state.pointee.lock.unlock()
+        // SAFETY: the machine is gone and every frame is back, so nothing can reach the state any
+        // more (the lifetime statement): this is its last use.
+        if allBack { unsafe destroy() }
     }
 
     /// Frees the state and hands the memory back.
+    ///
+    /// - Safety: the lifetime statement's end: the `Machine` is gone and every frame is back, so
+    ///   no one uses this reference, or any other to the same state, afterwards. Called once.
+    @unsafe
     func destroy() {
-        let base = memoryBase
+        // SAFETY: the caller's contract: this is the last use of the state and of everything it
+        // owns (each freed once, here, in an order in which nothing freed is used again).
+        let base = unsafe memoryBase
         let size = memorySize
-        let release = state.pointee.release
+        let release = unsafe state.pointee.release
         let cpuCount = self.cpuCount
-        state.pointee.ledger?.deallocate()
-        state.pointee.pool.deinitialize(count: 1)
-        state.pointee.pool.deallocate()
-        state.pointee.lock.deallocate()
-        for i in 0..<cpuCount { state.pointee.frameCaches.on(i).pointee.deallocate() }
-        state.pointee.platform.shutDown()
-        state.pointee.rcu.deallocate()
-        state.pointee.gracePeriodDrops.deallocate()
-        state.deinitialize(count: 1)
-        state.deallocate()
-        release?(base, size)
+        unsafe state.pointee.ledger?.deallocate()
+        unsafe state.pointee.pool.deinitialize(count: 1)
+        unsafe state.pointee.pool.deallocate()
+        unsafe state.pointee.lock.deallocate()
+        for i in 0..<cpuCount { unsafe state.pointee.frameCaches.on(i).pointee.deallocate() }
+        unsafe state.pointee.platform.shutDown()
+        unsafe state.pointee.rcu.deallocate()
+        unsafe state.pointee.gracePeriodDrops.deallocate()
+        // SAFETY: the context itself goes last but one (nothing reads it afterwards), then the
+        // memory goes back to its provider, which no frame or slot of this machine can reach now.
+        unsafe state.deinitialize(count: 1)
+        unsafe state.deallocate()
+        unsafe release?(base, size)
     }
 }

@@ -36,7 +36,9 @@ extension Cursor where C: PageTableConfig {
                     reclaimEmptyPath()
                     throw .alreadyMapped(va)
                 } else {
-                    pushLevel(NodeRef(pte.paddr(level: level), context))
+                    // SAFETY: a child of the current node that covers `va` is in the cursor's lock
+                    // set (Cursor.swift), so it is live.
+                    pushLevel(unsafe NodeRef(pte.paddr(level: level), context))
                 }
                 continue
             }
@@ -94,7 +96,9 @@ extension Cursor where C: PageTableConfig {
             // they are restored exactly once.
             return .mapped(va: slotVa, item: unsafe MappedItem.fromRaw(C.self, pte, level: level, context: context))
         }
-        let child = NodeRef(pte.paddr(level: level), context)
+        // SAFETY: the child, covered whole by the range, is in the cursor's lock set; the entry
+        // cleared above held its reference, which the fragment's `PageTableNode` now owns.
+        let child = unsafe NodeRef(pte.paddr(level: level), context)
         let leaves = markStrayAndUnlock(child, level: level - 1)
         return .strayPageTable(node: PageTableNode(adopting: child, context: context), va: slotVa,
                                len: PagingConsts.pageSize(level), numFrames: leaves)

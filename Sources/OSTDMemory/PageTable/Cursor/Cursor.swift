@@ -145,7 +145,8 @@
             let pte = currentEntry()
             if !pte.isPresent { return (curVaRange, nil) }
             if pte.isLeaf { return (curVaRange, MappedItemRef(C.self, pte: pte, level: level)) }
-            pushLevel(NodeRef(pte.paddr(level: level), context))
+            // SAFETY: the child covering `va` overlaps the range, so it is in the cursor's lock set.
+            pushLevel(unsafe NodeRef(pte.paddr(level: level), context))
         }
     }
 
@@ -213,7 +214,9 @@
     mutating func popLevel() {
         path[Int(level) - 1] = nil
         level += 1
-        currentNode = path[Int(level) - 1].unsafelyUnwrapped
+        // SAFETY: `path` holds a node at every level from `level` up to `guardLevel` (pushLevel
+        // fills it on the way down), and `level <= guardLevel` here, so the slot is not nil.
+        currentNode = unsafe path[Int(level) - 1].unsafelyUnwrapped
     }
 
     /// Moves to the start of the next slot at the current level, going up while that is the
@@ -270,7 +273,8 @@
             if findUnmapSubtree && covered && (C.topLevelCanUnmap || level < PagingConsts.nrLevels) {
                 return true
             }
-            let child = NodeRef(pte.paddr(level: level), context)
+            // SAFETY: the child covering `va` overlaps the range, so it is in the cursor's lock set.
+            let child = unsafe NodeRef(pte.paddr(level: level), context)
             if child.nrChildren == 0 {
                 moveForward()
                 continue

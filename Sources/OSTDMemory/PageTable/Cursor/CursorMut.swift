@@ -92,7 +92,8 @@
     @inlinable @inline(__always)
     @_spi(OSTDInternals) public mutating func takeNext(_ len: Int) -> PageTableFrag<C>? {
         do throws(PageTableError) {
-            return try tryTakeNext(len)
+            // SAFETY: `takeNext`'s own contract (above) is `tryTakeNext`'s.
+            return try unsafe tryTakeNext(len)
         } catch {
             splitFailed()
         }
@@ -162,7 +163,8 @@
     @inlinable @inline(__always)
     @_spi(OSTDInternals) public mutating func protectNext(_ len: Int, _ op: (inout PageProperty) -> Void) -> Range<Vaddr>? {
         do throws(PageTableError) {
-            return try tryProtectNext(len, op)
+            // SAFETY: `protectNext`'s own contract (above) is `tryProtectNext`'s.
+            return try unsafe tryProtectNext(len, op)
         } catch {
             splitFailed()
         }

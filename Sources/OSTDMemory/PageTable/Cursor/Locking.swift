@@ -66,7 +66,8 @@ extension Cursor where C: PageTableConfig {
             let pte = node.read(index)
             if pte.isPresent {
                 if pte.isLeaf { break }
-                node = NodeRef(pte.paddr(level: level), context)
+                // SAFETY: read from an entry inside `section`: not freed before the section ends.
+                node = unsafe NodeRef(pte.paddr(level: level), context)
                 level -= 1
                 continue
             }
@@ -90,7 +91,8 @@ extension Cursor where C: PageTableConfig {
             if now.isPresent {
                 // Another cursor filled the entry after our lock-free read.
                 if now.isLeaf { return .locked(parent.forget(), level) }
-                node = NodeRef(now.paddr(level: level), context)
+                // SAFETY: read under `parent`'s lock (and inside `section`): it cannot be detached.
+                node = unsafe NodeRef(now.paddr(level: level), context)
                 level -= 1
                 continue
             }
@@ -153,7 +155,8 @@ extension Cursor where C: PageTableConfig {
             // Under `node`'s lock: the child cannot be detached, so it needs no section.
             let pte = node.read(index)
             guard pte.isPresent && !pte.isLeaf else { continue }
-            let child = NodeRef(pte.paddr(level: level), context)
+            // SAFETY: read under `node`'s lock, held: the child cannot be detached or freed.
+            let child = unsafe NodeRef(pte.paddr(level: level), context)
             if blocking {
                 _ = child.lock(context).forget()
             } else {
@@ -178,7 +181,8 @@ extension Cursor where C: PageTableConfig {
             for index in overlappingIndices(base: base, level: level).reversed() {
                 let pte = node.read(index)
                 guard pte.isPresent && !pte.isLeaf else { continue }
-                dfsReleaseLock(NodeRef(pte.paddr(level: level), context), level: level - 1,
+                // SAFETY: a child overlapping the range of a node in the lock set is in it too.
+                dfsReleaseLock(unsafe NodeRef(pte.paddr(level: level), context), level: level - 1,
                                base: base &+ UInt64(index) &* size)
             }
         }
@@ -200,7 +204,8 @@ extension Cursor where C: PageTableConfig {
                 if pte.isLeaf {
                     leaves += 1
                 } else {
-                    leaves += markStrayAndUnlock(NodeRef(pte.paddr(level: level), context), level: level - 1)
+                    // SAFETY: every node of the detached subtree is in the cursor's lock set.
+                    leaves += markStrayAndUnlock(unsafe NodeRef(pte.paddr(level: level), context), level: level - 1)
                 }
             }
         }
@@ -237,7 +242,8 @@ extension Cursor where C: PageTableConfig {
             while level > target + 1 {
                 let pte = node.read(PagingConsts.pteIndex(va, level))
                 guard pte.isPresent && !pte.isLeaf else { return nil }
-                node = NodeRef(pte.paddr(level: level), context)
+                // SAFETY: read from an entry inside `section`: not freed before the section ends.
+                node = unsafe NodeRef(pte.paddr(level: level), context)
                 level -= 1
             }
             let parent = node.lock(context)
@@ -246,7 +252,8 @@ extension Cursor where C: PageTableConfig {
             let index = PagingConsts.pteIndex(va, target + 1)
             let pte = parent.node.read(index)
             guard pte.isPresent && !pte.isLeaf else { return nil }
-            let child = NodeRef(pte.paddr(level: target + 1), context).lock(context)
+            // SAFETY: read under `parent`'s lock, held: the child cannot be detached or freed.
+            let child = unsafe NodeRef(pte.paddr(level: target + 1), context).lock(context)
             guard child.nrChildren == 0 else { return nil }
             parent.write(index, .absent)
             parent.countChildren(-1)

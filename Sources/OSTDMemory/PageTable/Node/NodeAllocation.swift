@@ -15,7 +15,9 @@ extension MachineRef {
             ? Frame.claimAccounted(slot, meta: meta, zeroed: true, context: self)
             : Frame.claim(slot, meta: meta, zeroed: true, context: self)
         slot.markWritten()  // its entries are written in place
-        return NodeRef(frame.intoRaw(), self)
+        // SAFETY: the frame was just allocated as a page-table node; the reference forgotten by
+        // `intoRaw` keeps it allocated until the caller's holder gives it to `freeNode`.
+        return unsafe NodeRef(frame.intoRaw(), self)
     }
 
     /// Drops the reference an entry (or a retired list) held on a node whose entries are all

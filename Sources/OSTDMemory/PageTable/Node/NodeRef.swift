@@ -5,28 +5,44 @@
 import Synchronization
 
 /// A non-owning view of a node: its entries and its metadata (OSTD `PageTableNodeRef`).
-@frozen @usableFromInline
+///
+/// `@safe`: a view is made only by the `@unsafe` `init(_:_:)`, OSTD's `borrow_paddr`, whose
+/// caller vouches that the node is live and stays so while the view is used: the table's root
+/// (owned by the table), a child read from an entry inside a read-side section or under its
+/// parent's lock, or a node the caller owns (allocated, detached, or being torn down). OSTD's
+/// `PageTableNodeRef<'a>` carries that lifetime in its type; here it is the maker's promise.
+/// Within it, `entries` are the node's 512 entries, accessed only atomically, and `meta` its
+/// slot's storage (`PageTablePageMeta`).
+@safe @frozen @usableFromInline
 struct NodeRef: Equatable {
     /// The node's 512 entries in host memory (the linear mapping of its frame).
     @usableFromInline let entries: UnsafeMutablePointer<Atomic<UInt64>>
     /// The node's metadata storage.
     @usableFromInline let meta: UnsafeMutableRawPointer
 
-    @inlinable @inline(__always)
+    /// A view of the node at `paddr` (OSTD `PageTableNodeRef::borrow_paddr`).
+    ///
+    /// - Safety: `paddr` is a page-table node of `context`'s machine, which stays allocated while
+    ///   the view (and every copy of it) is used: see the type.
+    @unsafe @inlinable @inline(__always)
     init(_ paddr: Paddr, _ context: MachineRef) {
         // SAFETY: `paddr` is a page-table node's frame inside physical memory; its page holds 512
         // eight-byte entries that are only accessed atomically.
-        entries = context.pointer(to: paddr).assumingMemoryBound(to: Atomic<UInt64>.self)
-        meta = context.slot(of: paddr).storage
+        unsafe entries = context.pointer(to: paddr).assumingMemoryBound(to: Atomic<UInt64>.self)
+        unsafe meta = context.slot(of: paddr).storage
     }
 
     @inlinable @inline(__always)
-    static func == (a: NodeRef, b: NodeRef) -> Bool { a.entries == b.entries }
+    static func == (a: NodeRef, b: NodeRef) -> Bool {
+        // SAFETY: compares two addresses; neither is dereferenced.
+        unsafe a.entries == b.entries
+    }
 
     /// The node's physical address.
     @inlinable @inline(__always)
     func paddr(_ context: MachineRef) -> Paddr {
-        Paddr(UInt64(UnsafeMutableRawPointer(entries) - context.memoryBase))
+        // SAFETY: address arithmetic in the linear mapping; nothing is dereferenced.
+        Paddr(UInt64(unsafe UnsafeMutableRawPointer(entries) - context.memoryBase))
     }
 
     // MARK: Entries
@@ -35,7 +51,9 @@ struct NodeRef: Equatable {
     /// Without the node's lock the caller is in a read-side section, or owns the node.
     @inlinable @inline(__always)
     func read(_ index: Int) -> PageTableEntry {
-        let raw = (entries + index).pointee.load(ordering: .acquiring)
+        // SAFETY: `index < 512` (a page-table index) of this live node (see the type); entries are
+        // accessed only atomically.
+        let raw = unsafe (entries + index).pointee.load(ordering: .acquiring)
         #if DEBUG
         if _slowPath(raw == PoisonReads.poison) { PoisonReads.count.add(1, ordering: .relaxed) }
         #endif
@@ -48,20 +66,37 @@ struct NodeRef: Equatable {
     var lockWord: UnsafeMutablePointer<Atomic<UInt32>> {
         // SAFETY: offset 0 of the slot storage is the 4-byte aligned lock word of
         // `PageTablePageMeta`, only ever accessed atomically.
-        meta.assumingMemoryBound(to: Atomic<UInt32>.self)
+        unsafe meta.assumingMemoryBound(to: Atomic<UInt32>.self)
     }
+
+    // `nrChildren`, `level` and `stray` are plain bytes of the node's `PageTablePageMeta`,
+    // written only by the lock holder (`PageTableGuard`) or, for a node in no tree yet, its
+    // owner. The core reads them holding the lock or owning the node, or right after taking the
+    // lock (its Acquire orders the last holder's writes first). Introspection
+    // (`PageTable.forEachNode`) reads them without the lock: exact at a quiescent point, while
+    // with a range and other cursors at work, an ancestor's count may be read while another
+    // cursor changes it (a racy read of a live, aligned byte pair: a stale value for the audit).
 
     /// The number of present entries (OSTD `nr_children`).
     @inlinable @inline(__always)
-    var nrChildren: Int { Int(meta.load(fromByteOffset: 4, as: UInt16.self)) }
+    var nrChildren: Int {
+        // SAFETY: offset 4 of the live node's metadata (see the type), read as the note above says.
+        Int(unsafe meta.load(fromByteOffset: 4, as: UInt16.self))
+    }
 
     /// The node's level.
     @inlinable @inline(__always)
-    var level: PagingLevel { meta.load(fromByteOffset: 6, as: UInt8.self) }
+    var level: PagingLevel {
+        // SAFETY: offset 6 of the live node's metadata (see the type), read as the note above says.
+        unsafe meta.load(fromByteOffset: 6, as: UInt8.self)
+    }
 
     /// Whether the node has been detached from the tree (OSTD `stray`).
     @inlinable @inline(__always)
-    var isStray: Bool { meta.load(fromByteOffset: 7, as: UInt8.self) != 0 }
+    var isStray: Bool {
+        // SAFETY: offset 7 of the live node's metadata (see the type), read as the note above says.
+        unsafe meta.load(fromByteOffset: 7, as: UInt8.self) != 0
+    }
 
     // MARK: Lock
 
@@ -69,7 +104,8 @@ struct NodeRef: Equatable {
     /// `PageTableNodeRef::lock`); the guard releases it.
     @inlinable @inline(__always)
     func lock(_ context: MachineRef) -> PageTableGuard {
-        if _slowPath(!lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged) {
+        // SAFETY: the lock word of this live node, an atomic (see `lockWord`).
+        if _slowPath(unsafe !lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged) {
             lockContended(context)
         }
         // SAFETY: the lock was just taken, by this thread, and the new guard is its only owner.
@@ -79,19 +115,24 @@ struct NodeRef: Equatable {
     @usableFromInline @inline(never)
     func lockContended(_ context: MachineRef) {
         var backoff = Backoff(relax: context.rcu.relax)
+        // SAFETY: the lock word of this live node, an atomic (see `lockWord`).
         repeat {
-            while lockWord.pointee.load(ordering: .relaxed) != 0 { backoff.wait() }
-        } while !lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
+            while unsafe lockWord.pointee.load(ordering: .relaxed) != 0 { backoff.wait() }
+        } while unsafe !lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
     }
 
     /// Takes the node's lock if it is free, without waiting.
     @inlinable @inline(__always)
     func tryLock() -> PageTableGuard? {
-        guard lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else { return nil }
+        // SAFETY: the lock word of this live node, an atomic (see `lockWord`).
+        guard unsafe lockWord.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else { return nil }
         // SAFETY: as in `lock`.
         return unsafe PageTableGuard(assumingLocked: self)
     }
 
     /// Whether some thread holds the lock (for tests and audits).
-    @_spi(OSTDInternals) public var isLocked: Bool { lockWord.pointee.load(ordering: .relaxed) != 0 }
+    @_spi(OSTDInternals) public var isLocked: Bool {
+        // SAFETY: the lock word of this live node, an atomic (see `lockWord`).
+        unsafe lockWord.pointee.load(ordering: .relaxed) != 0
+    }
 }

@@ -23,7 +23,11 @@ struct PageTableGuard: ~Copyable {
 
     /// Releases the lock (OSTD `Drop for PageTableGuard`).
     @inlinable @inline(__always)
-    deinit { node.lockWord.pointee.store(0, ordering: .releasing) }
+    deinit {
+        // SAFETY: a locked node is live (a node is freed only after it is unlocked, detached and
+        // a grace period has passed); the lock word is an atomic.
+        unsafe node.lockWord.pointee.store(0, ordering: .releasing)
+    }
 
     /// Gives the guard up without releasing the lock; the node stays locked, owned by the caller's
     /// lock set, and is returned.
@@ -39,7 +43,9 @@ struct PageTableGuard: ~Copyable {
     /// Writes entry `index` (Release). The old entry's ownership is the caller's business.
     @inlinable @inline(__always)
     func write(_ index: Int, _ pte: PageTableEntry) {
-        (node.entries + index).pointee.store(pte.raw, ordering: .releasing)
+        // SAFETY: `index < 512` (a page-table index) of the locked, hence live, node; entries are
+        // accessed only atomically.
+        unsafe (node.entries + index).pointee.store(pte.raw, ordering: .releasing)
     }
 
     /// Replaces entry `index`, read as `old`, by `new` without losing the A and D bits the MMU
@@ -52,7 +58,7 @@ struct PageTableGuard: ~Copyable {
         var desired = new.raw
         while true {
             // SAFETY: `index < 512` and `entries` are this live node's entries; they are accessed only atomically.
-            let (exchanged, current) = (node.entries + index).pointee.compareExchange(
+            let (exchanged, current) = unsafe (node.entries + index).pointee.compareExchange(
                 expected: expected, desired: desired, ordering: .acquiringAndReleasing)
             if exchanged { return }
             let appeared = current & ~expected
@@ -72,7 +78,9 @@ struct PageTableGuard: ~Copyable {
     /// Sets `nrChildren`.
     @inlinable @inline(__always)
     func setNrChildren(_ count: Int) {
-        node.meta.storeBytes(of: UInt16(truncatingIfNeeded: count), toByteOffset: 4, as: UInt16.self)
+        // SAFETY: offset 4 of the locked, hence live, node's `PageTablePageMeta`; only the lock
+        // holder writes it.
+        unsafe node.meta.storeBytes(of: UInt16(truncatingIfNeeded: count), toByteOffset: 4, as: UInt16.self)
     }
 
     /// Adds `delta` to `nrChildren`: one entry made present (+1) or absent (-1). A method, not
@@ -84,11 +92,19 @@ struct PageTableGuard: ~Copyable {
     /// Marks the node detached from its parent (OSTD `stray_mut`): a cursor that reached it
     /// without locks and then locked it finds the mark and starts again from the root.
     @inlinable @inline(__always)
-    func markStray() { node.meta.storeBytes(of: UInt8(1), toByteOffset: 7, as: UInt8.self) }
+    func markStray() {
+        // SAFETY: offset 7 of the locked, hence live, node's `PageTablePageMeta`; only the lock
+        // holder writes it, and the next locker reads it after the lock's Release/Acquire.
+        unsafe node.meta.storeBytes(of: UInt8(1), toByteOffset: 7, as: UInt8.self)
+    }
 
     /// Sets the level of a node that is in no tree yet (a spare taken for a split).
     @inlinable @inline(__always)
-    func setLevel(_ level: PagingLevel) { node.meta.storeBytes(of: level, toByteOffset: 6, as: UInt8.self) }
+    func setLevel(_ level: PagingLevel) {
+        // SAFETY: offset 6 of the locked, hence live, node's `PageTablePageMeta`; the node is in
+        // no tree yet, so no one else reads it.
+        unsafe node.meta.storeBytes(of: level, toByteOffset: 6, as: UInt8.self)
+    }
 
     /// Fills this new, empty node with the 512 leaves, one level down, that together map what
     /// the huge leaf `pte` at `level` did, with the same property and marker bits (the split of
@@ -112,6 +128,8 @@ extension NodeRef {
     /// - Safety: as `PageTableGuard.init(assumingLocked:)`: the caller's lock set holds the node.
     @unsafe @inlinable @inline(__always)
     func withHeld<R>(_ body: (borrowing PageTableGuard) -> R) -> R {
+        // SAFETY: the caller's contract: its lock set holds the node, and the guard made here is
+        // forgotten again below, so it never releases a lock it does not own.
         let held = unsafe PageTableGuard(assumingLocked: self)
         let result = body(held)
         _ = held.forget()

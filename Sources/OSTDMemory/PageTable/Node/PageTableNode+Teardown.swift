@@ -14,7 +14,8 @@ extension MachineRef {
             if pte.isLeaf {
                 if MappedItemRef(C.self, pte: pte, level: level).isTracked { pages += PagingConsts.pageSize(level) / pageSize }
             } else {
-                pages += trackedBasePages(C.self, NodeRef(pte.paddr(level: level), self), level: level - 1)
+                // SAFETY: a child of a node the caller owns belongs to the same owned subtree.
+                pages += trackedBasePages(C.self, unsafe NodeRef(pte.paddr(level: level), self), level: level - 1)
             }
         }
         return pages
@@ -41,7 +42,9 @@ extension MachineRef {
         if detached {
             dropAfterGracePeriod(nodes)
         } else {
-            for paddr in nodes { freeNode(NodeRef(paddr, self)) }
+            // SAFETY: the nodes of the owned subtree, collected above and not freed yet; no walker
+            // can be in them (not detached: the owner is tearing down a whole table).
+            for paddr in nodes { freeNode(unsafe NodeRef(paddr, self)) }
         }
     }
 
@@ -60,7 +63,9 @@ extension MachineRef {
             guard pte.isPresent else { continue }
             held.write(i, .absent)
             if !pte.isLeaf {
-                let child = NodeRef(pte.paddr(level: level), self)
+                // SAFETY: a child of a node the caller owns belongs to the same owned subtree; it
+                // is freed only after this walk (by the caller, or after a grace period).
+                let child = unsafe NodeRef(pte.paddr(level: level), self)
                 tearDown(child, rootIndices: rootIndices, avail1MeansTracked: avail1MeansTracked, freed: &freed, nodes: &nodes)
                 nodes.append(child.paddr(self))
             } else if (pte.raw & PageTableEntry.avail1 != 0) == avail1MeansTracked {

@@ -11,7 +11,10 @@
 import Synchronization
 
 /// A simulated CPU.
-@usableFromInline
+///
+/// `@safe`: `tlb` is allocated by `init` and freed by `deinit`, once (the record is
+/// noncopyable), and used only under `mmuLock`.
+@safe @usableFromInline
 struct SimulatedCpu: ~Copyable {
     /// Set while a thread is bound to this CPU.
     let bound = Atomic<Bool>(false)
@@ -28,14 +31,18 @@ struct SimulatedCpu: ~Copyable {
     @usableFromInline var pagingControls = PagingControls.standard
 
     init() {
-        tlb = .allocate(capacity: 1)
-        tlb.initialize(to: Tlb())
+        // SAFETY: the TLB is a fresh allocation, initialised once.
+        unsafe tlb = .allocate(capacity: 1)
+        unsafe tlb.initialize(to: Tlb())
     }
 
     deinit {
-        tlb.deinitialize(count: 1)
-        tlb.deallocate()
-        mmuLock.deallocate()
+        // SAFETY: the record is noncopyable, so this runs once, when `SimulatedPlatform.shutDown`
+        // deinitialises the records: no thread is bound to the CPU and nothing uses its TLB or
+        // lock any more.
+        unsafe tlb.deinitialize(count: 1)
+        unsafe tlb.deallocate()
+        unsafe mmuLock.deallocate()
     }
 
     /// Runs `body` with the MMU lock held.

@@ -16,7 +16,12 @@
 import Synchronization
 
 /// Translation through one CPU's TLB and page walker, while its MMU lock is held.
-@frozen @usableFromInline
+///
+/// `@safe`: made only by `SimulatedPlatform.withUserAccess`, with the CPU's MMU lock held and its
+/// CR3 holding `root`, and used only inside the body it is lent to (`Platform.withUserAccess`'s
+/// contract); meanwhile the TLB is this CPU's live one, used by no one else, and the walker reads
+/// a table no node of which is freed before the CPU is quiesced.
+@safe @frozen @usableFromInline
 struct SimulatedMmu: UserAddressTranslator {
     @usableFromInline let tlb: UnsafeMutablePointer<Tlb>
     @usableFromInline let root: Paddr
@@ -25,25 +30,29 @@ struct SimulatedMmu: UserAddressTranslator {
 
     @inlinable
     init(tlb: UnsafeMutablePointer<Tlb>, root: Paddr, memoryBase: UnsafeMutableRawPointer, controls: PagingControls) {
-        self.tlb = tlb
+        // SAFETY: only stores the pointers; see the type for when they are used.
+        unsafe self.tlb = tlb
         self.root = root
-        self.memoryBase = memoryBase
+        unsafe self.memoryBase = memoryBase
         self.controls = controls
     }
 
     @inlinable @inline(__always)
     mutating func translate(_ va: Vaddr, write: Bool, fault: inout PageFaultErrorCode) -> UserTranslation? {
         let access = MemoryAccess(write ? .write : .read, userMode: true)
-        if let cached = tlb.pointee.lookup(va) {
+        // SAFETY: the TLB is this CPU's, live and used by this thread alone while the MMU lock is
+        // held (see the type); `memoryBase` is the machine's linear mapping and `root` the table
+        // the CPU's CR3 holds.
+        if let cached = unsafe tlb.pointee.lookup(va) {
             if cached.dirty || !write, X86Mmu.check(access, rights: cached.rights, controls: controls) == nil {
                 return UserTranslation(paddr: cached.paddr, bytesLeftInPage: cached.bytesLeftInPage)
             }
             // A permission fault, or a write through an entry cached clean: drop it and walk.
-            tlb.pointee.invalidate(va)
+            unsafe tlb.pointee.invalidate(va)
         }
-        let walker = SoftwarePageWalker(root: root, memoryBase: memoryBase, controls: controls)
+        let walker = unsafe SoftwarePageWalker(root: root, memoryBase: memoryBase, controls: controls)
         guard let found = walker.translate(va, access, fault: &fault) else { return nil }
-        tlb.pointee.fill(va, paddr: found.base, level: found.level, rights: found.rights, dirty: found.dirty)
+        unsafe tlb.pointee.fill(va, paddr: found.base, level: found.level, rights: found.rights, dirty: found.dirty)
         return found.user(va)
     }
 }

@@ -10,7 +10,13 @@
 import Synchronization
 
 /// The simulated CPUs of one machine.
-@frozen @usableFromInline
+///
+/// `@safe`: the `cpuCount` CPU records are allocated by `init` and freed only by the `@unsafe`
+/// `shutDown()`, which the machine's state calls when it is destroyed (MachineContext.swift's
+/// lifetime statement), so every copy of the platform the layers hold points at live records.
+/// Every `cpu` passed in is one of the machine's (`< cpuCount`): the machine and the space check
+/// the ones they are given, and the others come from the current CPU or from a CPU set.
+@safe @frozen @usableFromInline
 struct SimulatedPlatform: Platform {
     @usableFromInline let cpus: UnsafeMutablePointer<SimulatedCpu>
     @usableFromInline let cpuCount: Int
@@ -21,18 +27,24 @@ struct SimulatedPlatform: Platform {
     /// Creates `cpuCount` CPUs with empty TLBs and no active page table.
     @usableFromInline
     init(cpuCount: Int, hooks: CpuLocalHooks?, memoryBase: UnsafeMutableRawPointer) {
-        cpus = .allocate(capacity: cpuCount)
-        for i in 0..<cpuCount { (cpus + i).initialize(to: SimulatedCpu()) }
+        // SAFETY: a fresh allocation of `cpuCount` records, each initialised once, in bounds;
+        // `memoryBase` is only stored (for the MMU's walks).
+        unsafe cpus = .allocate(capacity: cpuCount)
+        for i in 0..<cpuCount { unsafe (cpus + i).initialize(to: SimulatedCpu()) }
         self.cpuCount = cpuCount
         self.hooks = hooks
-        self.memoryBase = memoryBase
+        unsafe self.memoryBase = memoryBase
     }
 
     /// Frees the CPU records; no thread may be bound to one.
-    @usableFromInline
+    ///
+    /// - Safety: as `Platform.shutDown`: once, when the machine's state is destroyed.
+    @unsafe @usableFromInline
     func shutDown() {
-        cpus.deinitialize(count: cpuCount)
-        cpus.deallocate()
+        // SAFETY: the records `init` initialised; the caller's contract makes this their last use
+        // (no thread is bound: a binding holds the machine).
+        unsafe cpus.deinitialize(count: cpuCount)
+        unsafe cpus.deallocate()
     }
 
     // MARK: Current CPU
@@ -40,11 +52,12 @@ struct SimulatedPlatform: Platform {
     /// The CPU the calling thread is bound to, if it is one of these.
     @inlinable @inline(__always)
     func currentCpu() -> Int? {
-        guard let hooks, let raw = hooks.get() else { return nil }
+        // SAFETY: the hook function reads the calling thread's own word; nothing is dereferenced.
+        guard let hooks, let raw = unsafe hooks.get() else { return nil }
         // The word points at the record of the CPU the thread is bound to (`bind`); which CPU,
         // and whether of this machine, follows from the address alone. Not reading the record
         // keeps this clear of the flushes other threads make on it.
-        let offset = raw - UnsafeMutableRawPointer(cpus)
+        let offset = unsafe raw - UnsafeMutableRawPointer(cpus)
         let stride = MemoryLayout<SimulatedCpu>.stride
         guard offset >= 0, offset < cpuCount * stride else { return nil }
         return offset / stride
@@ -64,54 +77,69 @@ struct SimulatedPlatform: Platform {
     /// - Precondition: there are hooks, and no other thread is bound to `cpu`.
     func bind<R: ~Copyable, E: Error>(_ cpu: Int, _ body: () throws(E) -> R) throws(E) -> R {
         guard let hooks else { preconditionFailure("this machine has no CPU-local hooks; create it with cpuLocal:") }
-        let state = cpus + cpu
-        let previous = hooks.get()
-        if previous == UnsafeMutableRawPointer(state) { return try body() }
-        precondition(state.pointee.bound.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
+        // SAFETY: `cpu < cpuCount` (checked by `Machine.withCpu`), so `state` is a live record;
+        // `bound` is atomic. The thread-local word gets a pointer to that record, or back the
+        // value it held, so it only ever holds a live record or nil (what `currentCpu` relies
+        // on): the binding lasts while `body` runs, inside a call that holds the machine.
+        let state = unsafe cpus + cpu
+        let previous = unsafe hooks.get()
+        if unsafe previous == UnsafeMutableRawPointer(state) { return try body() }
+        precondition(unsafe state.pointee.bound.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
                      "cpu \(cpu) is already bound to another thread")
-        hooks.set(UnsafeMutableRawPointer(state))
+        unsafe hooks.set(UnsafeMutableRawPointer(state))
         defer {
-            hooks.set(previous)
-            state.pointee.bound.store(false, ordering: .releasing)
+            unsafe hooks.set(previous)
+            unsafe state.pointee.bound.store(false, ordering: .releasing)
         }
         return try body()
     }
 
     /// Whether a thread is bound to `cpu`.
-    func isBound(_ cpu: Int) -> Bool { cpus[cpu].bound.load(ordering: .acquiring) }
+    func isBound(_ cpu: Int) -> Bool {
+        // SAFETY: `cpu < cpuCount` (see the type); `bound` is atomic.
+        unsafe cpus[cpu].bound.load(ordering: .acquiring)
+    }
 
     // MARK: Activation
 
     @usableFromInline
     func activate(root: Paddr, space: UInt, on cpu: Int, replacing: (UInt) -> Void) {
-        let state = cpus + cpu
-        state.pointee.withMmuLocked {
-            let previous = state.pointee.activeSpace.load(ordering: .relaxed)
+        // SAFETY: `cpu < cpuCount` (checked by `VmSpace.activate`), a live record; its TLB is
+        // changed only under its MMU lock, held here, and the rest are atomics.
+        let state = unsafe cpus + cpu
+        unsafe state.pointee.withMmuLocked {
+            let previous = unsafe state.pointee.activeSpace.load(ordering: .relaxed)
             guard previous != space else { return }
             replacing(previous)
-            state.pointee.activeSpace.store(space, ordering: .relaxed)
-            state.pointee.activeRoot.store(root.rawValue, ordering: .releasing)
-            state.pointee.tlb.pointee.flushAll()
+            unsafe state.pointee.activeSpace.store(space, ordering: .relaxed)
+            unsafe state.pointee.activeRoot.store(root.rawValue, ordering: .releasing)
+            unsafe state.pointee.tlb.pointee.flushAll()
         }
     }
 
     @usableFromInline
     func deactivate(space: UInt, on cpu: Int) {
-        let state = cpus + cpu
-        state.pointee.withMmuLocked {
-            guard state.pointee.activeSpace.load(ordering: .relaxed) == space else { return }
-            state.pointee.activeSpace.store(0, ordering: .relaxed)
-            state.pointee.activeRoot.store(0, ordering: .relaxed)
-            state.pointee.tlb.pointee.flushAll()
+        // SAFETY: `cpu` is in the space's CPU set, each added by a checked `activate`: a live
+        // record; its TLB is changed only under its MMU lock, held here.
+        let state = unsafe cpus + cpu
+        unsafe state.pointee.withMmuLocked {
+            guard unsafe state.pointee.activeSpace.load(ordering: .relaxed) == space else { return }
+            unsafe state.pointee.activeSpace.store(0, ordering: .relaxed)
+            unsafe state.pointee.activeRoot.store(0, ordering: .relaxed)
+            unsafe state.pointee.tlb.pointee.flushAll()
         }
     }
 
     @inlinable
-    func activeSpace(on cpu: Int) -> UInt { cpus[cpu].activeSpace.load(ordering: .relaxed) }
+    func activeSpace(on cpu: Int) -> UInt {
+        // SAFETY: `cpu < cpuCount` (checked by `VmSpace.isActive`); an atomic load.
+        unsafe cpus[cpu].activeSpace.load(ordering: .relaxed)
+    }
 
     @inlinable @inline(__always)
     func isActive(root: Paddr, on cpu: Int) -> Bool {
-        cpus[cpu].activeRoot.load(ordering: .relaxed) == root.rawValue
+        // SAFETY: `cpu` is the executing CPU (the current one, or 0), `< cpuCount`; an atomic load.
+        unsafe cpus[cpu].activeRoot.load(ordering: .relaxed) == root.rawValue
     }
 
     // MARK: TLB
@@ -120,30 +148,33 @@ struct SimulatedPlatform: Platform {
     func flushTlb(_ ops: [TlbFlushOp], all: Bool, on cpu: Int) {
         // SAFETY: `cpu` exists (the machine checked it); its record lives until `shutDown`, and its controls
         // and TLB change only under its MMU lock, taken here.
-        let state = cpus + cpu
-        state.pointee.mmuLock.lock()
+        let state = unsafe cpus + cpu
+        unsafe state.pointee.mmuLock.lock()
         if all {
-            state.pointee.tlb.pointee.flushAll()
+            unsafe state.pointee.tlb.pointee.flushAll()
         } else {
-            for op in ops { state.pointee.tlb.pointee.perform(op) }
+            for op in ops { unsafe state.pointee.tlb.pointee.perform(op) }
         }
-        state.pointee.mmuLock.unlock()
+        unsafe state.pointee.mmuLock.unlock()
     }
 
     @usableFromInline
     func quiesce(_ cpu: Int) {
-        cpus[cpu].mmuLock.lock()
-        cpus[cpu].mmuLock.unlock()
+        // SAFETY: `cpu < cpuCount` (callers loop over the CPUs), a live record.
+        unsafe cpus[cpu].mmuLock.lock()
+        unsafe cpus[cpu].mmuLock.unlock()
     }
 
     /// The hit, miss and flush counts of `cpu`'s TLB.
     func tlbStatistics(on cpu: Int) -> TlbStatistics {
-        cpus[cpu].withMmuLocked { cpus[cpu].tlb.pointee.statistics }
+        // SAFETY: `cpu < cpuCount` (checked by the machine); the TLB is read under its MMU lock.
+        unsafe cpus[cpu].withMmuLocked { unsafe cpus[cpu].tlb.pointee.statistics }
     }
 
     /// The valid entries of `cpu`'s TLB.
     func tlbEntries(on cpu: Int) -> [TlbEntryInfo] {
-        cpus[cpu].withMmuLocked { cpus[cpu].tlb.pointee.validEntries() }
+        // SAFETY: `cpu < cpuCount` (checked by the machine); the TLB is read under its MMU lock.
+        unsafe cpus[cpu].withMmuLocked { unsafe cpus[cpu].tlb.pointee.validEntries() }
     }
 
     // MARK: Paging controls
@@ -151,28 +182,34 @@ struct SimulatedPlatform: Platform {
     /// Sets `cpu`'s paging controls and flushes its TLB (its entries were cached under the old
     /// controls).
     func setPagingControls(_ controls: PagingControls, on cpu: Int) {
-        let state = cpus + cpu
-        state.pointee.mmuLock.lock()
-        state.pointee.pagingControls = controls
-        state.pointee.tlb.pointee.flushAll()
-        state.pointee.mmuLock.unlock()
+        // SAFETY: `cpu < cpuCount` (checked by the machine), a live record; its controls and TLB
+        // change only under its MMU lock, held here.
+        let state = unsafe cpus + cpu
+        unsafe state.pointee.mmuLock.lock()
+        unsafe state.pointee.pagingControls = controls
+        unsafe state.pointee.tlb.pointee.flushAll()
+        unsafe state.pointee.mmuLock.unlock()
     }
 
     /// `cpu`'s paging controls.
     func pagingControls(on cpu: Int) -> PagingControls {
-        cpus[cpu].withMmuLocked { cpus[cpu].pagingControls }
+        // SAFETY: `cpu < cpuCount` (checked by the machine); read under its MMU lock.
+        unsafe cpus[cpu].withMmuLocked { unsafe cpus[cpu].pagingControls }
     }
 
     // MARK: User accesses
 
     @inlinable @inline(__always)
     func withUserAccess<R>(on cpu: Int, root: Paddr, _ body: (inout SimulatedMmu) -> R) -> R? {
-        let state = cpus + cpu
-        state.pointee.mmuLock.lock()
-        defer { state.pointee.mmuLock.unlock() }
-        guard state.pointee.activeRoot.load(ordering: .relaxed) == root.rawValue else { return nil }
-        var mmu = SimulatedMmu(tlb: state.pointee.tlb, root: root, memoryBase: memoryBase,
-                               controls: state.pointee.pagingControls)
+        // SAFETY: `cpu` is the executing CPU (`< cpuCount`), a live record. The MMU lock is held
+        // while `body` uses the `SimulatedMmu` made here (its TLB and controls), and CR3 holds
+        // `root`, so the walks read a live table (`SimulatedMmu`'s invariant).
+        let state = unsafe cpus + cpu
+        unsafe state.pointee.mmuLock.lock()
+        defer { unsafe state.pointee.mmuLock.unlock() }
+        guard unsafe state.pointee.activeRoot.load(ordering: .relaxed) == root.rawValue else { return nil }
+        var mmu = unsafe SimulatedMmu(tlb: state.pointee.tlb, root: root, memoryBase: memoryBase,
+                                      controls: state.pointee.pagingControls)
         return body(&mmu)
     }
 }

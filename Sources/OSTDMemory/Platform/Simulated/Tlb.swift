@@ -66,7 +66,12 @@ public struct TlbStatistics: Equatable, Sendable {
 }
 
 /// A software TLB (see the file comment).
-@usableFromInline
+///
+/// `@safe`: `entries` (164) and `victims` (one per set, 41) are allocated and initialised by
+/// `init` and freed by `deinit`, once (the TLB is noncopyable). Every index is `Tlb.set`'s first
+/// entry of a set (`firstEntry(level) + set * ways`, `set < sets(level)`) plus a way `< ways`,
+/// or a position inside one level's block, so it stays below `entryCount`.
+@safe @usableFromInline
 struct Tlb: ~Copyable {
     /// Four-way sets: 32 sets of 4 KiB entries (128), 8 sets of 2 MiB entries (32), one set of
     /// 1 GiB entries (4), laid out in that order.
@@ -81,15 +86,18 @@ struct Tlb: ~Copyable {
     @usableFromInline var statistics = TlbStatistics()
 
     init() {
-        entries = .allocate(capacity: Tlb.entryCount)
-        entries.initialize(repeating: .invalid, count: Tlb.entryCount)
-        victims = .allocate(capacity: Tlb.entryCount / Tlb.ways)
-        victims.initialize(repeating: 0, count: Tlb.entryCount / Tlb.ways)
+        // SAFETY: fresh allocations, each initialised whole.
+        unsafe entries = .allocate(capacity: Tlb.entryCount)
+        unsafe entries.initialize(repeating: .invalid, count: Tlb.entryCount)
+        unsafe victims = .allocate(capacity: Tlb.entryCount / Tlb.ways)
+        unsafe victims.initialize(repeating: 0, count: Tlb.entryCount / Tlb.ways)
     }
 
     deinit {
-        entries.deallocate()
-        victims.deallocate()
+        // SAFETY: the buffers `init` allocated (of trivial values, so nothing to deinitialise);
+        // the TLB is noncopyable, so this runs once.
+        unsafe entries.deallocate()
+        unsafe victims.deallocate()
     }
 
     /// The first entry of `va`'s set among the entries of `level` (1, 2 or 3), and the tag it
@@ -118,7 +126,8 @@ struct Tlb: ~Copyable {
         let (first, tag) = Tlb.set(va, level: level)
         var way = 0
         while way < Tlb.ways {
-            let entry = entries[first + way]
+            // SAFETY: `first + way` is an entry of `va`'s set (see the type).
+            let entry = unsafe entries[first + way]
             if entry.tag == tag {
                 let size = PagingConsts.pageSize(level)
                 let offset = Int(va.rawValue & UInt64(size - 1))
@@ -147,16 +156,19 @@ struct Tlb: ~Copyable {
         if rights.executable { value |= TlbEntry.executableBit }
         if dirty { value |= TlbEntry.dirtyBit }
         var target = -1
-        for way in 0..<Tlb.ways where entries[first + way].tag & 1 == 0 {
+        // SAFETY: `first + way` is an entry of `va`'s set, `first / ways` that set's victim
+        // counter, and the counter stays below `ways` (masked), so `target` is in the set too
+        // (see the type).
+        for way in 0..<Tlb.ways where unsafe entries[first + way].tag & 1 == 0 {
             target = first + way
             break
         }
         if target < 0 {
-            let victim = victims + first / Tlb.ways
-            target = first + Int(victim.pointee)
-            victim.pointee = (victim.pointee + 1) & UInt8(Tlb.ways - 1)
+            let victim = unsafe victims + first / Tlb.ways
+            target = unsafe first + Int(victim.pointee)
+            unsafe victim.pointee = (victim.pointee + 1) & UInt8(Tlb.ways - 1)
         }
-        entries[target] = TlbEntry(tag: tag, value: value)
+        unsafe entries[target] = TlbEntry(tag: tag, value: value)
     }
 
     /// Invalidates every entry that translates `va`, whatever its size (`invlpg`).
@@ -171,7 +183,8 @@ struct Tlb: ~Copyable {
     mutating func invalidate(_ va: Vaddr) {
         for level in PagingLevel(1)...3 {
             let (first, tag) = Tlb.set(va, level: level)
-            for way in 0..<Tlb.ways where entries[first + way].tag == tag { entries[first + way] = .invalid }
+            // SAFETY: `first + way` is an entry of `va`'s set at `level` (see the type).
+            for way in 0..<Tlb.ways where unsafe entries[first + way].tag == tag { unsafe entries[first + way] = .invalid }
         }
     }
 
@@ -179,7 +192,8 @@ struct Tlb: ~Copyable {
     @inlinable
     mutating func flushAll() {
         statistics.fullFlushes += 1
-        entries.update(repeating: .invalid, count: Tlb.entryCount)
+        // SAFETY: exactly the `entryCount` initialised entries.
+        unsafe entries.update(repeating: .invalid, count: Tlb.entryCount)
     }
 
     /// Every valid entry, for audits: the page's virtual and physical base, its level, the
@@ -188,8 +202,9 @@ struct Tlb: ~Copyable {
         var result: [TlbEntryInfo] = []
         for level in PagingLevel(1)...3 {
             let first = Tlb.firstEntry(level)
-            for i in first..<(first + Tlb.sets(level) * Tlb.ways) where entries[i].tag & 1 != 0 {
-                let entry = entries[i]
+            // SAFETY: `i` runs over `level`'s block of entries, inside the buffer (see the type).
+            for i in first..<(first + Tlb.sets(level) * Tlb.ways) where unsafe entries[i].tag & 1 != 0 {
+                let entry = unsafe entries[i]
                 let va = Vaddr(signExtend((entry.tag >> 1) << PagingConsts.indexShift(level)))
                 result.append(TlbEntryInfo(va: va, level: level, paddr: Paddr(entry.value & ~UInt64(pageSize - 1)),
                                            user: entry.value & TlbEntry.userBit != 0,
