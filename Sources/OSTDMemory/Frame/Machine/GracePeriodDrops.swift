@@ -9,7 +9,7 @@
 // detached has finished. Nothing here blocks while holding a lock a reader could wait for.
 //
 // In debug builds a machine can poison what it drops (`Machine.poisonsReclaimedNodes`): every
-// 8-byte word of the frame becomes `PageTableEntry.poison`, a non-present entry that the page-table
+// 8-byte word of the frame becomes `PoisonReads.poison`, a non-present entry that the page-table
 // walks count when they read it (`PoisonReads`). A walk that reads poison read a freed node.
 
 import Synchronization
@@ -80,8 +80,8 @@ extension MachineRef {
         let drops = unsafe state.pointee.gracePeriodDrops
         drops.lock.lock()
         unsafe drops.batches.pointee.append((stamp, frames))
-        drops.lock.unlock()
         unsafe drops.waiting.pointee.add(frames.count, ordering: .relaxed)
+        drops.lock.unlock()
     }
 
     /// Drops every waiting batch whose grace period is over; with `waiting`, first waits until
@@ -101,10 +101,9 @@ extension MachineRef {
             ready += batch.frames
             return true
         }
+        unsafe drops.waiting.pointee.subtract(ready.count, ordering: .relaxed)
         drops.lock.unlock()
         guard !ready.isEmpty else { return 0 }
-        // SAFETY: as above.
-        unsafe drops.waiting.pointee.subtract(ready.count, ordering: .relaxed)
         dropNow(ready)
         return ready.count
     }
