@@ -1,6 +1,8 @@
 // `ostd-mm bench`: release-mode microbenchmarks of the memory manager, with baselines measured in
 // the same run. Each benchmark runs once to warm up, then `repetitions` times; the reported figure
-// is the median. Never a pass/fail threshold: numbers are for people to compare.
+// is the median. Never a pass/fail threshold: numbers are for people to compare. The scaling
+// benchmarks (ScalingBenchmarks.swift) run on a small machine of their own with 8 CPUs (two of
+// them used), and a summary line per pair gives their speedup on two threads.
 
 import ArgumentParser
 import OSTDHost
@@ -26,14 +28,16 @@ struct Bench: ParsableCommand {
         let repetitions = quick ? 5 : 21
         let machine = try Machine.host(memory: 1 << 30, cpus: 1)
         let tableMachine = try Machine.host(memory: 3 << 30, cpus: 1)
-        for host in [machine, tableMachine] {
+        let scalingMachine = try Machine.host(memory: 64 << 20, cpus: 8)
+        for host in [machine, tableMachine, scalingMachine] {
             host.adviseHugePages()
             host.populateMetadata()
         }
         // The benchmarks (and the tables they keep) are gone when this returns.
         func runAll() throws {
             let all = FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
-                + VmSpaceBenchmarks.all(machine: machine) + Baselines.all()
+                + VmSpaceBenchmarks.all(machine: machine) + ScalingBenchmarks.all(machine: scalingMachine)
+                + Baselines.all()
             let benches = all.filter { filter.map($0.name.contains) ?? true }
             guard !benches.isEmpty else {
                 throw ValidationError("no benchmark's name contains '\(filter ?? "")'; the benchmarks are: "
@@ -41,16 +45,21 @@ struct Bench: ParsableCommand {
             }
             // The frames the frame and address-space benchmarks hand out are resident RAM.
             machine.populateMemory()
+            scalingMachine.populateMemory()
             let progress = Progress(label: "benchmarks")
+            var results: [BenchResult] = []
             for (i, bench) in benches.enumerated() {
                 progress.show("[\(i + 1)/\(benches.count)] \(bench.name)…", force: true)
                 let result = bench.measure(repetitions: repetitions)
                 progress.finish()
                 print(json ? result.jsonLine : result.tableRow)
+                results.append(result)
             }
+            for line in ScalingBenchmarks.summary(results, json: json) { print(line) }
         }
         try runAll()
-        guard machine.outstandingFrames == 0, tableMachine.outstandingFrames == 0 else {
+        guard machine.outstandingFrames == 0, tableMachine.outstandingFrames == 0,
+              scalingMachine.outstandingFrames == 0 else {
             throw ValidationError("benchmarks leaked frames")
         }
     }

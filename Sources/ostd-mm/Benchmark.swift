@@ -1,8 +1,18 @@
 // The benchmark harness: what a benchmark is, how it is measured (one warm-up run, then the median
-// of the repetitions, in ns per op and GB/s) and printed, and the helpers the benchmarks' bodies
-// use: `timed`, `blackHole` and `Lazy` set-up.
+// of the repetitions, in ns per op and GB/s; for a benchmark that times its threads also each
+// thread's own ns per op) and printed, and the helpers the benchmarks' bodies use: `timed`,
+// `blackHole` and `Lazy` set-up.
 
 import OSTDHost
+
+/// One timed run of a benchmark: the wall-clock nanoseconds of the whole and, for a benchmark
+/// that times its threads (`multiThreaded`), each thread's own nanoseconds (otherwise empty)
+/// and the nanoseconds per cache-line handoff between them measured before (two threads).
+struct Timing {
+    let wall: UInt64
+    var perThread: [UInt64] = []
+    var handoff: Double? = nil
+}
 
 /// One benchmark: `timed(n)` performs `n` operations and returns the nanoseconds they took,
 /// leaving any set-up and clean-up it needs outside the timed part.
@@ -11,57 +21,111 @@ struct Benchmark {
     let operations: Int
     /// Bytes moved per operation, for a throughput figure (0: report ns per op only).
     var bytesPerOperation = 0
-    let timed: (Int) -> UInt64
+    /// The threads the operations are spread over, evenly.
+    var threads = 1
+    let timed: (Int) -> Timing
 
     /// A benchmark whose whole body is timed.
     init(name: String, operations: Int, bytesPerOperation: Int = 0, body: @escaping (Int) -> Void) {
-        self.init(name: name, operations: operations, bytesPerOperation: bytesPerOperation, timing: { n in
+        self.init(name: name, operations: operations, bytesPerOperation: bytesPerOperation, threads: 1, timing: { n in
             let start = monotonicNanoseconds()
             body(n)
-            return monotonicNanoseconds() - start
+            return Timing(wall: monotonicNanoseconds() - start)
         })
     }
 
     /// A benchmark that times itself.
     static func selfTimed(name: String, operations: Int, bytesPerOperation: Int = 0,
                           timed: @escaping (Int) -> UInt64) -> Benchmark {
-        Benchmark(name: name, operations: operations, bytesPerOperation: bytesPerOperation, timing: timed)
+        Benchmark(name: name, operations: operations, bytesPerOperation: bytesPerOperation, threads: 1,
+                  timing: { Timing(wall: timed($0)) })
     }
 
-    private init(name: String, operations: Int, bytesPerOperation: Int, timing timed: @escaping (Int) -> UInt64) {
+    /// A benchmark whose `operations` are spread evenly over `threads` threads; `timed` returns
+    /// the wall-clock time of the whole and each thread's own (`threads` of them).
+    static func multiThreaded(name: String, operations: Int, threads: Int,
+                              timed: @escaping (Int) -> Timing) -> Benchmark {
+        Benchmark(name: name, operations: operations, bytesPerOperation: 0, threads: threads, timing: timed)
+    }
+
+    private init(name: String, operations: Int, bytesPerOperation: Int, threads: Int,
+                 timing timed: @escaping (Int) -> Timing) {
         self.name = name
         self.operations = operations
         self.bytesPerOperation = bytesPerOperation
+        self.threads = threads
         self.timed = timed
     }
 
+    /// Runs once to warm up, then `repetitions` times; the medians of the runs' wall-clock ns
+    /// per op and (when the benchmark times its threads) of their threads' mean ns per op of
+    /// their own share and of the handoffs between them.
     func measure(repetitions: Int) -> BenchResult {
         _ = timed(operations)   // warm-up
         var samples: [Double] = []
+        var threadSamples: [Double] = []
+        var handoffs: [Double] = []
+        let perThread = Double(operations / threads)
         for _ in 0..<repetitions {
-            samples.append(Double(timed(operations)) / Double(operations))
+            let timing = timed(operations)
+            samples.append(Double(timing.wall) / Double(operations))
+            if let handoff = timing.handoff { handoffs.append(handoff) }
+            if !timing.perThread.isEmpty {
+                precondition(timing.perThread.count == threads, "\(name) timed \(timing.perThread.count) threads, not \(threads)")
+                let mean = timing.perThread.reduce(0.0) { $0 + Double($1) } / Double(threads)
+                threadSamples.append(mean / perThread)
+            }
         }
-        samples.sort()
-        return BenchResult(name: name, nsPerOp: samples[samples.count / 2], bytesPerOperation: bytesPerOperation)
+        return BenchResult(name: name, nsPerOp: median(samples), bytesPerOperation: bytesPerOperation,
+                           threads: threads, threadNsPerOp: threadSamples.isEmpty ? nil : median(threadSamples),
+                           handoffNs: handoffs.isEmpty ? nil : median(handoffs))
     }
+}
+
+/// The middle value of `samples` (the upper middle one of an even count).
+func median(_ samples: [Double]) -> Double {
+    samples.sorted()[samples.count / 2]
 }
 
 struct BenchResult {
     let name: String
+    /// Wall-clock nanoseconds per operation; on several threads, of all threads' operations
+    /// together (the inverse of the throughput of all of them).
     let nsPerOp: Double
     let bytesPerOperation: Int
+    var threads = 1
+    /// For a benchmark that times its threads: a thread's own nanoseconds per operation of its
+    /// share (the mean over the threads), the inverse of the throughput per thread.
+    var threadNsPerOp: Double? = nil
+    /// For two timed threads: nanoseconds per one-way handoff of a cache line between them,
+    /// measured just before the timed part (the machine's condition, not the benchmark's).
+    var handoffNs: Double? = nil
 
     /// Gigabytes per second, when the benchmark moves bytes.
     var gbps: Double? { bytesPerOperation == 0 ? nil : Double(bytesPerOperation) / nsPerOp }
 
+    /// Millions of operations per second, all threads together.
+    var mops: Double { 1000 / nsPerOp }
+
     var jsonLine: String {
-        if let gbps { return "{\"bench\": \"\(name)\", \"ns_per_op\": \(fixed(nsPerOp)), \"gbps\": \(fixed(gbps))}" }
-        return "{\"bench\": \"\(name)\", \"ns_per_op\": \(fixed(nsPerOp))}"
+        var fields = "\"bench\": \"\(name)\", \"ns_per_op\": \(fixed(nsPerOp))"
+        if let gbps { fields += ", \"gbps\": \(fixed(gbps))" }
+        if let threadNsPerOp {
+            fields += ", \"threads\": \(threads), \"mops\": \(fixed(mops)), \"thread_ns_per_op\": \(fixed(threadNsPerOp))"
+                + ", \"thread_mops\": \(fixed(1000 / threadNsPerOp))"
+        }
+        if let handoffNs { fields += ", \"handoff_ns\": \(fixed(handoffNs))" }
+        return "{" + fields + "}"
     }
 
     var tableRow: String {
         let throughput = gbps.map { "  \(fixed($0)) GB/s" } ?? ""
-        return name.padding(toLength: 28) + fixed(nsPerOp).leftPadded(to: 10) + " ns/op" + throughput
+        let perThread = threadNsPerOp.map {
+            "  \(fixed(mops)) Mops/s on \(threads) thread\(threads == 1 ? "" : "s"); "
+                + "each thread \(fixed(1000 / $0)) Mops/s, \(fixed($0)) ns/op"
+        } ?? ""
+        let handoff = handoffNs.map { "; handoff \(fixed($0)) ns" } ?? ""
+        return name.padding(toLength: 28) + fixed(nsPerOp).leftPadded(to: 10) + " ns/op" + throughput + perThread + handoff
     }
 }
 
