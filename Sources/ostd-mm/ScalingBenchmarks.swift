@@ -81,7 +81,7 @@ enum ScalingBenchmarks {
                 cycle: { table, thread, _ in
                     let start = region2m + thread * stride2m
                     mapFresh(table, machine, at: start, count: 512)
-                    PageTableBenchmarks.unmapAll(table, in: start..<start + (2 << 20), step: 2 << 20)
+                    unmapAll(table, in: start..<start + (2 << 20))
                 })
     }
 
@@ -118,19 +118,31 @@ enum ScalingBenchmarks {
                            let start = region1g(thread) + (window / windowsPerChunk) * (2 << 20)
                                + (window % windowsPerChunk) * (64 << 10)
                            mapFresh(table, machine, at: start, count: 16)
-                           PageTableBenchmarks.unmapAll(table, in: start..<start + (64 << 10), step: 64 << 10)
+                           unmapAll(table, in: start..<start + (64 << 10))
                        })
     }
 
     // MARK: Operations
 
     /// Maps `count` fresh 4 KiB frames from `start` on, with one cursor over exactly them.
+    /// The cursors borrow the table for their scope (`withCursorMut`), as OSTD's borrow
+    /// `&PageTable`: a cursor that retained it would add two contended atomics on the shared
+    /// table object's reference count to every cursor.
     static func mapFresh(_ table: PageTable<UserPtConfig>, _ machine: Machine, at start: Vaddr, count: Int) {
         let options = FrameAllocOptions().zeroed(false)
-        var cursor = try! table.cursorMut(start..<start + count * pageSize)
-        for _ in 0..<count {
-            // SAFETY: a tracked frame in a benchmark table that no CPU uses.
-            unsafe cursor.map(MappedItem(frame: try! options.allocFrame(in: machine), property: rw))
+        try! table.withCursorMut(start..<start + count * pageSize) { (cursor: inout CursorMut<UserPtConfig>) in
+            for _ in 0..<count {
+                // SAFETY: a tracked frame in a benchmark table that no CPU uses.
+                unsafe cursor.map(MappedItem(frame: try! options.allocFrame(in: machine), property: rw))
+            }
+        }
+    }
+
+    /// Takes everything in `range` with one borrowing cursor.
+    static func unmapAll(_ table: PageTable<UserPtConfig>, in range: Range<Vaddr>) {
+        try! table.withCursorMut(range) { (cursor: inout CursorMut<UserPtConfig>) in
+            // SAFETY: no CPU uses the table, so no TLB can reach what is removed.
+            while unsafe cursor.takeNext(range.upperBound - cursor.virtAddr) != nil {}
         }
     }
 

@@ -68,6 +68,29 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         CursorMut(try Cursor(self, range, mutable: true))
     }
 
+    /// Runs `body` with a read-only cursor over `range` that borrows the table for the call, as
+    /// OSTD's cursors borrow `&'rcu PageTable`: no reference count is touched, so cursors of many
+    /// CPUs over disjoint ranges share no cache line of the table object.
+    ///
+    /// - Throws: as `cursor(_:)`, or what `body` throws.
+    @_spi(OSTDInternals) public func withCursor<R: ~Copyable, E: Error>(
+        _ range: Range<Vaddr>, _ body: (inout Cursor<C>) throws(E) -> R
+    ) throws(WithCursorError<E>) -> R {
+        var cursor: Cursor<C>
+        do { cursor = try Cursor(self, range, mutable: false, retaining: false) } catch { throw .pageTable(error) }
+        // `self` lives until this method returns, and `cursor` is dropped before it does.
+        do { return try body(&cursor) } catch { throw .body(error) }
+    }
+
+    /// `withCursor` with a cursor that may map, unmap and protect.
+    @_spi(OSTDInternals) public func withCursorMut<R: ~Copyable, E: Error>(
+        _ range: Range<Vaddr>, _ body: (inout CursorMut<C>) throws(E) -> R
+    ) throws(WithCursorError<E>) -> R {
+        var cursor: CursorMut<C>
+        do { cursor = CursorMut(try Cursor(self, range, mutable: true, retaining: false)) } catch { throw .pageTable(error) }
+        do { return try body(&cursor) } catch { throw .body(error) }
+    }
+
     /// `cursorMut`, or `nil` at once when a node it would lock is locked by another cursor (or a
     /// node it would read is being removed): no waiting, and nothing taken or changed.
     ///
@@ -163,6 +186,12 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         context.dropAfterGracePeriod(nodes)
         if context.gracePeriodDropsWaiting > 0 { context.reclaimGracePeriodDrops(waiting: false) }
     }
+}
+
+/// Why `withCursor` / `withCursorMut` failed: the cursor could not be created, or the body threw.
+public enum WithCursorError<E: Error>: Error {
+    case pageTable(PageTableError)
+    case body(E)
 }
 
 extension PageTable where C == KernelPtConfig {

@@ -52,6 +52,37 @@ import OSTDSpec
         #expect(lockedNodes(table) == [])
     }
 
+    /// `withCursorMut` / `withCursor`: cursors that borrow the table for a scope map and query
+    /// like the others, release their locks at the scope's end, and tell a refused range from an
+    /// error of the body.
+    @Test func scopedCursorsBorrowTheTable() throws {
+        struct Stop: Error {}
+        let (machine, table) = try machineWithEmptyTable()
+        let frame = try FrameAllocOptions().allocFrame(in: machine)
+        let paddr = frame.paddr
+        var item = Optional(MappedItem(frame: frame, property: .user(.rw)))
+        let range = pages(gib1, 1)
+        try table.withCursorMut(range) { (cursor: inout CursorMut<UserPtConfig>) in
+            // SAFETY: a tracked frame in a table no CPU uses.
+            unsafe cursor.map(item.take()!)
+        }
+        #expect(lockedNodes(table) == [])
+        let found = try table.withCursor(range) { (cursor: inout Cursor<UserPtConfig>) in try cursor.query().item?.paddr }
+        #expect(found == paddr)
+        #expect(throws: WithCursorError<Stop>.self) {
+            try table.withCursor(Vaddr(0x1001)..<Vaddr(0x2000)) { (_: inout Cursor<UserPtConfig>) throws(Stop) in }
+        }
+        do {
+            try table.withCursor(range) { (_: inout Cursor<UserPtConfig>) throws(Stop) in throw Stop() }
+            Issue.record("the body's error was lost")
+        } catch {
+            guard case .body = error else { Issue.record("got \(error)"); return }
+        }
+        #expect(lockedNodes(table) == [])
+        _ = try unmapEverything(table)
+        expectOnlyTheRoot(table, machine)
+    }
+
     /// A space's `tryCursorMut`: refused while a cursor of the space holds the range.
     @Test func spaceTryCursorMut() throws {
         let space = try VmSpace(machine: makeMachine())

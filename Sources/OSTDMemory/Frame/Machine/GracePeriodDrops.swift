@@ -138,8 +138,9 @@ extension MachineRef {
             if unsafe state.pointee.poisonsReclaimedNodes.load(ordering: .relaxed) { poison(paddr) }
             #endif
             // SAFETY: `dropAfterGracePeriod`'s contract: a reference forgotten by `intoRaw` whose
-            // holder was cleared, handed over once. The frame's type does not matter to a drop.
-            _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: self)
+            // holder was cleared, handed over once. The frame's type does not matter to a drop, so it is
+            // dropped erased.
+            _ = unsafe Frame<DynFrameMeta>.fromRaw(paddr, in: self)
         }
     }
 

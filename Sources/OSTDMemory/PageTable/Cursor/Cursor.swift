@@ -14,7 +14,13 @@
 
 /// A read-only cursor over a range of a page table (OSTD `Cursor`).
 @_spi(OSTDInternals) public struct Cursor<C: PageTableConfig>: ~Copyable {
-    @usableFromInline let pageTable: PageTable<C>
+    /// The table, not retained: `owner` keeps it alive, or the scope of `withCursor` /
+    /// `withCursorMut` does (a retain here would be a contended atomic on the table's shared
+    /// reference count for every cursor of every CPU).
+    @usableFromInline unowned(unsafe) let pageTable: PageTable<C>
+    /// The table, retained, for a cursor that may outlive its creator's reference; `nil` for a
+    /// cursor that borrows the table for a scope.
+    @usableFromInline let owner: PageTable<C>?
     @usableFromInline let context: MachineRef
     /// `path[L - 1]`: the locked node at level `L`, for `level ... guardLevel`.
     @usableFromInline var path: InlineArray<4, NodeRef?>
@@ -41,12 +47,13 @@
     @usableFromInline var lastPropertyBits: UInt64 = 0
 
     /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
-    /// (OSTD `Cursor::new`), waiting for cursors that hold locks it needs.
-    init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool) throws(PageTableError) {
+    /// (OSTD `Cursor::new`), waiting for cursors that hold locks it needs. With `retaining`
+    /// off, the caller guarantees that the table outlives the cursor.
+    init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool, retaining: Bool = true) throws(PageTableError) {
         try Cursor.validate(range)
         let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable, blocking: true)!
         _ = Cursor.dfsAcquireLock(subtreeRoot, level: rootLevel, range: range, context: pageTable.context, blocking: true)
-        self.init(pageTable, range, mutable: mutable, locked: subtreeRoot, at: rootLevel)
+        self.init(pageTable, range, mutable: mutable, locked: subtreeRoot, at: rootLevel, retaining: retaining)
     }
 
     /// `init(_:_:mutable:)` without waiting: `nil` when another cursor holds a lock it needs,
@@ -60,7 +67,7 @@
             _ = unsafe PageTableGuard(assumingLocked: subtreeRoot)
             return nil
         }
-        return Cursor(pageTable, range, mutable: mutable, locked: subtreeRoot, at: rootLevel)
+        return Cursor(pageTable, range, mutable: mutable, locked: subtreeRoot, at: rootLevel, retaining: true)
     }
 
     /// Refuses an empty, reversed, out-of-configuration or unaligned range.
@@ -74,8 +81,11 @@
     /// A cursor at the start of `range` whose lock set, rooted at `subtreeRoot` at `rootLevel`,
     /// has been taken.
     private init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool,
-                 locked subtreeRoot: NodeRef, at rootLevel: PagingLevel) {
-        self.pageTable = pageTable
+                 locked subtreeRoot: NodeRef, at rootLevel: PagingLevel, retaining: Bool) {
+        // SAFETY: stored unretained; `owner` or the caller's scope keeps the table alive for as
+        // long as the cursor (the `retaining` contract).
+        unsafe self.pageTable = pageTable
+        owner = retaining ? pageTable : nil
         context = pageTable.context
         barrierVa = range
         isMutable = mutable
@@ -95,7 +105,8 @@
         if !spareNodes.isEmpty { releaseSpareNodes() }
         var detached = retired
         if leftEmpty { detached += reclaimEmptyAncestors() }
-        pageTable.retire(detached)
+        // SAFETY: the table outlives the cursor (`owner`, or the scope that borrowed it).
+        unsafe pageTable.retire(detached)
     }
 
     /// Frees the nodes reserved for splits that no split took. They were never published, so no

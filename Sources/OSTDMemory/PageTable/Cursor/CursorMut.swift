@@ -125,7 +125,8 @@
     package mutating func reserveSplitNodes(_ len: Int) -> Int? {
         precondition(len % pageSize == 0, "len \(len) is not a multiple of the page size")
         precondition(len >= 0 && len <= inner.barrierVa.upperBound - inner.va, "len exceeds remaining cursor range")
-        let needed = inner.pageTable.splitNodesNeeded(inner.va..<(inner.va + len))
+        // SAFETY: the table outlives the cursor (`owner`, or the scope that borrowed it).
+        let needed = unsafe inner.pageTable.splitNodesNeeded(inner.va..<(inner.va + len))
         var reserved: [NodeRef] = []
         for _ in 0..<needed {
             guard let node = inner.context.allocNode(level: 1) else {

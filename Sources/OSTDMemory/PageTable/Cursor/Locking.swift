@@ -237,7 +237,8 @@ extension Cursor where C: PageTableConfig {
         let va = barrierVa.lowerBound
         while true {
             let section = context.readSection()
-            var node = pageTable.root
+            // SAFETY: the table outlives the cursor (`owner`, or the scope that borrowed it).
+            var node = unsafe pageTable.root
             var level = PagingConsts.nrLevels
             while level > target + 1 {
                 let pte = node.read(PagingConsts.pteIndex(va, level))

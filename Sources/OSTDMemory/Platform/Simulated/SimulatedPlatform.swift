@@ -57,10 +57,10 @@ struct SimulatedPlatform: Platform {
         // The word points at the record of the CPU the thread is bound to (`bind`); which CPU,
         // and whether of this machine, follows from the address alone. Not reading the record
         // keeps this clear of the flushes other threads make on it.
-        let offset = unsafe raw - UnsafeMutableRawPointer(cpus)
-        let stride = MemoryLayout<SimulatedCpu>.stride
-        guard offset >= 0, offset < cpuCount * stride else { return nil }
-        return offset / stride
+        let offset = UInt(bitPattern: unsafe raw - UnsafeMutableRawPointer(cpus))
+        let stride = UInt(MemoryLayout<SimulatedCpu>.stride)
+        guard offset < UInt(cpuCount) &* stride else { return nil }   // below the records wraps around
+        return Int(offset / stride)
     }
 
     @inlinable @inline(__always)
