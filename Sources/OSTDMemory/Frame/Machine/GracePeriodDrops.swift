@@ -5,8 +5,8 @@
 // drops it at once if no read-side section is open that started before; otherwise the batch
 // waits here, and is dropped by a later `reclaimGracePeriodDrops` (every cursor's drop tries,
 // without waiting; `waiting: true` spins until every batch can go). Before a batch is dropped,
-// each CPU's MMU is quiesced too (`Platform.quiesce`): a hardware walk in flight when the node was
-// detached has finished. Nothing here blocks while holding a lock a reader could wait for.
+// the MMU of each CPU with an address space active is quiesced too (`Platform.quiesce`): a
+// hardware walk in flight when the node was detached has finished. Nothing here blocks while holding a lock a reader could wait for.
 //
 // In debug builds a machine can poison what it drops (`Machine.poisonsReclaimedNodes`): every
 // 8-byte word of the frame becomes `PoisonReads.poison`, a non-present entry that the page-table
@@ -129,9 +129,10 @@ extension MachineRef {
         return rcu.isOver(stamp)
     }
 
-    /// Quiesces every CPU's MMU, then drops the references.
+    /// Quiesces the MMU of every CPU with an address space active (one with none walks no
+    /// table), then drops the references.
     private func dropNow(_ frames: [Paddr]) {
-        for cpu in 0..<cpuCount { platform.quiesce(cpu) }
+        for cpu in 0..<cpuCount where platform.activeSpace(on: cpu) != 0 { platform.quiesce(cpu) }
         for paddr in frames {
             #if DEBUG
             // SAFETY: the live context; the switch is an atomic.
