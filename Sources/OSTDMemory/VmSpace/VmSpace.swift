@@ -12,8 +12,8 @@
 import Synchronization
 
 // Sendable: the page table (see `PageTable`), the atomic CPU set, the registry of readers and
-// writers under its lock, and the `@Sendable` page-fault handler in cells published atomically
-// and freed only with the space; every other stored property is immutable.
+// writers under its lock, and the `@Sendable` page-fault handler under its own lock; every other
+// stored property is immutable.
 /// A user address space (OSTD `VmSpace`).
 ///
 ///     let space = try VmSpace(machine: machine)
@@ -37,31 +37,23 @@ public final class VmSpace: @unchecked Sendable {
     /// Resolves faults of this space's user-space accesses: given at creation, or set later (a
     /// fault already in its handler finishes with the old one). The handler is given the space:
     /// capturing it instead would keep the space alive forever.
-    ///
-    /// Each value set lives in a cell of its own, published with a release store, and cells are
-    /// freed only with the space: a fault reads the handler with one load and no lock.
     public var pageFaultHandler: PageFaultHandler? {
         get {
-            // SAFETY: the cell is one `init` or the setter made and published with a release
-            // store; cells are freed only by `deinit`, and each is never written after publication.
-            unsafe handlerCell.load(ordering: .acquiring).pointee
+            handlerLock.lock()
+            defer { handlerLock.unlock() }
+            // SAFETY: the box lives as long as the space, and is read under `handlerLock`.
+            return unsafe handlerStorage.pointee
         }
         set {
-            // SAFETY: a fresh cell, initialised before it is published.
-            let cell = UnsafeMutablePointer<PageFaultHandler?>.allocate(capacity: 1)
-            unsafe cell.initialize(to: newValue)
             handlerLock.lock()
-            // SAFETY: `oldCells` is accessed only under `handlerLock`.
-            unsafe oldCells.pointee.append(handlerCell.exchange(cell, ordering: .acquiringAndReleasing))
+            // SAFETY: the box lives as long as the space, and is written under `handlerLock`.
+            unsafe handlerStorage.pointee = newValue
             handlerLock.unlock()
         }
     }
-    /// The cell holding the current handler.
-    let handlerCell: Atomic<UnsafeMutablePointer<PageFaultHandler?>>
-    /// Cells replaced by the setter, kept until the space goes (a fault may still read one).
-    let oldCells: UnsafeMutablePointer<[UnsafeMutablePointer<PageFaultHandler?>]>
-    /// Guards `oldCells`.
+    /// Guards `handlerStorage`, out of line for the same reason as `registry`.
     let handlerLock = SpinLock()
+    let handlerStorage: UnsafeMutablePointer<PageFaultHandler?>
     /// The auditor every cursor operation and registration of this space is shown to, if the
     /// space is audited (`VmSpaceAuditor.swift`); `nil`, the default, costs one test per operation.
     public let auditor: (any VmSpaceAuditor)?
@@ -87,12 +79,9 @@ public final class VmSpace: @unchecked Sendable {
     public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false,
                 auditor: (any VmSpaceAuditor)? = nil, pageFaultHandler: PageFaultHandler? = nil) throws(OSTDError) {
         self.auditor = auditor
-        // SAFETY: fresh one-element allocations, initialised once; freed by `deinit`.
-        let cell = UnsafeMutablePointer<PageFaultHandler?>.allocate(capacity: 1)
-        unsafe cell.initialize(to: pageFaultHandler)
-        unsafe handlerCell = Atomic(cell)
-        unsafe oldCells = .allocate(capacity: 1)
-        unsafe oldCells.initialize(to: [])
+        // SAFETY: a fresh one-element allocation, initialised once; freed by `deinit`.
+        unsafe handlerStorage = .allocate(capacity: 1)
+        unsafe handlerStorage.initialize(to: pageFaultHandler)
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         rootPaddr = pageTable.rootPaddr
@@ -116,14 +105,9 @@ public final class VmSpace: @unchecked Sendable {
         // in its slabs is used again.
         unsafe registry.deinitialize(count: 1)
         unsafe registry.deallocate()
-        // SAFETY: the handler cells `init` and the setter made, each freed once; the space is
-        // gone, so no fault reads them.
-        for unsafe cell in unsafe oldCells.pointee + [handlerCell.load(ordering: .acquiring)] {
-            unsafe cell.deinitialize(count: 1)
-            unsafe cell.deallocate()
-        }
-        unsafe oldCells.deinitialize(count: 1)
-        unsafe oldCells.deallocate()
+        // SAFETY: the handler's box `init` made; the space is gone, so no fault reads it.
+        unsafe handlerStorage.deinitialize(count: 1)
+        unsafe handlerStorage.deallocate()
     }
 
     /// The machine the space lives on.
