@@ -23,7 +23,7 @@
 //   still allocates its level-1 node and frees it when the unmapping cursor is dropped. So the
 //   mapping cursor finds its level-2 entry absent, and as the range covers that entry exactly it
 //   stops at the shared level-2 node (Locking.swift) and holds that node's lock while it maps
-//   its 512 pages: the two threads' mapping cursors take turns on that lock today, and will with
+//   its 512 pages: the two threads' mapping cursors take turns on that lock, and will with
 //   any descent as long as a cursor stops there.
 // - `scale-1g`: thread i works in the 1 GiB at (i + 1) × 512 GiB, so the threads' regions are
 //   under different root entries and share only the root node. A cycle: a `cursorMut` over
@@ -41,8 +41,9 @@
 //   either 40–65 or about 200 ns, as the host places the two virtual CPUs (which can change
 //   from one run to the next), and more when another process has one of them; the shared
 //   tables' speedups follow it, so compare runs at a like handoff.
-// Every cursor is created from the root; with today's hand-over-hand locking every cursor locks
-// the root node on its way down, and on the shared tables both threads' cursors pass it.
+// Every cursor is created from the root. Until issue 15 the descent was hand over hand, so every
+// cursor locked the root on its way down; now it reads the root's entries without a lock, and
+// the cursors borrow the table (`withCursorMut`), so no reference count of it is touched either.
 
 import Glibc
 import OSTDHost
