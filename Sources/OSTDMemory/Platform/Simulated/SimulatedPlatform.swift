@@ -19,6 +19,9 @@ import Synchronization
 @safe @frozen @usableFromInline
 struct SimulatedPlatform: Platform {
     @usableFromInline let cpus: UnsafeMutablePointer<SimulatedCpu>
+    /// What a bound thread's CPU-local word points at: CPU `i`'s identity, written once at boot
+    /// and only read afterwards (never the CPU's record, which flushes write).
+    @usableFromInline let identities: UnsafeMutablePointer<CpuIdentity>
     @usableFromInline let cpuCount: Int
     @usableFromInline let hooks: CpuLocalHooks?
     /// Host address of physical address 0, where the MMU reads page-table entries.
@@ -31,6 +34,9 @@ struct SimulatedPlatform: Platform {
         // `memoryBase` is only stored (for the MMU's walks).
         unsafe cpus = .allocate(capacity: cpuCount)
         for i in 0..<cpuCount { unsafe (cpus + i).initialize(to: SimulatedCpu()) }
+        // SAFETY: as above, for the identities; each names this table and its CPU.
+        unsafe identities = .allocate(capacity: cpuCount)
+        for i in 0..<cpuCount { unsafe (identities + i).initialize(to: CpuIdentity(table: UnsafeRawPointer(identities), id: i)) }
         self.cpuCount = cpuCount
         self.hooks = hooks
         unsafe self.memoryBase = memoryBase
@@ -45,6 +51,7 @@ struct SimulatedPlatform: Platform {
         // (no thread is bound: a binding holds the machine).
         unsafe cpus.deinitialize(count: cpuCount)
         unsafe cpus.deallocate()
+        unsafe identities.deallocate()
     }
 
     // MARK: Current CPU
@@ -52,15 +59,11 @@ struct SimulatedPlatform: Platform {
     /// The CPU the calling thread is bound to, if it is one of these.
     @inlinable @inline(__always)
     func currentCpu() -> Int? {
-        // SAFETY: the hook function reads the calling thread's own word; nothing is dereferenced.
+        // SAFETY: the word holds nil or a pointer to a live `CpuIdentity` (set by `bind`, which
+        // holds the machine); identities are never written after boot.
         guard let hooks, let raw = unsafe hooks.get() else { return nil }
-        // The word points at the record of the CPU the thread is bound to (`bind`); which CPU,
-        // and whether of this machine, follows from the address alone. Not reading the record
-        // keeps this clear of the flushes other threads make on it.
-        let offset = UInt(bitPattern: unsafe raw - UnsafeMutableRawPointer(cpus))
-        let stride = UInt(MemoryLayout<SimulatedCpu>.stride)
-        guard offset < UInt(cpuCount) &* stride else { return nil }   // below the records wraps around
-        return Int(offset / stride)
+        let identity = unsafe raw.assumingMemoryBound(to: CpuIdentity.self)
+        return unsafe identity.pointee.table == UnsafeRawPointer(identities) ? identity.pointee.id : nil
     }
 
     @inlinable @inline(__always)
@@ -82,11 +85,12 @@ struct SimulatedPlatform: Platform {
         // value it held, so it only ever holds a live record or nil (what `currentCpu` relies
         // on): the binding lasts while `body` runs, inside a call that holds the machine.
         let state = unsafe cpus + cpu
+        let identity = unsafe UnsafeMutableRawPointer(identities + cpu)
         let previous = unsafe hooks.get()
-        if unsafe previous == UnsafeMutableRawPointer(state) { return try body() }
+        if unsafe previous == identity { return try body() }
         precondition(unsafe state.pointee.bound.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
                      "cpu \(cpu) is already bound to another thread")
-        unsafe hooks.set(UnsafeMutableRawPointer(state))
+        unsafe hooks.set(identity)
         defer {
             unsafe hooks.set(previous)
             unsafe state.pointee.bound.store(false, ordering: .releasing)
@@ -212,5 +216,14 @@ struct SimulatedPlatform: Platform {
                                       controls: state.pointee.pagingControls)
         return body(&mmu)
     }
+}
+/// Which machine's CPU, and which: what a bound thread's CPU-local word points at.
+///
+/// `@safe`: `table` is only compared, never dereferenced.
+@safe @frozen @usableFromInline
+struct CpuIdentity {
+    /// The machine's identity table (its first entry), telling its CPUs from another machine's.
+    @usableFromInline let table: UnsafeRawPointer
+    @usableFromInline let id: Int
 }
 #endif
