@@ -125,12 +125,6 @@ struct Rcu {
         unsafe record.pointee.word.store(0, ordering: .releasing)
     }
 
-    /// Whether CPU `cpu` is inside a read-side section (its thread's own question).
-    func isReading(cpu: Int) -> Bool {
-        // SAFETY: `cpu < cpuCount` is the asking thread's own CPU, whose `nesting` only it writes.
-        unsafe slots[cpu].nesting > 0
-    }
-
     // MARK: Grace periods
 
     /// Starts a grace period after the caller detached what it will free, and returns its stamp.

@@ -146,6 +146,9 @@ public final class VmSpace: @unchecked Sendable {
         }
     }
 
+    // `cursorMut` and `tryCursorMut` repeat their few lines rather than share a helper returning
+    // an optional cursor: on the fault path that optional cost a memcpy of the whole cursor.
+
     /// `cursorMut`, or `nil` at once when another cursor holds a lock the new one needs: the
     /// caller does something else instead of waiting. Nothing is taken or changed then.
     ///

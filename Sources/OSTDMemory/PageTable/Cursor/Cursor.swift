@@ -17,6 +17,8 @@
     /// The table, not retained: `owner` keeps it alive, or the scope of `withCursor` /
     /// `withCursorMut` does (a retain here would be a contended atomic on the table's shared
     /// reference count for every cursor of every CPU).
+    // SAFETY: every use relies on the table outliving the cursor: `owner` holds it, or the
+    // cursor was made by `withCursor`/`withCursorMut`, which drop it before they return.
     @usableFromInline unowned(unsafe) let pageTable: PageTable<C>
     /// The table, retained, for a cursor that may outlive its creator's reference; `nil` for a
     /// cursor that borrows the table for a scope.
