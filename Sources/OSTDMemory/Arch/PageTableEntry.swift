@@ -46,7 +46,7 @@ public struct PageTableEntry: Equatable, Sendable, BitwiseCopyable, CustomString
     /// The physical-address bits of a leaf at `level` (OSTD `pa_mask_at_level`).
     @inlinable @inline(__always)
     public static func paMask(_ level: PagingLevel) -> UInt64 {
-        0x000f_ffff_ffff_f000 & ~(UInt64(PagingConsts.pageSize(level)) - 1)
+        0x000f_ffff_ffff_f000 & ~PagingConsts.offsetMask(level)
     }
 
     /// The physical-address bits of an entry pointing at a child node (OSTD `CHILD_PT_ADDR_MASK`).

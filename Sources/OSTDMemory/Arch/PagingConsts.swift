@@ -28,19 +28,32 @@ public enum PagingConsts {
     @inlinable public static var indexBits: Int { 9 }
 
     /// The bytes one entry at `level` covers: 4 KiB, 2 MiB, 1 GiB, 512 GiB (OSTD `page_size`).
+    /// Levels are 1 ... 4 (5 for the span of a whole table); others give meaningless sizes.
     @inlinable @inline(__always)
     public static func pageSize(_ level: PagingLevel) -> Int {
-        1 << indexShift(level)
+        1 &<< indexShift(level)
     }
+
+    /// `pageSize(level)` as an address-sized word, for arithmetic on virtual and physical
+    /// addresses.
+    @inlinable @inline(__always)
+    public static func pageSpan(_ level: PagingLevel) -> UInt64 { 1 &<< indexShift(level) }
+
+    /// The offset bits inside a page of `level`: `pageSpan(level) - 1`.
+    @inlinable @inline(__always)
+    public static func offsetMask(_ level: PagingLevel) -> UInt64 { pageSpan(level) &- 1 }
 
     /// The shift of the index bits of `level` in a virtual address (OSTD `pte_index_bit_offset`).
     @inlinable @inline(__always)
-    public static func indexShift(_ level: PagingLevel) -> UInt64 { UInt64(pageShift + indexBits * (Int(level) - 1)) }
+    public static func indexShift(_ level: PagingLevel) -> UInt64 {
+        // Wrapping arithmetic: levels are 1 ... 4, and the walks call this at every level.
+        UInt64(truncatingIfNeeded: pageShift &+ indexBits &* (Int(level) &- 1))
+    }
 
     /// The index of the entry covering `va` in a node of `level` (OSTD `pte_index`).
     @inlinable @inline(__always)
     public static func pteIndex(_ va: Vaddr, _ level: PagingLevel) -> Int {
-        Int(truncatingIfNeeded: (va.rawValue >> indexShift(level)) & 511)
+        Int(truncatingIfNeeded: (va.rawValue &>> indexShift(level)) & 511)
     }
 }
 

@@ -172,7 +172,7 @@ public struct PageWalk: Sendable {
     @inlinable
     public func paddr(of va: Vaddr) -> Paddr? {
         guard let level = leafLevel else { return nil }
-        let offsetMask = UInt64(PagingConsts.pageSize(level)) - 1
+        let offsetMask = PagingConsts.offsetMask(level)
         return Paddr((self[count - 1] & PageTableEntry.paMask(level)) | (va.rawValue & offsetMask))
     }
 }

@@ -140,7 +140,7 @@
             case .absent:
                 return nil
             case .mapped(let pa, let prop):
-                return (pa + Int(va.rawValue & UInt64(PagingConsts.pageSize(level) - 1)), prop)
+                return (pa + Int(va.rawValue & PagingConsts.offsetMask(level)), prop)
             case .pageTable(let child, _):
                 guard level > 1 else { return nil }
                 // SAFETY: a child entry of this table points at a node this table allocated.

@@ -30,7 +30,7 @@
 
     /// The first virtual address entry `index` covers (sign-extended).
     public func va(ofEntry index: Int) -> Vaddr {
-        Vaddr(signExtend(base &+ UInt64(index) &* UInt64(PagingConsts.pageSize(level))))
+        Vaddr(signExtend(base &+ UInt64(index) &* PagingConsts.pageSpan(level)))
     }
 }
 
@@ -53,7 +53,7 @@ extension PageTable {
             visit(PageTableNodeVisit(paddr: node.paddr(context), level: level, recordedLevel: node.level,
                                      nrChildren: node.nrChildren, indices: indices, base: base, node: node))
             guard level > 1 else { return }
-            let size = UInt64(PagingConsts.pageSize(level))
+            let size = PagingConsts.pageSpan(level)
             for index in range.map({ Self.indices(of: base, size, overlapping: $0, within: indices) }) ?? indices {
                 let childBase = base &+ UInt64(index) &* size
                 let pte = node.read(index)

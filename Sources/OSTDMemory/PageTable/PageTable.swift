@@ -11,6 +11,8 @@
 // cursor's descent, `pageWalk`, a CPU's MMU) that might have reached it is still in flight
 // (`MachineRef.dropAfterGracePeriod`, docs/CONCURRENCY.md).
 
+import Synchronization
+
 // Sendable: the nodes are shared through physical memory under the node locks the cursors take
 // and the read-side sections of lock-free walks (entries are atomics); every stored property is
 // immutable.
@@ -112,7 +114,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     }
 
     /// `pageWalk` inside the caller's read-side section.
-    @inlinable
+    @inlinable @inline(__always)
     public func pageWalk(_ va: Vaddr, in section: borrowing RcuReadGuard) -> (paddr: Paddr, property: PageProperty)? {
         guard let (leaf, offset) = translate(va, in: section) else { return nil }
         return (leaf.paddr + offset, leaf.property)
@@ -135,24 +137,56 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         return try body(section)
     }
 
-    /// `translate` inside the caller's read-side section.
-    @inlinable
+    /// `translate` inside the caller's read-side section. Always inlined: a caller that reads
+    /// only the address does not pay for decoding the property.
+    @inlinable @inline(__always)
     public func translate(_ va: Vaddr, in section: borrowing RcuReadGuard) -> (leaf: MappedItemRef, offset: Int)? {
-        // Every node below the root is read from an entry inside `section`: it stays allocated.
-        var node = root
-        var level = PagingConsts.nrLevels
-        while true {
-            let pte = node.read(PagingConsts.pteIndex(va, level))
-            guard pte.isPresent else { return nil }
-            if pte.isLeaf {
-                let leaf = MappedItemRef(C.self, pte: pte, level: level)
-                return (leaf, Int(va.rawValue & UInt64(PagingConsts.pageSize(level) - 1)))
-            }
-            if level == 1 { return nil }
-            // SAFETY: read from an entry inside `section`: not freed before the section ends.
-            node = unsafe NodeRef(pte.paddr(level: level), context)
-            level -= 1
-        }
+        // Unrolled, each level a constant. Every node below the root is read from an entry inside
+        // `section`: it stays allocated. Only the entries are read, so only their addresses are
+        // formed.
+        let memoryBase = unsafe context.memoryBase
+        var entries = unsafe root.entries
+        var pte = PageTableEntry.absent
+        // SAFETY (the three steps): `entries` is a live node: the root, or a child read from an
+        // entry inside `section`, not freed before the section ends.
+        // No leaf sits at level 4 (`highestTranslationLevel` is 3).
+        guard unsafe walkStep(&entries, &pte, va, 4, memoryBase) else { return nil }
+        if unsafe !walkStep(&entries, &pte, va, 3, memoryBase) { return leafOrNil(pte, va, 3) }
+        if unsafe !walkStep(&entries, &pte, va, 2, memoryBase) { return leafOrNil(pte, va, 2) }
+        // SAFETY: as above.
+        pte = unsafe walkRead(entries, va, 1)
+        return leafOrNil(pte, va, 1)
+    }
+
+    /// Reads the entry covering `va` in the node at `entries` of `level` into `pte`, and moves
+    /// `entries` to its child node: `true` when there is one (the entry is present and not a
+    /// leaf).
+    ///
+    /// - Safety: `entries` are a live node's entries, and its children stay live for the walk.
+    @unsafe @inlinable @inline(__always)
+    func walkStep(_ entries: inout UnsafeMutablePointer<Atomic<UInt64>>, _ pte: inout PageTableEntry, _ va: Vaddr,
+                  _ level: PagingLevel, _ memoryBase: UnsafeMutableRawPointer) -> Bool {
+        pte = unsafe walkRead(entries, va, level)
+        guard pte.isPresent && !pte.isLeaf else { return false }
+        // SAFETY: the child is live (the caller's contract).
+        unsafe entries = NodeRef.childEntries(pte, memoryBase: memoryBase)
+        return true
+    }
+
+    /// The leaf `pte` at `level` and the offset of `va` in it, or `nil` when `pte` is absent.
+    @inlinable @inline(__always)
+    func leafOrNil(_ pte: PageTableEntry, _ va: Vaddr, _ level: PagingLevel) -> (leaf: MappedItemRef, offset: Int)? {
+        guard pte.isLeaf else { return nil }
+        return (MappedItemRef(C.self, pte: pte, level: level), Int(va.rawValue & PagingConsts.offsetMask(level)))
+    }
+
+    /// The entry covering `va` in the node at `entries` of `level` (Acquire, as `NodeRef.read`).
+    ///
+    /// - Safety: `entries` are a live node's entries for the whole call.
+    @unsafe @inlinable @inline(__always)
+    func walkRead(_ entries: UnsafeMutablePointer<Atomic<UInt64>>, _ va: Vaddr, _ level: PagingLevel) -> PageTableEntry {
+        // SAFETY: a live node (the caller's contract); a page-table index is below 512.
+        unsafe NodeRef.read(entries, PagingConsts.pteIndex(va, level))
     }
 
     // MARK: Split costs
@@ -167,7 +201,7 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
             guard let (leaf, _) = translate(end) else { continue }
             var level = leaf.level
             while level >= 2 {
-                let size = UInt64(PagingConsts.pageSize(level))
+                let size = PagingConsts.pageSpan(level)
                 guard end.rawValue % size != 0 else { break }
                 let start = end.rawValue & ~(size - 1)
                 if !split.contains(where: { $0 == (start, level) }) { split.append((start, level)) }

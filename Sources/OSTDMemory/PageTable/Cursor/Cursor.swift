@@ -12,8 +12,14 @@
 //
 // `Cursor` only reads. `CursorMut` (its own file) adds map, take and protect.
 
+import Synchronization
+
 /// A read-only cursor over a range of a page table (OSTD `Cursor`).
-@_spi(OSTDInternals) public struct Cursor<C: PageTableConfig>: ~Copyable {
+///
+/// `@safe`: its raw pointers are the entries of the nodes of its lock set (`nodes`), which stay
+/// allocated and locked by it until its `deinit` releases them, and its table is kept alive as
+/// `pageTable` says.
+@safe @_spi(OSTDInternals) public struct Cursor<C: PageTableConfig>: ~Copyable {
     /// The table, not retained: `owner` keeps it alive, or the scope of `withCursor` /
     /// `withCursorMut` does (a retain here would be a contended atomic on the table's shared
     /// reference count for every cursor of every CPU).
@@ -24,10 +30,12 @@
     /// cursor that borrows the table for a scope.
     @usableFromInline let owner: PageTable<C>?
     @usableFromInline let context: MachineRef
-    /// `path[L - 1]`: the locked node at level `L`, for `level ... guardLevel`.
-    @usableFromInline var path: InlineArray<4, NodeRef?>
-    /// `path[level - 1]`, kept at hand: the node the cursor is in.
-    @usableFromInline var currentNode: NodeRef
+    /// `nodes[L - 1]`: the entries of the locked node at level `L`, for `level ... guardLevel`;
+    /// the slots below `level` hold nodes the cursor has left, and are never read (`path` shows
+    /// them as `nil`). Neither optional nor a whole `NodeRef`, so that moving down stores one
+    /// word and moving up loads nothing; `currentNode` forms the node's metadata address when
+    /// an edit needs it.
+    @usableFromInline var nodes: InlineArray<4, UnsafeMutablePointer<Atomic<UInt64>>>
     /// The level of the slot the cursor is at.
     @usableFromInline var level: PagingLevel
     /// The level of the locked subtree's root; the cursor never goes above it.
@@ -92,15 +100,15 @@
         barrierVa = range
         isMutable = mutable
         va = range.lowerBound
-        path = InlineArray(repeating: nil)
+        // SAFETY: stores the root's entry pointer (the lock set's node, see `nodes`).
+        unsafe nodes = InlineArray(repeating: subtreeRoot.entries)
         level = rootLevel
         guardLevel = rootLevel
-        path[Int(rootLevel) - 1] = subtreeRoot
-        currentNode = subtreeRoot
     }
 
     deinit {
-        let subtreeRoot = path[Int(guardLevel) - 1]!
+        // SAFETY: the lock set's root, a live node of this machine.
+        let subtreeRoot = unsafe NodeRef(entries: nodes[Int(guardLevel) - 1], context)
         // Read while the lock is still held: afterwards another cursor may own the node.
         let leftEmpty = isMutable && guardLevel < PagingConsts.nrLevels && subtreeRoot.nrChildren == 0
         dfsReleaseLock(subtreeRoot, level: guardLevel)
@@ -138,7 +146,7 @@
     /// `barrierVa`. A slot ending at 2^64 is reported as ending at `UInt64.max`.
     @inlinable @inline(__always)
     @_spi(OSTDInternals) public var curVaRange: Range<Vaddr> {
-        let size = UInt64(PagingConsts.pageSize(level))
+        let size = PagingConsts.pageSpan(level)
         let start = va.rawValue & ~(size - 1)
         let end = start &+ size
         return Vaddr(start)..<Vaddr(end == 0 ? .max : end)
@@ -154,13 +162,40 @@
     @inlinable @inline(__always)
     @_spi(OSTDInternals) public mutating func query() throws(PageTableError) -> (range: Range<Vaddr>, item: MappedItemRef?) {
         guard va < barrierVa.upperBound else { throw .invalidVaddr(va) }
-        while true {
-            let pte = currentEntry()
-            if !pte.isPresent { return (curVaRange, nil) }
-            if pte.isLeaf { return (curVaRange, MappedItemRef(C.self, pte: pte, level: level)) }
-            // SAFETY: the child covering `va` overlaps the range, so it is in the cursor's lock set.
-            pushLevel(unsafe NodeRef(pte.paddr(level: level), context))
+        // Unrolled: each step's level is a constant, so its shifts, sizes and path slot are too.
+        // SAFETY (the steps): `memoryBase` is this machine's linear mapping, which the steps
+        // use only to form the addresses of nodes in the lock set.
+        let memoryBase = unsafe context.memoryBase
+        switch level {
+        case 4:
+            if let found = unsafe queryStep(4, memoryBase) { return found }
+            fallthrough
+        case 3:
+            if let found = unsafe queryStep(3, memoryBase) { return found }
+            fallthrough
+        case 2:
+            if let found = unsafe queryStep(2, memoryBase) { return found }
+            fallthrough
+        default:
+            // Level 1 holds only leaves (bit 7 is set on every leaf, PAT at this level).
+            let pte = currentEntry(at: 1)
+            let range = slotRange(at: 1)
+            return (range, pte.isLeaf ? MappedItemRef(C.self, pte: pte, level: 1) : nil)
         }
+    }
+
+    /// One step of `query` at `stepLevel`, the cursor's level: the answer when the slot is
+    /// absent or a leaf, or `nil` having moved down into the child node.
+    @inlinable @inline(__always)
+    mutating func queryStep(_ stepLevel: PagingLevel, _ memoryBase: UnsafeMutableRawPointer) -> (range: Range<Vaddr>, item: MappedItemRef?)? {
+        let pte = currentEntry(at: stepLevel)
+        if !pte.isPresent { return (slotRange(at: stepLevel), nil) }
+        if pte.isLeaf { return (slotRange(at: stepLevel), MappedItemRef(C.self, pte: pte, level: stepLevel)) }
+        level = stepLevel &- 1
+        // SAFETY: the child covering `va` overlaps the range, so it is in the cursor's lock set,
+        // a live node of this machine; `stepLevel` is 2 ... 4, so the index is 0 ... 2.
+        unsafe nodes[unchecked: Int(stepLevel) &- 2] = NodeRef.childEntries(pte, memoryBase: memoryBase)
+        return nil
     }
 
     /// Moves to the first mapped address in `va ..< va + len` and returns it, or returns `nil`
@@ -183,11 +218,14 @@
     @_spi(OSTDInternals) public mutating func jump(_ target: Vaddr) throws(PageTableError) {
         precondition(target.isAligned(to: pageSize), "jump to an unaligned virtual address \(target)")
         guard barrierVa.contains(target) else { throw .invalidVaddr(target) }
-        while level < guardLevel {
-            let span = UInt64(PagingConsts.pageSize(level + 1))
-            let nodeStart = va.rawValue & ~(span - 1)
-            if target.rawValue &- nodeStart < span { break }
-            popLevel()
+        // Up to the lowest level whose node covers both addresses: the node at level `L` covers
+        // the address bits below `12 + 9 L`, so the highest differing bit `b` needs
+        // `L = (b - 12) / 9 + 1`. Going up only raises `level`: the nodes above stay in `nodes`.
+        let differing = target.rawValue ^ va.rawValue
+        if differing &>> PagingConsts.indexShift(level &+ 1) != 0 {
+            let highestBit = UInt(truncatingIfNeeded: 63 &- differing.leadingZeroBitCount)
+            let needed = PagingLevel(truncatingIfNeeded: (highestBit &- UInt(pageShift)) / UInt(PagingConsts.indexBits) &+ 1)
+            level = min(needed, guardLevel)
         }
         va = target
     }
@@ -210,26 +248,54 @@
     @inlinable @inline(__always)
     var currentIndex: Int { PagingConsts.pteIndex(va, level) }
 
+    /// The node the cursor is in: `nodes[level - 1]`.
+    @inlinable @inline(__always)
+    var currentNode: NodeRef {
+        // SAFETY: `1 <= level <= guardLevel <= 4`, and `nodes` holds the lock set's node at every
+        // level from `level` to `guardLevel` (pushLevel fills it on the way down).
+        unsafe NodeRef(entries: nodes[unchecked: Int(level) &- 1], context)
+    }
+
     /// The entry of the current slot.
     @inlinable @inline(__always)
     func currentEntry() -> PageTableEntry { currentNode.read(currentIndex) }
 
+    /// The entry of the current slot, for a caller that knows the cursor's level.
+    @inlinable @inline(__always)
+    func currentEntry(at knownLevel: PagingLevel) -> PageTableEntry {
+        // SAFETY: `knownLevel` is the cursor's level (the caller's word), so as `currentNode`.
+        unsafe NodeRef.read(nodes[unchecked: Int(knownLevel) &- 1], PagingConsts.pteIndex(va, knownLevel))
+    }
+
+    /// `curVaRange` at a level the caller knows.
+    @inlinable @inline(__always)
+    func slotRange(at knownLevel: PagingLevel) -> Range<Vaddr> {
+        let start = va.rawValue & ~PagingConsts.offsetMask(knownLevel)
+        let end = start &+ PagingConsts.pageSpan(knownLevel)
+        return Vaddr(start)..<Vaddr(end == 0 ? .max : end)
+    }
+
+    /// The lock set's nodes on the way down to the cursor's level, as OSTD's `path` (an
+    /// `Option` per level): `path[L - 1]` is the node at level `L` for `level ... guardLevel`,
+    /// `nil` elsewhere.
+    var path: InlineArray<4, NodeRef?> {
+        // SAFETY: the slots from `level` to `guardLevel` hold the lock set's live nodes.
+        InlineArray { i in i >= Int(level) - 1 && i < Int(guardLevel) ? unsafe NodeRef(entries: nodes[i], context) : nil }
+    }
+
     /// Goes down into `child`, the node of the current slot (locked by this cursor).
     @inlinable @inline(__always)
     mutating func pushLevel(_ child: NodeRef) {
-        level -= 1
-        path[Int(level) - 1] = child
-        currentNode = child
+        level &-= 1
+        // SAFETY: the cursor was above level 1 (it went into a child), so `level - 1` is 0 ... 2.
+        unsafe nodes[unchecked: Int(level) &- 1] = child.entries
     }
 
     /// Goes up one level (the node stays locked: it is part of the cursor's subtree).
     @inlinable @inline(__always)
     mutating func popLevel() {
-        path[Int(level) - 1] = nil
-        level += 1
-        // SAFETY: `path` holds a node at every level from `level` up to `guardLevel` (pushLevel
-        // fills it on the way down), and `level <= guardLevel` here, so the slot is not nil.
-        currentNode = unsafe path[Int(level) - 1].unsafelyUnwrapped
+        // The cursor was below `guardLevel`, whose node `nodes` holds (see `currentNode`).
+        level &+= 1
     }
 
     /// Moves to the start of the next slot at the current level, going up while that is the
@@ -241,7 +307,7 @@
     /// The end of the current slot (0 when it is 2^64).
     @inlinable @inline(__always)
     var curSlotEnd: UInt64 {
-        let size = UInt64(PagingConsts.pageSize(level))
+        let size = PagingConsts.pageSpan(level)
         return (va.rawValue & ~(size - 1)) &+ size
     }
 
@@ -250,7 +316,7 @@
     @inlinable @inline(__always)
     mutating func advance(to next: UInt64) {
         va = next == 0 ? barrierVa.upperBound : Vaddr(next)
-        while level < guardLevel && (next == 0 || next & (UInt64(PagingConsts.pageSize(level + 1)) - 1) == 0) {
+        while level < guardLevel && (next == 0 || next & PagingConsts.offsetMask(level &+ 1) == 0) {
             popLevel()
         }
     }
@@ -274,7 +340,7 @@
                 moveForward()
                 continue
             }
-            let size = UInt64(PagingConsts.pageSize(level))
+            let size = PagingConsts.pageSpan(level)
             let slotStart = va.rawValue & ~(size - 1)
             let covered = va.rawValue == slotStart && end &- slotStart >= size
             if pte.isLeaf {

@@ -119,7 +119,7 @@ extension Cursor where C: PageTableConfig {
     }
 
     static func overlappingIndices(_ range: Range<Vaddr>, base: UInt64, level: PagingLevel) -> ClosedRange<Int> {
-        let span = UInt64(PagingConsts.pageSize(level + 1))
+        let span = PagingConsts.pageSpan(level &+ 1)
         let low = max(range.lowerBound.rawValue, base)
         let high = min(range.upperBound.rawValue - 1, base &+ (span - 1))
         return PagingConsts.pteIndex(Vaddr(low), level)...PagingConsts.pteIndex(Vaddr(high), level)
@@ -127,7 +127,7 @@ extension Cursor where C: PageTableConfig {
 
     /// The first virtual address of the node at `level` that covers `va`.
     static func nodeBase(_ va: Vaddr, level: PagingLevel) -> UInt64 {
-        va.rawValue & ~(UInt64(PagingConsts.pageSize(level + 1)) - 1)
+        va.rawValue & ~PagingConsts.offsetMask(level &+ 1)
     }
 
     /// Locks the child nodes of the locked `node` that overlap the range, recursively, in
@@ -150,7 +150,7 @@ extension Cursor where C: PageTableConfig {
     private static func dfsAcquireLock(_ node: NodeRef, level: PagingLevel, base: UInt64, range: Range<Vaddr>,
                                        context: MachineRef, blocking: Bool, taken: inout [NodeRef]) -> Bool {
         guard level > 1 else { return true }
-        let size = UInt64(PagingConsts.pageSize(level))
+        let size = PagingConsts.pageSpan(level)
         for index in overlappingIndices(range, base: base, level: level) {
             // Under `node`'s lock: the child cannot be detached, so it needs no section.
             let pte = node.read(index)
@@ -177,7 +177,7 @@ extension Cursor where C: PageTableConfig {
 
     private func dfsReleaseLock(_ node: NodeRef, level: PagingLevel, base: UInt64) {
         if level > 1 {
-            let size = UInt64(PagingConsts.pageSize(level))
+            let size = PagingConsts.pageSpan(level)
             for index in overlappingIndices(base: base, level: level).reversed() {
                 let pte = node.read(index)
                 guard pte.isPresent && !pte.isLeaf else { continue }

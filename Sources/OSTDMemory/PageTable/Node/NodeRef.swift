@@ -32,6 +32,28 @@ struct NodeRef: Equatable {
         unsafe meta = context.slot(of: paddr).storage
     }
 
+    /// The node whose entries are at `entries` (a pointer a cursor kept of a node it holds).
+    ///
+    /// - Safety: as `init(_:_:)`: `entries` are those of a live node of `context`'s machine.
+    @unsafe @inlinable @inline(__always)
+    init(entries: UnsafeMutablePointer<Atomic<UInt64>>, _ context: MachineRef) {
+        // SAFETY: the node's frame is `entries - memoryBase` in the linear mapping; its slot is
+        // at `metaBase + frame / 4096 * 64`, that is `metaBase + frame / 64` (frames are 4 KiB
+        // aligned).
+        unsafe self.entries = entries
+        unsafe meta = context.metaBase + ((UnsafeMutableRawPointer(entries) - context.memoryBase) &>> (pageShift &- MetaSlot.sizeShift))
+    }
+
+    /// The entries of the child node a non-leaf entry points to, for a walk that keeps the
+    /// linear mapping's base at hand and reads only entries.
+    ///
+    /// - Safety: `pte` points at a live node of the machine whose memory starts at `memoryBase`.
+    @unsafe @inlinable @inline(__always)
+    static func childEntries(_ pte: PageTableEntry, memoryBase: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        // SAFETY: the child's frame in the linear mapping (the caller's contract).
+        unsafe (memoryBase + Int(truncatingIfNeeded: pte.raw & PageTableEntry.childMask)).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
     @inlinable @inline(__always)
     static func == (a: NodeRef, b: NodeRef) -> Bool {
         // SAFETY: compares two addresses; neither is dereferenced.
@@ -51,8 +73,18 @@ struct NodeRef: Equatable {
     /// Without the node's lock the caller is in a read-side section, or owns the node.
     @inlinable @inline(__always)
     func read(_ index: Int) -> PageTableEntry {
-        // SAFETY: `index < 512` (a page-table index) of this live node (see the type); entries are
-        // accessed only atomically.
+        // SAFETY: `index < 512` (a page-table index) of this live node (see the type).
+        unsafe NodeRef.read(entries, index)
+    }
+
+    /// Reads entry `index` of the node whose entries are at `entries` (as `read(_:)`, for a walk
+    /// that keeps only entry pointers).
+    ///
+    /// - Safety: `entries` are a live node's entries for the whole call, and `index < 512`.
+    @unsafe @inlinable @inline(__always)
+    static func read(_ entries: UnsafeMutablePointer<Atomic<UInt64>>, _ index: Int) -> PageTableEntry {
+        // SAFETY: inside the live node (the caller's contract); entries are accessed only
+        // atomically.
         let raw = unsafe (entries + index).pointee.load(ordering: .acquiring)
         #if DEBUG
         if _slowPath(raw == PoisonReads.poison) { PoisonReads.count.add(1, ordering: .relaxed) }

@@ -112,7 +112,7 @@ struct PageTableGuard: ~Copyable {
     @usableFromInline
     func fillSplit(of pte: PageTableEntry, level: PagingLevel) {
         let base = pte.paddr(level: level).rawValue
-        let step = UInt64(PagingConsts.pageSize(level - 1))
+        let step = PagingConsts.pageSpan(level &- 1)
         let bits = pte.raw & ~PageTableEntry.childMask   // the property bits and the leaf bit
         for i in 0..<PagingConsts.nrEntries {
             write(i, PageTableEntry(raw: (base + UInt64(i) * step) | bits))
