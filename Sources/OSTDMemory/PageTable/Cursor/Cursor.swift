@@ -51,10 +51,15 @@ import Synchronization
     /// Nodes reserved for huge-leaf splits (`CursorMut.reserveSplitNodes`), born locked and not
     /// yet in the tree; splits take them before allocating, and the rest are freed on drop.
     @usableFromInline var spareNodes: [NodeRef] = []
-    /// The last property encoded by `leafEntry` and its bits: a run of maps with one property
-    /// encodes it once.
-    @usableFromInline var lastProperty: PageProperty? = nil
-    @usableFromInline var lastPropertyBits: UInt64 = 0
+    /// The last property encoded (`encodedBits`) and its bits: a run of maps or protects that
+    /// write one property encodes it once. Always a matching pair.
+    @usableFromInline var lastProperty = PageProperty(flags: [], cache: .writeback)
+    @usableFromInline var lastPropertyBits = PageProperty(flags: [], cache: .writeback).leafBits
+    /// The last leaf bits decoded (`decodedProperty`, the address masked off) and their
+    /// property: a run of protects over pages of one property decodes it once. Always a
+    /// matching pair.
+    @usableFromInline var lastDecodedBits: UInt64 = 0
+    @usableFromInline var lastDecoded = PageProperty(leafBits: 0)
 
     /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
     /// (OSTD `Cursor::new`), waiting for cursors that hold locks it needs. With `retaining`
@@ -235,11 +240,28 @@ import Synchronization
     mutating func leafEntry(_ raw: MappedItemRef) -> PageTableEntry {
         var prop = raw.property
         prop.flags.remove(.avail1)
+        return PageTableEntry(raw: raw.paddr.rawValue | encodedBits(prop) | C.markerBits(tracked: raw.isTracked))
+    }
+
+    /// `prop.leafBits`, remembered for the next call.
+    @inlinable @inline(__always)
+    mutating func encodedBits(_ prop: PageProperty) -> UInt64 {
         if lastProperty != prop {
             lastProperty = prop
             lastPropertyBits = prop.leafBits
         }
-        return PageTableEntry(raw: raw.paddr.rawValue | lastPropertyBits | C.markerBits(tracked: raw.isTracked))
+        return lastPropertyBits
+    }
+
+    /// The property of the leaf `pte` at `level`, remembered for the next call.
+    @inlinable @inline(__always)
+    mutating func decodedProperty(_ pte: PageTableEntry, level: PagingLevel) -> PageProperty {
+        let bits = pte.raw & ~PageTableEntry.paMask(level)
+        if bits != lastDecodedBits {
+            lastDecodedBits = bits
+            lastDecoded = PageProperty(leafBits: bits)
+        }
+        return lastDecoded
     }
 
     // MARK: Movement (internal)
@@ -272,7 +294,9 @@ import Synchronization
     func slotRange(at knownLevel: PagingLevel) -> Range<Vaddr> {
         let start = va.rawValue & ~PagingConsts.offsetMask(knownLevel)
         let end = start &+ PagingConsts.pageSpan(knownLevel)
-        return Vaddr(start)..<Vaddr(end == 0 ? .max : end)
+        // SAFETY: `start < end`, or `end` wrapped to 0 and `.max` stands for 2^64 (as in
+        // `curVaRange`): the bounds are ordered.
+        return unsafe Range(uncheckedBounds: (Vaddr(start), Vaddr(end == 0 ? .max : end)))
     }
 
     /// The lock set's nodes on the way down to the cursor's level, as OSTD's `path` (an
@@ -307,8 +331,7 @@ import Synchronization
     /// The end of the current slot (0 when it is 2^64).
     @inlinable @inline(__always)
     var curSlotEnd: UInt64 {
-        let size = PagingConsts.pageSpan(level)
-        return (va.rawValue & ~(size - 1)) &+ size
+        (va.rawValue & ~PagingConsts.offsetMask(level)) &+ PagingConsts.pageSpan(level)
     }
 
     /// Moves to `next` (an address after `va` and at most the end of the current slot; 0 stands
@@ -316,9 +339,14 @@ import Synchronization
     @inlinable @inline(__always)
     mutating func advance(to next: UInt64) {
         va = next == 0 ? barrierVa.upperBound : Vaddr(next)
-        while level < guardLevel && (next == 0 || next & PagingConsts.offsetMask(level &+ 1) == 0) {
-            popLevel()
-        }
+        // Up while `next` starts the range of the node's parent entry: `next` has `t` trailing
+        // zero bits, and the node at level `L` starts a parent entry when `t >= 12 + 9 L`, so the
+        // cursor stops at `L = (t - 12) / 9 + 1` (2^64, `t = 64`, goes up to the guard level).
+        // Never down: after `takeCurrent` removed empty nodes the cursor may already be above
+        // the level of the slot `next` ends.
+        let zeros = UInt(truncatingIfNeeded: next.trailingZeroBitCount)
+        let stop = PagingLevel(truncatingIfNeeded: (zeros &- UInt(pageShift)) / UInt(PagingConsts.indexBits) &+ 1)
+        level = max(level, min(stop, guardLevel))
     }
 
     /// The scan behind `findNext`, `takeNext` and `protectNext` (OSTD `find_next_impl`): stops at

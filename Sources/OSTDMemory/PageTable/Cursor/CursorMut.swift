@@ -178,19 +178,31 @@
     @_spi(OSTDInternals) public mutating func tryProtectNext(
         _ len: Int, _ op: (inout PageProperty) -> Void
     ) throws(PageTableError) -> Range<Vaddr>? {
-        #if DEBUG
+        // Fast path: a 4 KiB leaf at the cursor, as at every step of a run after the first.
+        if inner.level == 1 && len > 0 {
+            precondition(len % pageSize == 0 && len <= inner.barrierVa.upperBound - inner.va, "len exceeds remaining cursor range")
+            let pte = inner.currentEntry(at: 1)
+            if pte.isLeaf { return unsafe protectCurrent(pte, level: 1, end: inner.va + len, op) }
+        }
         let end = inner.va + len
-        #endif
         guard try inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
-        let node = inner.currentNode
-        let index = inner.currentIndex
-        let pte = node.read(index)
-        var prop = pte.property
+        return unsafe protectCurrent(inner.currentEntry(), level: inner.level, end: end, op)
+    }
+
+    /// Applies `op` to the leaf `pte` of the current slot, at `level` (the cursor's), and moves
+    /// past it; `end` is the end of the range being protected.
+    ///
+    /// - Safety: as `protectNext`.
+    @unsafe @inlinable @inline(__always)
+    mutating func protectCurrent(_ pte: PageTableEntry, level: PagingLevel, end: Vaddr,
+                                 _ op: (inout PageProperty) -> Void) -> Range<Vaddr> {
+        var prop = inner.decodedProperty(pte, level: level)
         op(&prop)
         // The address and the page table's AVAIL1 marker stay; everything else comes from `prop`.
-        let kept = pte.raw & (PageTableEntry.paMask(inner.level) | PageTableEntry.avail1)
-        let updated = kept | (prop.leafBits & ~PageTableEntry.avail1)
-        let range = inner.curVaRange
+        let kept = pte.raw & (PageTableEntry.paMask(level) | PageTableEntry.avail1)
+        let updated = kept | (inner.encodedBits(prop) & ~PageTableEntry.avail1)
+        let slotEnd = (inner.va.rawValue & ~PagingConsts.offsetMask(level)) &+ PagingConsts.pageSpan(level)
+        let range = inner.slotRange(at: level)
         #if DEBUG
         if inner.context.hasMutant(.protectNextSkipsLastPage) && range.upperBound == end {
             inner.moveForward()
@@ -198,10 +210,11 @@
         }
         #endif
         if updated != pte.raw {
+            let index = PagingConsts.pteIndex(inner.va, level)
             // SAFETY: the current node is in the cursor's lock set.
-            unsafe node.withHeld { $0.update(index, from: pte, to: PageTableEntry(raw: updated)) }
+            unsafe inner.currentNode.withHeld { $0.update(index, from: pte, to: PageTableEntry(raw: updated)) }
         }
-        inner.moveForward()
+        inner.advance(to: slotEnd)
         return range
     }
 }
