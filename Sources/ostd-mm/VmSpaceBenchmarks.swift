@@ -109,10 +109,12 @@ enum VmSpaceBenchmarks {
         let space = try! VmSpace(machine: machine)
         space.pageFaultHandler = { space, fault in
             let page = Vaddr(fault.address.rawValue & ~UInt64(pageSize - 1))
-            guard let frame = try? FrameAllocOptions().allocFrame(in: space.machine),
-                  var cursor = try? space.cursorMut(page..<(page + pageSize)) else { return false }
-            cursor.map(frame, .user(.rw))
-            return true
+            do {
+                try space.mapPage(try FrameAllocOptions().allocFrame(in: space.machine), at: page, .user(.rw))
+                return true
+            } catch {
+                return false
+            }
         }
         space.activate(on: 0)
         return space

@@ -1,0 +1,42 @@
+// Mapping one page: what a page-fault handler does on every first touch, without the general
+// cursor's set-up.
+//
+// `mapPage` is `cursorMut(va ..< va + 4096)` followed by `tryMap`, with the same locks: the
+// cursor's lock-free descent to the level-1 node covering the page (allocating missing nodes,
+// born locked) and that node's lock, held while the entry is written and the child count raised.
+// What it leaves out is what a one-page map never uses: the `VmSpace` cursor's TLB flusher (a map
+// only fills an empty slot, so nothing is flushed) and the retains of the space and table, which
+// the borrowed, scoped page-table cursor (`PageTable.withCursorMut`) does not take. An audited
+// space takes the general path, so that its auditor sees the cursor and the map as usual.
+
+extension VmSpace {
+    /// Maps `frame` at the page `va` with `property`: `cursorMut(va ..< va + 4096)` then
+    /// `tryMap`, for the page-fault path.
+    ///
+    /// - Throws: `pageTable(.alreadyMapped)` when the page is mapped already (another CPU's
+    ///   handler may have resolved the same fault first), `pageTable(.invalidVaddrRange)` /
+    ///   `.unalignedVaddr` for an address outside user space or not 4 KiB aligned,
+    ///   `pageTable(.outOfMemory)` when a missing page-table node finds no frame. Nothing is
+    ///   mapped then, and `frame` is dropped (its reference returned), never leaked.
+    public func mapPage<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, at va: Vaddr, _ property: PageProperty) throws(OSTDError) {
+        guard va.rawValue <= UInt64.max - UInt64(pageSize) else { throw .pageTable(.invalidVaddrRange(va, va)) }
+        let range = va..<(va + pageSize)
+        var item = Optional(MappedItem(frame: frame, property: property))
+        if auditor != nil {
+            var cursor = try cursorMut(range)
+            if let failure = cursor.tryMap(item.take()!) { throw OSTDError(failure.error) }
+            return
+        }
+        do {
+            try pageTable.withCursorMut(range) { cursor throws(PageTableError) in
+                // SAFETY: as `VmSpace.CursorMut.map`: a tracked untyped frame, owned by the item,
+                // in a user range (the user configuration's range check refused anything else).
+                if let failure = unsafe cursor.tryMap(item.take()!) { throw failure.error }
+            }
+        } catch {
+            switch error {
+            case .pageTable(let cause), .body(let cause): throw OSTDError(cause)
+            }
+        }
+    }
+}

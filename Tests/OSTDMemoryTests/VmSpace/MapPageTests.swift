@@ -1,0 +1,68 @@
+// `VmSpace.mapPage`, the one-page map of the page-fault path: it maps as a one-page cursor does,
+// refuses what the cursor refuses with the same errors, returns the frame's reference when it
+// cannot map, and shows an audited space's auditor the operation like any cursor's.
+
+@_spi(OSTDInternals) @testable import OSTDMemory
+import OSTDSpec
+import OSTDHost
+import Testing
+
+@Suite struct MapPageTests {
+    private static let page = Vaddr(0x40_0000)
+
+    @Test func mapsThePageAsACursorWould() throws {
+        let machine = try Machine.host(memory: 16 << 20)
+        let space = try VmSpace(machine: machine)
+        let before = machine.outstandingFrames
+        let frame = try FrameAllocOptions().allocFrame(in: machine)
+        let paddr = frame.paddr
+        try space.mapPage(frame, at: Self.page, .user(.rw))
+        var cursor = try space.cursor(Self.page..<(Self.page + pageSize))
+        let (range, item) = try cursor.query()
+        #expect(range == Self.page..<(Self.page + pageSize))
+        #expect(item?.paddr == paddr)
+        #expect(item?.property == .user(.rw))
+        _ = consume cursor
+        // The data frame and the three nodes below the root.
+        #expect(machine.outstandingFrames == before + 4)
+    }
+
+    @Test func aMappedPageIsRefusedAndTheFrameReturned() throws {
+        let machine = try Machine.host(memory: 16 << 20)
+        let space = try VmSpace(machine: machine)
+        try space.mapPage(try FrameAllocOptions().allocFrame(in: machine), at: Self.page, .user(.rw))
+        let before = machine.outstandingFrames
+        #expect(throws: OSTDError.pageTable(.alreadyMapped(Self.page))) {
+            try space.mapPage(try FrameAllocOptions().allocFrame(in: machine), at: Self.page, .user(.r))
+        }
+        #expect(machine.outstandingFrames == before)
+        var cursor = try space.cursor(Self.page..<(Self.page + pageSize))
+        #expect(try cursor.query().item?.property == .user(.rw))
+    }
+
+    @Test func badAddressesAreRefusedAndNothingIsLost() throws {
+        let machine = try Machine.host(memory: 16 << 20)
+        let space = try VmSpace(machine: machine)
+        let before = machine.outstandingFrames
+        let unaligned = Vaddr(0x40_0010)
+        let kernel = Vaddr(0xffff_8000_0000_0000)
+        #expect(throws: OSTDError.pageTable(.unalignedVaddr(unaligned))) {
+            try space.mapPage(try FrameAllocOptions().allocFrame(in: machine), at: unaligned, .user(.rw))
+        }
+        #expect(throws: OSTDError.pageTable(.invalidVaddrRange(kernel, kernel + pageSize))) {
+            try space.mapPage(try FrameAllocOptions().allocFrame(in: machine), at: kernel, .user(.rw))
+        }
+        #expect(throws: OSTDError.pageTable(.invalidVaddrRange(Vaddr(.max & ~0xfff), Vaddr(.max & ~0xfff)))) {
+            try space.mapPage(try FrameAllocOptions().allocFrame(in: machine), at: Vaddr(.max & ~0xfff), .user(.rw))
+        }
+        #expect(machine.outstandingFrames == before)
+    }
+
+    @Test func anAuditedSpaceShowsTheMapToItsAuditor() throws {
+        let audited = try AuditedSpace()
+        let checked = audited.auditor.operationsChecked
+        try audited.space.mapPage(try FrameAllocOptions().allocFrame(in: audited.machine), at: Self.page, .user(.rw))
+        #expect(audited.auditor.operationsChecked > checked)
+        #expect(audited.violatedPredicates().isEmpty)
+    }
+}
