@@ -4,7 +4,8 @@
 // `mapPage` is `cursorMut(va ..< va + 4096)` followed by `tryMap`, with the same locks: the
 // cursor's lock-free descent to the level-1 node covering the page (allocating missing nodes,
 // born locked) and that node's lock, held while the entry is written and the child count raised.
-// What it leaves out is what a one-page map never uses: the `VmSpace` cursor's TLB flusher (a map
+// When that node exists, `PageTable.tryMapPage` does this without building a cursor at all;
+// otherwise a borrowed page-table cursor does it. What it leaves out is what a one-page map never uses: the `VmSpace` cursor's TLB flusher (a map
 // only fills an empty slot, so nothing is flushed) and the retains of the space and table, which
 // the borrowed, scoped page-table cursor (`PageTable.withCursorMut`) does not take. An audited
 // space takes the general path, so that its auditor sees the cursor and the map as usual.
@@ -27,10 +28,15 @@ extension VmSpace {
             if let failure = cursor.tryMap(item.take()!) { throw OSTDError(failure.error) }
             return
         }
+        // SAFETY (both paths): as `VmSpace.CursorMut.map`: a tracked untyped frame, owned by the
+        // item, in a user range (the user configuration's range check refuses anything else).
+        switch unsafe pageTable.tryMapPage(item.take()!, at: va) {
+        case .mapped: return
+        case .alreadyMapped: throw .pageTable(.alreadyMapped(va))
+        case .declined(let declined): item = .some(declined)
+        }
         do {
             try pageTable.withCursorMut(range) { cursor throws(PageTableError) in
-                // SAFETY: as `VmSpace.CursorMut.map`: a tracked untyped frame, owned by the item,
-                // in a user range (the user configuration's range check refused anything else).
                 if let failure = unsafe cursor.tryMap(item.take()!) { throw failure.error }
             }
         } catch {

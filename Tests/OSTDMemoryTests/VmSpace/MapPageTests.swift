@@ -58,6 +58,27 @@ import Testing
         #expect(machine.outstandingFrames == before)
     }
 
+    /// Every page after the first in a node goes through the fast path; the child counts it keeps
+    /// must let unmapping reclaim every node again.
+    @Test func aNodeFilledPageByPageIsCountedExactly() throws {
+        let machine = try Machine.host(memory: 16 << 20)
+        let space = try VmSpace(machine: machine)
+        let before = machine.outstandingFrames
+        for i in 0..<512 {
+            try space.mapPage(try FrameAllocOptions().allocFrame(in: machine), at: Self.page + i * pageSize, .user(.rw))
+        }
+        #expect(machine.outstandingFrames == before + 512 + 3)
+        var cursor = try space.cursorMut(Self.page..<(Self.page + 512 * pageSize))
+        for i in 0..<512 {
+            try cursor.jump(Self.page + i * pageSize)
+            #expect(try cursor.query().item != nil)
+        }
+        try cursor.jump(Self.page)
+        #expect(cursor.unmap(512 * pageSize) == 512)
+        _ = consume cursor
+        #expect(machine.outstandingFrames == before)
+    }
+
     @Test func anAuditedSpaceShowsTheMapToItsAuditor() throws {
         let audited = try AuditedSpace()
         let checked = audited.auditor.operationsChecked
