@@ -4,6 +4,10 @@
 // benchmarks (ScalingBenchmarks.swift) run on a small machine of their own with 8 CPUs (two of
 // them used), and a summary line per pair gives their speedup on two threads.
 //
+// `--filter NAME` (repeatable) runs the benchmark of that name; with `--prefix`, every benchmark
+// whose name starts with it. A filter that selects nothing is a usage error (exit 2), which lists
+// the names. `--list` prints the names (with `--json`, also the operation counts).
+//
 // Memory: each group of benchmarks has a machine of its own (a fresh allocator). Machines are
 // made empty up front (reserved, nothing resident); just before a group's first benchmark its
 // machine gets huge pages and resident metadata (and resident RAM where the benchmarks hand out
@@ -25,12 +29,29 @@ struct Bench: ParsableCommand {
     @Flag(help: "Fewer repetitions: finishes in a few seconds.")
     var quick = false
 
-    @Option(help: "Run only the benchmarks whose name contains this text.")
-    var filter: String?
+    @Option(help: "Run only the benchmark of this name (repeatable); see --prefix.")
+    var filter: [String] = []
+
+    @Flag(help: "Run every benchmark whose name starts with a --filter text.")
+    var prefix = false
+
+    @Flag(help: "Print the benchmarks' names (those --filter selects) instead of running them; with --json, also their operation counts.")
+    var list = false
+
+    func validate() throws {
+        if prefix && filter.isEmpty { throw ValidationError("--prefix needs a --filter") }
+    }
 
     func run() throws {
         var groups = try Bench.groups()
         try select(&groups)
+        if list {
+            for bench in groups.flatMap(\.benchmarks) {
+                print(json ? "{\"bench\": \"\(bench.name)\", \"operations\": \(bench.operations)}"
+                           : bench.name)
+            }
+            return
+        }
         #if DEBUG
         printToStandardError("warning: this is a debug build; run `swift run -c release ostd-mm bench` for real numbers")
         #endif
@@ -62,16 +83,18 @@ struct Bench: ParsableCommand {
         for line in ScalingBenchmarks.summary(results, json: json) { print(line) }
     }
 
-    /// Keeps in `groups` only the benchmarks the filter selects (all without one), and only the
+    /// Keeps in `groups` only the benchmarks the filters select (all without one), and only the
     /// groups left with some; a filter that selects nothing is a usage error.
     private func select(_ groups: inout [Group]) throws {
-        guard let filter else { return }
+        guard !filter.isEmpty else { return }
         let names = groups.flatMap { $0.benchmarks.map(\.name) }
-        guard names.contains(where: { $0.contains(filter) }) else {
-            throw ValidationError("no benchmark's name contains '\(filter)'; the benchmarks are: " + names.joined(separator: ", "))
+        let matches = { (name: String, text: String) in prefix ? name.hasPrefix(text) : name == text }
+        for text in filter where !names.contains(where: { matches($0, text) }) {
+            throw ValidationError((prefix ? "no benchmark's name starts with '\(text)'" : "no benchmark is named '\(text)'")
+                                  + "; the benchmarks are: " + names.joined(separator: ", "))
         }
         for i in groups.indices {
-            groups[i].benchmarks.removeAll { !$0.name.contains(filter) }
+            groups[i].benchmarks.removeAll { bench in !filter.contains { matches(bench.name, $0) } }
         }
         groups.removeAll { $0.benchmarks.isEmpty }
     }
