@@ -6,7 +6,9 @@
 //
 // `--filter NAME` (repeatable) runs the benchmark of that name; with `--prefix`, every benchmark
 // whose name starts with it. A filter that selects nothing is a usage error (exit 2), which lists
-// the names. `--list` prints the names (with `--json`, also the operation counts).
+// the names. `--list` prints the names (with `--json`, also the operation counts and whether
+// instructions can be counted); `--count-instructions N` is scripts/bench-instructions' mode
+// (Benchmark.swift).
 //
 // Memory: each group of benchmarks has a machine of its own (a fresh allocator). Machines are
 // made empty up front (reserved, nothing resident); just before a group's first benchmark its
@@ -35,11 +37,18 @@ struct Bench: ParsableCommand {
     @Flag(help: "Run every benchmark whose name starts with a --filter text.")
     var prefix = false
 
-    @Flag(help: "Print the benchmarks' names (those --filter selects) instead of running them; with --json, also their operation counts.")
+    @Flag(help: "Print the benchmarks' names (those --filter selects) instead of running them; with --json, also their operation counts and whether scripts/bench-instructions can count their instructions.")
     var list = false
+
+    @Option(help: ArgumentHelp("Run each selected benchmark once with this many operations and no warm-up, its timed parts inside `countedSection` (scripts/bench-instructions runs this under callgrind).",
+                               visibility: .hidden))
+    var countInstructions: Int?
 
     func validate() throws {
         if prefix && filter.isEmpty { throw ValidationError("--prefix needs a --filter") }
+        if let count = countInstructions, count < 64 || count % 64 != 0 {
+            throw ValidationError("--count-instructions needs a positive multiple of 64 (some benchmarks work in batches of 16 or 64)")
+        }
     }
 
     func run() throws {
@@ -47,13 +56,25 @@ struct Bench: ParsableCommand {
         try select(&groups)
         if list {
             for bench in groups.flatMap(\.benchmarks) {
-                print(json ? "{\"bench\": \"\(bench.name)\", \"operations\": \(bench.operations)}"
+                print(json ? "{\"bench\": \"\(bench.name)\", \"operations\": \(bench.operations), \"countable\": \(bench.countable)}"
                            : bench.name)
             }
             return
         }
+        if let count = countInstructions {
+            for bench in groups.flatMap(\.benchmarks) {
+                guard bench.countable else {
+                    throw ValidationError("\(bench.name)'s instructions cannot be counted: its threads spin at a start line")
+                }
+                guard count <= bench.operations else {
+                    throw ValidationError("--count-instructions \(count) is more than \(bench.name)'s \(bench.operations) operations")
+                }
+            }
+        }
         #if DEBUG
-        printToStandardError("warning: this is a debug build; run `swift run -c release ostd-mm bench` for real numbers")
+        if countInstructions == nil {
+            printToStandardError("warning: this is a debug build; run `swift run -c release ostd-mm bench` for real numbers")
+        }
         #endif
         let repetitions = quick ? 5 : 21
         let total = groups.reduce(0) { $0 + $1.benchmarks.count }
@@ -62,7 +83,7 @@ struct Bench: ParsableCommand {
         // Each group, and each benchmark, is dropped (with what it kept) as soon as it has run.
         while !groups.isEmpty {
             var group = groups.removeFirst()
-            if let machine = group.machine {
+            if let machine = group.machine, countInstructions == nil {
                 machine.adviseHugePages()
                 machine.populateMetadata()
                 // The frames these benchmarks hand out are resident RAM.
@@ -70,6 +91,11 @@ struct Bench: ParsableCommand {
             }
             while !group.benchmarks.isEmpty {
                 let bench = group.benchmarks.removeFirst()
+                if let count = countInstructions {
+                    bench.countOnce(operations: count)
+                    print("{\"bench\": \"\(bench.name)\", \"counted_operations\": \(count)}")
+                    continue
+                }
                 progress.show("[\(results.count + 1)/\(total)] \(bench.name)…", force: true)
                 let result = bench.measure(repetitions: repetitions)
                 progress.finish()

@@ -1,7 +1,9 @@
 // `ostd-mm bench`'s command line, run as a child process (the command lives in the executable,
 // which the tests cannot import): `--filter` names a benchmark exactly and `--prefix` makes it a
 // prefix; a filter that selects nothing is a usage error (exit 2, the reason, nothing on standard
-// output); `--list` and `--list --json`. Nothing is timed: `--list` runs no benchmark. The
+// output); `--list` and `--list --json`; and `--count-instructions N`, the mode
+// scripts/bench-instructions runs under callgrind, with its own usage errors. Nothing is timed:
+// `--list` runs no benchmark, and the one counted run is 64 operations of a baseline. The
 // `ostd-mm` is the one `swift test` built next to the test binary.
 
 import Foundation
@@ -92,15 +94,37 @@ struct BenchCommandTests {
         if arguments.contains("nosuch") { #expect(run.errors.contains("the benchmarks are: frame-alloc-free, ")) }
     }
 
-    @Test("--list --json gives each benchmark's operations")
+    @Test("--list --json gives each benchmark's operations and whether its instructions can be counted")
     func listJson() throws {
         let run = try runTool(["bench", "--list", "--json"])
         #expect(run.code == 0)
         #expect(run.output.count == (try allNames()).count)
         for line in run.output {
             let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
-            #expect(record["bench"] is String, "\(line)")
+            let name = try #require(record["bench"] as? String)
             #expect((record["operations"] as? Int ?? 0) > 0, "\(line)")
+            // The scaling benchmarks' threads spin at a start line: not countable.
+            #expect(record["countable"] as? Bool == !name.hasPrefix("scale-"), "\(line)")
         }
+    }
+
+    @Test("--count-instructions N runs the benchmark once with N operations")
+    func countInstructions() throws {
+        let run = try runTool(["bench", "--filter", "atomic-inc-dec", "--count-instructions", "64"])
+        #expect(run.code == 0, "\(run.errors)")
+        #expect(run.output == ["{\"bench\": \"atomic-inc-dec\", \"counted_operations\": 64}"])
+    }
+
+    @Test("--count-instructions refuses what it cannot count exactly",
+          arguments: [
+              (["--filter", "scale-1g-t1", "--count-instructions", "64"], "scale-1g-t1's instructions cannot be counted"),
+              (["--filter", "atomic-inc-dec", "--count-instructions", "100"], "a positive multiple of 64"),
+              (["--filter", "map-2m-seq", "--count-instructions", "16384"], "more than map-2m-seq's 8192 operations"),
+          ])
+    func countInstructionsUsageErrors(_ arguments: [String], _ reason: String) throws {
+        let run = try runTool(["bench"] + arguments)
+        #expect(run.code == 2)
+        #expect(run.errors.contains(reason), "\(run.errors)")
+        #expect(run.output.isEmpty)
     }
 }
