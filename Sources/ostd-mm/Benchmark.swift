@@ -2,6 +2,14 @@
 // of the repetitions, in ns per op and GB/s; for a benchmark that times its threads also each
 // thread's own ns per op) and printed, and the helpers the benchmarks' bodies use: `timed`,
 // `blackHole` and `Lazy` set-up.
+//
+// Instruction counting (`bench --count-instructions N`, driven by scripts/bench-instructions under
+// callgrind): a benchmark runs once with N operations and no warm-up, and every timed part runs
+// inside `countedSection`, a function that is never inlined, which callgrind is told to count
+// alone (`--toggle-collect`); set-up and clean-up outside the timed parts are not counted. The
+// script runs N and 2N and divides the difference by N, so what a timed part does once per run
+// cancels out too. A benchmark whose threads spin at a start line (`multiThreaded`) is not
+// `countable`: callgrind runs threads one at a time, and would count the spinning.
 
 import OSTDHost
 
@@ -23,14 +31,15 @@ struct Benchmark {
     var bytesPerOperation = 0
     /// The threads the operations are spread over, evenly.
     var threads = 1
+    /// Whether its instructions can be counted (`countOnce`): all its work on the calling thread,
+    /// timed with `timed`.
+    var countable = true
     let timed: (Int) -> Timing
 
     /// A benchmark whose whole body is timed.
     init(name: String, operations: Int, bytesPerOperation: Int = 0, body: @escaping (Int) -> Void) {
         self.init(name: name, operations: operations, bytesPerOperation: bytesPerOperation, threads: 1, timing: { n in
-            let start = monotonicNanoseconds()
-            body(n)
-            return Timing(wall: monotonicNanoseconds() - start)
+            Timing(wall: ostd_mm.timed { body(n) })
         })
     }
 
@@ -45,7 +54,9 @@ struct Benchmark {
     /// the wall-clock time of the whole and each thread's own (`threads` of them).
     static func multiThreaded(name: String, operations: Int, threads: Int,
                               timed: @escaping (Int) -> Timing) -> Benchmark {
-        Benchmark(name: name, operations: operations, bytesPerOperation: 0, threads: threads, timing: timed)
+        var benchmark = Benchmark(name: name, operations: operations, bytesPerOperation: 0, threads: threads, timing: timed)
+        benchmark.countable = false
+        return benchmark
     }
 
     private init(name: String, operations: Int, bytesPerOperation: Int, threads: Int,
@@ -79,6 +90,15 @@ struct Benchmark {
         return BenchResult(name: name, nsPerOp: median(samples), bytesPerOperation: bytesPerOperation,
                            threads: threads, threadNsPerOp: threadSamples.isEmpty ? nil : median(threadSamples),
                            handoffNs: handoffs.isEmpty ? nil : median(handoffs))
+    }
+
+    /// Runs once with `operations` operations and no warm-up, its timed parts inside
+    /// `countedSection` (for callgrind; see the top of this file).
+    func countOnce(operations: Int) {
+        precondition(countable, "\(name)'s instructions cannot be counted")
+        InstructionCounting.isOn = true
+        defer { InstructionCounting.isOn = false }
+        _ = timed(operations)
     }
 }
 
@@ -157,12 +177,31 @@ final class Lazy<Value> {
     }
 }
 
-/// The nanoseconds `body` takes.
+/// The nanoseconds `body` takes; when counting instructions, 0, with `body` run inside
+/// `countedSection`.
 @inline(__always)
 func timed(_ body: () -> Void) -> UInt64 {
+    if InstructionCounting.isOn {
+        countedSection(body)
+        return 0
+    }
     let start = monotonicNanoseconds()
     body()
     return monotonicNanoseconds() - start
+}
+
+/// Whether the timed parts run inside `countedSection` (set by `Benchmark.countOnce`, on the
+/// main thread, while no benchmark thread runs).
+enum InstructionCounting {
+    nonisolated(unsafe) static var isOn = false
+}
+
+/// Runs `body`: what scripts/bench-instructions has callgrind count (`--toggle-collect`
+/// matches this name, in its specialisations' symbols too). Never inlined, so that it is a
+/// function of its own to callgrind.
+@inline(never)
+func countedSection(_ body: () -> Void) {
+    body()
 }
 
 /// Keeps `value` alive so the optimiser cannot drop the work that computed it.
