@@ -19,6 +19,16 @@ extension Cursor where C: PageTableConfig {
         if _slowPath(currentEntry().isPresent) { throw .alreadyMapped(va) }
     }
 
+    /// Whether `raw` can be committed at the current slot as it is: a 4 KiB item, the cursor at an
+    /// empty 4 KiB slot inside its range, the address aligned. This is the state of every map of
+    /// a run after the first, for which `prepareSlot` would check, move and find nothing to do.
+    @inlinable @inline(__always)
+    func slotReadyForPage(_ raw: MappedItemRef) -> Bool {
+        guard raw.level == 1, level == 1, va < barrierVa.upperBound,
+              raw.paddr.rawValue & PagingConsts.offsetMask(1) == 0 else { return false }
+        return !currentEntry(at: 1).isPresent
+    }
+
     /// Goes down to `target`, allocating absent nodes. On running out of memory, the nodes just
     /// allocated (all empty) are detached again.
     ///
@@ -72,6 +82,22 @@ extension Cursor where C: PageTableConfig {
             node.countChildren(+1)
         }
         moveForward()
+    }
+
+    /// `commitMap` for a cursor at level 1 (`slotReadyForPage` said so).
+    @inlinable @inline(__always)
+    mutating func commitPage(_ raw: MappedItemRef) {
+        var entry = leafEntry(raw)
+        #if DEBUG
+        if context.hasMutant(.mapWritesWrongPaddr) { entry = PageTableEntry(raw: entry.raw &+ UInt64(pageSize)) }
+        #endif
+        let index = PagingConsts.pteIndex(va, 1)
+        // SAFETY: the current node is in the cursor's lock set.
+        unsafe currentNode.withHeld { node in
+            node.write(index, entry)
+            node.countChildren(+1)
+        }
+        advance(to: va.rawValue &+ PagingConsts.pageSpan(1))
     }
 
     /// Clears the current slot and returns what it held, as a fragment.

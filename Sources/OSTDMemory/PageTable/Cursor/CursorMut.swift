@@ -57,6 +57,7 @@
     @inlinable @inline(__always)
     @_spi(OSTDInternals) public mutating func map(_ item: consuming MappedItem) {
         let raw = item.info
+        if inner.slotReadyForPage(raw) { return inner.commitPage(item.intoRaw()) }
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
         } catch {
@@ -70,6 +71,10 @@
     @unsafe
     @_spi(OSTDInternals) public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
         let raw = item.info
+        if inner.slotReadyForPage(raw) {
+            inner.commitPage(item.intoRaw())
+            return nil
+        }
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
         } catch {
