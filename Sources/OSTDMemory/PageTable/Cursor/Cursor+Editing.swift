@@ -93,7 +93,7 @@ extension Cursor where C: PageTableConfig {
         #endif
         let index = PagingConsts.pteIndex(va, 1)
         // SAFETY: the current node is in the cursor's lock set.
-        unsafe currentNode.withHeld { node in
+        unsafe currentNode(at: 1).withHeld { node in
             node.write(index, entry)
             node.countChildren(+1)
         }

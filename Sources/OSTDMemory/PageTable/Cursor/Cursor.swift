@@ -278,6 +278,14 @@ import Synchronization
         unsafe NodeRef(entries: nodes[unchecked: Int(level) &- 1], context)
     }
 
+    /// `currentNode`, for a caller that knows the cursor's level (so that the path slot is a
+    /// constant, not an index into a copy of `nodes`).
+    @inlinable @inline(__always)
+    func currentNode(at knownLevel: PagingLevel) -> NodeRef {
+        // SAFETY: `knownLevel` is the cursor's level (the caller's word), so as `currentNode`.
+        unsafe NodeRef(entries: nodes[unchecked: Int(knownLevel) &- 1], context)
+    }
+
     /// The entry of the current slot.
     @inlinable @inline(__always)
     func currentEntry() -> PageTableEntry { currentNode.read(currentIndex) }

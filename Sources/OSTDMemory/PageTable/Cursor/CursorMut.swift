@@ -185,7 +185,11 @@
     ) throws(PageTableError) -> Range<Vaddr>? {
         // Fast path: a 4 KiB leaf at the cursor, as at every step of a run after the first.
         if inner.level == 1 && len > 0 {
-            precondition(len % pageSize == 0 && len <= inner.barrierVa.upperBound - inner.va, "len exceeds remaining cursor range")
+            // `len % 4096 == 0 && len <= barrierVa.upperBound - va`, in wrapping arithmetic (the
+            // cursor is never past its range's end).
+            let bytes = UInt64(truncatingIfNeeded: len)
+            precondition(bytes & PagingConsts.offsetMask(1) == 0 && bytes <= inner.barrierVa.upperBound.rawValue &- inner.va.rawValue,
+                         "len exceeds remaining cursor range")
             let pte = inner.currentEntry(at: 1)
             if pte.isLeaf { return unsafe protectCurrent(pte, level: 1, end: inner.va + len, op) }
         }
@@ -217,9 +221,13 @@
         if updated != pte.raw {
             let index = PagingConsts.pteIndex(inner.va, level)
             // SAFETY: the current node is in the cursor's lock set.
-            unsafe inner.currentNode.withHeld { $0.update(index, from: pte, to: PageTableEntry(raw: updated)) }
+            unsafe inner.currentNode(at: level).withHeld { $0.update(index, from: pte, to: PageTableEntry(raw: updated)) }
         }
-        inner.advance(to: slotEnd)
+        if level == 1 && slotEnd & PagingConsts.offsetMask(2) != 0 {
+            inner.va = Vaddr(slotEnd)   // the next slot of the same node
+        } else {
+            inner.advance(to: slotEnd)
+        }
         return range
     }
 }
