@@ -3,6 +3,9 @@
 // Single frames come from the calling CPU's cache, without a lock, when the caller runs on a CPU
 // (the platform's current CPU, with preemption disabled); otherwise, and for segments, from the
 // buddy set under the machine's spin lock. Frames in caches and in the buddy set are `UNUSED`.
+// A single frame freed goes to the CPU's cache only when its pageblock serves small allocations;
+// the pieces of a split huge page go straight back to the buddy set, where they coalesce
+// (`Pageblocks.swift`, and the grouping by size in `BuddySet.swift`).
 
 extension MachineRef {
     /// The global pool, reached with a read of the state (a mutation through
@@ -29,9 +32,13 @@ extension MachineRef {
         }
     }
 
-    /// Returns one frame whose slot has just become `UNUSED`.
+    /// Returns one frame whose slot has just become `UNUSED`: a frame of a small pageblock to the
+    /// current CPU's cache, any other (a piece of a split huge page) straight to the buddy set,
+    /// where it coalesces back into its huge block (`Pageblocks.swift`).
     @inlinable @inline(__always)
     func deallocFrame(_ index: Int) {
+        // SAFETY: the live context; `pageblocks` is immutable and `index` a frame of the machine.
+        guard unsafe state.pointee.pageblocks.isSmall(frame: index) else { return deallocRange(index, count: 1) }
         platform.withPreemptionDisabled { cpu in
             guard let cpu else { return deallocRange(index, count: 1) }
             // SAFETY: as in `allocFrame`: the current CPU's cache, this thread's alone.
@@ -81,26 +88,22 @@ extension MachineRef {
         if lastFrame { unsafe destroy() }
     }
 
-    /// Refills an empty CPU cache with one 32-frame chunk (or single frames when memory is too
-    /// fragmented for one) and returns one frame of it.
+    /// Refills an empty CPU cache with about 32 frames (one chunk, or the small pageblocks'
+    /// scattered ones: `BuddySet.allocBatch`) and returns one of them.
     ///
     /// - Safety: `cache` is the calling thread's current CPU's cache, with preemption disabled.
     @unsafe @usableFromInline
     func refillCache(_ cache: UnsafeMutablePointer<FrameCache>) -> Int? {
-        let batch = framesOfOrder(FrameCache.batchOrder)
         // SAFETY: the live context; the pool is used only under `lock`, held here, and `cache` is
-        // this thread's alone (the caller's contract).
+        // this thread's alone (the caller's contract). The cache is empty, and a batch is fewer
+        // than 48 frames, so every push fits.
         unsafe state.pointee.lock.lock()
         defer { unsafe state.pointee.lock.unlock() }
-        if let chunk = unsafe globalPool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
-            for i in stride(from: batch - 1, through: 1, by: -1) { _ = unsafe cache.pointee.push(chunk + i) }
-            return chunk
+        let taken = unsafe globalPool.pointee.buddy.allocBatch(order: FrameCache.batchOrder) { chunk, order in
+            // Highest first, so that the frames come out in address order.
+            for i in stride(from: framesOfOrder(order) - 1, through: 0, by: -1) { _ = unsafe cache.pointee.push(chunk + i) }
         }
-        for _ in 1..<batch {
-            guard let index = unsafe globalPool.pointee.buddy.alloc(order: 0) else { break }
-            _ = unsafe cache.pointee.push(index)
-        }
-        return unsafe globalPool.pointee.buddy.alloc(order: 0) ?? cache.pointee.pop()
+        return taken == 0 ? nil : unsafe cache.pointee.pop()
     }
 
     /// Returns the oldest half of a full CPU cache to the buddy set, then caches `index`.
