@@ -37,7 +37,7 @@ struct Bench: ParsableCommand {
         func runAll() throws {
             let all = FrameBenchmarks.all(machine: machine) + PageTableBenchmarks.all(machine: tableMachine)
                 + VmSpaceBenchmarks.all(machine: machine) + ScalingBenchmarks.all(machine: scalingMachine)
-                + Baselines.all()
+                + FragmentationBenchmarks.all() + Baselines.all()
             let benches = all.filter { filter.map($0.name.contains) ?? true }
             guard !benches.isEmpty else {
                 throw ValidationError("no benchmark's name contains '\(filter ?? "")'; the benchmarks are: "
