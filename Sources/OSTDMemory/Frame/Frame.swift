@@ -41,7 +41,12 @@ public struct Frame<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     }
 
     /// Drops the reference (Rust's `Drop`); the last one frees the frame.
-    @inlinable
+    ///
+    /// Always inlined: left to its heuristics, the optimiser stops inlining it into loops that
+    /// drop frames once the free path grows by a few instructions (the pageblock test of
+    /// `deallocFrame` did it: frame-alloc-free-batch-64 went from 613e6 to 694e6 instructions
+    /// under callgrind, 637e6 inlined).
+    @inlinable @inline(__always)
     deinit {
         if context.isAccounting {
             Frame.dropAccounted(slot, context)

@@ -195,6 +195,7 @@ struct BuddySet: ~Copyable {
     private static func below(_ order: BuddyOrder) -> UInt64 { (1 << UInt64(order)) &- 1 }
 
     /// Takes the first chunk of list (`found`, `kind`) and splits it down to `order`.
+    @inline(__always)
     private mutating func take(order found: BuddyOrder, _ kind: PageblockKind, splittingTo order: BuddyOrder) -> Int {
         let index = Int(first(found, kind))
         remove(index, order: found)
@@ -203,6 +204,7 @@ struct BuddySet: ~Copyable {
 
     /// Frees the upper halves of the chunk `index` of order `found` down to `order`; returns
     /// `index`, now a chunk of `order` that the caller holds.
+    @inline(__always)
     private mutating func split(_ index: Int, from found: BuddyOrder, to order: BuddyOrder) -> Int {
         var found = found
         while found > order {
@@ -261,24 +263,28 @@ struct BuddySet: ~Copyable {
     }
 
     /// The list a free chunk of `order` at `index` belongs in.
+    @inline(__always)
     func kind(ofChunk index: Int, order: BuddyOrder) -> PageblockKind {
         order >= Pageblocks.order ? .large : pageblocks.kind(index >> Pageblocks.order)
     }
 
     // MARK: The intrusive lists
 
+    @inline(__always)
     func slot(_ index: Int) -> MetaSlot {
         // SAFETY: `index < frameCount` (see the type): a live slot of the metadata region.
         unsafe MetaSlot(metaBase + index << MetaSlot.sizeShift)
     }
 
     /// The first frame of list (`order`, `kind`), or `none`.
+    @inline(__always)
     private func first(_ order: BuddyOrder, _ kind: PageblockKind) -> UInt32 {
         // SAFETY: `order <= maxOrder` (a chunk's order), so the list is inside `heads`.
         unsafe heads[order << 1 | Int(kind.rawValue)]
     }
 
     /// Makes `index` the head of a free chunk of `order` and links it first in its list.
+    @inline(__always)
     private mutating func push(_ index: Int, order: BuddyOrder) {
         let slot = slot(index)
         if slot.claimUnused() != nil {
@@ -293,6 +299,7 @@ struct BuddySet: ~Copyable {
     }
 
     /// Unlinks the free chunk headed by `index` and turns its head back into an unused frame.
+    @inline(__always)
     private mutating func remove(_ index: Int, order: BuddyOrder) {
         unlink(index, order: order, kind(ofChunk: index, order: order))
         let slot = slot(index)
@@ -303,6 +310,7 @@ struct BuddySet: ~Copyable {
     }
 
     /// Links the free head `index` first in list (`order`, `kind`).
+    @inline(__always)
     private mutating func link(_ index: Int, order: BuddyOrder, _ kind: PageblockKind) {
         let list = order << 1 | Int(kind.rawValue)
         let head = FreeHead(slot(index))
@@ -316,6 +324,7 @@ struct BuddySet: ~Copyable {
     }
 
     /// Unlinks the free head `index` from list (`order`, `kind`).
+    @inline(__always)
     private mutating func unlink(_ index: Int, order: BuddyOrder, _ kind: PageblockKind) {
         let list = order << 1 | Int(kind.rawValue)
         let head = FreeHead(slot(index))
