@@ -287,7 +287,9 @@ struct BuddySet: ~Copyable {
     @inline(__always)
     private mutating func push(_ index: Int, order: BuddyOrder) {
         let slot = slot(index)
-        if slot.claimUnused() != nil {
+        // No CAS: every other claim of an unused frame by address takes the machine's lock, held
+        // here (MachineRef+Allocation.swift).
+        if slot.claimUnusedExclusively() != nil {
             let paddr = Paddr(UInt64(index) << UInt64(pageShift))
             preconditionFailure("frame \(paddr): returned to the allocator while in use (double free?)")
         }
