@@ -151,6 +151,7 @@ struct Bench: ParsableCommand {
                   benchmarks: [PageTableBenchmarks.queryRandom(machine: query)]),
             Group(name: "address-space", machine: spaces, residentMemory: true, benchmarks: VmSpaceBenchmarks.all(machine: spaces)),
             Group(name: "scaling", machine: scaling, residentMemory: true, benchmarks: ScalingBenchmarks.all(machine: scaling)),
+            Group(name: "fragmentation", machine: nil, residentMemory: false, benchmarks: FragmentationBenchmarks.all()),
             Group(name: "baseline", machine: nil, residentMemory: false, benchmarks: Baselines.all()),
         ]
     }

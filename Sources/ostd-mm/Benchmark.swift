@@ -20,6 +20,8 @@ struct Timing {
     let wall: UInt64
     var perThread: [UInt64] = []
     var handoff: Double? = nil
+    /// Counts a benchmark reports besides its time, as (JSON field, value), from its last run.
+    var figures: [(String, Int)] = []
 }
 
 /// One benchmark: `timed(n)` performs `n` operations and returns the nanoseconds they took,
@@ -59,7 +61,7 @@ struct Benchmark {
         return benchmark
     }
 
-    private init(name: String, operations: Int, bytesPerOperation: Int, threads: Int,
+    init(name: String, operations: Int, bytesPerOperation: Int, threads: Int,
                  timing timed: @escaping (Int) -> Timing) {
         self.name = name
         self.operations = operations
@@ -76,10 +78,12 @@ struct Benchmark {
         var samples: [Double] = []
         var threadSamples: [Double] = []
         var handoffs: [Double] = []
+        var figures: [(String, Int)] = []
         let perThread = Double(operations / threads)
         for _ in 0..<repetitions {
             let timing = timed(operations)
             samples.append(Double(timing.wall) / Double(operations))
+            figures = timing.figures
             if let handoff = timing.handoff { handoffs.append(handoff) }
             if !timing.perThread.isEmpty {
                 precondition(timing.perThread.count == threads, "\(name) timed \(timing.perThread.count) threads, not \(threads)")
@@ -89,7 +93,7 @@ struct Benchmark {
         }
         return BenchResult(name: name, nsPerOp: median(samples), bytesPerOperation: bytesPerOperation,
                            threads: threads, threadNsPerOp: threadSamples.isEmpty ? nil : median(threadSamples),
-                           handoffNs: handoffs.isEmpty ? nil : median(handoffs))
+                           handoffNs: handoffs.isEmpty ? nil : median(handoffs), figures: figures)
     }
 
     /// Runs once with `operations` operations and no warm-up, its timed parts inside
@@ -120,6 +124,8 @@ struct BenchResult {
     /// For two timed threads: nanoseconds per one-way handoff of a cache line between them,
     /// measured just before the timed part (the machine's condition, not the benchmark's).
     var handoffNs: Double? = nil
+    /// `Timing.figures` of the last run.
+    var figures: [(String, Int)] = []
 
     /// Gigabytes per second, when the benchmark moves bytes.
     var gbps: Double? { bytesPerOperation == 0 ? nil : Double(bytesPerOperation) / nsPerOp }
@@ -135,6 +141,7 @@ struct BenchResult {
                 + ", \"thread_mops\": \(fixed(1000 / threadNsPerOp))"
         }
         if let handoffNs { fields += ", \"handoff_ns\": \(fixed(handoffNs))" }
+        for (field, value) in figures { fields += ", \"\(field)\": \(value)" }
         return "{" + fields + "}"
     }
 
@@ -146,6 +153,7 @@ struct BenchResult {
         } ?? ""
         let handoff = handoffNs.map { "; handoff \(fixed($0)) ns" } ?? ""
         return name.padding(toLength: 28) + fixed(nsPerOp).leftPadded(to: 10) + " ns/op" + throughput + perThread + handoff
+            + figures.map { "  \($0) \($1)" }.joined()
     }
 }
 

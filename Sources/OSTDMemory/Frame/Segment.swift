@@ -201,28 +201,31 @@ extension Segment where M: FrameMeta {
         let start = Int(range.lowerBound.rawValue >> UInt64(pageShift))
         let end = Int(range.upperBound.rawValue >> UInt64(pageShift))
         _ = machine.context.reservedSlot(of: range.lowerBound)  // reserved frames come first
-        return try claim(start..<end, context: machine.context, meta: meta)
+        return try claim(start..<end, context: machine.context, byAddress: true, meta: meta)
     }
 
     /// Claims frames `frames` one by one; the segment under construction owns those claimed so
-    /// far, so a failure drops exactly them.
+    /// far, so a failure drops exactly them. `byAddress`: the frames were not just handed out by
+    /// the allocator, so each claim takes its lock (`MachineRef.claimUnusedByAddress`).
     static func claim(
-        _ frames: Range<Int>, context: MachineRef, meta: (Paddr) -> M
+        _ frames: Range<Int>, context: MachineRef, byAddress: Bool = false, meta: (Paddr) -> M
     ) throws(GetFrameError) -> Segment<M> {
         try context.auditingFallibleFrames(.segmentFromUnused(paddrs(of: frames))) { () throws(GetFrameError) -> Segment<M> in
-            try claimEach(frames, context: context, meta: meta)
+            try claimEach(frames, context: context, byAddress: byAddress, meta: meta)
         }
     }
 
     /// `claim` without the audit.
     private static func claimEach(
-        _ frames: Range<Int>, context: MachineRef, meta: (Paddr) -> M
+        _ frames: Range<Int>, context: MachineRef, byAddress: Bool, meta: (Paddr) -> M
     ) throws(GetFrameError) -> Segment<M> {
         var segment = Segment(adopting: frames.lowerBound..<frames.lowerBound, context: context)
         for index in frames {
             let slot = context.slot(index: index)
             let paddr = context.paddr(of: slot)
-            if let status = slot.claimUnused() { throw GetFrameError(status: status, paddr: paddr) }
+            if let status = byAddress ? context.claimUnusedByAddress(slot) : slot.claimUnused() {
+                throw GetFrameError(status: status, paddr: paddr)
+            }
             // SAFETY: `claimUnused` just claimed the slot for this thread (count `0`).
             _ = unsafe Frame(initializing: slot, meta: meta(paddr), context: context).intoParts()
             segment.end = index + 1

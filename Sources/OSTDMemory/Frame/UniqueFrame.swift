@@ -18,7 +18,8 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
         self.context = context
     }
 
-    /// Drops the frame: busy, metadata forgotten, `UNUSED`, back to the allocator.
+    /// Drops the frame: busy, metadata forgotten, back to the allocator (`UNUSED`, or held by a
+    /// CPU's cache).
     @inlinable
     deinit {
         let (slot, context) = (slot, context)
@@ -26,7 +27,6 @@ public struct UniqueFrame<M: FrameMeta>: ~Copyable, @unchecked Sendable {
             let index = context.frameIndex(of: slot)
             context.ledger?.redeem(index)
             slot.storeBusy()
-            slot.storeUnused()
             context.deallocFrame(index)
         }
     }

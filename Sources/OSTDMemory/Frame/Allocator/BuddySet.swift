@@ -1,4 +1,5 @@
-// The buddy set: free chunks of every order, coalesced on free (OSTD frame-allocator `set.rs`).
+// The buddy set: free chunks of every order, coalesced on free (OSTD frame-allocator `set.rs`),
+// with its 2 MiB pageblocks grouped by the size of what they serve (`Pageblocks.swift`).
 //
 // Free chunks are kept in intrusive doubly linked lists threaded through the metadata slots of
 // their head frames, as OSTD keeps them in `LinkedList<FreeHeadMeta>`: the head of a free chunk is
@@ -6,16 +7,40 @@
 // `in_list` word is `order + 1`. The other frames of a free chunk stay `UNUSED`. Finding a buddy
 // is then O(1): `buddy = index ^ 2^order` is free with the right order iff its `in_list` says so.
 //
-// Costs: allocation finds the first non-empty order with one bit scan of a mask, then splits
-// down, O(log n); freeing merges upwards, O(log n). The set is not thread-safe: the machine keeps
-// it behind its spin lock.
+// Grouping by size (not in OSTD, whose buddy set serves the smallest chunk whatever the request;
+// modelled on Linux's grouping of pages by mobility, with size in place of mobility). A chunk
+// below order 9 lies inside one pageblock and is kept in the list of its order *and of its
+// pageblock's kind*; a chunk of order 9 or more is whole pageblocks, all large. Then:
+//
+//   - Below order 9 (CPU cache refills, single frames, small segments): the smallest chunk of a
+//     small pageblock; else the smallest chunk of order >= 9, whose first pageblock turns small
+//     (smallest first, so a 1 GiB chunk stays whole while smaller ones exist); else, last, the
+//     largest fragment of a large pageblock, which turns small with all its free chunks (Linux's
+//     fallback steals whole pageblocks the same way, `steal_suitable_fallback`).
+//   - Order 9 and more: the smallest chunk that fits, as OSTD.
+//   - A chunk that coalesces to order 9 makes its pageblock large again.
+//
+// So small allocations fill small pageblocks before they break a whole one, and the pieces of a
+// split huge page — which the free path sends straight here, past the CPU caches
+// (`MachineRef.deallocFrame`) — are taken for small frames only when nothing else is free: they
+// stay free until their huge block is whole again.
+//
+// The invariant (`BuddySet+Invariants.swift` checks it): a free chunk of order k < 9 is in list
+// (k, kind of its pageblock); a free chunk of order k >= 9 is in list (k, large) and all its
+// pageblocks are large.
+//
+// Costs: allocation finds the list with a bit scan or two of the lists' masks, then splits down,
+// O(log n); freeing merges upwards, O(log n). Turning a fragment's pageblock small reads its 512
+// slots once (only when no small chunk and no chunk of order >= 9 is free). The set is not
+// thread-safe: the machine keeps it behind its spin lock.
 
-/// Free chunks of orders `0 ... maxOrder`, by frame index.
+/// Free chunks of orders `0 ... maxOrder`, by frame index, in lists by order and pageblock kind.
 ///
 /// `@safe`: `metaBase` is the machine's metadata region and every frame index the set handles
 /// is below `frameCount` (chunks never extend past it), so its slots are live slots of that
-/// region; `heads` (one per order) is allocated by `init` and freed by `deinit`, once (the set is
-/// noncopyable). The set lives in the machine's pool and is used under its lock.
+/// region; `heads` (one per order and kind) and `pageblocks` are allocated by `init` and freed by
+/// `deinit`, once (the set is noncopyable). The set lives in the machine's pool and is used under
+/// its lock.
 @safe @usableFromInline
 struct BuddySet: ~Copyable {
     /// The largest order kept: a chunk of 2^31 frames (8 TiB).
@@ -27,72 +52,134 @@ struct BuddySet: ~Copyable {
     let metaBase: UnsafeMutableRawPointer
     /// Frames in the machine; chunks never extend past it.
     let frameCount: Int
-    /// The first frame of each order's list (`none` when empty).
+    /// The kind of every pageblock; the machine context keeps a copy for the free path.
+    let pageblocks: Pageblocks
+    /// The first frame of each list (`none` when empty): list `2 * order + kind`.
     private let heads: UnsafeMutablePointer<UInt32>
-    /// Bit `k` set iff the list of order `k` is non-empty.
-    private var nonEmpty: UInt64 = 0
+    /// Bit `k` set iff the list of order `k` and kind large is non-empty.
+    private(set) var nonEmptyLarge: UInt64 = 0
+    /// Bit `k` set iff the list of order `k` and kind small is non-empty (`k < 9`).
+    private(set) var nonEmptySmall: UInt64 = 0
     /// Frames in all free chunks.
     private(set) var freeFrames = 0
 
     init(metaBase: UnsafeMutableRawPointer, frameCount: Int) {
         precondition(frameCount < Int(BuddySet.none), "too many frames for 32-bit frame indices")
         // SAFETY: stores the machine's metadata base (see the type); `heads` is a fresh
-        // allocation of one word per order, initialised whole.
+        // allocation of one word per list, initialised whole.
         unsafe self.metaBase = metaBase
         self.frameCount = frameCount
-        unsafe heads = .allocate(capacity: BuddySet.maxOrder + 1)
-        unsafe heads.initialize(repeating: BuddySet.none, count: BuddySet.maxOrder + 1)
+        pageblocks = Pageblocks(frameCount: frameCount)
+        unsafe heads = .allocate(capacity: 2 * (BuddySet.maxOrder + 1))
+        unsafe heads.initialize(repeating: BuddySet.none, count: 2 * (BuddySet.maxOrder + 1))
     }
 
     deinit {
-        // SAFETY: the words `init` allocated (trivial, nothing to deinitialise); runs once.
+        // SAFETY: the words `init` allocated (trivial, nothing to deinitialise) and the
+        // pageblock kinds this set owns; runs once, and no copy of the kinds is used afterwards
+        // (the machine context's copy dies with the state being destroyed).
         unsafe heads.deallocate()
+        unsafe pageblocks.deallocate()
     }
 
-    /// How many free chunks of `order` there are (walks the list; for tests and reports).
+    /// How many free chunks of `order` there are, of both kinds (walks the lists; for tests and
+    /// reports).
     func chunkCount(order: BuddyOrder) -> Int {
-        var count = 0
-        // SAFETY: `order <= maxOrder` (the callers loop over the orders), inside `heads`.
-        var index = unsafe heads[order]
-        while index != BuddySet.none {
-            count += 1
+        chunks(order: order, .large).count + chunks(order: order, .small).count
+    }
+
+    /// The heads of the free chunks in list (`order`, `kind`), first to last (for tests and checks).
+    func chunks(order: BuddyOrder, _ kind: PageblockKind) -> [Int] {
+        var found: [Int] = []
+        var index = first(order, kind)
+        while index != BuddySet.none && found.count < frameCount {
+            found.append(Int(index))
             index = FreeHead(slot(Int(index))).next
         }
-        return count
+        return found
+    }
+
+    // MARK: Boot
+
+    /// Adds the frames `start ..< start + count` at boot. A pageblock they only partly cover
+    /// (holding reserved frames, or cut by the end of memory) can never be whole, so it turns small
+    /// first: small allocations use it before they break a whole one.
+    mutating func addFreeMemory(start: Int, count: Int) {
+        guard count > 0 else { return }
+        let blockMask = framesOfOrder(Pageblocks.order) - 1
+        if start & blockMask != 0 { pageblocks.setKind(start >> Pageblocks.order, .small) }
+        if (start + count) & blockMask != 0 { pageblocks.setKind((start + count - 1) >> Pageblocks.order, .small) }
+        for chunk in ChunkSplitter(start: start, count: count) { insert(chunk.index, order: chunk.order) }
     }
 
     // MARK: Allocation
 
-    /// Takes a chunk of `order`, splitting a larger one if needed. The returned frames are all
-    /// `UNUSED`. `nil` when no chunk of that order or larger is free.
+    /// Takes a chunk of `order`, splitting a larger one if needed (the policy in the file
+    /// comment). The returned frames are all `UNUSED`. `nil` when no chunk of that order or
+    /// larger is free.
     mutating func alloc(order: BuddyOrder) -> Int? {
-        let candidates = nonEmpty & ~((1 << UInt64(order)) &- 1)
-        guard candidates != 0 else { return nil }
-        var found = candidates.trailingZeroBitCount
-        // SAFETY: `found` is a set bit of `nonEmpty`, an order `<= maxOrder`, inside `heads`.
-        let index = Int(unsafe heads[found])
-        remove(index, order: found)
-        while found > order {
-            found -= 1
-            push(index + framesOfOrder(found), order: found)
+        if order >= Pageblocks.order {
+            let candidates = nonEmptyLarge & ~BuddySet.below(order)
+            guard candidates != 0 else { return nil }
+            return take(order: candidates.trailingZeroBitCount, .large, splittingTo: order)
         }
-        return index
+        let small = nonEmptySmall & ~BuddySet.below(order)
+        if small != 0 { return take(order: small.trailingZeroBitCount, .small, splittingTo: order) }
+        let whole = nonEmptyLarge & ~BuddySet.below(Pageblocks.order)
+        if whole != 0 {
+            let found = whole.trailingZeroBitCount
+            let index = Int(first(found, .large))
+            remove(index, order: found)
+            // Before the split: its pieces below order 9 go to the small lists, the others stay
+            // whole pageblocks.
+            pageblocks.setKind(index >> Pageblocks.order, .small)
+            return split(index, from: found, to: order)
+        }
+        let fragments = nonEmptyLarge & BuddySet.below(Pageblocks.order) & ~BuddySet.below(order)
+        guard fragments != 0 else { return nil }
+        let found = UInt64.bitWidth - 1 - fragments.leadingZeroBitCount
+        let index = Int(first(found, .large))
+        makeSmall(index >> Pageblocks.order)
+        remove(index, order: found)
+        return split(index, from: found, to: order)
+    }
+
+    /// Takes frames for a CPU cache (`order < 9`): `2^order` of them as one chunk when a small
+    /// pageblock has a chunk that large; else every chunk small pageblocks have, largest first,
+    /// until `2^order` frames are taken (fewer if they have fewer, more by less than `2^(order-1)`);
+    /// only when small pageblocks have no free frame, a chunk of `order` as `alloc` finds one, or
+    /// single frames when memory is too fragmented for one. Hands each chunk to `body` as (first
+    /// frame, order), its frames `UNUSED`, and returns how many frames it took (0: none free).
+    mutating func allocBatch(order: BuddyOrder, _ body: (Int, BuddyOrder) -> Void) -> Int {
+        let want = framesOfOrder(order)
+        if nonEmptySmall != 0 && nonEmptySmall & ~BuddySet.below(order) == 0 {
+            var taken = 0
+            while taken < want && nonEmptySmall != 0 {
+                let found = UInt64.bitWidth - 1 - nonEmptySmall.leadingZeroBitCount
+                let index = Int(first(found, .small))
+                remove(index, order: found)
+                body(index, found)
+                taken += framesOfOrder(found)
+            }
+            return taken
+        }
+        if let index = alloc(order: order) {
+            body(index, order)
+            return want
+        }
+        var taken = 0
+        while taken < want, let index = alloc(order: 0) {
+            body(index, 0)
+            taken += 1
+        }
+        return taken
     }
 
     /// Returns the chunk `index ..< index + 2^order` (aligned, all frames `UNUSED`) and merges it
     /// with its free buddies.
     mutating func free(_ index: Int, order: BuddyOrder) {
-        var index = index
-        var order = order
-        while order < BuddySet.maxOrder {
-            let buddy = index ^ framesOfOrder(order)
-            guard buddy + framesOfOrder(order) <= frameCount,
-                  slot(buddy).inList == UInt64(order + 1) else { break }
-            remove(buddy, order: order)
-            index = min(index, buddy)
-            order += 1
-        }
-        push(index, order: order)
+        if order >= Pageblocks.order { makeLarge(index, order: order) }
+        insert(index, order: order)
     }
 
     /// Returns an arbitrary frame range, split into maximal aligned chunks (OSTD `dealloc`).
@@ -102,47 +189,153 @@ struct BuddySet: ~Copyable {
         }
     }
 
+    // MARK: Splitting and merging
+
+    /// The orders below `order`, as a mask.
+    private static func below(_ order: BuddyOrder) -> UInt64 { (1 << UInt64(order)) &- 1 }
+
+    /// Takes the first chunk of list (`found`, `kind`) and splits it down to `order`.
+    @inline(__always)
+    private mutating func take(order found: BuddyOrder, _ kind: PageblockKind, splittingTo order: BuddyOrder) -> Int {
+        let index = Int(first(found, kind))
+        remove(index, order: found)
+        return split(index, from: found, to: order)
+    }
+
+    /// Frees the upper halves of the chunk `index` of order `found` down to `order`; returns
+    /// `index`, now a chunk of `order` that the caller holds.
+    @inline(__always)
+    private mutating func split(_ index: Int, from found: BuddyOrder, to order: BuddyOrder) -> Int {
+        var found = found
+        while found > order {
+            found -= 1
+            push(index + framesOfOrder(found), order: found)
+        }
+        return index
+    }
+
+    /// Links the chunk `index` of `order`, merged with its free buddies.
+    private mutating func insert(_ index: Int, order: BuddyOrder) {
+        var index = index
+        var order = order
+        while order < BuddySet.maxOrder {
+            let buddy = index ^ framesOfOrder(order)
+            guard buddy + framesOfOrder(order) <= frameCount,
+                  slot(buddy).inList == UInt64(order + 1) else { break }
+            remove(buddy, order: order)
+            index = min(index, buddy)
+            order += 1
+            // Wholly free: the pageblock's frames may serve a huge page again.
+            if order == Pageblocks.order { pageblocks.setKind(index >> Pageblocks.order, .large) }
+        }
+        push(index, order: order)
+    }
+
+    // MARK: Pageblock kinds
+
+    /// Turns pageblock `block` small and moves its free chunks to the small lists (Linux's
+    /// `move_freepages_block`): reads the slots of its frames, skipping each free chunk whole.
+    private mutating func makeSmall(_ block: Int) {
+        pageblocks.setKind(block, .small)
+        var index = block << Pageblocks.order
+        let end = min(index + framesOfOrder(Pageblocks.order), frameCount)
+        while index < end {
+            let word = slot(index).inList
+            guard word != 0 else {
+                index += 1
+                continue
+            }
+            let order = Int(word) - 1
+            unlink(index, order: order, .large)
+            link(index, order: order, .small)
+            index += framesOfOrder(order)
+        }
+    }
+
+    /// Makes the pageblocks of the chunk `index` of `order >= 9`, being freed whole, large. They
+    /// almost always are; a small one here held small frames that were all returned in one run
+    /// with their neighbours (a page table's teardown returns runs of contiguous frames).
+    private func makeLarge(_ index: Int, order: BuddyOrder) {
+        let first = index >> Pageblocks.order
+        for block in first..<(first + framesOfOrder(order - Pageblocks.order)) where pageblocks.kind(block) == .small {
+            pageblocks.setKind(block, .large)
+        }
+    }
+
+    /// The list a free chunk of `order` at `index` belongs in.
+    @inline(__always)
+    func kind(ofChunk index: Int, order: BuddyOrder) -> PageblockKind {
+        order >= Pageblocks.order ? .large : pageblocks.kind(index >> Pageblocks.order)
+    }
+
     // MARK: The intrusive lists
 
-    private func slot(_ index: Int) -> MetaSlot {
+    @inline(__always)
+    func slot(_ index: Int) -> MetaSlot {
         // SAFETY: `index < frameCount` (see the type): a live slot of the metadata region.
         unsafe MetaSlot(metaBase + index << MetaSlot.sizeShift)
     }
 
+    /// The first frame of list (`order`, `kind`), or `none`.
+    @inline(__always)
+    private func first(_ order: BuddyOrder, _ kind: PageblockKind) -> UInt32 {
+        // SAFETY: `order <= maxOrder` (a chunk's order), so the list is inside `heads`.
+        unsafe heads[order << 1 | Int(kind.rawValue)]
+    }
+
     /// Makes `index` the head of a free chunk of `order` and links it first in its list.
+    @inline(__always)
     private mutating func push(_ index: Int, order: BuddyOrder) {
         let slot = slot(index)
-        if slot.claimUnused() != nil {
+        // No CAS: every other claim of an unused frame by address takes the machine's lock, held
+        // here (MachineRef+Allocation.swift).
+        if slot.claimUnusedExclusively() != nil {
             let paddr = Paddr(UInt64(index) << UInt64(pageShift))
             preconditionFailure("frame \(paddr): returned to the allocator while in use (double free?)")
         }
-        let head = FreeHead(slot)
-        // SAFETY: `order <= maxOrder` (a chunk's order), inside `heads`.
-        let oldFirst = unsafe heads[order]
-        head.next = oldFirst
-        head.prev = BuddySet.none
-        if oldFirst != BuddySet.none { FreeHead(self.slot(Int(oldFirst))).prev = UInt32(index) }
-        unsafe heads[order] = UInt32(index)
+        link(index, order: order, kind(ofChunk: index, order: order))
         slot.typeTagWord = FreeHead.tag.word
         slot.inList = UInt64(order + 1)
         slot.publishUnique()
-        nonEmpty |= 1 << UInt64(order)
         freeFrames += framesOfOrder(order)
     }
 
     /// Unlinks the free chunk headed by `index` and turns its head back into an unused frame.
+    @inline(__always)
     private mutating func remove(_ index: Int, order: BuddyOrder) {
+        unlink(index, order: order, kind(ofChunk: index, order: order))
         let slot = slot(index)
-        let head = FreeHead(slot)
-        let (next, prev) = (head.next, head.prev)
-        // SAFETY: `order <= maxOrder` (a chunk's order), inside `heads`.
-        if prev != BuddySet.none { FreeHead(self.slot(Int(prev))).next = next } else { unsafe heads[order] = next }
-        if next != BuddySet.none { FreeHead(self.slot(Int(next))).prev = prev }
-        if unsafe heads[order] == BuddySet.none { nonEmpty &= ~(1 << UInt64(order)) }
         slot.inList = 0
         slot.storeBusy()
         slot.storeUnused()
         freeFrames -= framesOfOrder(order)
+    }
+
+    /// Links the free head `index` first in list (`order`, `kind`).
+    @inline(__always)
+    private mutating func link(_ index: Int, order: BuddyOrder, _ kind: PageblockKind) {
+        let list = order << 1 | Int(kind.rawValue)
+        let head = FreeHead(slot(index))
+        // SAFETY: `order <= maxOrder` (a chunk's order), so `list` is inside `heads`.
+        let oldFirst = unsafe heads[list]
+        head.next = oldFirst
+        head.prev = BuddySet.none
+        if oldFirst != BuddySet.none { FreeHead(self.slot(Int(oldFirst))).prev = UInt32(index) }
+        unsafe heads[list] = UInt32(index)
+        if kind == .small { nonEmptySmall |= 1 << UInt64(order) } else { nonEmptyLarge |= 1 << UInt64(order) }
+    }
+
+    /// Unlinks the free head `index` from list (`order`, `kind`).
+    @inline(__always)
+    private mutating func unlink(_ index: Int, order: BuddyOrder, _ kind: PageblockKind) {
+        let list = order << 1 | Int(kind.rawValue)
+        let head = FreeHead(slot(index))
+        let (next, prev) = (head.next, head.prev)
+        // SAFETY: `order <= maxOrder` (a chunk's order), so `list` is inside `heads`.
+        if prev != BuddySet.none { FreeHead(self.slot(Int(prev))).next = next } else { unsafe heads[list] = next }
+        if next != BuddySet.none { FreeHead(self.slot(Int(next))).prev = prev }
+        guard unsafe heads[list] == BuddySet.none else { return }
+        if kind == .small { nonEmptySmall &= ~(1 << UInt64(order)) } else { nonEmptyLarge &= ~(1 << UInt64(order)) }
     }
 }
 

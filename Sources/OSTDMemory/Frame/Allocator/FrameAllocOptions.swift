@@ -1,7 +1,9 @@
 // Frame allocation options and entry points (OSTD `frame/allocator.rs`, `FrameAllocOptions`).
 //
 // Single frames come from the calling CPU's cache when the thread is bound to a CPU, otherwise
-// from the buddy set under its lock; segments always come from the buddy set. A segment of `n`
+// from the buddy set under its lock; segments always come from the buddy set. A single frame
+// comes held by the allocator for this thread alone and is claimed with plain stores; a
+// segment's frames come `UNUSED` and are claimed with OSTD's CAS. A segment of `n`
 // frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
 // to its own size. Frames are zeroed at allocation when asked (the default), never at free, and
 // only those whose bytes may be non-zero (`MetaSlot.markWritten`): the rest still hold zeros.
@@ -85,22 +87,35 @@ public struct FrameAllocOptions: Sendable {
 }
 
 extension Frame where M: FrameMeta {
-    /// Turns the unused frame the allocator just handed out into a handle with metadata `meta`
-    /// (the body of an allocation, OSTD's `from_unused` on the allocated address; no ledger).
+    /// Turns the frame `MachineRef.allocFrame` just handed out, held by the allocator for this
+    /// thread alone, into a handle with metadata `meta` (the body of an allocation, OSTD's
+    /// `from_unused` on the allocated address; no ledger). Plain stores, no CAS: no other thread
+    /// can claim a held frame (MetaSlot.swift's file comment).
     @inlinable @inline(__always)
     static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
+        if _slowPath(!slot.claimAllocatorHeld()) { allocatorReturnedInUse(context.paddr(of: slot)) }
+        return publish(slot, meta: meta, zeroed: zeroed, context: context)
+    }
+
+    /// Zero-fills if asked, writes `meta` and publishes the slot this thread has just claimed.
+    @inlinable @inline(__always)
+    static func publish(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
         // SAFETY: this thread just claimed the slot (count `0`), so it holds the frame, whose
         // host address this is, exclusively.
         if zeroed { unsafe slot.zeroFrameIfWritten(context.pointer(to: context.paddr(of: slot))) }
         return unsafe Frame(publishing: slot, meta: meta, context: context)
     }
 
-    /// `claim` on an accounting machine: a ledger entry minted, the auditor shown.
+    /// `claim` on an accounting machine: a ledger entry minted, the auditor shown. The auditor
+    /// checks an allocation as OSTD's `from_unused`, from `UNUSED`: the frame leaves the
+    /// allocator's hold for `UNUSED` first, and is claimed with OSTD's CAS.
     @usableFromInline @inline(never)
     static func claimAccounted(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        context.auditingFrames(.fromUnused(context.paddr(of: slot))) {
-            let frame = claim(slot, meta: meta, zeroed: zeroed, context: context)
+        if _slowPath(!slot.claimAllocatorHeld()) { allocatorReturnedInUse(context.paddr(of: slot)) }
+        slot.storeUnused()
+        return context.auditingFrames(.fromUnused(context.paddr(of: slot))) {
+            if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
+            let frame = publish(slot, meta: meta, zeroed: zeroed, context: context)
             context.ledger?.mint(context.frameIndex(of: slot))
             return frame
         }

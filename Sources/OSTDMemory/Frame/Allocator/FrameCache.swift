@@ -1,9 +1,20 @@
 // A per-CPU stack of free single frames, in front of the buddy set (OSTD frame-allocator `cache.rs`).
 //
-// Allocation pops, free pushes; an empty cache refills with one 32-frame chunk from the buddy set
-// (one lock round trip for 32 allocations), a full one returns its 32 oldest frames. Frames in
-// the cache are `UNUSED`, just as in the buddy set; they only do not coalesce until returned.
-// Last-in first-out: a frame just freed is the next one handed out, while it is still warm.
+// Allocation pops, free pushes; an empty cache refills with about 32 frames from the buddy set
+// (one lock round trip for 32 allocations), a full one returns its 32 oldest frames. Last-in
+// first-out: a frame just freed is the next one handed out, while it is still warm.
+//
+// A frame in a cache is held by the allocator: count `UNIQUE`, tag `CachedFrame.tag` (usage
+// `unused`), not `UNUSED` as OSTD leaves it (MetaSlot.swift's file comment). `fromUnused` cannot
+// claim it, so the cache's CPU takes it with plain stores, not a CAS. The free path stores that
+// state on the slot it has just written anyway (busy → held, no `UNUSED` in between); a refill
+// stores it on each frame it takes, under the allocator's lock; a flush returns frames `UNUSED`.
+
+/// The type tag of a frame in a CPU's cache: free, held by the allocator.
+@usableFromInline
+enum CachedFrame {
+    @inlinable static var tag: FrameMetaTag { FrameMetaTag(usage: .unused, typeID: 8, untyped: false) }
+}
 
 /// A fixed-capacity stack of frame indices.
 ///

@@ -2,7 +2,25 @@
 //
 // Single frames come from the calling CPU's cache, without a lock, when the caller runs on a CPU
 // (the platform's current CPU, with preemption disabled); otherwise, and for segments, from the
-// buddy set under the machine's spin lock. Frames in caches and in the buddy set are `UNUSED`.
+// buddy set under the machine's spin lock. A single frame freed goes to the CPU's cache only when
+// its pageblock serves small allocations; the pieces of a split huge page go straight back to the
+// buddy set, where they coalesce (`Pageblocks.swift`, and the grouping by size in
+// `BuddySet.swift`).
+//
+// States: frames in the buddy set are `UNUSED` (a free chunk's head `UNIQUE`, as in OSTD); frames
+// in a cache, and a single frame on its way out, are held by the allocator (`UNIQUE`,
+// `CachedFrame.tag`: MetaSlot.swift's file comment). Who writes the count of a frame the
+// allocator has:
+//
+//   - the cache's CPU: the free path (busy → held), the allocation (held → busy, plain stores);
+//   - the allocator under its lock: a refill (`UNUSED` → held), a flush (held → `UNUSED`), the
+//     buddy set's pushes and removes (`UNUSED` ↔ a free chunk's head, plain stores);
+//   - a claim by address (`Frame.fromUnused` and its kin): a CAS `UNUSED → 0`, under the lock
+//     (`claimUnusedByAddress`), so that it never races with the plain stores above. It fails on a
+//     held frame; on a frame inside a free chunk it succeeds, as in OSTD, and the allocator
+//     finds the frame in use when it hands it out (`allocatorReturnedInUse`).
+//
+// Everything else only reads a free frame's count (`fromInUse`, introspection).
 
 extension MachineRef {
     /// The global pool, reached with a read of the state (a mutation through
@@ -16,11 +34,13 @@ extension MachineRef {
 
     // MARK: Frame allocation
 
-    /// Allocates one frame, from the current CPU's cache when the caller runs on a CPU.
+    /// Allocates one frame, from the current CPU's cache when the caller runs on a CPU. The frame
+    /// is held by the allocator (`CachedFrame.tag`) and the caller's alone: it claims it with
+    /// `MetaSlot.claimAllocatorHeld`.
     @inlinable @inline(__always)
     func allocFrame() -> Int? {
         platform.withPreemptionDisabled { cpu in
-            guard let cpu else { return allocChunk(order: 0) }
+            guard let cpu else { return allocFrameLocked() }
             // SAFETY: `cpu` is the caller's current CPU with preemption disabled, so its cache in
             // the live context is this thread's alone until the closure returns (`CpuLocal`).
             let cache = unsafe state.pointee.frameCaches.on(cpu)
@@ -29,25 +49,62 @@ extension MachineRef {
         }
     }
 
-    /// Returns one frame whose slot has just become `UNUSED`.
+    /// Returns one frame whose last reference the caller has just dropped (its slot busy, the
+    /// caller's): a frame of a small pageblock to the current CPU's cache, held by the allocator;
+    /// any other (a piece of a split huge page), `UNUSED`, straight to the buddy set, where it
+    /// coalesces back into its huge block (`Pageblocks.swift`).
     @inlinable @inline(__always)
     func deallocFrame(_ index: Int) {
+        let slot = slot(index: index)
+        // SAFETY: the live context; `pageblocks` is immutable and `index` a frame of the machine.
+        guard unsafe state.pointee.pageblocks.isSmall(frame: index) else { return deallocFrameToBuddy(index) }
         platform.withPreemptionDisabled { cpu in
-            guard let cpu else { return deallocRange(index, count: 1) }
+            guard let cpu else { return deallocFrameToBuddy(index) }
             // SAFETY: as in `allocFrame`: the current CPU's cache, this thread's alone.
             let cache = unsafe state.pointee.frameCaches.on(cpu)
+            slot.storeAllocatorHeld(tag: CachedFrame.tag)
             if unsafe !cache.pointee.push(index) { unsafe flushCacheAndPush(cache, index) }
         }
     }
 
-    /// Allocates a chunk of `2^order` frames from the global buddy set.
+    /// `deallocFrame` to the buddy set: the slot `UNUSED`, then the frame returned.
+    @usableFromInline @inline(never)
+    func deallocFrameToBuddy(_ index: Int) {
+        slot(index: index).storeUnused()
+        deallocRange(index, count: 1)
+    }
+
+    /// Allocates one frame from the buddy set, for a thread on no CPU; held by the allocator, as
+    /// `allocFrame` returns it.
     @usableFromInline
-    func allocChunk(order: BuddyOrder) -> Int? {
+    func allocFrameLocked() -> Int? {
         // SAFETY: the live context (the lifetime statement); the pool is used only under `lock`,
         // held here.
         unsafe state.pointee.lock.lock()
         defer { unsafe state.pointee.lock.unlock() }
-        return unsafe globalPool.pointee.buddy.alloc(order: order)
+        guard let index = unsafe globalPool.pointee.buddy.alloc(order: 0) else { return nil }
+        holdFrameLocked(index)
+        return index
+    }
+
+    /// Makes a frame the buddy set has just handed out (`UNUSED`) held by the allocator, with
+    /// plain stores. The caller holds the lock, which every claim by address takes; a frame not
+    /// `UNUSED` was claimed by address while it was free (OSTD would fail the same way).
+    @inline(__always)
+    func holdFrameLocked(_ index: Int) {
+        let slot = slot(index: index)
+        if _slowPath(slot.referenceCount != MetaSlot.refCountUnused) { allocatorReturnedInUse(paddr(of: slot)) }
+        slot.storeAllocatorHeld(tag: CachedFrame.tag)
+    }
+
+    /// Claims the unused frame of `slot` by address (`Frame.fromUnused` and its kin: OSTD's
+    /// `get_from_unused`), under the allocator's lock; the state found when it is not unused.
+    func claimUnusedByAddress(_ slot: MetaSlot) -> MetaSlotStatus? {
+        // SAFETY: the live context; the lock orders this claim with the allocator's plain stores
+        // on free frames (the file comment).
+        unsafe state.pointee.lock.lock()
+        defer { unsafe state.pointee.lock.unlock() }
+        return slot.claimUnused()
     }
 
     /// Allocates `count` contiguous frames aligned to the next power of two; the surplus of the
@@ -66,8 +123,10 @@ extension MachineRef {
     }
 
     /// Returns the frames `start ..< start + count`, all `UNUSED`; the last frame of an orphaned
-    /// machine destroys its state.
-    @usableFromInline
+    /// machine destroys its state. Never inlined: inlined with the buddy set's free path into a
+    /// page table's teardown, it made unmap-4k-seq 46e6 instructions dearer (register pressure in
+    /// the loop over the entries).
+    @usableFromInline @inline(never)
     func deallocRange(_ start: Int, count: Int) {
         // SAFETY: the live context (the caller held these frames); the pool is used only under
         // `lock`, held here.
@@ -81,26 +140,25 @@ extension MachineRef {
         if lastFrame { unsafe destroy() }
     }
 
-    /// Refills an empty CPU cache with one 32-frame chunk (or single frames when memory is too
-    /// fragmented for one) and returns one frame of it.
+    /// Refills an empty CPU cache with about 32 frames (one chunk, or the small pageblocks'
+    /// scattered ones: `BuddySet.allocBatch`) and returns one of them.
     ///
     /// - Safety: `cache` is the calling thread's current CPU's cache, with preemption disabled.
     @unsafe @usableFromInline
     func refillCache(_ cache: UnsafeMutablePointer<FrameCache>) -> Int? {
-        let batch = framesOfOrder(FrameCache.batchOrder)
         // SAFETY: the live context; the pool is used only under `lock`, held here, and `cache` is
-        // this thread's alone (the caller's contract).
+        // this thread's alone (the caller's contract). The cache is empty, and a batch is fewer
+        // than 48 frames, so every push fits.
         unsafe state.pointee.lock.lock()
         defer { unsafe state.pointee.lock.unlock() }
-        if let chunk = unsafe globalPool.pointee.buddy.alloc(order: FrameCache.batchOrder) {
-            for i in stride(from: batch - 1, through: 1, by: -1) { _ = unsafe cache.pointee.push(chunk + i) }
-            return chunk
+        let taken = unsafe globalPool.pointee.buddy.allocBatch(order: FrameCache.batchOrder) { chunk, order in
+            // Highest first, so that the frames come out in address order.
+            for i in stride(from: framesOfOrder(order) - 1, through: 0, by: -1) {
+                holdFrameLocked(chunk + i)
+                _ = unsafe cache.pointee.push(chunk + i)
+            }
         }
-        for _ in 1..<batch {
-            guard let index = unsafe globalPool.pointee.buddy.alloc(order: 0) else { break }
-            _ = unsafe cache.pointee.push(index)
-        }
-        return unsafe globalPool.pointee.buddy.alloc(order: 0) ?? cache.pointee.pop()
+        return taken == 0 ? nil : unsafe cache.pointee.pop()
     }
 
     /// Returns the oldest half of a full CPU cache to the buddy set, then caches `index`.
@@ -111,7 +169,7 @@ extension MachineRef {
         // SAFETY: the live context; the pool is used only under `lock`, held here, and `cache` is
         // this thread's alone (the caller's contract).
         unsafe state.pointee.lock.lock()
-        unsafe cache.pointee.drainOldest(FrameCache.capacity / 2) { unsafe globalPool.pointee.buddy.free($0, order: 0) }
+        unsafe cache.pointee.drainOldest(FrameCache.capacity / 2) { returnCachedFrameLocked($0) }
         unsafe state.pointee.lock.unlock()
         _ = unsafe cache.pointee.push(index)
     }
@@ -122,8 +180,16 @@ extension MachineRef {
         for i in 0..<cpuCount {
             // SAFETY: the live context; the caller holds `lock` (for the pool), and no thread is
             // bound to a CPU, so no one else uses the CPU caches (`CpuLocal`'s quiescent point).
-            unsafe state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { unsafe globalPool.pointee.buddy.free($0, order: 0) }
+            unsafe state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { returnCachedFrameLocked($0) }
         }
+    }
+
+    /// Returns a frame of a CPU cache to the buddy set: `UNUSED`, then freed. The caller holds
+    /// the lock.
+    func returnCachedFrameLocked(_ index: Int) {
+        slot(index: index).storeUnused()
+        // SAFETY: the live context; the caller holds `lock`, under which the pool is used.
+        unsafe globalPool.pointee.buddy.free(index, order: 0)
     }
 
     // MARK: Accounting

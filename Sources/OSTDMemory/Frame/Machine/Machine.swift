@@ -55,7 +55,7 @@ public final class Machine: @unchecked Sendable {
         context = unsafe MachineRef(state)
         // Frame 0 and the metadata frames are reserved, but their slots are written on first use
         // (`MachineRef.reservedSlot`): boot writes O(log n) slots, whatever the memory size.
-        unsafe context.globalPool.pointee.buddy.free(range: 1 + metaFrames, count: frameCount - 1 - metaFrames)
+        unsafe context.globalPool.pointee.buddy.addFreeMemory(start: 1 + metaFrames, count: frameCount - 1 - metaFrames)
     }
 
     deinit {
@@ -129,6 +129,22 @@ public final class Machine: @unchecked Sendable {
         unsafe context.state.pointee.lock.lock()
         defer { unsafe context.state.pointee.lock.unlock() }
         return (0...BuddySet.maxOrder).map { unsafe context.globalPool.pointee.buddy.chunkCount(order: $0) }
+    }
+
+    /// The number of 2 MiB pageblocks that serve allocations below 2 MiB (`Pageblocks.swift`); the
+    /// rest are whole or serve huge pages. O(pageblocks), for tests and reports.
+    @_spi(OSTDInternals) public var smallPageblockCount: Int {
+        // SAFETY: this `Machine` keeps its state live; the kinds are atomics.
+        unsafe context.state.pointee.pageblocks.smallCount
+    }
+
+    /// What breaks the buddy set's invariant, in words (`BuddySet+Invariants.swift`); empty when it
+    /// holds. O(free chunks), for tests.
+    func allocatorInvariantViolations() -> [String] {
+        // SAFETY: this `Machine` keeps its state live; the pool is read under the lock, held here.
+        unsafe context.state.pointee.lock.lock()
+        defer { unsafe context.state.pointee.lock.unlock() }
+        return unsafe context.globalPool.pointee.buddy.invariantViolations()
     }
 
     /// Returns every CPU cache's frames to the buddy set, where they coalesce.

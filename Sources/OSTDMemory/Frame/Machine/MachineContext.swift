@@ -41,6 +41,9 @@ struct MachineContext: ~Copyable {
     @usableFromInline let platform: MachinePlatform
     /// Each CPU's cache of single free frames (the allocator's CPU-local state).
     @usableFromInline let frameCaches: CpuLocal<FrameCache>
+    /// The kind of every 2 MiB pageblock: the buddy set's, which owns and writes them (under
+    /// `lock`); read here, without the lock, by the free path of single frames.
+    @usableFromInline let pageblocks: Pageblocks
     /// Per-slot obligation counts when auditing is on (the seeds' `frame_obligations`).
     @usableFromInline let ledger: ObligationLedger?
     /// The frame layer's auditor, if any (`FrameAuditor.swift`); set at boot, never changed.
@@ -79,9 +82,12 @@ struct MachineContext: ~Copyable {
         rcu = Rcu(cpuCount: cpuCount, relax: cpuLocal?.relax)
         ledger = audit || auditor != nil ? ObligationLedger(frameCount: frameCount) : nil
         frameAuditor = auditor
+        // SAFETY: the metadata region starts at physical address 0x1000 of `memory` (above).
+        let buddy = unsafe BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)
+        pageblocks = buddy.pageblocks
         // SAFETY: a fresh allocation, initialised once; freed only by `destroy`.
         unsafe pool = .allocate(capacity: 1)
-        unsafe pool.initialize(to: GlobalPool(buddy: BuddySet(metaBase: memory.base + pageSize, frameCount: frameCount)))
+        unsafe pool.initialize(to: GlobalPool(buddy: buddy))
     }
 
     /// Frames the allocator manages: everything but frame 0 and the metadata region.
