@@ -113,45 +113,59 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
         return (count, nil)
     }
     // SAFETY: the windows the ends come from hold their spaces for the whole transfer.
-    let space = unsafe spaceRef.takeUnretainedValue()
-    if case .user(let first, _) = source, case .user(let other, _) = destination,
-       unsafe first.toOpaque() != other.toOpaque() {
-        // Two spaces cannot both be active on one CPU: report the one that is not.
-        // SAFETY: as above, both windows hold their spaces.
-        _ = try unsafe first.takeUnretainedValue().executingCpu()
-        _ = try unsafe other.takeUnretainedValue().executingCpu()
-    }
-    var copied = 0
-    let fault = try space.access(on: space.context.platform) { mmu in
-        while copied < count {
-            var chunk = count - copied
-            // SAFETY: `copied + chunk <= count`, so a host end stays inside its `count` bytes (the
-            // caller's contract); a user end is translated by the MMU. `chunk` shrinks to what
-            // both ends can take in one run.
-            let from: UnsafeMutableRawPointer
-            switch unsafe space.locate(source, at: copied, write: false, chunk: &chunk, mmu: &mmu) {
-            case .success(let pointer): unsafe from = pointer
-            case .failure(let fault): return fault
-            }
-            let to: UnsafeMutableRawPointer
-            // SAFETY: as for `from`: the destination end's `count` bytes, or user memory through the MMU.
-            switch unsafe space.locate(destination, at: copied, write: true, chunk: &chunk, mmu: &mmu) {
-            case .success(let pointer): unsafe to = pointer
-            case .failure(let fault): return fault
-            }
-            #if DEBUG
-            let short = copied + chunk == count && space.context.hasMutant(.writeFallibleCopiesOneByteShort) ? 1 : 0
-            #else
-            let short = 0
-            #endif
-            // SAFETY: both runs hold at least `chunk` bytes (located just above); `copyMemory` is
-            // a `memmove`, so the two may even be the same physical bytes.
-            unsafe to.copyMemory(from: from, byteCount: chunk - short)
-            copied += chunk
+    return try unsafe withSpace(spaceRef) { space throws(OSTDError) in
+        if case .user(let first, _) = source, case .user(let other, _) = destination,
+           unsafe first.toOpaque() != other.toOpaque() {
+            // Two spaces cannot both be active on one CPU: report the one that is not.
+            // SAFETY: as above, both windows hold their spaces.
+            _ = try unsafe first.takeUnretainedValue().executingCpu()
+            _ = try unsafe other.takeUnretainedValue().executingCpu()
         }
-        return nil
+        var copied = 0
+        let fault = try space.access(on: space.context.platform) { mmu in
+            while copied < count {
+                var chunk = count - copied
+                // SAFETY: `copied + chunk <= count`, so a host end stays inside its `count` bytes (the
+                // caller's contract); a user end is translated by the MMU. `chunk` shrinks to what
+                // both ends can take in one run.
+                let from: UnsafeMutableRawPointer
+                switch unsafe space.locate(source, at: copied, write: false, chunk: &chunk, mmu: &mmu) {
+                case .success(let pointer): unsafe from = pointer
+                case .failure(let fault): return fault
+                }
+                let to: UnsafeMutableRawPointer
+                // SAFETY: as for `from`: the destination end's `count` bytes, or user memory through the MMU.
+                switch unsafe space.locate(destination, at: copied, write: true, chunk: &chunk, mmu: &mmu) {
+                case .success(let pointer): unsafe to = pointer
+                case .failure(let fault): return fault
+                }
+                #if DEBUG
+                let short = copied + chunk == count && space.context.hasMutant(.writeFallibleCopiesOneByteShort) ? 1 : 0
+                #else
+                let short = 0
+                #endif
+                // SAFETY: both runs hold at least `chunk` bytes (located just above); `copyMemory` is
+                // a `memmove`, so the two may even be the same physical bytes.
+                unsafe to.copyMemory(from: from, byteCount: chunk - short)
+                copied += chunk
+            }
+            return nil
+        }
+        return (copied, fault)
     }
-    return (copied, fault)
+}
+
+/// Runs `body` on the space `ref` refers to, without retaining it (a retain and a release are
+/// two contended atomics per access when two CPUs use one space).
+///
+/// - Safety: the space stays alive for the whole call (a live window holds it).
+@unsafe @inlinable @inline(__always)
+func withSpace<R>(_ ref: Unmanaged<VmSpace>, _ body: (VmSpace) throws(OSTDError) -> R) throws(OSTDError) -> R {
+    // SAFETY: the caller's contract keeps the space alive, as `_withUnsafeGuaranteedRef` needs.
+    let result: Result<R, OSTDError> = unsafe ref._withUnsafeGuaranteedRef { space in
+        do throws(OSTDError) { return .success(try body(space)) } catch { return .failure(error) }
+    }
+    return try result.get()
 }
 
 /// Writes `count` zero bytes at `destination`, user memory through the TLB.
@@ -167,24 +181,25 @@ func zeroFill(_ destination: IoEnd, count: Int) throws(OSTDError) -> (Int, Acces
         return (count, nil)
     }
     // SAFETY: the window the end comes from holds the space for the whole fill.
-    let space = unsafe spaceRef.takeUnretainedValue()
-    var filled = 0
-    let fault = try space.access(on: space.context.platform) { mmu in
-        while filled < count {
-            let va = start + filled
-            var code = PageFaultErrorCode()
-            // SAFETY: `accessibleRun`'s pointer covers `run` translated, writable bytes of physical
-            // memory; bytes are trivial.
-            guard let (pointer, run) = unsafe space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu,
-                                                                  fault: &code) else {
-                return AccessFault(va, isWrite: true, errorCode: code)
+    return try unsafe withSpace(spaceRef) { space throws(OSTDError) in
+        var filled = 0
+        let fault = try space.access(on: space.context.platform) { mmu in
+            while filled < count {
+                let va = start + filled
+                var code = PageFaultErrorCode()
+                // SAFETY: `accessibleRun`'s pointer covers `run` translated, writable bytes of physical
+                // memory; bytes are trivial.
+                guard let (pointer, run) = unsafe space.accessibleRun(va, write: true, limit: count - filled, mmu: &mmu,
+                                                                      fault: &code) else {
+                    return AccessFault(va, isWrite: true, errorCode: code)
+                }
+                unsafe pointer.initializeMemory(as: UInt8.self, repeating: 0, count: run)
+                filled += run
             }
-            unsafe pointer.initializeMemory(as: UInt8.self, repeating: 0, count: run)
-            filled += run
+            return nil
         }
-        return nil
+        return (filled, fault)
     }
-    return (filled, fault)
 }
 
 /// Runs `body` on the `UInt32` at `end` as an atomic, with the access rights of a read

@@ -9,6 +9,8 @@
 // stray node) is declined, and the caller takes the general cursor path, which allocates nodes,
 // retries stray descents and reports every error.
 
+import Synchronization
+
 extension PageTable {
     /// What `tryMapPage` did.
     @usableFromInline
