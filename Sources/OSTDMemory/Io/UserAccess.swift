@@ -215,21 +215,22 @@ func atomicAccess<R>(_ end: IoEnd, write: Bool,
         return .success(unsafe body(end.host.assumingMemoryBound(to: Atomic<UInt32>.self)))
     }
     // SAFETY: the window the end comes from holds the space for the whole access.
-    let space = unsafe spaceRef.takeUnretainedValue()
-    var result: R? = nil
-    let fault = try space.access(on: space.context.platform) { mmu in
-        var code = PageFaultErrorCode()
-        guard let translation = mmu.translate(va, write: write, fault: &code) else {
-            return AccessFault(va, isWrite: write, errorCode: code)
+    return try unsafe withSpace(spaceRef) { space throws(OSTDError) in
+        var result: R? = nil
+        let fault = try space.access(on: space.context.platform) { mmu in
+            var code = PageFaultErrorCode()
+            guard let translation = mmu.translate(va, write: write, fault: &code) else {
+                return AccessFault(va, isWrite: write, errorCode: code)
+            }
+            if write { space.context.markWritten(translation.paddr, count: 4) }
+            // SAFETY: the MMU translated `va` through a leaf of this space's table (so the address
+            // is in physical memory, as in `accessibleRun`); the caller checked `va` is 4-byte
+            // aligned, so the word lies in one page and is a valid `Atomic<UInt32>`.
+            let pointer = unsafe space.context.pointer(to: translation.paddr)
+            result = unsafe body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
+            return nil
         }
-        if write { space.context.markWritten(translation.paddr, count: 4) }
-        // SAFETY: the MMU translated `va` through a leaf of this space's table (so the address is
-        // in physical memory, as in `accessibleRun`); the caller checked `va` is 4-byte aligned,
-        // so the word lies in one page and is a valid `Atomic<UInt32>`.
-        let pointer = unsafe space.context.pointer(to: translation.paddr)
-        result = unsafe body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
-        return nil
+        if let fault { return .failure(fault) }
+        return .success(result!)
     }
-    if let fault { return .failure(fault) }
-    return .success(result!)
 }
