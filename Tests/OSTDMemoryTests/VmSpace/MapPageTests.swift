@@ -79,6 +79,36 @@ import Testing
         #expect(machine.outstandingFrames == before)
     }
 
+    /// The handler of docs/vm-space.md ("Demand paging"), as written there.
+    @Test func theDocumentedFaultHandlerServesFirstTouches() throws {
+        let machine = try Machine.host(memory: 16 << 20)
+        let heap = Self.page..<(Self.page + 8 * pageSize)
+        let space = try VmSpace(machine: machine)
+        space.pageFaultHandler = { space, fault in
+            let page = Vaddr(fault.address.rawValue & ~0xfff)
+            guard heap.contains(page), let frame = try? FrameAllocOptions().allocFrame(in: space.machine) else { return false }
+            do {
+                try space.mapPage(frame, at: page, .user(.rw))
+            } catch OSTDError.pageTable(.alreadyMapped) {
+                // another CPU's fault on the same page mapped it first: the access can go on
+            } catch {
+                return false
+            }
+            return true
+        }
+        try machine.withCpu(0) {
+            space.activate(on: 0)
+            try space.withWriter(at: Self.page + 0x10, count: 8) { try $0.writeVal(UInt64(0x1122_3344)) }
+            let read = try space.withReader(at: Self.page + 0x10, count: 8 * pageSize - 0x10) { reader in
+                try reader.readVal(UInt64.self)
+            }
+            #expect(read == 0x1122_3344)
+            #expect(throws: OSTDError.self) {
+                try space.withReader(at: heap.upperBound, count: 8) { try $0.readVal(UInt64.self) }
+            }
+        }
+    }
+
     @Test func anAuditedSpaceShowsTheMapToItsAuditor() throws {
         let audited = try AuditedSpace()
         let checked = audited.auditor.operationsChecked
