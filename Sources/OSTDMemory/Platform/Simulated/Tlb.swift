@@ -84,6 +84,10 @@ struct Tlb: ~Copyable {
     /// The way each set replaces next (round robin).
     @usableFromInline let victims: UnsafeMutablePointer<UInt8>
     @usableFromInline var statistics = TlbStatistics()
+    /// Bit `L - 2` set when an entry of level `L` (2 or 3) may be valid: set by a fill, cleared by
+    /// a full flush. Lookups and invalidations skip the huge-page arrays while no huge page has
+    /// been cached, as they are when an address space maps only 4 KiB pages.
+    @usableFromInline var hugeLevels: UInt8 = 0
 
     init() {
         // SAFETY: fresh allocations, each initialised whole.
@@ -112,7 +116,9 @@ struct Tlb: ~Copyable {
     /// The cached translation of `va`, if any: 4 KiB entries first, then 2 MiB, then 1 GiB.
     @inlinable @inline(__always)
     mutating func lookup(_ va: Vaddr) -> TlbTranslation? {
-        if let hit = probe(va, level: 1) ?? probe(va, level: 2) ?? probe(va, level: 3) {
+        if let hit = probe(va, level: 1)
+            ?? (hugeLevels & 1 != 0 ? probe(va, level: 2) : nil)
+            ?? (hugeLevels & 2 != 0 ? probe(va, level: 3) : nil) {
             statistics.hits += 1
             return hit
         }
@@ -150,6 +156,7 @@ struct Tlb: ~Copyable {
     @inlinable @inline(__always)
     mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, rights: PageRights, dirty: Bool) {
         let (first, tag) = Tlb.set(va, level: level)
+        if level > 1 { hugeLevels |= 1 << (level &- 2) }
         var value = paddr.rawValue
         if rights.user { value |= TlbEntry.userBit }
         if rights.writable { value |= TlbEntry.writableBit }
@@ -181,7 +188,7 @@ struct Tlb: ~Copyable {
     /// Drops the entries that translate `va` (what a faulting access does to its entry).
     @inlinable
     mutating func invalidate(_ va: Vaddr) {
-        for level in PagingLevel(1)...3 {
+        for level in PagingLevel(1)...3 where level == 1 || hugeLevels & (1 << (level &- 2)) != 0 {
             let (first, tag) = Tlb.set(va, level: level)
             // SAFETY: `first + way` is an entry of `va`'s set at `level` (see the type).
             for way in 0..<Tlb.ways where unsafe entries[first + way].tag == tag { unsafe entries[first + way] = .invalid }
@@ -192,6 +199,7 @@ struct Tlb: ~Copyable {
     @inlinable
     mutating func flushAll() {
         statistics.fullFlushes += 1
+        hugeLevels = 0
         // SAFETY: exactly the `entryCount` initialised entries.
         unsafe entries.update(repeating: .invalid, count: Tlb.entryCount)
     }
