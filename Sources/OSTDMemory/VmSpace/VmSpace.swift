@@ -84,6 +84,7 @@ public final class VmSpace: @unchecked Sendable {
         unsafe handlerStorage.initialize(to: pageFaultHandler)
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
+        machine = pageTable.machine
         rootPaddr = pageTable.rootPaddr
         // SAFETY: a fresh allocation, initialised once; freed only by `deinit`.
         unsafe registry = .allocate(capacity: 1)
@@ -110,8 +111,9 @@ public final class VmSpace: @unchecked Sendable {
         unsafe handlerStorage.deallocate()
     }
 
-    /// The machine the space lives on.
-    public var machine: Machine { pageTable.machine }
+    /// The machine the space lives on. Stored, not reached through the page table, so that a
+    /// fault handler's `FrameAllocOptions().allocFrame(in: space.machine)` borrows it.
+    public let machine: Machine
 
     // MARK: Cursors
 
