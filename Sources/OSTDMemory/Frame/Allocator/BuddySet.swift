@@ -4,8 +4,10 @@
 // Free chunks are kept in intrusive doubly linked lists threaded through the metadata slots of
 // their head frames, as OSTD keeps them in `LinkedList<FreeHeadMeta>`: the head of a free chunk is
 // a unique frame (count `UNIQUE`) whose slot stores `next`, `prev` and the order, and whose
-// `in_list` word is `order + 1`. The other frames of a free chunk stay `UNUSED`. Finding a buddy
-// is then O(1): `buddy = index ^ 2^order` is free with the right order iff its `in_list` says so.
+// `in_list` word is `order + 1`. The other frames of a free chunk are `UNUSED`, as in OSTD, or
+// held by the allocator (`HeldFrame`, MetaSlot.swift's file comment), as they came back; a head
+// taken out of its list is left held. Finding a buddy is then O(1): `buddy = index ^ 2^order` is
+// free with the right order iff its `in_list` says so.
 //
 // Grouping by size (not in OSTD, whose buddy set serves the smallest chunk whatever the request;
 // modelled on Linux's grouping of pages by mobility, with size in place of mobility). A chunk
@@ -287,9 +289,10 @@ struct BuddySet: ~Copyable {
     @inline(__always)
     private mutating func push(_ index: Int, order: BuddyOrder) {
         let slot = slot(index)
-        // No CAS: every other claim of an unused frame by address takes the machine's lock, held
-        // here (MachineRef+Allocation.swift).
-        if slot.claimUnusedExclusively() != nil {
+        // Plain loads and stores: every claim by address, the only other writer of a free
+        // frame's count, takes the machine's lock, held here (MachineRef+Allocation.swift).
+        let count = slot.referenceCount
+        guard count == MetaSlot.refCountUnused || (count == MetaSlot.refCountUnique && slot.typeTagWord == HeldFrame.tag.word) else {
             let paddr = Paddr(UInt64(index) << UInt64(pageShift))
             preconditionFailure("frame \(paddr): returned to the allocator while in use (double free?)")
         }
@@ -300,14 +303,13 @@ struct BuddySet: ~Copyable {
         freeFrames += framesOfOrder(order)
     }
 
-    /// Unlinks the free chunk headed by `index` and turns its head back into an unused frame.
+    /// Unlinks the free chunk headed by `index` and turns its head back into a free frame, held.
     @inline(__always)
     private mutating func remove(_ index: Int, order: BuddyOrder) {
         unlink(index, order: order, kind(ofChunk: index, order: order))
         let slot = slot(index)
         slot.inList = 0
-        slot.storeBusy()
-        slot.storeUnused()
+        slot.storeAllocatorHeld(tag: HeldFrame.tag)
         freeFrames -= framesOfOrder(order)
     }
 
@@ -337,6 +339,13 @@ struct BuddySet: ~Copyable {
         guard unsafe heads[list] == BuddySet.none else { return }
         if kind == .small { nonEmptySmall &= ~(1 << UInt64(order)) } else { nonEmptyLarge &= ~(1 << UInt64(order)) }
     }
+}
+
+/// The type tag of a free frame the allocator holds (MetaSlot.swift's file comment): in a CPU's
+/// cache, or inside a free chunk.
+@usableFromInline
+enum HeldFrame {
+    @inlinable static var tag: FrameMetaTag { FrameMetaTag(usage: .unused, typeID: 8, untyped: false) }
 }
 
 /// The metadata of a free chunk's head frame (OSTD `FreeHeadMeta` inside a `Link`): list links

@@ -4,17 +4,13 @@
 // (one lock round trip for 32 allocations), a full one returns its 32 oldest frames. Last-in
 // first-out: a frame just freed is the next one handed out, while it is still warm.
 //
-// A frame in a cache is held by the allocator: count `UNIQUE`, tag `CachedFrame.tag` (usage
-// `unused`), not `UNUSED` as OSTD leaves it (MetaSlot.swift's file comment). `fromUnused` cannot
-// claim it, so the cache's CPU takes it with plain stores, not a CAS. The free path stores that
-// state on the slot it has just written anyway (busy → held, no `UNUSED` in between); a refill
-// stores it on each frame it takes, under the allocator's lock; a flush returns frames `UNUSED`.
-
-/// The type tag of a frame in a CPU's cache: free, held by the allocator.
-@usableFromInline
-enum CachedFrame {
-    @inlinable static var tag: FrameMetaTag { FrameMetaTag(usage: .unused, typeID: 8, untyped: false) }
-}
+// A frame freed into a cache is held by the allocator: count `UNIQUE`, tag `HeldFrame.tag`
+// (usage `unused`), not `UNUSED` as OSTD leaves it (MetaSlot.swift's file comment). `fromUnused`
+// cannot claim it, so the allocation takes it with plain stores, not a CAS. The free path stores
+// that state on the slot it has just written anyway (busy → held, no `UNUSED` in between), and it
+// stays through a flush into the buddy set and a refill back. A refill writes no slot: the frames
+// it brings are held, or `UNUSED` if they were never used since boot or came back in a run, and
+// those are claimed with OSTD's CAS.
 
 /// A fixed-capacity stack of frame indices.
 ///
