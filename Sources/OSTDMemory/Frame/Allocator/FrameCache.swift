@@ -58,6 +58,20 @@ struct FrameCache {
         return true
     }
 
+    /// Pushes the frames `first ..< first + n` (a refill's chunk) in one go, highest first, so that
+    /// they come out in address order: one bounds check for the run, no per-frame count update.
+    ///
+    /// - Precondition: the run fits.
+    @inlinable @inline(__always)
+    mutating func pushRun(_ first: Int, count n: Int) {
+        precondition(n <= FrameCache.capacity - count, "a refill overflows the frame cache")
+        // SAFETY: `count + n <= capacity` (checked just above), so every entry written is inside
+        // the buffer, and entries `0 ..< count + n` are written afterwards.
+        let base = unsafe entries + count
+        for i in 0..<n { unsafe base[i] = UInt32(truncatingIfNeeded: first + n - 1 - i) }
+        count += n
+    }
+
     /// Removes the `n` oldest frames, handing each to `body`.
     mutating func drainOldest(_ n: Int, _ body: (Int) -> Void) {
         let n = min(n, count)

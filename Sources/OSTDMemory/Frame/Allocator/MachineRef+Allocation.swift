@@ -134,8 +134,7 @@ extension MachineRef {
         unsafe state.pointee.lock.lock()
         defer { unsafe state.pointee.lock.unlock() }
         let taken = unsafe globalPool.pointee.buddy.allocBatch(order: FrameCache.batchOrder) { chunk, order in
-            // Highest first, so that the frames come out in address order.
-            for i in stride(from: framesOfOrder(order) - 1, through: 0, by: -1) { _ = unsafe cache.pointee.push(chunk + i) }
+            unsafe cache.pointee.pushRun(chunk, count: framesOfOrder(order))
         }
         return taken == 0 ? nil : unsafe cache.pointee.pop()
     }
