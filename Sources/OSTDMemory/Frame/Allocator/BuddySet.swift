@@ -159,7 +159,7 @@ struct BuddySet: ~Copyable {
             while taken < want && nonEmptySmall != 0 {
                 let found = UInt64.bitWidth - 1 - nonEmptySmall.leadingZeroBitCount
                 let index = Int(first(found, .small))
-                remove(index, order: found)
+                remove(index, order: found, .small)
                 body(index, found)
                 taken += framesOfOrder(found)
             }
@@ -186,6 +186,7 @@ struct BuddySet: ~Copyable {
 
     /// Returns an arbitrary frame range, split into maximal aligned chunks (OSTD `dealloc`).
     mutating func free(range start: Int, count: Int) {
+        if count == 1 { return free(start, order: 0) }   // a single frame: no splitting to do
         for chunk in ChunkSplitter(start: start, count: count) {
             free(chunk.index, order: chunk.order)
         }
@@ -194,13 +195,18 @@ struct BuddySet: ~Copyable {
     // MARK: Splitting and merging
 
     /// The orders below `order`, as a mask.
-    private static func below(_ order: BuddyOrder) -> UInt64 { (1 << UInt64(order)) &- 1 }
+    private static func below(_ order: BuddyOrder) -> UInt64 { bit(order) &- 1 }
+
+    /// `framesOfOrder` for an order the set keeps (`0 ... maxOrder`): a plain shift, no
+    /// over-shift check. Likewise `bit`, an order's bit in a mask.
+    @inline(__always) private static func frames(_ order: BuddyOrder) -> Int { 1 &<< order }
+    @inline(__always) private static func bit(_ order: BuddyOrder) -> UInt64 { 1 &<< UInt64(order) }
 
     /// Takes the first chunk of list (`found`, `kind`) and splits it down to `order`.
     @inline(__always)
     private mutating func take(order found: BuddyOrder, _ kind: PageblockKind, splittingTo order: BuddyOrder) -> Int {
         let index = Int(first(found, kind))
-        remove(index, order: found)
+        remove(index, order: found, kind)
         return split(index, from: found, to: order)
     }
 
@@ -211,7 +217,7 @@ struct BuddySet: ~Copyable {
         var found = found
         while found > order {
             found -= 1
-            push(index + framesOfOrder(found), order: found)
+            push(index &+ BuddySet.frames(found), order: found)
         }
         return index
     }
@@ -221,8 +227,8 @@ struct BuddySet: ~Copyable {
         var index = index
         var order = order
         while order < BuddySet.maxOrder {
-            let buddy = index ^ framesOfOrder(order)
-            guard buddy + framesOfOrder(order) <= frameCount,
+            let buddy = index ^ BuddySet.frames(order)
+            guard buddy &+ BuddySet.frames(order) <= frameCount,
                   slot(buddy).inList == UInt64(order + 1) else { break }
             remove(buddy, order: order)
             index = min(index, buddy)
@@ -300,17 +306,18 @@ struct BuddySet: ~Copyable {
         slot.typeTagWord = FreeHead.tag.word
         slot.inList = UInt64(order + 1)
         slot.publishUnique()
-        freeFrames += framesOfOrder(order)
+        freeFrames &+= BuddySet.frames(order)
     }
 
-    /// Unlinks the free chunk headed by `index` and turns its head back into a free frame, held.
+    /// Unlinks the free chunk headed by `index` (in the list of `kind`, found from its pageblock
+    /// when not given) and turns its head back into a free frame, held.
     @inline(__always)
-    private mutating func remove(_ index: Int, order: BuddyOrder) {
-        unlink(index, order: order, kind(ofChunk: index, order: order))
+    private mutating func remove(_ index: Int, order: BuddyOrder, _ kind: PageblockKind? = nil) {
+        unlink(index, order: order, kind ?? self.kind(ofChunk: index, order: order))
         let slot = slot(index)
         slot.inList = 0
         slot.storeAllocatorHeld(tag: HeldFrame.tag)
-        freeFrames -= framesOfOrder(order)
+        freeFrames &-= BuddySet.frames(order)
     }
 
     /// Links the free head `index` first in list (`order`, `kind`).
@@ -324,7 +331,7 @@ struct BuddySet: ~Copyable {
         head.prev = BuddySet.none
         if oldFirst != BuddySet.none { FreeHead(self.slot(Int(oldFirst))).prev = UInt32(index) }
         unsafe heads[list] = UInt32(index)
-        if kind == .small { nonEmptySmall |= 1 << UInt64(order) } else { nonEmptyLarge |= 1 << UInt64(order) }
+        if kind == .small { nonEmptySmall |= BuddySet.bit(order) } else { nonEmptyLarge |= BuddySet.bit(order) }
     }
 
     /// Unlinks the free head `index` from list (`order`, `kind`).
@@ -337,7 +344,7 @@ struct BuddySet: ~Copyable {
         if prev != BuddySet.none { FreeHead(self.slot(Int(prev))).next = next } else { unsafe heads[list] = next }
         if next != BuddySet.none { FreeHead(self.slot(Int(next))).prev = prev }
         guard unsafe heads[list] == BuddySet.none else { return }
-        if kind == .small { nonEmptySmall &= ~(1 << UInt64(order)) } else { nonEmptyLarge &= ~(1 << UInt64(order)) }
+        if kind == .small { nonEmptySmall &= ~BuddySet.bit(order) } else { nonEmptyLarge &= ~BuddySet.bit(order) }
     }
 }
 
