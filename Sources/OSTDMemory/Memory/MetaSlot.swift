@@ -23,18 +23,16 @@
 // Release store, clone a Relaxed increment, drop a Release decrement plus an Acquire fence on the
 // last reference (the reasoning of `Arc::drop`).
 //
-// One state is the allocator's own, and not OSTD's: a free frame that has been used is *held*
+// One state is the allocator's own, and not OSTD's: a frame freed into a CPU's cache is *held*
 // by the allocator — count `UNIQUE`, the tag of a held free frame (usage `unused`), as OSTD's
 // allocator holds the head of a free chunk — where OSTD leaves it `UNUSED` (`storeAllocatorHeld`).
-// The single-frame free path stores it on the busy slot it has just written, and it stays while
-// the frame waits in a CPU's cache or inside a free chunk. So `Frame.fromUnused` and its kin,
-// whose CAS expects `UNUSED`, refuse it (`GetFrameError.unique`, what OSTD answers for a free
-// chunk's head); `fromInUse` refuses it too; and the allocation, the only writer that can reach
-// it, claims it with a plain load and store where OSTD claims with a CAS (`claimFree`): no
-// locked instruction on the allocation fast path, and nothing written when a cache refills.
-// `UNUSED` stays what zero-filled memory reads as, so a frame never used since boot, and one
-// returned in a run (a segment's, a page table's teardown), is `UNUSED` as in OSTD: claimable by
-// address, and claimed with OSTD's CAS when allocated.
+// The single-frame free path stores it on the busy slot it has just written. So
+// `Frame.fromUnused` and its kin, whose CAS expects `UNUSED`, refuse a cached frame
+// (`GetFrameError.unique`, what OSTD answers for a free chunk's head); `fromInUse` refuses it
+// too; and the allocation, the only writer that can reach it, claims it with a plain load and
+// store where OSTD claims with a CAS (`claimFree`): no locked instruction on that fast path.
+// Back in the buddy set a frame is a chunk's head or `UNUSED`, as in OSTD (BuddySet.swift), and
+// a cache refill writes no slot: the frames it brings are claimed with OSTD's CAS.
 
 import Synchronization
 

@@ -4,10 +4,12 @@
 // Free chunks are kept in intrusive doubly linked lists threaded through the metadata slots of
 // their head frames, as OSTD keeps them in `LinkedList<FreeHeadMeta>`: the head of a free chunk is
 // a unique frame (count `UNIQUE`) whose slot stores `next`, `prev` and the order, and whose
-// `in_list` word is `order + 1`. The other frames of a free chunk are `UNUSED`, as in OSTD, or
-// held by the allocator (`HeldFrame`, MetaSlot.swift's file comment), as they came back; a head
-// taken out of its list is left held. Finding a buddy is then O(1): `buddy = index ^ 2^order` is
-// free with the right order iff its `in_list` says so.
+// `in_list` word is `order + 1`. The other frames of a free chunk are `UNUSED`, as in OSTD: a frame
+// that comes back held by the allocator (`HeldFrame`, MetaSlot.swift's file comment) becomes a
+// chunk's head or, merged inside a larger chunk, `UNUSED` (a store on a slot the free path has
+// just written), so a coalesced set reads exactly as OSTD's whatever way its frames came back.
+// Only the head of a chunk taken for an allocation is left held. Finding a buddy is then O(1):
+// `buddy = index ^ 2^order` is free with the right order iff its `in_list` says so.
 //
 // Grouping by size (not in OSTD, whose buddy set serves the smallest chunk whatever the request;
 // modelled on Linux's grouping of pages by mobility, with size in place of mobility). A chunk
@@ -222,21 +224,25 @@ struct BuddySet: ~Copyable {
         return index
     }
 
-    /// Links the chunk `index` of `order`, merged with its free buddies.
-    private mutating func insert(_ index: Int, order: BuddyOrder) {
-        var index = index
+    /// Links the chunk `index` of `order`, merged with its free buddies. Every frame it leaves
+    /// inside a larger chunk is `UNUSED` (see the file comment).
+    private mutating func insert(_ freed: Int, order: BuddyOrder) {
+        var index = freed
         var order = order
         while order < BuddySet.maxOrder {
             let buddy = index ^ BuddySet.frames(order)
             guard buddy &+ BuddySet.frames(order) <= frameCount,
                   slot(buddy).inList == UInt64(order + 1) else { break }
-            remove(buddy, order: order)
+            remove(buddy, order: order, merging: true)
             index = min(index, buddy)
             order += 1
             // Wholly free: the pageblock's frames may serve a huge page again.
             if order == Pageblocks.order { pageblocks.setKind(index >> Pageblocks.order, .large) }
         }
         push(index, order: order)
+        // Merged below a buddy: the freed chunk's first frame is inside the chunk now, and may
+        // have come back held (a single frame's free path).
+        if index != freed { slot(freed).storeUnused() }
     }
 
     // MARK: Pageblock kinds
@@ -310,13 +316,14 @@ struct BuddySet: ~Copyable {
     }
 
     /// Unlinks the free chunk headed by `index` (in the list of `kind`, found from its pageblock
-    /// when not given) and turns its head back into a free frame, held.
+    /// when not given) and turns its head back into a free frame: `UNUSED` when it is merging
+    /// into a larger chunk, else held, for the allocation that takes the chunk.
     @inline(__always)
-    private mutating func remove(_ index: Int, order: BuddyOrder, _ kind: PageblockKind? = nil) {
+    private mutating func remove(_ index: Int, order: BuddyOrder, _ kind: PageblockKind? = nil, merging: Bool = false) {
         unlink(index, order: order, kind ?? self.kind(ofChunk: index, order: order))
         let slot = slot(index)
         slot.inList = 0
-        slot.storeAllocatorHeld(tag: HeldFrame.tag)
+        if merging { slot.storeUnused() } else { slot.storeAllocatorHeld(tag: HeldFrame.tag) }
         freeFrames &-= BuddySet.frames(order)
     }
 

@@ -2,8 +2,8 @@
 //
 // Single frames come from the calling CPU's cache when the thread is bound to a CPU, otherwise
 // from the buddy set under its lock; segments always come from the buddy set. A frame the
-// allocator hands out is claimed with plain stores when the allocator holds it (it was used
-// before) and with OSTD's CAS when it is `UNUSED` (`MetaSlot.claimFree`). A segment of `n`
+// allocator hands out is claimed with plain stores when the allocator holds it (a frame freed
+// into a CPU's cache) and with OSTD's CAS when it is `UNUSED` (`MetaSlot.claimFree`). A segment of `n`
 // frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
 // to its own size. Frames are zeroed at allocation when asked (the default), never at free, and
 // only those whose bytes may be non-zero (`MetaSlot.markWritten`): the rest still hold zeros.

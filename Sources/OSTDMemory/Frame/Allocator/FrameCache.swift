@@ -7,10 +7,10 @@
 // A frame freed into a cache is held by the allocator: count `UNIQUE`, tag `HeldFrame.tag`
 // (usage `unused`), not `UNUSED` as OSTD leaves it (MetaSlot.swift's file comment). `fromUnused`
 // cannot claim it, so the allocation takes it with plain stores, not a CAS. The free path stores
-// that state on the slot it has just written anyway (busy → held, no `UNUSED` in between), and it
-// stays through a flush into the buddy set and a refill back. A refill writes no slot: the frames
-// it brings are held, or `UNUSED` if they were never used since boot or came back in a run, and
-// those are claimed with OSTD's CAS.
+// that state on the slot it has just written anyway (busy → held, no `UNUSED` in between); a
+// flush hands it to the buddy set, which makes it a chunk's head or `UNUSED`. A refill writes no
+// slot: the frames it brings are `UNUSED` (but a chunk's first, left held) and claimed with
+// OSTD's CAS.
 
 /// A fixed-capacity stack of frame indices.
 ///

@@ -7,20 +7,20 @@
 // buddy set, where they coalesce (`Pageblocks.swift`, and the grouping by size in
 // `BuddySet.swift`).
 //
-// States: a free frame is held by the allocator (`UNIQUE`, `HeldFrame.tag`: MetaSlot.swift's
-// file comment) when it came back through the single-frame free path, `UNUSED` when it was never
-// used since boot or came back in a run (`deallocRange`: a segment's drop, a page table's
-// teardown), as in OSTD; a free chunk's head is `UNIQUE` with OSTD's free-head tag. Cache flushes
-// and refills move frames without writing their slots. Who writes the count of a free frame:
+// States: a free frame in a CPU's cache is held by the allocator (`UNIQUE`, `HeldFrame.tag`:
+// MetaSlot.swift's file comment) when it came back through the single-frame free path; in the
+// buddy set it is a chunk's head (`UNIQUE`, OSTD's free-head tag) or `UNUSED`, as in OSTD.
+// Refills write no slot. Who writes the count of a free frame:
 //
 //   - the free path: busy → held (the frame's last holder, on a slot it has just written);
 //   - the allocation: held → busy with plain stores, `UNUSED` → busy with OSTD's CAS
 //     (`MetaSlot.claimFree`), by the thread the allocator handed the frame to;
-//   - the buddy set, under the lock: its pushes and removes of chunk heads (plain stores);
+//   - the buddy set, under the lock: held or `UNUSED` → a chunk's head → held or `UNUSED`
+//     (plain stores);
 //   - a claim by address (`Frame.fromUnused` and its kin): a CAS `UNUSED → 0`, under the lock
 //     (`claimUnusedByAddress`), so that it never races with the buddy set's plain stores. It
-//     fails on a held frame; on an `UNUSED` one it succeeds, as in OSTD, and the allocator finds
-//     the frame in use when it hands it out (`allocatorReturnedInUse`).
+//     fails on a held frame and a chunk's head; on an `UNUSED` one it succeeds, as in OSTD, and
+//     the allocator finds the frame in use when it hands it out (`allocatorReturnedInUse`).
 //
 // Everything else only reads a free frame's count (`fromInUse`, introspection).
 
