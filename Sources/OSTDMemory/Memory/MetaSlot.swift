@@ -29,8 +29,8 @@
 // The single-frame free path stores it on the busy slot it has just written. So
 // `Frame.fromUnused` and its kin, whose CAS expects `UNUSED`, refuse a cached frame
 // (`GetFrameError.unique`, what OSTD answers for a free chunk's head); `fromInUse` refuses it
-// too; and the allocation, the only writer that can reach it, claims it with a plain load and
-// store where OSTD claims with a CAS (`claimFree`): no locked instruction on that fast path.
+// too; and the allocation, the only writer that can reach it, claims it with a plain load where
+// OSTD claims with a CAS (`claimFree`): no locked instruction on that fast path.
 // Back in the buddy set a frame is a chunk's head or `UNUSED`, as in OSTD (BuddySet.swift), and
 // a cache refill writes no slot: the frames it brings are claimed with OSTD's CAS.
 
@@ -236,19 +236,16 @@ public struct MetaSlot: @unchecked Sendable {
         unsafe refCountWord.pointee.store(~MetaSlot.refCountUnique, ordering: .releasing)
     }
 
-    /// Claims a free frame the allocator has just handed to the caller: held (`UNIQUE`, see the
-    /// file comment) with a plain load and store of `0` (busy) — no one else can write a held
-    /// slot — or `UNUSED` with OSTD's CAS (Acquire), as a claim by address may race for it. On
+    /// Claims a free frame the allocator has just handed to the caller, who then writes its
+    /// metadata and publishes it: held (`UNIQUE`, see the file comment) with one plain load and
+    /// no store — no one else can write a held slot, and every other thread that reads it sees
+    /// it unique (not claimable, no reference to take) until the caller publishes it — or
+    /// `UNUSED` with OSTD's CAS to busy (Acquire), as a claim by address may race for it. On
     /// failure returns the state found: the allocator handed out a frame it did not have.
     @inlinable @inline(__always)
     func claimFree() -> MetaSlotStatus? {
         // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
-        let word = unsafe refCountWord.pointee.load(ordering: .relaxed)
-        if word == ~MetaSlot.refCountUnique {
-            // SAFETY: as above.
-            unsafe refCountWord.pointee.store(~0, ordering: .relaxed)
-            return nil
-        }
+        if unsafe refCountWord.pointee.load(ordering: .relaxed) == ~MetaSlot.refCountUnique { return nil }
         return claimUnused()
     }
 

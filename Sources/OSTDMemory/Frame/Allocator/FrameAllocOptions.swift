@@ -2,9 +2,9 @@
 //
 // Single frames come from the calling CPU's cache when the thread is bound to a CPU, otherwise
 // from the buddy set under its lock; segments always come from the buddy set. A frame the
-// allocator hands out is claimed with plain stores when the allocator holds it (a frame freed
-// into a CPU's cache) and with OSTD's CAS when it is `UNUSED` (`MetaSlot.claimFree`). A segment of `n`
-// frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
+// allocator hands out is claimed with a plain load when the allocator holds it (a frame freed
+// into a CPU's cache) and with OSTD's CAS when it is `UNUSED` (`MetaSlot.claimFree`). A segment of
+// `n` frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
 // to its own size. Frames are zeroed at allocation when asked (the default), never at free, and
 // only those whose bytes may be non-zero (`MetaSlot.markWritten`): the rest still hold zeros.
 
@@ -91,7 +91,7 @@ public struct FrameAllocOptions: Sendable {
 extension Frame where M: FrameMeta {
     /// Turns the free frame `MachineRef.allocFrame` just handed to this thread into a handle with
     /// metadata `meta` (the body of an allocation, OSTD's `from_unused` on the allocated address;
-    /// no ledger). Plain stores when the allocator held the frame, OSTD's CAS when it is `UNUSED`
+    /// no ledger). A plain load when the allocator held the frame, OSTD's CAS when it is `UNUSED`
     /// (`MetaSlot.claimFree`).
     @inlinable @inline(__always)
     static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
@@ -102,8 +102,8 @@ extension Frame where M: FrameMeta {
     /// Zero-fills if asked, writes `meta` and publishes the slot this thread has just claimed.
     @inlinable @inline(__always)
     static func publish(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        // SAFETY: this thread just claimed the slot (count `0`), so it holds the frame, whose
-        // host address this is, exclusively.
+        // SAFETY: this thread just claimed the slot (`MetaSlot.claimFree`: busy, or held for it),
+        // so it holds the frame, whose host address this is, exclusively.
         if zeroed { unsafe slot.zeroFrameIfWritten(context.pointer(to: context.paddr(of: slot))) }
         return unsafe Frame(publishing: slot, meta: meta, context: context)
     }
