@@ -210,8 +210,8 @@ extension Frame where M: FrameMeta {
     /// `init(initializing:meta:context:)` without the ledger (the allocation's fast path, on a
     /// machine that keeps none).
     ///
-    /// - Safety: this thread has just claimed `slot` (count `0`, `MetaSlot.claimUnused`), so it
-    ///   holds it exclusively.
+    /// - Safety: this thread has just claimed `slot` (count `0`, `MetaSlot.claimUnused`; or held
+    ///   by the allocator for it, `MetaSlot.claimFree`), so it holds it exclusively.
     @unsafe @inlinable @inline(__always)
     init(publishing slot: MetaSlot, meta: M, context: MachineRef) {
         // SAFETY: the slot is this thread's, claimed and not yet published (the caller's contract).

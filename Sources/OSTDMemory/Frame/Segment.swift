@@ -223,7 +223,7 @@ extension Segment where M: FrameMeta {
         for index in frames {
             let slot = context.slot(index: index)
             let paddr = context.paddr(of: slot)
-            if let status = byAddress ? context.claimUnusedByAddress(slot) : slot.claimUnused() {
+            if let status = byAddress ? context.claimUnusedByAddress(slot) : slot.claimFree() {
                 throw GetFrameError(status: status, paddr: paddr)
             }
             // SAFETY: `claimUnused` just claimed the slot for this thread (count `0`).

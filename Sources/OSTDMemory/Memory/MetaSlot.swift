@@ -23,16 +23,16 @@
 // Release store, clone a Relaxed increment, drop a Release decrement plus an Acquire fence on the
 // last reference (the reasoning of `Arc::drop`).
 //
-// One state is the allocator's own, and not OSTD's: a frame in a CPU's cache of free frames is
-// *held* by the allocator — count `UNIQUE`, the tag of a cached frame (usage `unused`), as OSTD's
-// allocator holds the head of a free chunk — not `UNUSED` (`storeAllocatorHeld`). So
-// `Frame.fromUnused` and its kin, whose CAS expects `UNUSED`, refuse it (`GetFrameError.unique`,
-// what OSTD answers for a free chunk's head), `fromInUse` refuses it too, and the cache's CPU,
-// the only one that can reach it, takes it with a plain load and store where OSTD's allocation
-// claims with a CAS (`claimAllocatorHeld`): no locked instruction on the allocation fast path.
-// Frames inside free chunks stay `UNUSED`, as in OSTD; the allocator moves them into a cache,
-// and `fromUnused` claims by address, only under the allocator's lock, so the plain stores that
-// move them never race with a claim (`MachineRef+Allocation.swift`).
+// One state is the allocator's own, and not OSTD's: a frame freed into a CPU's cache is *held*
+// by the allocator — count `UNIQUE`, the tag of a held free frame (usage `unused`), as OSTD's
+// allocator holds the head of a free chunk — where OSTD leaves it `UNUSED` (`storeAllocatorHeld`).
+// The single-frame free path stores it on the busy slot it has just written. So
+// `Frame.fromUnused` and its kin, whose CAS expects `UNUSED`, refuse a cached frame
+// (`GetFrameError.unique`, what OSTD answers for a free chunk's head); `fromInUse` refuses it
+// too; and the allocation, the only writer that can reach it, claims it with a plain load where
+// OSTD claims with a CAS (`claimFree`): no locked instruction on that fast path.
+// Back in the buddy set a frame is a chunk's head or `UNUSED`, as in OSTD (BuddySet.swift), and
+// a cache refill writes no slot: the frames it brings are claimed with OSTD's CAS.
 
 import Synchronization
 
@@ -225,23 +225,10 @@ public struct MetaSlot: @unchecked Sendable {
         return exchanged ? nil : MetaSlotStatus(refCount: ~original)
     }
 
-    /// Claims an unused slot whose other claimers the caller excludes (the allocator, under its
-    /// lock, which every claim by address takes): a plain load and store `UNUSED → 0`, no
-    /// read-modify-write. On failure returns the state found.
-    @inlinable @inline(__always)
-    func claimUnusedExclusively() -> MetaSlotStatus? {
-        // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
-        let word = unsafe refCountWord.pointee.load(ordering: .relaxed)
-        guard word == ~MetaSlot.refCountUnused else { return MetaSlotStatus(refCount: ~word) }
-        // SAFETY: as above.
-        unsafe refCountWord.pointee.store(~0, ordering: .relaxed)
-        return nil
-    }
-
-    /// Makes a busy or unused slot the allocator's: count `UNIQUE` with the type tag `tag` (of
-    /// usage `unused`), a Release store (see the file comment). The caller holds the slot
-    /// exclusively: it has just dropped the last reference (busy), or it is the allocator, under
-    /// its lock, taking a frame out of a free chunk.
+    /// Makes a busy slot the allocator's: count `UNIQUE` with the type tag `tag` (of usage
+    /// `unused`), a Release store (see the file comment). The caller holds the slot exclusively:
+    /// it has just dropped the last reference (busy), or it is the allocator, under its lock,
+    /// turning a free chunk's head back into a free frame.
     @inlinable @inline(__always)
     func storeAllocatorHeld(tag: FrameMetaTag) {
         typeTagWord = tag.word
@@ -249,16 +236,17 @@ public struct MetaSlot: @unchecked Sendable {
         unsafe refCountWord.pointee.store(~MetaSlot.refCountUnique, ordering: .releasing)
     }
 
-    /// Claims a slot the allocator holds (`storeAllocatorHeld`) for its holder, which is the only
-    /// thread that can write it: a plain load to check it is `UNIQUE`, and a plain store of `0`
-    /// (busy). `false` when it is not unique: the allocator handed out a frame it does not hold.
+    /// Claims a free frame the allocator has just handed to the caller, who then writes its
+    /// metadata and publishes it: held (`UNIQUE`, see the file comment) with one plain load and
+    /// no store — no one else can write a held slot, and every other thread that reads it sees
+    /// it unique (not claimable, no reference to take) until the caller publishes it — or
+    /// `UNUSED` with OSTD's CAS to busy (Acquire), as a claim by address may race for it. On
+    /// failure returns the state found: the allocator handed out a frame it did not have.
     @inlinable @inline(__always)
-    func claimAllocatorHeld() -> Bool {
+    func claimFree() -> MetaSlotStatus? {
         // SAFETY: the count word of this live slot, an atomic (see `refCountWord`).
-        guard unsafe refCountWord.pointee.load(ordering: .relaxed) == ~MetaSlot.refCountUnique else { return false }
-        // SAFETY: as above.
-        unsafe refCountWord.pointee.store(~0, ordering: .relaxed)
-        return true
+        if unsafe refCountWord.pointee.load(ordering: .relaxed) == ~MetaSlot.refCountUnique { return nil }
+        return claimUnused()
     }
 
     /// Publishes a claimed slot as shared with one reference (Release store of `1`).

@@ -4,8 +4,12 @@
 // Free chunks are kept in intrusive doubly linked lists threaded through the metadata slots of
 // their head frames, as OSTD keeps them in `LinkedList<FreeHeadMeta>`: the head of a free chunk is
 // a unique frame (count `UNIQUE`) whose slot stores `next`, `prev` and the order, and whose
-// `in_list` word is `order + 1`. The other frames of a free chunk stay `UNUSED`. Finding a buddy
-// is then O(1): `buddy = index ^ 2^order` is free with the right order iff its `in_list` says so.
+// `in_list` word is `order + 1`. The other frames of a free chunk are `UNUSED`, as in OSTD: a frame
+// that comes back held by the allocator (`HeldFrame`, MetaSlot.swift's file comment) becomes a
+// chunk's head or, merged inside a larger chunk, `UNUSED` (a store on a slot the free path has
+// just written), so a coalesced set reads exactly as OSTD's whatever way its frames came back.
+// Only the head of a chunk taken for an allocation is left held. Finding a buddy is then O(1):
+// `buddy = index ^ 2^order` is free with the right order iff its `in_list` says so.
 //
 // Grouping by size (not in OSTD, whose buddy set serves the smallest chunk whatever the request;
 // modelled on Linux's grouping of pages by mobility, with size in place of mobility). A chunk
@@ -157,7 +161,7 @@ struct BuddySet: ~Copyable {
             while taken < want && nonEmptySmall != 0 {
                 let found = UInt64.bitWidth - 1 - nonEmptySmall.leadingZeroBitCount
                 let index = Int(first(found, .small))
-                remove(index, order: found)
+                remove(index, order: found, .small)
                 body(index, found)
                 taken += framesOfOrder(found)
             }
@@ -184,6 +188,7 @@ struct BuddySet: ~Copyable {
 
     /// Returns an arbitrary frame range, split into maximal aligned chunks (OSTD `dealloc`).
     mutating func free(range start: Int, count: Int) {
+        if count == 1 { return free(start, order: 0) }   // a single frame: no splitting to do
         for chunk in ChunkSplitter(start: start, count: count) {
             free(chunk.index, order: chunk.order)
         }
@@ -192,13 +197,18 @@ struct BuddySet: ~Copyable {
     // MARK: Splitting and merging
 
     /// The orders below `order`, as a mask.
-    private static func below(_ order: BuddyOrder) -> UInt64 { (1 << UInt64(order)) &- 1 }
+    private static func below(_ order: BuddyOrder) -> UInt64 { bit(order) &- 1 }
+
+    /// `framesOfOrder` for an order the set keeps (`0 ... maxOrder`): a plain shift, no
+    /// over-shift check. Likewise `bit`, an order's bit in a mask.
+    @inline(__always) private static func frames(_ order: BuddyOrder) -> Int { 1 &<< order }
+    @inline(__always) private static func bit(_ order: BuddyOrder) -> UInt64 { 1 &<< UInt64(order) }
 
     /// Takes the first chunk of list (`found`, `kind`) and splits it down to `order`.
     @inline(__always)
     private mutating func take(order found: BuddyOrder, _ kind: PageblockKind, splittingTo order: BuddyOrder) -> Int {
         let index = Int(first(found, kind))
-        remove(index, order: found)
+        remove(index, order: found, kind)
         return split(index, from: found, to: order)
     }
 
@@ -209,26 +219,30 @@ struct BuddySet: ~Copyable {
         var found = found
         while found > order {
             found -= 1
-            push(index + framesOfOrder(found), order: found)
+            push(index &+ BuddySet.frames(found), order: found)
         }
         return index
     }
 
-    /// Links the chunk `index` of `order`, merged with its free buddies.
-    private mutating func insert(_ index: Int, order: BuddyOrder) {
-        var index = index
+    /// Links the chunk `index` of `order`, merged with its free buddies. Every frame it leaves
+    /// inside a larger chunk is `UNUSED` (see the file comment).
+    private mutating func insert(_ freed: Int, order: BuddyOrder) {
+        var index = freed
         var order = order
         while order < BuddySet.maxOrder {
-            let buddy = index ^ framesOfOrder(order)
-            guard buddy + framesOfOrder(order) <= frameCount,
+            let buddy = index ^ BuddySet.frames(order)
+            guard buddy &+ BuddySet.frames(order) <= frameCount,
                   slot(buddy).inList == UInt64(order + 1) else { break }
-            remove(buddy, order: order)
+            remove(buddy, order: order, merging: true)
             index = min(index, buddy)
             order += 1
             // Wholly free: the pageblock's frames may serve a huge page again.
             if order == Pageblocks.order { pageblocks.setKind(index >> Pageblocks.order, .large) }
         }
         push(index, order: order)
+        // Merged below a buddy: the freed chunk's first frame is inside the chunk now, and may
+        // have come back held (a single frame's free path).
+        if index != freed { slot(freed).storeUnused() }
     }
 
     // MARK: Pageblock kinds
@@ -287,9 +301,10 @@ struct BuddySet: ~Copyable {
     @inline(__always)
     private mutating func push(_ index: Int, order: BuddyOrder) {
         let slot = slot(index)
-        // No CAS: every other claim of an unused frame by address takes the machine's lock, held
-        // here (MachineRef+Allocation.swift).
-        if slot.claimUnusedExclusively() != nil {
+        // Plain loads and stores: every claim by address, the only other writer of a free
+        // frame's count, takes the machine's lock, held here (MachineRef+Allocation.swift).
+        let count = slot.referenceCount
+        guard count == MetaSlot.refCountUnused || (count == MetaSlot.refCountUnique && slot.typeTagWord == HeldFrame.tag.word) else {
             let paddr = Paddr(UInt64(index) << UInt64(pageShift))
             preconditionFailure("frame \(paddr): returned to the allocator while in use (double free?)")
         }
@@ -297,18 +312,19 @@ struct BuddySet: ~Copyable {
         slot.typeTagWord = FreeHead.tag.word
         slot.inList = UInt64(order + 1)
         slot.publishUnique()
-        freeFrames += framesOfOrder(order)
+        freeFrames &+= BuddySet.frames(order)
     }
 
-    /// Unlinks the free chunk headed by `index` and turns its head back into an unused frame.
+    /// Unlinks the free chunk headed by `index` (in the list of `kind`, found from its pageblock
+    /// when not given) and turns its head back into a free frame: `UNUSED` when it is merging
+    /// into a larger chunk, else held, for the allocation that takes the chunk.
     @inline(__always)
-    private mutating func remove(_ index: Int, order: BuddyOrder) {
-        unlink(index, order: order, kind(ofChunk: index, order: order))
+    private mutating func remove(_ index: Int, order: BuddyOrder, _ kind: PageblockKind? = nil, merging: Bool = false) {
+        unlink(index, order: order, kind ?? self.kind(ofChunk: index, order: order))
         let slot = slot(index)
         slot.inList = 0
-        slot.storeBusy()
-        slot.storeUnused()
-        freeFrames -= framesOfOrder(order)
+        if merging { slot.storeUnused() } else { slot.storeAllocatorHeld(tag: HeldFrame.tag) }
+        freeFrames &-= BuddySet.frames(order)
     }
 
     /// Links the free head `index` first in list (`order`, `kind`).
@@ -322,7 +338,7 @@ struct BuddySet: ~Copyable {
         head.prev = BuddySet.none
         if oldFirst != BuddySet.none { FreeHead(self.slot(Int(oldFirst))).prev = UInt32(index) }
         unsafe heads[list] = UInt32(index)
-        if kind == .small { nonEmptySmall |= 1 << UInt64(order) } else { nonEmptyLarge |= 1 << UInt64(order) }
+        if kind == .small { nonEmptySmall |= BuddySet.bit(order) } else { nonEmptyLarge |= BuddySet.bit(order) }
     }
 
     /// Unlinks the free head `index` from list (`order`, `kind`).
@@ -335,8 +351,15 @@ struct BuddySet: ~Copyable {
         if prev != BuddySet.none { FreeHead(self.slot(Int(prev))).next = next } else { unsafe heads[list] = next }
         if next != BuddySet.none { FreeHead(self.slot(Int(next))).prev = prev }
         guard unsafe heads[list] == BuddySet.none else { return }
-        if kind == .small { nonEmptySmall &= ~(1 << UInt64(order)) } else { nonEmptyLarge &= ~(1 << UInt64(order)) }
+        if kind == .small { nonEmptySmall &= ~BuddySet.bit(order) } else { nonEmptyLarge &= ~BuddySet.bit(order) }
     }
+}
+
+/// The type tag of a free frame the allocator holds (MetaSlot.swift's file comment): in a CPU's
+/// cache, or inside a free chunk.
+@usableFromInline
+enum HeldFrame {
+    @inlinable static var tag: FrameMetaTag { FrameMetaTag(usage: .unused, typeID: 8, untyped: false) }
 }
 
 /// The metadata of a free chunk's head frame (OSTD `FreeHeadMeta` inside a `Link`): list links

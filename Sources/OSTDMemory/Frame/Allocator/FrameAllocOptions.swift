@@ -1,10 +1,10 @@
 // Frame allocation options and entry points (OSTD `frame/allocator.rs`, `FrameAllocOptions`).
 //
 // Single frames come from the calling CPU's cache when the thread is bound to a CPU, otherwise
-// from the buddy set under its lock; segments always come from the buddy set. A single frame
-// comes held by the allocator for this thread alone and is claimed with plain stores; a
-// segment's frames come `UNUSED` and are claimed with OSTD's CAS. A segment of `n`
-// frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
+// from the buddy set under its lock; segments always come from the buddy set. A frame the
+// allocator hands out is claimed with a plain load when the allocator holds it (a frame freed
+// into a CPU's cache) and with OSTD's CAS when it is `UNUSED` (`MetaSlot.claimFree`). A segment of
+// `n` frames is carved from a chunk of `2^ceil(log2 n)` frames, so a power-of-two segment is aligned
 // to its own size. Frames are zeroed at allocation when asked (the default), never at free, and
 // only those whose bytes may be non-zero (`MetaSlot.markWritten`): the rest still hold zeros.
 
@@ -76,6 +76,8 @@ public struct FrameAllocOptions: Sendable {
                 unsafe context.slot(index: index).zeroFrameIfWritten(context.pointer(to: paddr))
             }
         }
+        // The auditor checks an allocation as OSTD's `from_unused`, from `UNUSED`.
+        if context.isAccounting { for index in start..<(start + nframes) { context.slot(index: index).releaseHoldForAudit() } }
         let segment: Segment<M>
         do {
             segment = try Segment.claim(start..<(start + nframes), context: context, meta: meta)
@@ -87,32 +89,31 @@ public struct FrameAllocOptions: Sendable {
 }
 
 extension Frame where M: FrameMeta {
-    /// Turns the frame `MachineRef.allocFrame` just handed out, held by the allocator for this
-    /// thread alone, into a handle with metadata `meta` (the body of an allocation, OSTD's
-    /// `from_unused` on the allocated address; no ledger). Plain stores, no CAS: no other thread
-    /// can claim a held frame (MetaSlot.swift's file comment).
+    /// Turns the free frame `MachineRef.allocFrame` just handed to this thread into a handle with
+    /// metadata `meta` (the body of an allocation, OSTD's `from_unused` on the allocated address;
+    /// no ledger). A plain load when the allocator held the frame, OSTD's CAS when it is `UNUSED`
+    /// (`MetaSlot.claimFree`).
     @inlinable @inline(__always)
     static func claim(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        if _slowPath(!slot.claimAllocatorHeld()) { allocatorReturnedInUse(context.paddr(of: slot)) }
+        if _slowPath(slot.claimFree() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
         return publish(slot, meta: meta, zeroed: zeroed, context: context)
     }
 
     /// Zero-fills if asked, writes `meta` and publishes the slot this thread has just claimed.
     @inlinable @inline(__always)
     static func publish(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        // SAFETY: this thread just claimed the slot (count `0`), so it holds the frame, whose
-        // host address this is, exclusively.
+        // SAFETY: this thread just claimed the slot (`MetaSlot.claimFree`: busy, or held for it),
+        // so it holds the frame, whose host address this is, exclusively.
         if zeroed { unsafe slot.zeroFrameIfWritten(context.pointer(to: context.paddr(of: slot))) }
         return unsafe Frame(publishing: slot, meta: meta, context: context)
     }
 
     /// `claim` on an accounting machine: a ledger entry minted, the auditor shown. The auditor
-    /// checks an allocation as OSTD's `from_unused`, from `UNUSED`: the frame leaves the
+    /// checks an allocation as OSTD's `from_unused`, from `UNUSED`: a held frame leaves the
     /// allocator's hold for `UNUSED` first, and is claimed with OSTD's CAS.
     @usableFromInline @inline(never)
     static func claimAccounted(_ slot: MetaSlot, meta: M, zeroed: Bool, context: MachineRef) -> Frame<M> {
-        if _slowPath(!slot.claimAllocatorHeld()) { allocatorReturnedInUse(context.paddr(of: slot)) }
-        slot.storeUnused()
+        slot.releaseHoldForAudit()
         return context.auditingFrames(.fromUnused(context.paddr(of: slot))) {
             if _slowPath(slot.claimUnused() != nil) { allocatorReturnedInUse(context.paddr(of: slot)) }
             let frame = publish(slot, meta: meta, zeroed: zeroed, context: context)
@@ -125,4 +126,14 @@ extension Frame where M: FrameMeta {
 @usableFromInline @inline(never)
 func allocatorReturnedInUse(_ paddr: Paddr) -> Never {
     preconditionFailure("frame \(paddr): the allocator handed out a frame that is in use")
+}
+
+extension MetaSlot {
+    /// Turns a free frame the allocator holds, and has just handed to the caller, `UNUSED`, so
+    /// that the auditor sees its claim as OSTD's `from_unused` (accounting machines only). The
+    /// frame is the caller's alone either way; an `UNUSED` one is left as it is.
+    @usableFromInline
+    func releaseHoldForAudit() {
+        if referenceCount == MetaSlot.refCountUnique { storeUnused() }
+    }
 }

@@ -4,17 +4,13 @@
 // (one lock round trip for 32 allocations), a full one returns its 32 oldest frames. Last-in
 // first-out: a frame just freed is the next one handed out, while it is still warm.
 //
-// A frame in a cache is held by the allocator: count `UNIQUE`, tag `CachedFrame.tag` (usage
-// `unused`), not `UNUSED` as OSTD leaves it (MetaSlot.swift's file comment). `fromUnused` cannot
-// claim it, so the cache's CPU takes it with plain stores, not a CAS. The free path stores that
-// state on the slot it has just written anyway (busy → held, no `UNUSED` in between); a refill
-// stores it on each frame it takes, under the allocator's lock; a flush returns frames `UNUSED`.
-
-/// The type tag of a frame in a CPU's cache: free, held by the allocator.
-@usableFromInline
-enum CachedFrame {
-    @inlinable static var tag: FrameMetaTag { FrameMetaTag(usage: .unused, typeID: 8, untyped: false) }
-}
+// A frame freed into a cache is held by the allocator: count `UNIQUE`, tag `HeldFrame.tag`
+// (usage `unused`), not `UNUSED` as OSTD leaves it (MetaSlot.swift's file comment). `fromUnused`
+// cannot claim it, so the allocation takes it with plain stores, not a CAS. The free path stores
+// that state on the slot it has just written anyway (busy → held, no `UNUSED` in between); a
+// flush hands it to the buddy set, which makes it a chunk's head or `UNUSED`. A refill writes no
+// slot: the frames it brings are `UNUSED` (but a chunk's first, left held) and claimed with
+// OSTD's CAS.
 
 /// A fixed-capacity stack of frame indices.
 ///
@@ -60,6 +56,20 @@ struct FrameCache {
         unsafe entries[count] = UInt32(truncatingIfNeeded: index)
         count += 1
         return true
+    }
+
+    /// Pushes the frames `first ..< first + n` (a refill's chunk) in one go, highest first, so that
+    /// they come out in address order: one bounds check for the run, no per-frame count update.
+    ///
+    /// - Precondition: the run fits.
+    @inlinable @inline(__always)
+    mutating func pushRun(_ first: Int, count n: Int) {
+        precondition(n <= FrameCache.capacity - count, "a refill overflows the frame cache")
+        // SAFETY: `count + n <= capacity` (checked just above), so every entry written is inside
+        // the buffer, and entries `0 ..< count + n` are written afterwards.
+        let base = unsafe entries + count
+        for i in 0..<n { unsafe base[i] = UInt32(truncatingIfNeeded: first + n - 1 - i) }
+        count += n
     }
 
     /// Removes the `n` oldest frames, handing each to `body`.

@@ -7,18 +7,20 @@
 // buddy set, where they coalesce (`Pageblocks.swift`, and the grouping by size in
 // `BuddySet.swift`).
 //
-// States: frames in the buddy set are `UNUSED` (a free chunk's head `UNIQUE`, as in OSTD); frames
-// in a cache, and a single frame on its way out, are held by the allocator (`UNIQUE`,
-// `CachedFrame.tag`: MetaSlot.swift's file comment). Who writes the count of a frame the
-// allocator has:
+// States: a free frame in a CPU's cache is held by the allocator (`UNIQUE`, `HeldFrame.tag`:
+// MetaSlot.swift's file comment) when it came back through the single-frame free path; in the
+// buddy set it is a chunk's head (`UNIQUE`, OSTD's free-head tag) or `UNUSED`, as in OSTD.
+// Refills write no slot. Who writes the count of a free frame:
 //
-//   - the cache's CPU: the free path (busy → held), the allocation (held → busy, plain stores);
-//   - the allocator under its lock: a refill (`UNUSED` → held), a flush (held → `UNUSED`), the
-//     buddy set's pushes and removes (`UNUSED` ↔ a free chunk's head, plain stores);
+//   - the free path: busy → held (the frame's last holder, on a slot it has just written);
+//   - the allocation: held → busy with plain stores, `UNUSED` → busy with OSTD's CAS
+//     (`MetaSlot.claimFree`), by the thread the allocator handed the frame to;
+//   - the buddy set, under the lock: held or `UNUSED` → a chunk's head → held or `UNUSED`
+//     (plain stores);
 //   - a claim by address (`Frame.fromUnused` and its kin): a CAS `UNUSED → 0`, under the lock
-//     (`claimUnusedByAddress`), so that it never races with the plain stores above. It fails on a
-//     held frame; on a frame inside a free chunk it succeeds, as in OSTD, and the allocator
-//     finds the frame in use when it hands it out (`allocatorReturnedInUse`).
+//     (`claimUnusedByAddress`), so that it never races with the buddy set's plain stores. It
+//     fails on a held frame and a chunk's head; on an `UNUSED` one it succeeds, as in OSTD, and
+//     the allocator finds the frame in use when it hands it out (`allocatorReturnedInUse`).
 //
 // Everything else only reads a free frame's count (`fromInUse`, introspection).
 
@@ -35,8 +37,8 @@ extension MachineRef {
     // MARK: Frame allocation
 
     /// Allocates one frame, from the current CPU's cache when the caller runs on a CPU. The frame
-    /// is held by the allocator (`CachedFrame.tag`) and the caller's alone: it claims it with
-    /// `MetaSlot.claimAllocatorHeld`.
+    /// is free, held or `UNUSED`, and handed to the caller alone, who claims it with
+    /// `MetaSlot.claimFree`.
     @inlinable @inline(__always)
     func allocFrame() -> Int? {
         platform.withPreemptionDisabled { cpu in
@@ -50,55 +52,35 @@ extension MachineRef {
     }
 
     /// Returns one frame whose last reference the caller has just dropped (its slot busy, the
-    /// caller's): a frame of a small pageblock to the current CPU's cache, held by the allocator;
-    /// any other (a piece of a split huge page), `UNUSED`, straight to the buddy set, where it
+    /// caller's), held by the allocator from now on: a frame of a small pageblock to the current
+    /// CPU's cache; any other (a piece of a split huge page) straight to the buddy set, where it
     /// coalesces back into its huge block (`Pageblocks.swift`).
     @inlinable @inline(__always)
     func deallocFrame(_ index: Int) {
-        let slot = slot(index: index)
+        slot(index: index).storeAllocatorHeld(tag: HeldFrame.tag)
         // SAFETY: the live context; `pageblocks` is immutable and `index` a frame of the machine.
-        guard unsafe state.pointee.pageblocks.isSmall(frame: index) else { return deallocFrameToBuddy(index) }
+        guard unsafe state.pointee.pageblocks.isSmall(frame: index) else { return deallocRange(index, count: 1) }
         platform.withPreemptionDisabled { cpu in
-            guard let cpu else { return deallocFrameToBuddy(index) }
+            guard let cpu else { return deallocRange(index, count: 1) }
             // SAFETY: as in `allocFrame`: the current CPU's cache, this thread's alone.
             let cache = unsafe state.pointee.frameCaches.on(cpu)
-            slot.storeAllocatorHeld(tag: CachedFrame.tag)
             if unsafe !cache.pointee.push(index) { unsafe flushCacheAndPush(cache, index) }
         }
     }
 
-    /// `deallocFrame` to the buddy set: the slot `UNUSED`, then the frame returned.
-    @usableFromInline @inline(never)
-    func deallocFrameToBuddy(_ index: Int) {
-        slot(index: index).storeUnused()
-        deallocRange(index, count: 1)
-    }
-
-    /// Allocates one frame from the buddy set, for a thread on no CPU; held by the allocator, as
-    /// `allocFrame` returns it.
+    /// Allocates one frame from the buddy set, for a thread on no CPU.
     @usableFromInline
     func allocFrameLocked() -> Int? {
         // SAFETY: the live context (the lifetime statement); the pool is used only under `lock`,
         // held here.
         unsafe state.pointee.lock.lock()
         defer { unsafe state.pointee.lock.unlock() }
-        guard let index = unsafe globalPool.pointee.buddy.alloc(order: 0) else { return nil }
-        holdFrameLocked(index)
-        return index
-    }
-
-    /// Makes a frame the buddy set has just handed out (`UNUSED`) held by the allocator, with
-    /// plain stores. The caller holds the lock, which every claim by address takes; a frame not
-    /// `UNUSED` was claimed by address while it was free (OSTD would fail the same way).
-    @inline(__always)
-    func holdFrameLocked(_ index: Int) {
-        let slot = slot(index: index)
-        if _slowPath(slot.referenceCount != MetaSlot.refCountUnused) { allocatorReturnedInUse(paddr(of: slot)) }
-        slot.storeAllocatorHeld(tag: CachedFrame.tag)
+        return unsafe globalPool.pointee.buddy.alloc(order: 0)
     }
 
     /// Claims the unused frame of `slot` by address (`Frame.fromUnused` and its kin: OSTD's
-    /// `get_from_unused`), under the allocator's lock; the state found when it is not unused.
+    /// `get_from_unused`), under the allocator's lock; the state found when it is not unused (a
+    /// free frame the allocator holds is unique).
     func claimUnusedByAddress(_ slot: MetaSlot) -> MetaSlotStatus? {
         // SAFETY: the live context; the lock orders this claim with the allocator's plain stores
         // on free frames (the file comment).
@@ -152,11 +134,7 @@ extension MachineRef {
         unsafe state.pointee.lock.lock()
         defer { unsafe state.pointee.lock.unlock() }
         let taken = unsafe globalPool.pointee.buddy.allocBatch(order: FrameCache.batchOrder) { chunk, order in
-            // Highest first, so that the frames come out in address order.
-            for i in stride(from: framesOfOrder(order) - 1, through: 0, by: -1) {
-                holdFrameLocked(chunk + i)
-                _ = unsafe cache.pointee.push(chunk + i)
-            }
+            unsafe cache.pointee.pushRun(chunk, count: framesOfOrder(order))
         }
         return taken == 0 ? nil : unsafe cache.pointee.pop()
     }
@@ -169,7 +147,7 @@ extension MachineRef {
         // SAFETY: the live context; the pool is used only under `lock`, held here, and `cache` is
         // this thread's alone (the caller's contract).
         unsafe state.pointee.lock.lock()
-        unsafe cache.pointee.drainOldest(FrameCache.capacity / 2) { returnCachedFrameLocked($0) }
+        unsafe cache.pointee.drainOldest(FrameCache.capacity / 2) { unsafe globalPool.pointee.buddy.free($0, order: 0) }
         unsafe state.pointee.lock.unlock()
         _ = unsafe cache.pointee.push(index)
     }
@@ -180,16 +158,8 @@ extension MachineRef {
         for i in 0..<cpuCount {
             // SAFETY: the live context; the caller holds `lock` (for the pool), and no thread is
             // bound to a CPU, so no one else uses the CPU caches (`CpuLocal`'s quiescent point).
-            unsafe state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { returnCachedFrameLocked($0) }
+            unsafe state.pointee.frameCaches.on(i).pointee.drainOldest(FrameCache.capacity) { unsafe globalPool.pointee.buddy.free($0, order: 0) }
         }
-    }
-
-    /// Returns a frame of a CPU cache to the buddy set: `UNUSED`, then freed. The caller holds
-    /// the lock.
-    func returnCachedFrameLocked(_ index: Int) {
-        slot(index: index).storeUnused()
-        // SAFETY: the live context; the caller holds `lock`, under which the pool is used.
-        unsafe globalPool.pointee.buddy.free(index, order: 0)
     }
 
     // MARK: Accounting
