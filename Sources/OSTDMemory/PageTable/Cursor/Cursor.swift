@@ -347,6 +347,8 @@ import Synchronization
     @inlinable @inline(__always)
     mutating func advance(to next: UInt64) {
         va = next == 0 ? barrierVa.upperBound : Vaddr(next)
+        // Most moves stay inside the node (`next` does not start its parent entry's range).
+        if level == guardLevel || next & PagingConsts.offsetMask(level &+ 1) != 0 { return }
         // Up while `next` starts the range of the node's parent entry: `next` has `t` trailing
         // zero bits, and the node at level `L` starts a parent entry when `t >= 12 + 9 L`, so the
         // cursor stops at `L = (t - 12) / 9 + 1` (2^64, `t = 64`, goes up to the guard level).
