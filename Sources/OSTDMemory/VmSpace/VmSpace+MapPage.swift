@@ -5,10 +5,11 @@
 // cursor's lock-free descent to the level-1 node covering the page (allocating missing nodes,
 // born locked) and that node's lock, held while the entry is written and the child count raised.
 // When that node exists, `PageTable.tryMapPage` does this without building a cursor at all;
-// otherwise a borrowed page-table cursor does it. What it leaves out is what a one-page map never uses: the `VmSpace` cursor's TLB flusher (a map
-// only fills an empty slot, so nothing is flushed) and the retains of the space and table, which
-// the borrowed, scoped page-table cursor (`PageTable.withCursorMut`) does not take. An audited
-// space takes the general path, so that its auditor sees the cursor and the map as usual.
+// otherwise a borrowed page-table cursor does it. What it leaves out is what a one-page map never
+// uses: the `VmSpace` cursor's TLB flusher (a map only fills an empty slot, so nothing is
+// flushed) and the retains of the space and table, which the borrowed, scoped page-table cursor
+// (`PageTable.withCursorMut`) does not take. An audited space takes the general path, so that its
+// auditor sees the cursor and the map as usual.
 
 extension VmSpace {
     /// Maps `frame` at the page `va` with `property`: `cursorMut(va ..< va + 4096)` then
