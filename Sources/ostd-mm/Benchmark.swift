@@ -201,6 +201,8 @@ func timed(_ body: () -> Void) -> UInt64 {
 /// Whether the timed parts run inside `countedSection` (set by `Benchmark.countOnce`, on the
 /// main thread, while no benchmark thread runs).
 enum InstructionCounting {
+    // SAFETY: written only by `countOnce` on the main thread while no benchmark thread runs, and
+    // read by the timed parts that thread then runs: no concurrent access.
     nonisolated(unsafe) static var isOn = false
 }
 

@@ -36,6 +36,7 @@ enum FragmentationBenchmarks {
         func freeRest(in machine: Machine) {
             var run = frames.lowerBound
             for index in frames.lowerBound...frames.upperBound where index == frames.upperBound || freed.contains(index) {
+                // SAFETY: frames of this block not freed yet: `intoRaw` gave up their references.
                 if run < index { _ = unsafe Segment<UntypedMeta>.fromRaw(paddr(run)..<paddr(index), in: machine) }
                 run = index + 1
             }
@@ -57,6 +58,7 @@ enum FragmentationBenchmarks {
                 let pageblocks = countBlocks(machine, frames: 512)
                 let figures = [("blocks_1g", gigabytes), ("blocks_2m", pageblocks),
                                ("small_pageblocks", machine.smallPageblockCount), ("small_frames", small.count)]
+                // SAFETY: each small frame's reference was given up by `intoRaw`, restored once here.
                 for paddr in small { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
                 return Timing(wall: wall, figures: figures)
             }
@@ -76,6 +78,7 @@ enum FragmentationBenchmarks {
             case 45..<83:
                 guard !small.isEmpty else { break }
                 small.swapAt(random.below(small.count), small.count - 1)
+                // SAFETY: a frame `intoRaw` gave up, taken out of the list so restored once.
                 _ = unsafe Frame<UntypedMeta>.fromRaw(small.removeLast(), in: machine)
             case 83..<85:
                 if let block = try? options.allocSegment(512, in: machine).intoRaw() { huge.append(HugeBlock(frames: indices(block))) }
@@ -85,6 +88,7 @@ enum FragmentationBenchmarks {
                 let block = random.below(huge.count)
                 let index = huge[block].frames.lowerBound + random.below(huge[block].frames.count)
                 guard huge[block].freed.insert(index).inserted else { break }
+                // SAFETY: a frame of a held block not freed before (`freed` just said so).
                 _ = unsafe Frame<UntypedMeta>.fromRaw(paddr(index), in: machine)
             default:
                 guard !huge.isEmpty else { break }
@@ -99,6 +103,7 @@ enum FragmentationBenchmarks {
     private static func countBlocks(_ machine: Machine, frames: Int) -> Int {
         var held: [Range<Paddr>] = []
         while let block = try? FrameAllocOptions().zeroed(false).allocSegment(frames, in: machine).intoRaw() { held.append(block) }
+        // SAFETY: the blocks `intoRaw` just gave up, each restored once.
         for block in held { _ = unsafe Segment<UntypedMeta>.fromRaw(block, in: machine) }
         return held.count
     }

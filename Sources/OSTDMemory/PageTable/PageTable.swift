@@ -144,6 +144,8 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         // Unrolled, each level a constant. Every node below the root is read from an entry inside
         // `section`: it stays allocated. Only the entries are read, so only their addresses are
         // formed.
+        // SAFETY: the machine's linear mapping and the root's entries, live as long as the table;
+        // the steps below use them only as the section allows.
         let memoryBase = unsafe context.memoryBase
         var entries = unsafe root.entries
         var pte = PageTableEntry.absent

@@ -38,6 +38,7 @@ extension VmSpace {
         }
         do {
             try pageTable.withCursorMut(range) { cursor throws(PageTableError) in
+                // SAFETY: as above (a tracked untyped frame in a user range).
                 if let failure = unsafe cursor.tryMap(item.take()!) { throw failure.error }
             }
         } catch {

@@ -136,6 +136,7 @@ extension MachineRef {
         let taken = unsafe globalPool.pointee.buddy.allocBatch(order: FrameCache.batchOrder) { chunk, order in
             unsafe cache.pointee.pushRun(chunk, count: framesOfOrder(order))
         }
+        // SAFETY: `cache` is this thread's alone (the caller's contract), just refilled.
         return taken == 0 ? nil : unsafe cache.pointee.pop()
     }
 

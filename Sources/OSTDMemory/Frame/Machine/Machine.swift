@@ -55,6 +55,7 @@ public final class Machine: @unchecked Sendable {
         context = unsafe MachineRef(state)
         // Frame 0 and the metadata frames are reserved, but their slots are written on first use
         // (`MachineRef.reservedSlot`): boot writes O(log n) slots, whatever the memory size.
+        // SAFETY: the pool of the state just made, which no other thread can reach yet (above).
         unsafe context.globalPool.pointee.buddy.addFreeMemory(start: 1 + metaFrames, count: frameCount - 1 - metaFrames)
     }
 

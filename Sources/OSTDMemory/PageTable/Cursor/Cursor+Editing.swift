@@ -66,38 +66,23 @@ extension Cursor where C: PageTableConfig {
         }
     }
 
-    /// Writes the leaf for `raw` into the current (empty) slot and moves past it.
+    /// Writes the leaf for `raw` into the current (empty) slot, at `knownLevel` (the cursor's:
+    /// a constant on the 4 KiB fast path), and moves past it.
     @inlinable @inline(__always)
-    mutating func commitMap(_ raw: MappedItemRef) {
+    mutating func commitMap(_ raw: MappedItemRef, at knownLevel: PagingLevel) {
         var entry = leafEntry(raw)
         #if DEBUG
         if context.hasMutant(.mapWritesWrongPaddr) && raw.level == 1 {
             entry = PageTableEntry(raw: entry.raw &+ UInt64(pageSize))
         }
         #endif
-        let index = currentIndex
+        let index = PagingConsts.pteIndex(va, knownLevel)
         // SAFETY: the current node is in the cursor's lock set.
-        unsafe currentNode.withHeld { node in
+        unsafe currentNode(at: knownLevel).withHeld { node in
             node.write(index, entry)
             node.countChildren(+1)
         }
-        moveForward()
-    }
-
-    /// `commitMap` for a cursor at level 1 (`slotReadyForPage` said so).
-    @inlinable @inline(__always)
-    mutating func commitPage(_ raw: MappedItemRef) {
-        var entry = leafEntry(raw)
-        #if DEBUG
-        if context.hasMutant(.mapWritesWrongPaddr) { entry = PageTableEntry(raw: entry.raw &+ UInt64(pageSize)) }
-        #endif
-        let index = PagingConsts.pteIndex(va, 1)
-        // SAFETY: the current node is in the cursor's lock set.
-        unsafe currentNode(at: 1).withHeld { node in
-            node.write(index, entry)
-            node.countChildren(+1)
-        }
-        advance(to: va.rawValue &+ PagingConsts.pageSpan(1))
+        advance(to: (va.rawValue & ~PagingConsts.offsetMask(knownLevel)) &+ PagingConsts.pageSpan(knownLevel), from: knownLevel)
     }
 
     /// Clears the current slot and returns what it held, as a fragment.

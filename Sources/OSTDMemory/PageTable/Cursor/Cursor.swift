@@ -150,12 +150,7 @@ import Synchronization
     /// The virtual range of the current slot (OSTD `cur_va_range`); it may extend past
     /// `barrierVa`. A slot ending at 2^64 is reported as ending at `UInt64.max`.
     @inlinable @inline(__always)
-    @_spi(OSTDInternals) public var curVaRange: Range<Vaddr> {
-        let size = PagingConsts.pageSpan(level)
-        let start = va.rawValue & ~(size - 1)
-        let end = start &+ size
-        return Vaddr(start)..<Vaddr(end == 0 ? .max : end)
-    }
+    @_spi(OSTDInternals) public var curVaRange: Range<Vaddr> { slotRange(at: level) }
 
     // MARK: Queries
 
@@ -176,9 +171,11 @@ import Synchronization
             if let found = unsafe queryStep(4, memoryBase) { return found }
             fallthrough
         case 3:
+            // SAFETY: as above.
             if let found = unsafe queryStep(3, memoryBase) { return found }
             fallthrough
         case 2:
+            // SAFETY: as above.
             if let found = unsafe queryStep(2, memoryBase) { return found }
             fallthrough
         default:
@@ -297,13 +294,13 @@ import Synchronization
         unsafe NodeRef.read(nodes[unchecked: Int(knownLevel) &- 1], PagingConsts.pteIndex(va, knownLevel))
     }
 
-    /// `curVaRange` at a level the caller knows.
+    /// The range of the current slot at `knownLevel` (`curVaRange` at a level the caller knows).
     @inlinable @inline(__always)
     func slotRange(at knownLevel: PagingLevel) -> Range<Vaddr> {
         let start = va.rawValue & ~PagingConsts.offsetMask(knownLevel)
         let end = start &+ PagingConsts.pageSpan(knownLevel)
         // SAFETY: `start < end`, or `end` wrapped to 0 and `.max` stands for 2^64 (as in
-        // `curVaRange`): the bounds are ordered.
+        // `curVaRange` says): the bounds are ordered.
         return unsafe Range(uncheckedBounds: (Vaddr(start), Vaddr(end == 0 ? .max : end)))
     }
 
@@ -345,10 +342,19 @@ import Synchronization
     /// Moves to `next` (an address after `va` and at most the end of the current slot; 0 stands
     /// for 2^64), going up while it is the start of a node's range (OSTD `move_forward`'s loop).
     @inlinable @inline(__always)
-    mutating func advance(to next: UInt64) {
+    mutating func advance(to next: UInt64) { advance(to: next, from: level) }
+
+    /// `advance(to:)` for a caller that knows the cursor's level, `knownLevel`: the test of the
+    /// common case then uses a constant mask.
+    @inlinable @inline(__always)
+    mutating func advance(to next: UInt64, from knownLevel: PagingLevel) {
+        // Most moves stay inside the node (`next` does not start its parent entry's range, so it
+        // is not 2^64 either).
+        if next & PagingConsts.offsetMask(knownLevel &+ 1) != 0 {
+            va = Vaddr(next)
+            return
+        }
         va = next == 0 ? barrierVa.upperBound : Vaddr(next)
-        // Most moves stay inside the node (`next` does not start its parent entry's range).
-        if level == guardLevel || next & PagingConsts.offsetMask(level &+ 1) != 0 { return }
         // Up while `next` starts the range of the node's parent entry: `next` has `t` trailing
         // zero bits, and the node at level `L` starts a parent entry when `t >= 12 + 9 L`, so the
         // cursor stops at `L = (t - 12) / 9 + 1` (2^64, `t = 64`, goes up to the guard level).

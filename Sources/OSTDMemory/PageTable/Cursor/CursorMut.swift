@@ -57,13 +57,13 @@
     @inlinable @inline(__always)
     @_spi(OSTDInternals) public mutating func map(_ item: consuming MappedItem) {
         let raw = item.info
-        if inner.slotReadyForPage(raw) { return inner.commitPage(item.intoRaw()) }
+        if inner.slotReadyForPage(raw) { return inner.commitMap(item.intoRaw(), at: 1) }
         do throws(PageTableError) {
             try inner.prepareSlot(for: raw)
         } catch {
             mapFailed(error)
         }
-        inner.commitMap(item.intoRaw())
+        inner.commitMap(item.intoRaw(), at: inner.level)
     }
 
     /// Maps `item` like `map`, or hands it back with the reason when it cannot be mapped. On
@@ -72,7 +72,7 @@
     @_spi(OSTDInternals) public mutating func tryMap(_ item: consuming MappedItem) -> MapFailure? {
         let raw = item.info
         if inner.slotReadyForPage(raw) {
-            inner.commitPage(item.intoRaw())
+            inner.commitMap(item.intoRaw(), at: 1)
             return nil
         }
         do throws(PageTableError) {
@@ -80,7 +80,7 @@
         } catch {
             return MapFailure(item: item, error: error)
         }
-        inner.commitMap(item.intoRaw())
+        inner.commitMap(item.intoRaw(), at: inner.level)
         return nil
     }
 
@@ -183,6 +183,7 @@
     @_spi(OSTDInternals) public mutating func tryProtectNext(
         _ len: Int, _ op: (inout PageProperty) -> Void
     ) throws(PageTableError) -> Range<Vaddr>? {
+        let end = inner.va + len
         // Fast path: a 4 KiB leaf at the cursor, as at every step of a run after the first.
         if inner.level == 1 && len > 0 {
             // `len % 4096 == 0 && len <= barrierVa.upperBound - va`, in wrapping arithmetic (the
@@ -191,10 +192,11 @@
             precondition(bytes & PagingConsts.offsetMask(1) == 0 && bytes <= inner.barrierVa.upperBound.rawValue &- inner.va.rawValue,
                          "len exceeds remaining cursor range")
             let pte = inner.currentEntry(at: 1)
-            if pte.isLeaf { return unsafe protectCurrent(pte, level: 1, end: inner.va + len, op) }
+            // SAFETY: `tryProtectNext`'s own contract is `protectCurrent`'s.
+            if pte.isLeaf { return unsafe protectCurrent(pte, level: 1, end: end, op) }
         }
-        let end = inner.va + len
         guard try inner.findNextImpl(len, findUnmapSubtree: false, splitHuge: true) else { return nil }
+        // SAFETY: as above.
         return unsafe protectCurrent(inner.currentEntry(), level: inner.level, end: end, op)
     }
 
@@ -223,11 +225,7 @@
             // SAFETY: the current node is in the cursor's lock set.
             unsafe inner.currentNode(at: level).withHeld { $0.update(index, from: pte, to: PageTableEntry(raw: updated)) }
         }
-        if level == 1 && slotEnd & PagingConsts.offsetMask(2) != 0 {
-            inner.va = Vaddr(slotEnd)   // the next slot of the same node
-        } else {
-            inner.advance(to: slotEnd)
-        }
+        inner.advance(to: slotEnd, from: level)
         return range
     }
 }

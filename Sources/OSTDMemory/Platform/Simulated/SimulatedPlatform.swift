@@ -90,6 +90,8 @@ struct SimulatedPlatform: Platform {
         if unsafe previous == identity { return try body() }
         precondition(unsafe state.pointee.bound.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
                      "cpu \(cpu) is already bound to another thread")
+        // SAFETY: `identity` is this CPU's immutable identity record, live with the machine (see
+        // above); the word is restored to `previous` when `body` returns.
         unsafe hooks.set(identity)
         defer {
             unsafe hooks.set(previous)
