@@ -104,13 +104,15 @@ enum VmSpaceBenchmarks {
         }
     }
 
-    /// A space whose page-fault handler maps a zeroed frame at any faulting page.
+    /// A space whose page-fault handler maps a zeroed frame at any faulting page. The page is
+    /// mapped accessed, as Linux maps a faulted-in page young: the access about to be retried
+    /// would set A anyway, with a compare-exchange.
     private static func demandPagedSpace(_ machine: Machine) -> VmSpace {
         let space = try! VmSpace(machine: machine)
         space.pageFaultHandler = { space, fault in
             let page = Vaddr(fault.address.rawValue & ~UInt64(pageSize - 1))
             do {
-                try space.mapPage(try FrameAllocOptions().allocFrame(in: space.machine), at: page, .user(.rw))
+                try space.mapPage(try FrameAllocOptions().allocFrame(in: space.machine), at: page, .user([.rw, .accessed]))
                 return true
             } catch {
                 return false

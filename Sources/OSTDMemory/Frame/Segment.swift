@@ -35,23 +35,34 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
         context.auditingFrames(.segmentDrop(paddrs(of: frames))) { releaseReferences(frames, context: context) }
     }
 
-    /// `dropReferences` without the audit.
+    /// `dropReferences` without the audit. A freed frame goes to the current CPU's cache while it
+    /// has room, held by the allocator as a single frame's free path leaves it (so its next
+    /// allocation takes it without a CAS, `MachineRef.cacheFreedFrame`); the others go back to
+    /// the buddy set in contiguous runs, one lock per run.
     private static func releaseReferences(_ frames: Range<Int>, context: MachineRef) {
-        var runStart = frames.lowerBound
-        var runLength = 0
-        for index in frames {
-            let slot = context.slot(index: index)
-            context.ledger?.redeem(index)
-            if slot.decRefCount(paddr: context.paddr(of: slot)) {
-                slot.storeUnused()
-                if runLength == 0 { runStart = index }
-                runLength += 1
-                continue
+        context.withCurrentFrameCache { cache in
+            var runStart = frames.lowerBound
+            var runLength = 0
+            for index in frames {
+                let slot = context.slot(index: index)
+                context.ledger?.redeem(index)
+                if slot.decRefCount(paddr: context.paddr(of: slot)) {
+                    // SAFETY: `cache` is the current CPU's, this thread's alone (`withCurrentFrameCache`).
+                    if unsafe context.cacheFreedFrame(index, slot, in: cache) {
+                        if runLength > 0 { context.deallocRange(runStart, count: runLength) }
+                        runLength = 0
+                        continue
+                    }
+                    slot.storeUnused()
+                    if runLength == 0 { runStart = index }
+                    runLength += 1
+                    continue
+                }
+                if runLength > 0 { context.deallocRange(runStart, count: runLength) }
+                runLength = 0
             }
             if runLength > 0 { context.deallocRange(runStart, count: runLength) }
-            runLength = 0
         }
-        if runLength > 0 { context.deallocRange(runStart, count: runLength) }
     }
 
     /// Adds one reference on each frame of `frames`, for a new segment over them.

@@ -66,9 +66,9 @@ extension VmSpace {
                 throw .notActive(cpu: cpu)
             }
             guard let fault = outcome else { return nil }
-            guard fault.address != resolved, let handler = pageFaultHandler,
-                  handler(self, PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu,
-                                              errorCode: fault.errorCode))
+            guard fault.address != resolved,
+                  callPageFaultHandler(PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu,
+                                                     errorCode: fault.errorCode))
             else { return fault }
             resolved = fault.address
         }

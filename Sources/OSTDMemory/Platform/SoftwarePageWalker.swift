@@ -60,6 +60,74 @@ struct SoftwarePageWalker {
     /// The translation of `va` for `access`, or `nil` with `fault` set to the error code.
     @inlinable @inline(__always)
     func translate(_ va: Vaddr, _ access: MemoryAccess, fault: inout PageFaultErrorCode) -> SoftwareTranslation? {
+        if access.userMode && access.kind != .fetch {
+            switch quickTranslate(va, write: access.kind == .write) {
+            case .translated(let translation): return translation
+            case .notPresent:
+                fault = X86Mmu.errorCode(access, controls: controls)
+                return nil
+            case .undecided: break
+            }
+        }
+        return walkAndDecide(va, access, fault: &fault)
+    }
+
+    /// What `quickTranslate` found.
+    @frozen @usableFromInline
+    enum QuickOutcome {
+        case translated(SoftwareTranslation)
+        /// The walk reached an entry without P: the fault `X86Mmu.decide` gives `.notPresent`.
+        case notPresent
+        /// Anything else: the full rule decides (`walkAndDecide`).
+        case undecided
+    }
+
+    /// `translate` for the common user-mode read or write, without building a `PageWalk`: the
+    /// rights folded level by level, the reserved bits tested with masks made once. It decides
+    /// only two outcomes, each exactly as `walkAndDecide` would: a walk that stops at an entry
+    /// without P after entries free of reserved bits (the not-present fault), and a walk to a
+    /// leaf that allows the access and whose entries already carry A (and the leaf D, for a
+    /// write), so that nothing is to be set. Everything else (a reserved bit, a protection
+    /// fault, a bit to set) is `.undecided`: the full rule, which also sets A and D, takes it.
+    @inlinable @inline(__always)
+    func quickTranslate(_ va: Vaddr, write: Bool) -> QuickOutcome {
+        // Bits at or above MAXPHYADDR, and NX without NXE: reserved in every entry
+        // (`X86Mmu.hasReservedBit`).
+        var reserved: UInt64 = 0x000f_ffff_ffff_ffff & ~((1 &<< UInt64(controls.physicalAddressBits)) &- 1)
+        if !controls.noExecute { reserved |= PageTableEntry.noExecute }
+        let needed = PageTableEntry.user | PageTableEntry.accessed | (write ? PageTableEntry.writable : 0)
+        var all: UInt64 = ~0
+        var any: UInt64 = 0
+        var table = root.rawValue
+        var level = PagingConsts.nrLevels
+        while true {
+            // SAFETY: an entry of the live table at `root` (see `entry(at:)`), read atomically.
+            let entry = unsafe entry(at: Paddr(table &+ UInt64(PagingConsts.pteIndex(va, level) &* 8)))
+                .pointee.load(ordering: .acquiring)
+            guard entry & PageTableEntry.present != 0 else { return .notPresent }
+            let leaf = level == 1 || entry & PageTableEntry.huge != 0
+            var mask = reserved
+            if leaf && level == 3 { mask |= controls.page1GB ? 0x3fff_e000 : PageTableEntry.huge }
+            if leaf && level == 2 { mask |= 0x001f_e000 }
+            if level == PagingConsts.nrLevels { mask |= PageTableEntry.huge }
+            guard entry & mask == 0 else { return .undecided }
+            all &= entry
+            any |= entry
+            if leaf {
+                guard all & needed == needed, !write || entry & PageTableEntry.dirty != 0 else { return .undecided }
+                let rights = PageRights(user: true, writable: all & PageTableEntry.writable != 0,
+                                        executable: !controls.noExecute || any & PageTableEntry.noExecute == 0)
+                return .translated(SoftwareTranslation(base: Paddr(entry & PageTableEntry.paMask(level)), level: level,
+                                                       rights: rights, dirty: entry & PageTableEntry.dirty != 0))
+            }
+            table = entry & PageTableEntry.childMask
+            level &-= 1
+        }
+    }
+
+    /// `translate` by the full rule: `X86Mmu.walk`, then `decide` in its steps, setting A and D.
+    @inlinable @inline(__always)
+    func walkAndDecide(_ va: Vaddr, _ access: MemoryAccess, fault: inout PageFaultErrorCode) -> SoftwareTranslation? {
         while true {
             // SAFETY: the walk reads only entries of the live table at `root` (see the type and
             // `entry(at:)`), atomically.

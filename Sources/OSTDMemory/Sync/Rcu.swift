@@ -96,6 +96,14 @@ struct Rcu {
         return RcuReadGuard(rcu: self, slot: cpu)
     }
 
+    /// Whether `cpu`'s thread, the caller, is inside a read-side section.
+    @inlinable
+    func isReading(cpu: Int) -> Bool {
+        // SAFETY: `cpu` is the caller's current CPU (`< cpuCount`), its own live record, whose
+        // `nesting` only its thread touches.
+        unsafe slots[cpu].nesting > 0
+    }
+
     /// Claims a free unbound slot: the compare-exchange is also the fence the section needs.
     @usableFromInline
     func readUnbound() -> RcuReadGuard {

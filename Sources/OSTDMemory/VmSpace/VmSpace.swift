@@ -12,7 +12,8 @@
 import Synchronization
 
 // Sendable: the page table (see `PageTable`), the atomic CPU set, the registry of readers and
-// writers under its lock, and the `@Sendable` page-fault handler under its own lock; every other
+// writers under its lock, and the `@Sendable` page-fault handler (read in read-side sections,
+// replaced after a grace period, see `pageFaultHandler`); every other
 // stored property is immutable.
 /// A user address space (OSTD `VmSpace`).
 ///
@@ -37,23 +38,58 @@ public final class VmSpace: @unchecked Sendable {
     /// Resolves faults of this space's user-space accesses: given at creation, or set later (a
     /// fault already in its handler finishes with the old one). The handler is given the space:
     /// capturing it instead would keep the space alive forever.
+    ///
+    /// A fault calls the handler inside a read-side section of its CPU, without a lock or a
+    /// reference count (`callPageFaultHandler`); setting a handler therefore waits for a grace
+    /// period before it lets the old one go, and must not be done from inside a handler or any
+    /// other read-side section (a precondition: it would wait for itself).
     public var pageFaultHandler: PageFaultHandler? {
         get {
-            handlerLock.lock()
-            defer { handlerLock.unlock() }
-            // SAFETY: the box lives as long as the space, and is read under `handlerLock`.
-            return unsafe handlerStorage.pointee
+            let section = context.readSection()
+            // SAFETY: `handlerSlots` holds two initialised slots for the space's life; the active
+            // one is not written while a read-side section that may have seen it is open (the
+            // setter waits for a grace period first).
+            let handler = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].handler
+            _ = consume section
+            return handler
         }
         set {
+            precondition(!context.inReadSection, "pageFaultHandler set inside a read-side section (a handler?)")
             handlerLock.lock()
-            // SAFETY: the box lives as long as the space, and is written under `handlerLock`.
-            unsafe handlerStorage.pointee = newValue
+            let old = activeHandler.load(ordering: .relaxed)
+            // SAFETY: setters are serialised by `handlerLock`; the inactive slot is read by no one
+            // (no reader loaded its index since the last grace period, below), and the release
+            // store publishes it.
+            unsafe handlerSlots[1 &- old].handler = newValue
+            activeHandler.store(1 &- old, ordering: .releasing)
+            context.rcu.wait(for: context.rcu.startGracePeriod())
+            // SAFETY: every section that could have loaded the old index has ended (the grace
+            // period); sections from now on load the new one.
+            unsafe handlerSlots[old].handler = nil
             handlerLock.unlock()
         }
     }
-    /// Guards `handlerStorage`, out of line for the same reason as `registry`.
+    /// Asks the page-fault handler about `fault`: `false` when there is none or it refuses. The
+    /// handler is called where it lies, inside a read-side section of the caller's CPU, which
+    /// keeps its slot from being cleared (no lock, no retain of its context); the page-table
+    /// walks it makes (`mapPage`) nest in that section for free.
+    @usableFromInline
+    func callPageFaultHandler(_ fault: PageFaultInfo) -> Bool {
+        let section = context.readSection()
+        // SAFETY: the active slot is initialised and is not written while this section is open
+        // (the setter waits for a grace period before clearing it; see `pageFaultHandler`).
+        let handled = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].handler?(self, fault) ?? false
+        _ = consume section
+        return handled
+    }
+
+    /// Serialises the setters of `pageFaultHandler`.
     let handlerLock = SpinLock()
-    let handlerStorage: UnsafeMutablePointer<PageFaultHandler?>
+    /// The handler's two slots: the active one (`activeHandler`) and the one the next setter
+    /// fills. Out of line, read without a lock (see `pageFaultHandler`).
+    let handlerSlots: UnsafeMutablePointer<PageFaultHandlerSlot>
+    /// The index of the slot faults read.
+    let activeHandler = Atomic<Int>(0)
     /// The auditor every cursor operation and registration of this space is shown to, if the
     /// space is audited (`VmSpaceAuditor.swift`); `nil`, the default, costs one test per operation.
     public let auditor: (any VmSpaceAuditor)?
@@ -79,9 +115,10 @@ public final class VmSpace: @unchecked Sendable {
     public init(kernelPageTable: PageTable<KernelPtConfig>, sharedReader: Bool = false,
                 auditor: (any VmSpaceAuditor)? = nil, pageFaultHandler: PageFaultHandler? = nil) throws(OSTDError) {
         self.auditor = auditor
-        // SAFETY: a fresh one-element allocation, initialised once; freed by `deinit`.
-        unsafe handlerStorage = .allocate(capacity: 1)
-        unsafe handlerStorage.initialize(to: pageFaultHandler)
+        // SAFETY: a fresh two-element allocation, initialised whole; freed by `deinit`.
+        unsafe handlerSlots = .allocate(capacity: 2)
+        unsafe handlerSlots.initialize(to: PageFaultHandlerSlot(handler: pageFaultHandler))
+        unsafe (handlerSlots + 1).initialize(to: PageFaultHandlerSlot(handler: nil))
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         machine = pageTable.machine
@@ -106,9 +143,9 @@ public final class VmSpace: @unchecked Sendable {
         // in its slabs is used again.
         unsafe registry.deinitialize(count: 1)
         unsafe registry.deallocate()
-        // SAFETY: the handler's box `init` made; the space is gone, so no fault reads it.
-        unsafe handlerStorage.deinitialize(count: 1)
-        unsafe handlerStorage.deallocate()
+        // SAFETY: the handler slots `init` made; the space is gone, so no fault reads them.
+        unsafe handlerSlots.deinitialize(count: 2)
+        unsafe handlerSlots.deallocate()
     }
 
     /// The machine the space lives on. Stored, not reached through the page table, so that a
@@ -169,6 +206,13 @@ public final class VmSpace: @unchecked Sendable {
             throw error
         }
     }
+}
+
+/// One slot of a space's page-fault handler. A struct, not a bare optional in the pointer: a
+/// closure stored through a generic `UnsafeMutablePointer<T>` is kept behind a reabstraction
+/// thunk, whose context each fault would retain and release.
+struct PageFaultHandlerSlot {
+    var handler: PageFaultHandler?
 }
 
 /// Runs a page-table operation, reporting its refusal as an `OSTDError`.

@@ -68,6 +68,33 @@ extension MachineRef {
         }
     }
 
+    /// Runs `body` with the current CPU's frame cache (`nil` on no CPU), preemption disabled: for
+    /// a caller that frees several frames in a row (`Segment`'s drop).
+    @inlinable @inline(__always)
+    func withCurrentFrameCache<R>(_ body: (UnsafeMutablePointer<FrameCache>?) -> R) -> R {
+        platform.withPreemptionDisabled { cpu in
+            // SAFETY: `cpu` is the caller's current CPU with preemption disabled, so its cache in
+            // the live context is this thread's alone until the closure returns (`CpuLocal`).
+            body(cpu.map { unsafe state.pointee.frameCaches.on($0) })
+        }
+    }
+
+    /// Caches a frame whose last reference the caller has just dropped (`slot` is its slot, busy,
+    /// the caller's), held by the allocator as `deallocFrame` leaves it, if `cache` has room and
+    /// the frame's pageblock serves small allocations; otherwise `false`, and nothing changed.
+    ///
+    /// - Safety: `cache` is the current CPU's, from `withCurrentFrameCache`, inside its body.
+    @unsafe @inlinable @inline(__always)
+    func cacheFreedFrame(_ index: Int, _ slot: MetaSlot, in cache: UnsafeMutablePointer<FrameCache>?) -> Bool {
+        // SAFETY: the caller's contract: the cache is this thread's alone; the live context's
+        // `pageblocks` is immutable.
+        guard let cache = unsafe cache, unsafe cache.pointee.count < FrameCache.capacity,
+              unsafe state.pointee.pageblocks.isSmall(frame: index) else { return false }
+        slot.storeAllocatorHeld(tag: HeldFrame.tag)
+        _ = unsafe cache.pointee.push(index)
+        return true
+    }
+
     /// Allocates one frame from the buddy set, for a thread on no CPU.
     @usableFromInline
     func allocFrameLocked() -> Int? {

@@ -66,6 +66,14 @@ extension MachineRef {
         return rcu.read(cpu: cpu)
     }
 
+    /// Whether the calling thread's CPU is inside a read-side section (a thread on no CPU is
+    /// taken as outside: its sections are a cursor's short descents).
+    var inReadSection: Bool {
+        // SAFETY: the live context; the platform is immutable.
+        guard let cpu = unsafe state.pointee.platform.withPreemptionDisabled({ cpu in cpu }) else { return false }
+        return rcu.isReading(cpu: cpu)
+    }
+
     /// Takes over raw references to `frames` (each forgotten by `intoRaw`, its holder already
     /// cleared) and drops them once no lock-free walker can be using the frames.
     func dropAfterGracePeriod(_ frames: [Paddr]) {
