@@ -86,17 +86,40 @@ public enum CachePolicy: UInt8, Hashable, Sendable, BitwiseCopyable, CaseIterabl
 }
 
 /// Everything a leaf says about its page besides the address (OSTD `PageProperty`).
+///
+/// Stored as one word, the three fields from the low byte up (`packed`): a protect compares what
+/// its `op` made with the last property it encoded in one instruction, not three.
 @frozen
 public struct PageProperty: Hashable, Sendable, BitwiseCopyable, CustomStringConvertible {
-    public var flags: PageFlags
-    public var cache: CachePolicy
-    public var privilegedFlags: PrivilegedPageFlags
+    /// Flags in bits 0–7, the cache policy's raw value in bits 8–15, the privileged flags in
+    /// bits 16–23; the rest is zero. Only the accessors below write it.
+    @usableFromInline var packed: UInt32
+
+    /// Access and status flags (OSTD `flags`).
+    @inlinable public var flags: PageFlags {
+        @inline(__always) get { PageFlags(rawValue: UInt8(truncatingIfNeeded: packed)) }
+        @inline(__always) set { packed = packed & ~0xff | UInt32(newValue.rawValue) }
+    }
+
+    /// How the CPU caches the page (OSTD `cache`).
+    @inlinable public var cache: CachePolicy {
+        @inline(__always) get {
+            // SAFETY: bits 8–15 hold a `CachePolicy`'s raw value (only `init` and this setter
+            // write them), which for this four-case enum without payloads is its stored form.
+            unsafe unsafeBitCast(UInt8(truncatingIfNeeded: packed &>> 8), to: CachePolicy.self)
+        }
+        @inline(__always) set { packed = packed & ~0xff00 | UInt32(newValue.rawValue) &<< 8 }
+    }
+
+    /// Flags only the kernel may set (OSTD `priv_flags`).
+    @inlinable public var privilegedFlags: PrivilegedPageFlags {
+        @inline(__always) get { PrivilegedPageFlags(rawValue: UInt8(truncatingIfNeeded: packed &>> 16)) }
+        @inline(__always) set { packed = packed & ~0xff_0000 | UInt32(newValue.rawValue) &<< 16 }
+    }
 
     @inlinable
     public init(flags: PageFlags, cache: CachePolicy, privilegedFlags: PrivilegedPageFlags = []) {
-        self.flags = flags
-        self.cache = cache
-        self.privilegedFlags = privilegedFlags
+        packed = UInt32(flags.rawValue) | UInt32(cache.rawValue) &<< 8 | UInt32(privilegedFlags.rawValue) &<< 16
     }
 
     /// A user mapping (OSTD `PageProperty::new_user`): privileged flags `USER`.
@@ -136,11 +159,10 @@ public struct PageProperty: Hashable, Sendable, BitwiseCopyable, CustomStringCon
         f |= (low >> 2) & 0x18                                       // A, D
         f |= UInt32(truncatingIfNeeded: raw >> 46) & 0xc0            // AVAIL1, AVAIL2
         f |= UInt32(truncatingIfNeeded: ~raw >> 61) & 0x04           // !NX → X
-        flags = PageFlags(rawValue: UInt8(truncatingIfNeeded: f))
-        // SAFETY: `CachePolicy` is a four-case enum without payloads, stored as its case index
-        // 0 ... 3, which is exactly its raw value and the two PAT index bits read here.
-        cache = unsafe unsafeBitCast(UInt8(truncatingIfNeeded: (low >> 3) & 3), to: CachePolicy.self)
-        privilegedFlags = PrivilegedPageFlags(rawValue: UInt8(truncatingIfNeeded: (low >> 2) & 0x01 | (low >> 7) & 0x02))
+        // The cache policy is the two PAT index bits (its raw values are 0 ... 3).
+        let cache = (low >> 3) & 3
+        let privileged = (low >> 2) & 0x01 | (low >> 7) & 0x02
+        packed = f & 0xff | cache &<< 8 | privileged &<< 16
     }
 
     /// `rwx` plus the cache policy and `u`/`g` markers, e.g. `rw- wb u`.

@@ -3,7 +3,9 @@
 /// Called when a user-space access through a reader or writer of `space` faults. Return `true`
 /// after making the access possible (for example by mapping a frame: demand paging); the access
 /// is then retried once. Return `false` to let the access fail with `pageFault`. Faults of
-/// different CPUs may call it at the same time, hence `@Sendable`.
+/// different CPUs may call it at the same time, hence `@Sendable`. It runs inside a read-side
+/// section of the faulting CPU (`VmSpace.pageFaultHandler`), so it must not wait for a grace
+/// period: setting a space's handler from inside it panics.
 public typealias PageFaultHandler = @Sendable (_ space: VmSpace, _ fault: PageFaultInfo) -> Bool
 
 /// What a page-fault handler is told.

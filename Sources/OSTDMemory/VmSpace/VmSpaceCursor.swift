@@ -261,7 +261,14 @@ extension VmSpace {
         public mutating func protectNext(
             _ len: Int, _ op: (inout PageFlags, inout CachePolicy) -> Void
         ) -> Range<Vaddr>? {
-            protectNext(len) { property in op(&property.flags, &property.cache) }
+            protectNext(len) { property in
+                // Two fields of one stored word (`PageProperty`): passed inout as copies.
+                var flags = property.flags
+                var cache = property.cache
+                op(&flags, &cache)
+                property.flags = flags
+                property.cache = cache
+            }
         }
 
         /// `protectNext` with the whole property, privileged flags included.

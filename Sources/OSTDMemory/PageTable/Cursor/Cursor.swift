@@ -51,10 +51,11 @@ import Synchronization
     /// Nodes reserved for huge-leaf splits (`CursorMut.reserveSplitNodes`), born locked and not
     /// yet in the tree; splits take them before allocating, and the rest are freed on drop.
     @usableFromInline var spareNodes: [NodeRef] = []
-    /// The last property encoded (`encodedBits`) and its bits: a run of maps or protects that
-    /// write one property encodes it once. Always a matching pair.
-    @usableFromInline var lastProperty = PageProperty(flags: [], cache: .writeback)
-    @usableFromInline var lastPropertyBits = PageProperty(flags: [], cache: .writeback).leafBits
+    /// The last property encoded (`encodedBits`), packed (`PageProperty.packed`), and its bits
+    /// without AVAIL1: a run of maps or protects that write one property encodes it once.
+    /// Always a matching pair.
+    @usableFromInline var lastProperty = PageProperty(flags: [], cache: .writeback).packed
+    @usableFromInline var lastPropertyBits = PageProperty(flags: [], cache: .writeback).leafBits & ~PageTableEntry.avail1
     /// The last leaf bits decoded (`decodedProperty`, the address masked off) and their
     /// property: a run of protects over pages of one property decodes it once. Always a
     /// matching pair.
@@ -235,17 +236,18 @@ import Synchronization
     /// The leaf entry for `raw` in this table, with the tracked marker.
     @inlinable @inline(__always)
     mutating func leafEntry(_ raw: MappedItemRef) -> PageTableEntry {
-        var prop = raw.property
-        prop.flags.remove(.avail1)
-        return PageTableEntry(raw: raw.paddr.rawValue | encodedBits(prop) | C.markerBits(tracked: raw.isTracked))
+        // The item's own AVAIL1 is dropped (`encodedBits`): the marker says what the item is.
+        PageTableEntry(raw: raw.paddr.rawValue | encodedBits(raw.property) | C.markerBits(tracked: raw.isTracked))
     }
 
-    /// `prop.leafBits`, remembered for the next call.
+    /// `prop.leafBits` without AVAIL1 (the page table's marker, which its callers set or keep
+    /// themselves), remembered for the next call. One comparison of the packed property.
     @inlinable @inline(__always)
     mutating func encodedBits(_ prop: PageProperty) -> UInt64 {
-        if lastProperty != prop {
-            lastProperty = prop
-            lastPropertyBits = prop.leafBits
+        let packed = prop.packed
+        if lastProperty != packed {
+            lastProperty = packed
+            lastPropertyBits = prop.leafBits & ~PageTableEntry.avail1
         }
         return lastPropertyBits
     }

@@ -183,14 +183,15 @@
     @_spi(OSTDInternals) public mutating func tryProtectNext(
         _ len: Int, _ op: (inout PageProperty) -> Void
     ) throws(PageTableError) -> Range<Vaddr>? {
-        let end = inner.va + len
-        // Fast path: a 4 KiB leaf at the cursor, as at every step of a run after the first.
-        if inner.level == 1 && len > 0 {
-            // `len % 4096 == 0 && len <= barrierVa.upperBound - va`, in wrapping arithmetic (the
-            // cursor is never past its range's end).
-            let bytes = UInt64(truncatingIfNeeded: len)
-            precondition(bytes & PagingConsts.offsetMask(1) == 0 && bytes <= inner.barrierVa.upperBound.rawValue &- inner.va.rawValue,
-                         "len exceeds remaining cursor range")
+        // Wrapping: `findNextImpl` checks `len` (a bad one panics there), and only a debug build
+        // reads `end` (`protectCurrent`).
+        let end = Vaddr(inner.va.rawValue &+ UInt64(truncatingIfNeeded: len))
+        // Fast path: a 4 KiB leaf at the cursor, as at every step of a run after the first. One
+        // unsigned test is `0 < len <= barrierVa.upperBound - va` (the cursor is never past its
+        // range's end); any other `len`, good or bad, takes the general path.
+        let bytes = UInt64(truncatingIfNeeded: len)
+        if inner.level == 1 && bytes & PagingConsts.offsetMask(1) == 0
+            && bytes &- 1 < inner.barrierVa.upperBound.rawValue &- inner.va.rawValue {
             let pte = inner.currentEntry(at: 1)
             // SAFETY: `tryProtectNext`'s own contract is `protectCurrent`'s.
             if pte.isLeaf { return unsafe protectCurrent(pte, level: 1, end: end, op) }
@@ -211,7 +212,7 @@
         op(&prop)
         // The address and the page table's AVAIL1 marker stay; everything else comes from `prop`.
         let kept = pte.raw & (PageTableEntry.paMask(level) | PageTableEntry.avail1)
-        let updated = kept | (inner.encodedBits(prop) & ~PageTableEntry.avail1)
+        let updated = kept | inner.encodedBits(prop)
         let slotEnd = (inner.va.rawValue & ~PagingConsts.offsetMask(level)) &+ PagingConsts.pageSpan(level)
         let range = inner.slotRange(at: level)
         #if DEBUG
