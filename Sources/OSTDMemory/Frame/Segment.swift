@@ -40,7 +40,8 @@ public struct Segment<M: AnyFrameMeta>: ~Copyable, @unchecked Sendable {
     /// allocation takes it without a CAS, `MachineRef.cacheFreedFrame`); the others go back to
     /// the buddy set in contiguous runs, one lock per run.
     private static func releaseReferences(_ frames: Range<Int>, context: MachineRef) {
-        context.withCurrentFrameCache { cache in
+        // SAFETY: the cache is handed to the closure alone, and used only inside it.
+        unsafe context.withCurrentFrameCache { cache in
             var runStart = frames.lowerBound
             var runLength = 0
             for index in frames {

@@ -26,6 +26,9 @@ import Synchronization
 ///
 /// `@safe`: `registry` is allocated by `init` and freed by `deinit`, and is used only under
 /// `ownerLock`; the records it hands out live in its slabs until then (`IoRegistry`).
+/// `handlerSlots` (two slots) is allocated by `init` and freed by `deinit`; its active slot is
+/// read in read-side sections and the other written only by a setter holding `handlerLock`
+/// (`pageFaultHandler`).
 @safe
 public final class VmSpace: @unchecked Sendable {
     /// The user page table.

@@ -75,7 +75,7 @@ extension MachineRef {
         platform.withPreemptionDisabled { cpu in
             // SAFETY: `cpu` is the caller's current CPU with preemption disabled, so its cache in
             // the live context is this thread's alone until the closure returns (`CpuLocal`).
-            body(cpu.map { unsafe state.pointee.frameCaches.on($0) })
+            unsafe body(cpu.map { unsafe state.pointee.frameCaches.on($0) })
         }
     }
 
