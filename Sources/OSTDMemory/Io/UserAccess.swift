@@ -59,7 +59,10 @@ extension VmSpace {
     /// - Throws: `notActive` when the space is not active on the caller's CPU.
     @inlinable @inline(__always)
     func access<P: Platform>(on platform: P, _ step: (inout P.UserMmu) -> AccessFault?) throws(OSTDError) -> AccessFault? {
-        let cpu = platform.executingCpu()
+        // The CPU this thread is bound to, if any (a thread on none accesses as CPU 0, as
+        // `executingCpu()` has it; its read-side section then takes an unbound slot).
+        let current = platform.withPreemptionDisabled { cpu in cpu }
+        let cpu = current ?? 0
         var resolved: Vaddr? = nil
         while true {
             guard let outcome = platform.withUserAccess(on: cpu, root: rootPaddr, step) else {
@@ -68,7 +71,7 @@ extension VmSpace {
             guard let fault = outcome else { return nil }
             guard fault.address != resolved,
                   callPageFaultHandler(PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu,
-                                                     errorCode: fault.errorCode))
+                                                     errorCode: fault.errorCode), on: current)
             else { return fault }
             resolved = fault.address
         }

@@ -73,12 +73,12 @@ public final class VmSpace: @unchecked Sendable {
         }
     }
     /// Asks the page-fault handler about `fault`: `false` when there is none or it refuses. The
-    /// handler is called where it lies, inside a read-side section of the caller's CPU, which
-    /// keeps its slot from being cleared (no lock, no retain of its context); the page-table
-    /// walks it makes (`mapPage`) nest in that section for free.
+    /// handler is called where it lies, inside a read-side section of the caller's CPU `cpu`
+    /// (`nil` for a thread on none), which keeps its slot from being cleared (no lock, no retain
+    /// of its context); the page-table walks it makes (`mapPage`) nest in that section for free.
     @usableFromInline
-    func callPageFaultHandler(_ fault: PageFaultInfo) -> Bool {
-        let section = context.readSection()
+    func callPageFaultHandler(_ fault: PageFaultInfo, on cpu: Int?) -> Bool {
+        let section = context.rcu.read(cpu: cpu)
         // SAFETY: the active slot is initialised and is not written while this section is open
         // (the setter waits for a grace period before clearing it; see `pageFaultHandler`).
         let handled = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].handler?(self, fault) ?? false
