@@ -38,10 +38,11 @@ extension VmSpace {
                                                  fault: inout PageFaultErrorCode) -> (UnsafeMutableRawPointer, Int)? {
         guard let first = mmu.translate(va, write: write, fault: &fault) else { return nil }
         var length = first.bytesLeftInPage
+        // Wrapping: `length` stays below `limit` plus a page, inside the caller's window.
         while length < limit {
-            guard let next = mmu.translate(va + length, write: write),
-                  next.paddr == first.paddr + length else { break }
-            length += next.bytesLeftInPage
+            guard let next = mmu.continuation(Vaddr(va.rawValue &+ UInt64(length)), at: Paddr(first.paddr.rawValue &+ UInt64(length)),
+                                              write: write) else { break }
+            length &+= next
         }
         let run = min(length, limit)
         if write { context.markWritten(first.paddr, count: run) }

@@ -75,9 +75,22 @@ public protocol UserAddressTranslator {
     /// (a write when `write` is set) may touch it; `nil` is a page fault, whose error code (as
     /// the CPU pushes it) is stored in `fault`.
     mutating func translate(_ va: Vaddr, write: Bool, fault: inout PageFaultErrorCode) -> UserTranslation?
+
+    /// The bytes of the page at `va` (page-aligned: the page after a run) if a user-mode access
+    /// may touch it and it begins at `paddr`, so that a run of physically contiguous pages goes
+    /// on; otherwise `nil` (the page faults, or is elsewhere). Exactly
+    /// `translate(va, write:)` compared with `paddr`, side effects included; a translator may
+    /// answer the common case with less work (a TLB hit on a 4 KiB entry).
+    mutating func continuation(_ va: Vaddr, at paddr: Paddr, write: Bool) -> Int?
 }
 
 extension UserAddressTranslator {
+    @inlinable @inline(__always)
+    public mutating func continuation(_ va: Vaddr, at paddr: Paddr, write: Bool) -> Int? {
+        guard let next = translate(va, write: write), next.paddr == paddr else { return nil }
+        return next.bytesLeftInPage
+    }
+
     /// `translate(_:write:fault:)` when the error code does not matter.
     @inlinable @inline(__always)
     public mutating func translate(_ va: Vaddr, write: Bool) -> UserTranslation? {

@@ -52,7 +52,7 @@ public final class VmSpace: @unchecked Sendable {
             // SAFETY: `handlerSlots` holds two initialised slots for the space's life; the active
             // one is not written while a read-side section that may have seen it is open (the
             // setter waits for a grace period first).
-            let handler = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].handler
+            let handler = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].box?.takeUnretainedValue().handler
             _ = consume section
             return handler
         }
@@ -63,12 +63,12 @@ public final class VmSpace: @unchecked Sendable {
             // SAFETY: setters are serialised by `handlerLock`; the inactive slot is read by no one
             // (no reader loaded its index since the last grace period, below), and the release
             // store publishes it.
-            unsafe handlerSlots[1 &- old].handler = newValue
+            unsafe handlerSlots[1 &- old] = PageFaultHandlerSlot(newValue)
             activeHandler.store(1 &- old, ordering: .releasing)
             context.rcu.wait(for: context.rcu.startGracePeriod())
             // SAFETY: every section that could have loaded the old index has ended (the grace
             // period); sections from now on load the new one.
-            unsafe handlerSlots[old].handler = nil
+            unsafe handlerSlots[old].release()
             handlerLock.unlock()
         }
     }
@@ -81,7 +81,7 @@ public final class VmSpace: @unchecked Sendable {
         let section = context.rcu.read(cpu: cpu)
         // SAFETY: the active slot is initialised and is not written while this section is open
         // (the setter waits for a grace period before clearing it; see `pageFaultHandler`).
-        let handled = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].handler?(self, fault) ?? false
+        let handled = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].call(self, fault)
         _ = consume section
         return handled
     }
@@ -120,8 +120,8 @@ public final class VmSpace: @unchecked Sendable {
         self.auditor = auditor
         // SAFETY: a fresh two-element allocation, initialised whole; freed by `deinit`.
         unsafe handlerSlots = .allocate(capacity: 2)
-        unsafe handlerSlots.initialize(to: PageFaultHandlerSlot(handler: pageFaultHandler))
-        unsafe (handlerSlots + 1).initialize(to: PageFaultHandlerSlot(handler: nil))
+        unsafe handlerSlots.initialize(to: PageFaultHandlerSlot(pageFaultHandler))
+        unsafe (handlerSlots + 1).initialize(to: PageFaultHandlerSlot(nil))
         pageTable = try pageTableCall { () throws(PageTableError) in try kernelPageTable.createUserPageTable() }
         context = pageTable.context
         machine = pageTable.machine
@@ -147,6 +147,8 @@ public final class VmSpace: @unchecked Sendable {
         unsafe registry.deinitialize(count: 1)
         unsafe registry.deallocate()
         // SAFETY: the handler slots `init` made; the space is gone, so no fault reads them.
+        unsafe handlerSlots[0].release()
+        unsafe handlerSlots[1].release()
         unsafe handlerSlots.deinitialize(count: 2)
         unsafe handlerSlots.deallocate()
     }
@@ -211,11 +213,44 @@ public final class VmSpace: @unchecked Sendable {
     }
 }
 
-/// One slot of a space's page-fault handler. A struct, not a bare optional in the pointer: a
-/// closure stored through a generic `UnsafeMutablePointer<T>` is kept behind a reabstraction
-/// thunk, whose context each fault would retain and release.
+/// One slot of a space's page-fault handler: the handler in a box of its own, which the slot
+/// holds one reference on, unmanaged. A fault calls it through the box without retaining the box
+/// or the closure's context (`call`): the handler is a `let` of an object the slot keeps alive,
+/// so Swift borrows it; a closure read out of mutable memory would be copied, its context
+/// retained and released — two locked instructions per fault for a handler that captures.
+///
+/// `@safe`: `box` is nil or holds the one reference the slot took in `init`, given back once by
+/// `release()`; the slot's owner (`VmSpace`) calls `call` only while no `release()` can run
+/// (a read-side section, see `pageFaultHandler`).
+@safe
 struct PageFaultHandlerSlot {
-    var handler: PageFaultHandler?
+    final class Box {
+        let handler: PageFaultHandler
+        init(_ handler: @escaping PageFaultHandler) { self.handler = handler }
+    }
+
+    var box: Unmanaged<Box>?
+
+    init(_ handler: PageFaultHandler?) {
+        // SAFETY: the reference taken here is the slot's, given back by `release()`.
+        unsafe box = unsafe handler.map { unsafe Unmanaged.passRetained(Box($0)) }
+    }
+
+    /// Calls the handler, or answers `false` when there is none.
+    @inline(__always)
+    func call(_ space: VmSpace, _ fault: PageFaultInfo) -> Bool {
+        // SAFETY: the box is alive: the slot's reference is not given back while a fault may
+        // call it (see the type).
+        guard let box = unsafe box else { return false }
+        return unsafe box._withUnsafeGuaranteedRef { $0.handler(space, fault) }
+    }
+
+    /// Gives the slot's reference back and empties it.
+    mutating func release() {
+        // SAFETY: the slot's own reference (see the type), given back once: `box` is cleared.
+        unsafe box?.release()
+        unsafe box = nil
+    }
 }
 
 /// Runs a page-table operation, reporting its refusal as an `OSTDError`.

@@ -71,6 +71,39 @@ struct SimulatedMmuTests {
         }
     }
 
+    /// `continuation`, the next page of a run, answers exactly as `translate` compared with the
+    /// expected address, TLB included: two machines built from one seed see the same questions,
+    /// one asked through `continuation` (the TLB's quick hit), the other through `translate`;
+    /// answers, TLB statistics and TLB contents must be equal after each.
+    @Test(arguments: 0..<4) func continuationIsTranslateComparedWithTheAddress(seed: Int) throws {
+        var randoms = (SplitMix64(seed), SplitMix64(seed))
+        let machines = (makeMachine(memory: 32 << 20), makeMachine(memory: 32 << 20))
+        let spaces = (try randomSpace(&randoms.0, machines.0), try randomSpace(&randoms.1, machines.1))
+        spaces.0.activate(on: 0)
+        spaces.1.activate(on: 0)
+        var random = SplitMix64(seed &+ 1000)
+        for _ in 0..<3000 {
+            let gig = UInt64(random.below(4)) << 30
+            let va = Vaddr(gig | UInt64(random.chance(70) ? random.below(1 << 18) : random.below(1 << 30)) & ~0xfff)
+            let write = random.chance(50)
+            // The address a run would expect there: right, one page off, or anywhere.
+            var paddr = expected(spaces.0, va, write: false)?.paddr ?? Paddr(UInt64(random.below(1 << 20)) << 12)
+            if random.chance(20) { paddr = paddr + pageSize }
+            let quick = machines.0.context.platform.withUserAccess(on: 0, root: spaces.0.rootPaddr) { mmu in
+                mmu.continuation(va, at: paddr, write: write)
+            }
+            let full = machines.1.context.platform.withUserAccess(on: 0, root: spaces.1.rootPaddr) { mmu -> Int? in
+                guard let next = mmu.translate(va, write: write), next.paddr == paddr else { return nil }
+                return next.bytesLeftInPage
+            }
+            #expect(quick == full, "seed \(seed), \(va) at \(paddr) write \(write)")
+            #expect(machines.0.tlbStatistics(cpu: 0) == machines.1.tlbStatistics(cpu: 0))
+            #expect(machines.0.tlbEntries(cpu: 0) == machines.1.tlbEntries(cpu: 0))
+        }
+        // The quick hit was taken, not only the fall-back.
+        #expect(machines.0.tlbStatistics(cpu: 0).hits > 100)
+    }
+
     @Test func userAccessNeedsTheRootInCr3() throws {
         let machine = makeMachine()
         let space = try VmSpace(machine: machine)

@@ -55,5 +55,19 @@ struct SimulatedMmu: UserAddressTranslator {
         unsafe tlb.pointee.fill(va, paddr: found.base, level: found.level, rights: found.rights, dirty: found.dirty)
         return found.user(va)
     }
+
+    /// The next page of a run: a hit on a 4 KiB entry with the rights the access needs (and,
+    /// for a write, cached dirty) is answered by comparing its page with `paddr`, and counted as
+    /// the hit it is, as `translate` would; anything else is `translate`'s.
+    @inlinable @inline(__always)
+    mutating func continuation(_ va: Vaddr, at paddr: Paddr, write: Bool) -> Int? {
+        let needed = TlbEntry.userBit | (write ? TlbEntry.writableBit | TlbEntry.dirtyBit : 0)
+        // SAFETY: the TLB is this CPU's, used by this thread alone while the MMU lock is held.
+        if let contiguous = unsafe tlb.pointee.hits4K(va, at: paddr, rights: needed) {
+            return contiguous ? pageSize : nil
+        }
+        guard let next = translate(va, write: write), next.paddr == paddr else { return nil }
+        return next.bytesLeftInPage
+    }
 }
 #endif

@@ -126,6 +126,28 @@ struct Tlb: ~Copyable {
         return nil
     }
 
+    /// What `lookup` would find for `va` in its 4 KiB entries, for a caller that only needs to
+    /// know whether the page is at `paddr` with the `rights` bits (`TlbEntry.userBit` and
+    /// the like) set: `true` when it is, `false` when the entry grants them but maps another
+    /// page — both counted as the hits they are — and `nil` when anything else is to be looked
+    /// at (no such entry, or one without those bits), so the caller asks `lookup` then.
+    @inlinable @inline(__always)
+    mutating func hits4K(_ va: Vaddr, at paddr: Paddr, rights: UInt64) -> Bool? {
+        let (first, tag) = Tlb.set(va, level: 1)
+        var way = 0
+        while way < Tlb.ways {
+            // SAFETY: `first + way` is an entry of `va`'s set (see the type).
+            let entry = unsafe entries[first + way]
+            if entry.tag == tag {
+                guard entry.value & rights == rights else { return nil }
+                statistics.hits &+= 1
+                return entry.value & ~UInt64(pageSize - 1) == paddr.rawValue
+            }
+            way += 1
+        }
+        return nil
+    }
+
     /// The entry of `level` that translates `va`, if its set holds one.
     @inlinable @inline(__always)
     func probe(_ va: Vaddr, level: PagingLevel) -> TlbTranslation? {
