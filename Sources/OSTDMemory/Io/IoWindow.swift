@@ -234,9 +234,11 @@ struct IoWindow: ~Copyable {
     /// Throws `disposed` when a user handle has given its view back.
     @inlinable @inline(__always)
     func checkUsable() throws(OSTDError) {
-        // SAFETY: the window's own registration, live while the window retains its space; `view`
+        // SAFETY: the window's own registration, live while the window retains its space; `state`
         // is an atomic.
-        if let record = unsafe record, unsafe record.pointee.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
+        if let record = unsafe record, unsafe record.pointee.state.load(ordering: .relaxed) & IoRecordState.viewMask == 0 {
+            throw .disposed(range: range)
+        }
     }
 
     /// Splits off the first `count` bytes as a window of their own, registered with the same

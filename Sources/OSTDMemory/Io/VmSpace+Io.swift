@@ -27,13 +27,19 @@ extension VmSpace {
     }
 
     /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the
-    /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor.
+    /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor. Admission runs
+    /// with preemption disabled: a fast admission claims a slot of the caller's CPU.
     @inline(__always)
     private func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
         do throws(OSTDError) {
-            _ = try executingCpu()
             // SAFETY: passes on the registration `admit` makes in this space's registry.
-            return try unsafe admit(try VmSpace.userRange(vaddr, len), view: view)
+            return try unsafe context.platform.withPreemptionDisabled { (cpu) throws(OSTDError) -> Record in
+                // The CPU whose MMU the handle uses (`executingCpu()`).
+                let executing = cpu ?? context.platform.executingCpu()
+                guard context.platform.isActive(root: rootPaddr, on: executing) else { throw .notActive(cpu: executing) }
+                // SAFETY: passes on the registration `admit` makes in this space's registry.
+                return try unsafe admit(try VmSpace.userRange(vaddr, len), view: view, cpu: cpu)
+            }
         } catch {
             auditOwnership(.refused(vaddr: vaddr, len: len, view: view, error: error))
             throw error
