@@ -11,8 +11,9 @@ extension VmSpace {
     ///   for an empty, overflowing or non-user range; `accessConflict` when an active writer (or,
     ///   without `sharedReader`, an active reader) overlaps the range.
     public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
-        // SAFETY: the registration just admitted, in this space's registry, goes to the new reader.
-        unsafe VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView))
+        // SAFETY: the registration just admitted over these bytes, in this space's registry, goes
+        // to the new reader.
+        unsafe VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView), start: vaddr, length: len)
     }
 
     /// A writer of the user memory `vaddr ..< vaddr + len` (the seeds' `create_writer` followed by
@@ -22,8 +23,9 @@ extension VmSpace {
     /// - Throws: as `createReader`, with `accessConflict` when any active reader or writer
     ///   overlaps the range.
     public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
-        // SAFETY: the registration just admitted, in this space's registry, goes to the new writer.
-        unsafe VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView))
+        // SAFETY: the registration just admitted over these bytes, in this space's registry, goes
+        // to the new writer.
+        unsafe VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView), start: vaddr, length: len)
     }
 
     /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the

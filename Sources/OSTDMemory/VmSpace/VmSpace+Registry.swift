@@ -101,72 +101,79 @@ extension VmSpace {
 
     /// Registers a new handle over `range` holding `view`, if the admission rules allow it, for a
     /// caller on `cpu` (`nil`: on no CPU) with preemption disabled.
+    ///
+    /// Inline, the common case only: an unaudited space, a free slot of the caller's CPU, no
+    /// conflict. Everything else is out of line (`admitElsewhere`).
     @inline(__always)
     func admit(_ range: Range<Vaddr>, view: VmIoMemView, cpu: Int?) throws(OSTDError) -> Record {
-        // SAFETY: passes on the registration that `fastAdmit` or `lockedAdmit` made.
-        if auditor == nil, let record = unsafe fastAdmit(range, view: view, cpu: cpu) { return unsafe record }
+        // SAFETY: the registry and its slots live as long as the space. The slots `cpu` owns are
+        // claimed only by the one thread on `cpu` (preemption disabled, which the caller
+        // guarantees); a free one is written by no one else (its last handle's drop was the last
+        // write, and the Acquire load orders that before ours), so it is this admission's.
+        if auditor == nil, let first = IoRegistry.ownedSlots(of: cpu) {
+            let slots = unsafe registry.pointee.slots
+            var mine: Record? = nil
+            if unsafe slots[first].state.load(ordering: .acquiring) == IoRecordState.free {
+                unsafe mine = slots + first
+            } else if unsafe slots[first &+ 1].state.load(ordering: .acquiring) == IoRecordState.free {
+                unsafe mine = slots + (first &+ 1)
+            }
+            if let mine = unsafe mine {
+                if unsafe fastAdmit(range, view: view, in: mine) { return unsafe mine }
+                return try unsafe lockedAdmit(range, view: view, cpu: cpu)
+            }
+        }
+        return try unsafe admitElsewhere(range, view: view, cpu: cpu)
+    }
+
+    /// `admit` in the other cases: a pool slot (fast admission again), else the locked path.
+    @inline(never)
+    func admitElsewhere(_ range: Range<Vaddr>, view: VmIoMemView, cpu: Int?) throws(OSTDError) -> Record {
+        // SAFETY: a pool slot from `claimPoolSlot` is this admission's alone.
+        if auditor == nil, let mine = unsafe claimPoolSlot(), unsafe fastAdmit(range, view: view, in: mine) {
+            return unsafe mine
+        }
         return try unsafe lockedAdmit(range, view: view, cpu: cpu)
     }
 
-    /// The fast admission (see the file comment): the new handle's record, or `nil` when the
-    /// locked path must decide (a possible conflict, a slow hold, or no free slot). A `nil`
-    /// leaves nothing changed but the ticket counter.
+    /// The fast admission (see the file comment) in the slot `mine`, claimed by the caller:
+    /// whether the handle is admitted there. If not, the locked path must decide (a possible
+    /// conflict or a slow hold), and the slot is free again: nothing changed but the ticket
+    /// counter.
     @inline(__always)
-    func fastAdmit(_ range: Range<Vaddr>, view: VmIoMemView, cpu: Int?) -> Record? {
-        // SAFETY: the registry and its slots live as long as the space. A slot claimed here is
-        // this admission's alone: a CPU's own slots are claimed only by the one thread on that CPU
-        // (preemption disabled, which the caller guarantees) when free, and a pool slot by a
-        // compare-exchange from free; a free slot is written by no one else (its last handle's
-        // drop was its last write, and the Acquire of the claim orders that before ours). The
-        // other slots are only read, through atomics.
+    func fastAdmit(_ range: Range<Vaddr>, view: VmIoMemView, in mine: Record) -> Bool {
+        // SAFETY: `mine` is a slot the caller claimed, this admission's alone (see `admit`,
+        // `claimPoolSlot`); the registry and its slots live as long as the space, and the other
+        // slots are only read, through atomics.
         let registry = unsafe registry
-        let slots = unsafe registry.pointee.slots
-        let slotsInUse = self.slotsInUse
-        var claimed: Record? = nil
-        if let first = IoRegistry.ownedSlots(of: cpu) {
-            for i in first..<(first + IoRegistry.slotsPerCpu)
-            where unsafe slots[i].state.load(ordering: .acquiring) == IoRecordState.free {
-                unsafe claimed = slots + i
-                break
-            }
-        }
-        if unsafe claimed == nil { unsafe claimed = claimPoolSlot() }
-        guard let mine = unsafe claimed else { return nil }
-        unsafe mine.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
-        unsafe mine.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
+        let lower = range.lowerBound.rawValue
+        let upper = range.upperBound.rawValue
+        unsafe mine.pointee.start.store(lower, ordering: .relaxed)
+        unsafe mine.pointee.end.store(upper, ordering: .relaxed)
         unsafe mine.pointee.state.store(IoRecordState.pending | UInt64(view.rawValue), ordering: .releasing)
         // The one locked instruction: publishes the slot to every later admission, and shows this
         // one every earlier admission's slot and any slow hold (see the file comment).
         let old = unsafe registry.pointee.admission.wrappingAdd(IoRegistry.ticketOne, ordering: .acquiringAndReleasing).oldValue
         if old & IoRegistry.slowMask == 0 {
-            let keptOutBy = UInt64(VmIoMemView.writeView.rawValue)
-                | (VmSpaceOwner.readersKeepOut(view, sharedReader: unsafe registry.pointee.sharedReader)
-                   ? UInt64(VmIoMemView.readView.rawValue) : 0)
-            let lower = range.lowerBound.rawValue
-            let upper = range.upperBound.rawValue
-            var clear = true
-            for i in 0..<slotsInUse {
-                let other = unsafe slots + i
-                guard unsafe other.pointee.state.load(ordering: .acquiring) & keptOutBy != 0, unsafe other != mine else { continue }
-                // A pending or active handle that would keep this one out: does it overlap? (Its
-                // range may be read mid-change if it is being dropped and its slot reused; then
-                // it no longer needs seeing, and the reuser sees this slot: see the file comment.)
-                let otherLower = unsafe other.pointee.start.load(ordering: .relaxed)
-                let otherUpper = unsafe other.pointee.end.load(ordering: .relaxed)
-                if otherLower < upper && lower < otherUpper {
-                    clear = false
-                    break
-                }
-            }
-            if clear {
+            // The views that keep this handle out: a writer's always, a reader's unless readers
+            // are shared and this is a reader.
+            let keptOutBy = unsafe view == .writeView || !registry.pointee.sharedReader ? UInt64(3) : UInt64(2)
+            let slots = unsafe registry.pointee.slots
+            let count = slotsInUse
+            let index = unsafe mine - slots
+            // A pending or active handle that would keep this one out and overlaps it? (A range
+            // may be read mid-change if its handle is being dropped and its slot reused; then it
+            // no longer needs seeing, and the reuser sees this slot: see the file comment.)
+            if unsafe !IoRegistry.anyOverlap(slots, 0, index, keptOutBy: keptOutBy, lower, upper)
+                && !IoRegistry.anyOverlap(slots, index &+ 1, count, keptOutBy: keptOutBy, lower, upper) {
                 let ticket = old >> 8
                 unsafe mine.pointee.id.store(ticket, ordering: .relaxed)
                 unsafe mine.pointee.state.store(IoRecordState.active(stamp: ticket, view: view), ordering: .releasing)
-                return unsafe mine
+                return true
             }
         }
         unsafe mine.pointee.state.store(IoRecordState.free, ordering: .releasing)
-        return nil
+        return false
     }
 
     /// A pool slot claimed with a compare-exchange (state `claimed`), or `nil` if all are taken.
@@ -184,6 +191,7 @@ extension VmSpace {
     }
 
     /// The locked admission: decided in a locked section, shown to the auditor.
+    @inline(never)
     func lockedAdmit(_ range: Range<Vaddr>, view: VmIoMemView, cpu: Int?) throws(OSTDError) -> Record {
         let slotsInUse = self.slotsInUse
         // SAFETY: the registry lives as long as the space, and is used in the section, which is

@@ -169,14 +169,35 @@ struct IoRegistry: ~Copyable {
     /// slots of the CPUs that exist.
     @inline(__always)
     static func slotsInUse(cpuCount: Int) -> Int {
-        poolSlots + Swift.min(cpuCount, ownedCpus) * slotsPerCpu
+        poolSlots &+ Swift.min(cpuCount, ownedCpus) &* slotsPerCpu
     }
 
     /// The first slot `cpu` owns, if it owns any.
     @inline(__always)
     static func ownedSlots(of cpu: Int?) -> Int? {
-        guard let cpu, cpu < ownedCpus else { return nil }
-        return poolSlots + cpu * slotsPerCpu
+        guard let cpu, cpu >= 0, cpu < ownedCpus else { return nil }
+        return poolSlots &+ cpu &* slotsPerCpu
+    }
+
+    /// Whether a slot of `slots[from ..< to]` is pending or active with a view in `keptOutBy`
+    /// (a mask of `VmIoMemView` raw values) and shares a byte with `lower ..< upper` (not
+    /// empty).
+    @inline(__always)
+    static func anyOverlap(_ slots: Record, _ from: Int, _ to: Int, keptOutBy: UInt64,
+                           _ lower: UInt64, _ upper: UInt64) -> Bool {
+        var i = from
+        while i < to {
+            // SAFETY: `i < to <= slotCount`: a slot of the table, live with its registry; atomic
+            // loads. Free and claimed slots have no view bits.
+            let other = unsafe slots + i
+            if unsafe other.pointee.state.load(ordering: .acquiring) & keptOutBy != 0,
+               unsafe other.pointee.start.load(ordering: .relaxed) < upper,
+               unsafe lower < other.pointee.end.load(ordering: .relaxed) {
+                return true
+            }
+            i &+= 1
+        }
+        return false
     }
 
     /// Every record that holds a view now, each with its state: the locked registry's, and the
