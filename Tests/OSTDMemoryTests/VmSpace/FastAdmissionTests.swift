@@ -54,11 +54,13 @@ private enum Attempt: Equatable, Sendable {
     case failed(String)
 }
 
-/// The attempts of each thread, one per round, handed over when the thread ends.
-private final class Attempts: Sendable {
-    private let byThread: Mutex<[Int: [Attempt]]> = Mutex([:])
-    func set(_ thread: Int, _ attempts: [Attempt]) { byThread.withLock { $0[thread] = attempts } }
-    func of(_ thread: Int) -> [Attempt] { byThread.withLock { $0[thread] ?? [] } }
+/// The attempts of each thread, one per round, handed over when the thread ends. Guarded by an
+/// `NSLock` (pthread-based, so ThreadSanitizer sees it; it does not see `Mutex`'s futex).
+private final class Attempts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var byThread: [Int: [Attempt]] = [:]
+    func set(_ thread: Int, _ attempts: [Attempt]) { lock.withLock { byThread[thread] = attempts } }
+    func of(_ thread: Int) -> [Attempt] { lock.withLock { byThread[thread] ?? [] } }
 }
 
 /// A space active on CPUs 0 and 1 of a 2-CPU machine, with nothing mapped (admission does not
