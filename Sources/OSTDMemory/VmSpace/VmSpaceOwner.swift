@@ -272,8 +272,8 @@ struct IoRegistry: ~Copyable {
                 readers.append((IoRecordState.stamp(state), owner))
             }
         }
-        return VmSpaceOwner(readers: readers.sorted { $0.stamp < $1.stamp }.map(\.owner),
-                            writers: writers.sorted { $0.stamp < $1.stamp }.map(\.owner),
+        return VmSpaceOwner(readers: readers.sorted { $0.stamp < $1.stamp }.map { $0.owner },
+                            writers: writers.sorted { $0.stamp < $1.stamp }.map { $0.owner },
                             sharedReader: sharedReader, active: active)
     }
 }
