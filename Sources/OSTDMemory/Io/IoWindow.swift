@@ -121,7 +121,8 @@ struct IoWindow: ~Copyable {
     @usableFromInline var here: IoEnd
     /// Bytes between the cursor and the end.
     @usableFromInline var length: Int
-    /// The registration of a user-space handle, in a slab its space owns.
+    /// The registration of a user-space handle, in memory its space owns (a fast slot or a slab
+    /// record of its registry).
     @usableFromInline var record: UnsafeMutablePointer<IoRecord>?
     /// Frames a kernel-memory window keeps alive; their references are this window's.
     @usableFromInline var kept: KeptFrames?

@@ -11,9 +11,11 @@
 // lists that `inv` checks for overlap); the reading above is the one under which disposal returns
 // the permission, which is what the seeds' documentation says it does.
 //
-// Two types: `IoRegistry` is the live bookkeeping a space keeps under its owner lock (records in
-// slabs, lists of record pointers); `VmSpaceOwner` is the seeds' owner as a value, a snapshot of
-// it, with the seeds' predicates. Admission runs on the registry with the same overlap test.
+// The types: `IoRegistry` is the live bookkeeping a space keeps (fast slots that admissions claim
+// without a lock, and behind them `LockedIoRegistry`, records in slabs and lists of record
+// pointers under the space's owner lock; the protocol is `VmSpace+Registry.swift`'s);
+// `VmSpaceOwner` is the seeds' owner as a value, a snapshot of it, with the seeds' predicates.
+// Admission runs on the registry with the same rule (`readersKeepOut`) and overlap test.
 
 import Synchronization
 
