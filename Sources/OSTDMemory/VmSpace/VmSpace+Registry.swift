@@ -112,14 +112,12 @@ extension VmSpace {
         // write, and the Acquire load orders that before ours), so it is this admission's.
         if auditor == nil, let first = IoRegistry.ownedSlots(of: cpu) {
             let slots = unsafe registry.pointee.slots
-            var mine: Record? = nil
-            if unsafe slots[first].state.load(ordering: .acquiring) == IoRecordState.free {
-                unsafe mine = slots + first
-            } else if unsafe slots[first &+ 1].state.load(ordering: .acquiring) == IoRecordState.free {
-                unsafe mine = slots + (first &+ 1)
+            var index = first
+            if unsafe slots[first].state.load(ordering: .acquiring) != IoRecordState.free {
+                index = first &+ 1
             }
-            if let mine = unsafe mine {
-                if unsafe fastAdmit(range, view: view, in: mine) { return unsafe mine }
+            if unsafe slots[index].state.load(ordering: .acquiring) == IoRecordState.free {
+                if fastAdmit(range, view: view, in: index) { return unsafe slots + index }
                 return try unsafe lockedAdmit(range, view: view, cpu: cpu)
             }
         }
@@ -130,8 +128,8 @@ extension VmSpace {
     @inline(never)
     func admitElsewhere(_ range: Range<Vaddr>, view: VmIoMemView, cpu: Int?) throws(OSTDError) -> Record {
         // SAFETY: a pool slot from `claimPoolSlot` is this admission's alone.
-        if auditor == nil, let mine = unsafe claimPoolSlot(), unsafe fastAdmit(range, view: view, in: mine) {
-            return unsafe mine
+        if auditor == nil, let index = claimPoolSlot() {
+            if fastAdmit(range, view: view, in: index) { return unsafe registry.pointee.slots + index }
         }
         return try unsafe lockedAdmit(range, view: view, cpu: cpu)
     }
@@ -141,11 +139,19 @@ extension VmSpace {
     /// conflict or a slow hold), and the slot is free again: nothing changed but the ticket
     /// counter.
     @inline(__always)
-    func fastAdmit(_ range: Range<Vaddr>, view: VmIoMemView, in mine: Record) -> Bool {
-        // SAFETY: `mine` is a slot the caller claimed, this admission's alone (see `admit`,
+    func fastAdmit(_ range: Range<Vaddr>, view: VmIoMemView, in index: Int) -> Bool {
+        // SAFETY: slot `index` is one the caller claimed, this admission's alone (see `admit`,
         // `claimPoolSlot`); the registry and its slots live as long as the space, and the other
         // slots are only read, through atomics.
         let registry = unsafe registry
+        let slots = unsafe registry.pointee.slots
+        let mine = unsafe slots + index
+        // While a slow hold is visible, the locked path decides: no need to publish and take a
+        // ticket only to give up.
+        if unsafe registry.pointee.admission.load(ordering: .relaxed) & IoRegistry.slowMask != 0 {
+            unsafe mine.pointee.state.store(IoRecordState.free, ordering: .releasing)
+            return false
+        }
         let lower = range.lowerBound.rawValue
         let upper = range.upperBound.rawValue
         unsafe mine.pointee.start.store(lower, ordering: .relaxed)
@@ -158,9 +164,7 @@ extension VmSpace {
             // The views that keep this handle out: a writer's always, a reader's unless readers
             // are shared and this is a reader.
             let keptOutBy = unsafe view == .writeView || !registry.pointee.sharedReader ? UInt64(3) : UInt64(2)
-            let slots = unsafe registry.pointee.slots
             let count = slotsInUse
-            let index = unsafe mine - slots
             // A pending or active handle that would keep this one out and overlaps it? (A range
             // may be read mid-change if its handle is being dropped and its slot reused; then it
             // no longer needs seeing, and the reuser sees this slot: see the file comment.)
@@ -176,15 +180,16 @@ extension VmSpace {
         return false
     }
 
-    /// A pool slot claimed with a compare-exchange (state `claimed`), or `nil` if all are taken.
-    func claimPoolSlot() -> Record? {
+    /// The index of a pool slot claimed with a compare-exchange (state `claimed`), or `nil` if
+    /// all are taken.
+    func claimPoolSlot() -> Int? {
         // SAFETY: the pool slots are the first `poolSlots` of the registry's slots, live as long
         // as the space; the compare-exchange from free makes the slot this caller's alone.
         let slots = unsafe registry.pointee.slots
         for i in 0..<IoRegistry.poolSlots where unsafe slots[i].state.load(ordering: .relaxed) == IoRecordState.free {
             if unsafe slots[i].state.compareExchange(expected: IoRecordState.free, desired: IoRecordState.claimed,
                                                      ordering: .acquiring).exchanged {
-                return unsafe slots + i
+                return i
             }
         }
         return nil
@@ -227,7 +232,7 @@ extension VmSpace {
                 break
             }
         }
-        if unsafe claimed == nil { unsafe claimed = claimPoolSlot() }
+        if unsafe claimed == nil, let i = claimPoolSlot() { unsafe claimed = slots + i }
         if let slot = unsafe claimed {
             unsafe slot.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
             unsafe slot.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
