@@ -37,8 +37,10 @@
 //   ticket of its last activation (its stamp), and snapshots and the conflict a refusal names
 //   (the earliest activated writer, else reader) follow it.
 //
-// What it costs: a fast admission is one locked instruction (the RMW), a drop none; the locked
-// path, as before, two (the lock and its RMW of `admission`) plus its release.
+// What it costs: a fast admission is one locked instruction (the RMW), a drop none. A locked
+// section is three (the lock's exchange, and its two RMWs of `admission`), after the RMW of the
+// fast attempt that gave up, if any; while the locked registry holds active records, admissions
+// see its hold with a plain load and go to the locked path at once.
 
 import Synchronization
 
@@ -134,7 +136,7 @@ extension VmSpace {
         return try unsafe lockedAdmit(range, view: view, cpu: cpu)
     }
 
-    /// The fast admission (see the file comment) in the slot `mine`, claimed by the caller:
+    /// The fast admission (see the file comment) in slot `index`, claimed by the caller:
     /// whether the handle is admitted there. If not, the locked path must decide (a possible
     /// conflict or a slow hold), and the slot is free again: nothing changed but the ticket
     /// counter.
@@ -168,6 +170,7 @@ extension VmSpace {
             // A pending or active handle that would keep this one out and overlaps it? (A range
             // may be read mid-change if its handle is being dropped and its slot reused; then it
             // no longer needs seeing, and the reuser sees this slot: see the file comment.)
+            // SAFETY: `count <= slotCount`; the slots are read through atomics (see above).
             if unsafe !IoRegistry.anyOverlap(slots, 0, index, keptOutBy: keptOutBy, lower, upper)
                 && !IoRegistry.anyOverlap(slots, index &+ 1, count, keptOutBy: keptOutBy, lower, upper) {
                 let ticket = old >> 8
