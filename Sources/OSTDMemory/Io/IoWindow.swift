@@ -121,7 +121,8 @@ struct IoWindow: ~Copyable {
     @usableFromInline var here: IoEnd
     /// Bytes between the cursor and the end.
     @usableFromInline var length: Int
-    /// The registration of a user-space handle, in a slab its space owns.
+    /// The registration of a user-space handle, in memory its space owns (a fast slot or a slab
+    /// record of its registry).
     @usableFromInline var record: UnsafeMutablePointer<IoRecord>?
     /// Frames a kernel-memory window keeps alive; their references are this window's.
     @usableFromInline var kept: KeptFrames?
@@ -137,15 +138,13 @@ struct IoWindow: ~Copyable {
         self.kept = kept
     }
 
-    /// A user window over `record`'s range.
+    /// A user window over `start ..< start + length`, the range `record` was just admitted with.
     @inline(__always)
-    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
-        // SAFETY: `record` is the registration just admitted for this window, in `space`'s
-        // registry (live while the window retains `space`); the reference taken here is the
-        // window's, and its `deinit` gives it back once.
-        let range = unsafe record.range
-        unsafe self.init(owning: .user(Unmanaged.passRetained(space), range.lowerBound),
-                         length: Int(range.upperBound.rawValue - range.lowerBound.rawValue), record: record, kept: nil)
+    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
+        // SAFETY: `record` is the registration just admitted for this window over these bytes, in
+        // `space`'s registry (live while the window retains `space`); the reference taken here
+        // is the window's, and its `deinit` gives it back once.
+        unsafe self.init(owning: .user(Unmanaged.passRetained(space), start), length: length, record: record, kept: nil)
     }
 
     /// A kernel window over the host bytes `start ..< start + count`, taking over the references
@@ -173,19 +172,27 @@ struct IoWindow: ~Copyable {
     @inlinable
     consuming func close() {}
 
-    /// What `deinit` does: removes a user window's registration and releases its space.
+    /// What `deinit` does: removes a user window's registration and releases its space, or drops
+    /// a kernel window's kept frames.
     @usableFromInline
     func giveBack() {
         if case .user(let space, _) = here {
             // SAFETY: the window holds one reference on its space from `init` (the window is
             // noncopyable, so only its one `deinit` comes here), and `record` is its own
-            // registration, in a slab that space owns.
+            // registration, in memory that space owns.
             if let record = unsafe record { unsafe space._withUnsafeGuaranteedRef { unsafe $0.remove(record) } }
             unsafe space.release()
+        } else if let kept {
+            // The window owns one reference on each kept frame (taken by `kernelWindow` or
+            // `keptRetained`), dropped here once.
+            IoWindow.dropKept(kept)
         }
-        // The window owns one reference on each kept frame (taken by `kernelWindow` or
-        // `keptRetained`), dropped here once.
-        if let kept { Segment<DynFrameMeta>.dropReferences(kept.frames, context: kept.context) }
+    }
+
+    /// Drops the references of kept frames (out of line: a user window's drop has none).
+    @inline(never)
+    static func dropKept(_ kept: KeptFrames) {
+        Segment<DynFrameMeta>.dropReferences(kept.frames, context: kept.context)
     }
 
     /// Another reference on each kept frame, for a new window over them.
@@ -234,9 +241,11 @@ struct IoWindow: ~Copyable {
     /// Throws `disposed` when a user handle has given its view back.
     @inlinable @inline(__always)
     func checkUsable() throws(OSTDError) {
-        // SAFETY: the window's own registration, live while the window retains its space; `view`
+        // SAFETY: the window's own registration, live while the window retains its space; `state`
         // is an atomic.
-        if let record = unsafe record, unsafe record.pointee.view.load(ordering: .relaxed) == 0 { throw .disposed(range: range) }
+        if let record = unsafe record, unsafe record.pointee.state.load(ordering: .relaxed) & IoRecordState.viewMask == 0 {
+            throw .disposed(range: range)
+        }
     }
 
     /// Splits off the first `count` bytes as a window of their own, registered with the same

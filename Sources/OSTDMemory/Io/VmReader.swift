@@ -17,9 +17,11 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     @inlinable
     init(window: consuming IoWindow) { self.window = window }
 
-    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
-        // SAFETY: `record` is the registration `space` just admitted for this reader.
-        window = unsafe IoWindow(user: space, record: record)
+    @inline(__always)
+    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
+        // SAFETY: `record` is the registration `space` just admitted for this reader, over these
+        // bytes.
+        window = unsafe IoWindow(user: space, record: record, start: start, length: length)
     }
 
     /// Bytes left to read (OSTD `remain`; the seeds' `remain_spec`).

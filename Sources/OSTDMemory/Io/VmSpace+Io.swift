@@ -11,8 +11,9 @@ extension VmSpace {
     ///   for an empty, overflowing or non-user range; `accessConflict` when an active writer (or,
     ///   without `sharedReader`, an active reader) overlaps the range.
     public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
-        // SAFETY: the registration just admitted, in this space's registry, goes to the new reader.
-        unsafe VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView))
+        // SAFETY: the registration just admitted over these bytes, in this space's registry, goes
+        // to the new reader.
+        unsafe VmReader(user: self, record: try admitHandle(vaddr, len, view: .readView), start: vaddr, length: len)
     }
 
     /// A writer of the user memory `vaddr ..< vaddr + len` (the seeds' `create_writer` followed by
@@ -22,18 +23,25 @@ extension VmSpace {
     /// - Throws: as `createReader`, with `accessConflict` when any active reader or writer
     ///   overlaps the range.
     public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
-        // SAFETY: the registration just admitted, in this space's registry, goes to the new writer.
-        unsafe VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView))
+        // SAFETY: the registration just admitted over these bytes, in this space's registry, goes
+        // to the new writer.
+        unsafe VmWriter(user: self, record: try admitHandle(vaddr, len, view: .writeView), start: vaddr, length: len)
     }
 
     /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the
-    /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor.
+    /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor. Admission runs
+    /// with preemption disabled: a fast admission claims a slot of the caller's CPU.
     @inline(__always)
     private func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
         do throws(OSTDError) {
-            _ = try executingCpu()
             // SAFETY: passes on the registration `admit` makes in this space's registry.
-            return try unsafe admit(try VmSpace.userRange(vaddr, len), view: view)
+            return try unsafe context.platform.withPreemptionDisabled { (cpu) throws(OSTDError) -> Record in
+                // The CPU whose MMU the handle uses (`executingCpu()`).
+                let executing = cpu ?? context.platform.executingCpu()
+                guard context.platform.isActive(root: rootPaddr, on: executing) else { throw .notActive(cpu: executing) }
+                // SAFETY: passes on the registration `admit` makes in this space's registry.
+                return try unsafe admit(try VmSpace.userRange(vaddr, len), view: view, cpu: cpu)
+            }
         } catch {
             auditOwnership(.refused(vaddr: vaddr, len: len, view: view, error: error))
             throw error

@@ -13,9 +13,11 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     @inlinable
     init(window: consuming IoWindow) { self.window = window }
 
-    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>) {
-        // SAFETY: `record` is the registration `space` just admitted for this writer.
-        window = unsafe IoWindow(user: space, record: record)
+    @inline(__always)
+    init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
+        // SAFETY: `record` is the registration `space` just admitted for this writer, over these
+        // bytes.
+        window = unsafe IoWindow(user: space, record: record, start: start, length: length)
     }
 
     /// Bytes left to write (OSTD `avail`; the seeds' `avail_spec`).

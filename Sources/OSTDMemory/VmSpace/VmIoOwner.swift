@@ -23,26 +23,56 @@ public enum VmIoMemView: UInt8, Equatable, Sendable {
     case writeView = 2
 }
 
-/// The live registration of one user-space reader or writer. Records live in slabs that the
-/// space owns, so a handle reaches its record through a plain pointer (no reference counting):
-/// the handle keeps `start` at its cursor and `end` at its end; the space reads them, and
-/// changes `view` and `id`, under its owner lock.
+/// The live registration of one user-space reader or writer. Records live in memory the space
+/// owns (its fast slots, or the slabs of its locked registry: `IoRegistry`), so a handle reaches
+/// its record through a plain pointer (no reference counting): the handle keeps `start` at its
+/// cursor and `end` at its end; the space reads them, and changes `state` and `id`, by the rules
+/// of `VmSpace+Registry.swift`. Every field is an atomic: a fast slot is read by other CPUs'
+/// admissions while its owner reuses it.
 @usableFromInline
 struct IoRecord: ~Copyable {
     @usableFromInline let start = Atomic<UInt64>(0)
     @usableFromInline let end = Atomic<UInt64>(0)
-    /// `VmIoMemView.rawValue`, or 0 while the handle is disposed.
-    @usableFromInline let view = Atomic<UInt8>(0)
-    /// Written under the owner lock before the handle exists.
-    @usableFromInline var id: UInt64 = 0
+    /// `IoRecordState`: the activation stamp, the phase of a fast slot and the view held
+    /// (`VmIoMemView.rawValue` in the low two bits, 0 while the handle is disposed).
+    @usableFromInline let state = Atomic<UInt64>(0)
+    /// The seeds' `id` (from `new_vm_io_id`), written before the record is published.
+    @usableFromInline let id = Atomic<UInt64>(0)
 
     init() {}
 }
 
-// The invariant the members below rely on: `self` is a record in a space's registry slabs
-// (`IoRegistry`), live while its handle (which holds the space) or the space's lock holder uses
-// it; `start`, `end` and `view` are atomics, and `id` is written under the owner lock before the
-// record is handed to a handle, then only read.
+/// The bits of `IoRecord.state`: `stamp << 4 | phase << 2 | view`.
+///
+/// - `view` (bits 0–1): `VmIoMemView.rawValue`, 0 while disposed.
+/// - `phase` (bits 2–3), meaningful for fast slots: `free` (the whole word is 0), `claimed` (a
+///   pool slot taken by a compare-exchange, its range being written), `pending` (range and view
+///   published, the admission deciding), `active` (a live handle's, disposed or not). A record of
+///   the locked registry is always `active`.
+/// - `stamp` (bits 4–63): the ticket of the handle's last activation; the owner's lists are in
+///   stamp order (the seeds' lists are in activation order).
+@usableFromInline
+enum IoRecordState {
+    @usableFromInline static let viewMask: UInt64 = 0b11
+    @usableFromInline static let free: UInt64 = 0
+    @usableFromInline static let claimed: UInt64 = 1 << 2
+    @usableFromInline static let pending: UInt64 = 2 << 2
+    @usableFromInline static let active: UInt64 = 3 << 2
+    @usableFromInline static let phaseMask: UInt64 = 3 << 2
+
+    /// The state of a handle activated with `stamp`, holding `view` (`nil`: disposed).
+    @inlinable @inline(__always)
+    static func active(stamp: UInt64, view: VmIoMemView?) -> UInt64 {
+        stamp << 4 | active | UInt64(view?.rawValue ?? 0)
+    }
+
+    @inlinable @inline(__always)
+    static func stamp(_ state: UInt64) -> UInt64 { state >> 4 }
+}
+
+// The invariant the members below rely on: `self` is a record of a space's registry (a fast slot
+// or a slab record, `IoRegistry`), live while its handle (which holds the space) or the space's
+// lock holder uses it; every field is an atomic.
 extension UnsafeMutablePointer where Pointee == IoRecord {
     /// The bytes the handle still owns: from its cursor to its end.
     var range: Range<Vaddr> {
@@ -54,13 +84,14 @@ extension UnsafeMutablePointer where Pointee == IoRecord {
     /// The view held, or `nil` while disposed.
     var memView: VmIoMemView? {
         // SAFETY: a live record (see above); an atomic load.
-        VmIoMemView(rawValue: unsafe pointee.view.load(ordering: .relaxed))
+        VmIoMemView(rawValue: UInt8(truncatingIfNeeded: unsafe pointee.state.load(ordering: .relaxed) & IoRecordState.viewMask))
     }
 
     /// The record as the seeds' `VmIoOwner`.
     var snapshot: VmIoOwner {
-        // SAFETY: a live record (see above); `id` is no longer written once the handle has it.
-        unsafe VmIoOwner(id: pointee.id, range: range, isFallible: true, isKernel: false, memView: memView)
+        // SAFETY: a live record (see above); atomic loads.
+        unsafe VmIoOwner(id: pointee.id.load(ordering: .relaxed), range: range, isFallible: true, isKernel: false,
+                         memView: memView)
     }
 }
 

@@ -24,8 +24,9 @@ import Synchronization
 ///     space.activate(on: 0)
 ///     try space.withWriter(at: Vaddr(0x40_0000), count: 4) { writer in try writer.writeVal(UInt32(7)) }
 ///
-/// `@safe`: `registry` is allocated by `init` and freed by `deinit`, and is used only under
-/// `ownerLock`; the records it hands out live in its slabs until then (`IoRegistry`).
+/// `@safe`: `registry` is allocated by `init` and freed by `deinit`; its locked part is used only
+/// under `ownerLock`, the rest through atomics by the protocol of `VmSpace+Registry.swift`; the
+/// records it hands out live in its slots and slabs until then (`IoRegistry`).
 /// `handlerSlots` (two slots) is allocated by `init` and freed by `deinit`; its active slot is
 /// read in read-side sections and the other written only by a setter holding `handlerLock`
 /// (`pageFaultHandler`).
@@ -97,11 +98,11 @@ public final class VmSpace: @unchecked Sendable {
     /// space is audited (`VmSpaceAuditor.swift`); `nil`, the default, costs one test per operation.
     public let auditor: (any VmSpaceAuditor)?
 
-    /// Guards `registry`.
+    /// Guards `registry`'s locked part and serialises its locked sections.
     let ownerLock = SpinLock()
     /// The readers and writers that hold a view of this space (the seeds' `VmSpaceOwner`). Out
-    /// of line: it is mutated under `ownerLock`, and a class property would also pay Swift's
-    /// dynamic exclusivity checks on every access.
+    /// of line: its locked part is mutated under `ownerLock`, and a class property would also
+    /// pay Swift's dynamic exclusivity checks on every access.
     let registry: UnsafeMutablePointer<IoRegistry>
 
     /// The machine's state, kept at hand (reaching it through `pageTable` costs a retain).

@@ -10,13 +10,16 @@ import OSTDSpec
 extension OwnershipProtocolTests {
     // MARK: Random programs against a model
 
-    @Test func randomHandlesMatchTheModel() async {
+    /// On a thread bound to CPU 0 handles go to the CPU's own fast slots, then the pool, then
+    /// the locked registry; on a thread on no CPU, to the pool, then the registry.
+    @Test(arguments: [false, true])
+    func randomHandlesMatchTheModel(bound: Bool) async {
         await propertyCheck(count: 80, input: Gen.int(in: 0...Int.max).array(of: 1...60)) { codes in
             let machine = makeMachine()
             let space = try! VmSpace(machine: machine, sharedReader: codes[0] % 3 == 0)
             space.activate(on: 0)
             var program = OwnershipProgram(space: space)
-            program.run(codes)
+            if bound { machine.withCpu(0) { program.run(codes) } } else { program.run(codes) }
         }
     }
 }
