@@ -26,8 +26,11 @@ import Synchronization
 struct RcuSlot: ~Copyable {
     /// 0 outside a section; otherwise the epoch its outermost section started in.
     @usableFromInline let word = Atomic<UInt64>(0)
-    /// How deep the slot's sections nest (CPU slots only; touched by the CPU's thread alone).
-    @usableFromInline var nesting = 0
+    /// How deep the slot's sections nest (CPU slots only; written by the CPU's thread alone, so
+    /// a relaxed load and a relaxed store, two plain moves, change it). An atomic, not a plain
+    /// `var`, so that changing it is not a modifying access to the whole slot, which a grace
+    /// period's read of `word` would overlap (ThreadSanitizer reports that as a Swift access race).
+    @usableFromInline let nesting = Atomic<Int>(0)
     let padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
 }
 
@@ -85,14 +88,15 @@ struct Rcu {
         // live record; `nesting` is touched only by that CPU's thread, which is this one, with
         // preemption disabled; `word` and the epoch are atomics.
         let slot = unsafe slots + cpu
-        if unsafe slot.pointee.nesting == 0 {
+        let depth = unsafe slot.pointee.nesting.load(ordering: .relaxed)
+        if depth == 0 {
             // Release: a writer that reads this word (and so frees what it retired before this
             // section) comes after the previous section's reads, which the store follows.
             unsafe slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .releasing)
             // The slot's store must be visible before the section's loads (see the file comment).
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         }
-        unsafe slot.pointee.nesting += 1
+        unsafe slot.pointee.nesting.store(depth &+ 1, ordering: .relaxed)
         return RcuReadGuard(rcu: self, slot: cpu)
     }
 
@@ -101,7 +105,7 @@ struct Rcu {
     func isReading(cpu: Int) -> Bool {
         // SAFETY: `cpu` is the caller's current CPU (`< cpuCount`), its own live record, whose
         // `nesting` only its thread touches.
-        unsafe slots[cpu].nesting > 0
+        unsafe slots[cpu].nesting.load(ordering: .relaxed) > 0
     }
 
     /// Claims a free unbound slot: the compare-exchange is also the fence the section needs.
@@ -127,8 +131,9 @@ struct Rcu {
         // the slot records; a CPU slot's `nesting` is its own thread's, which closes the section.
         let record = unsafe slots + slot
         if slot < cpuCount {
-            unsafe record.pointee.nesting -= 1
-            guard unsafe record.pointee.nesting == 0 else { return }
+            let depth = unsafe record.pointee.nesting.load(ordering: .relaxed) &- 1
+            unsafe record.pointee.nesting.store(depth, ordering: .relaxed)
+            guard depth == 0 else { return }
         }
         unsafe record.pointee.word.store(0, ordering: .releasing)
     }
