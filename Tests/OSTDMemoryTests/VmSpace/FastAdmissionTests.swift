@@ -208,7 +208,7 @@ private func race(_ machine: Machine, _ space: VmSpace, rounds: Int, bound: Bool
                 return
             }
             machine.withCpu(thread) {
-                var random = SplitMix(seed: UInt64(thread) &+ 7)
+                var random = SplitMix64(state: UInt64(thread) &+ 7)
                 var readers: [HandleBox] = []
                 var writers: [HandleBox] = []
                 for _ in 0..<6000 {
@@ -368,18 +368,5 @@ private func race(_ machine: Machine, _ space: VmSpace, rounds: Int, bound: Bool
             }
         }
         #expect(stderrContains(result, "overlapping readers are active"))
-    }
-}
-
-/// A small deterministic generator (SplitMix64), for the stress test's threads.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }
