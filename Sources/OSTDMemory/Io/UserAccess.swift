@@ -148,14 +148,31 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
                 #else
                 let short = 0
                 #endif
-                // SAFETY: both runs hold at least `chunk` bytes (located just above); `copyMemory` is
-                // a `memmove`, so the two may even be the same physical bytes.
-                unsafe to.copyMemory(from: from, byteCount: chunk - short)
+                // SAFETY: both runs hold at least `chunk` bytes (located just above); `moveBytes`
+                // is a `memmove`, so the two may even be the same physical bytes.
+                unsafe moveBytes(to, from, chunk - short)
                 copied += chunk
             }
             return nil
         }
         return (copied, fault)
+    }
+}
+
+/// `memmove` of `count` bytes, with the sizes of a value read or written whole (1, 2, 4, 8) done
+/// inline as one load and one store, which is overlap-safe too: a call to `memmove` costs more
+/// than such a copy (a fault's retried one-byte read spent 22 instructions in it).
+///
+/// - Safety: both are valid for `count` bytes.
+@unsafe @inlinable @inline(__always)
+func moveBytes(_ to: UnsafeMutableRawPointer, _ from: UnsafeMutableRawPointer, _ count: Int) {
+    // SAFETY: the caller's contract; unaligned loads and stores of trivial integers.
+    switch count {
+    case 1: unsafe to.storeBytes(of: from.load(as: UInt8.self), as: UInt8.self)
+    case 2: unsafe to.storeBytes(of: from.loadUnaligned(as: UInt16.self), as: UInt16.self)
+    case 4: unsafe to.storeBytes(of: from.loadUnaligned(as: UInt32.self), as: UInt32.self)
+    case 8: unsafe to.storeBytes(of: from.loadUnaligned(as: UInt64.self), as: UInt64.self)
+    default: unsafe to.copyMemory(from: from, byteCount: count)
     }
 }
 
