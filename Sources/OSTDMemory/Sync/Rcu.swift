@@ -96,6 +96,7 @@ struct Rcu {
             // The slot's store must be visible before the section's loads (see the file comment).
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         }
+        // SAFETY: this CPU's own slot (see above); only its thread writes `nesting`.
         unsafe slot.pointee.nesting.store(depth &+ 1, ordering: .relaxed)
         return RcuReadGuard(rcu: self, slot: cpu)
     }

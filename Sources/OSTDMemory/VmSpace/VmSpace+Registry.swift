@@ -88,6 +88,7 @@ extension VmSpace {
                         }
                     }
                 }
+                // SAFETY: the registry lives as long as the space; `sharedReader` is written in the section.
                 unsafe registry.pointee.sharedReader = newValue
             }
         }
@@ -115,14 +116,17 @@ extension VmSpace {
         if auditor == nil, let first = IoRegistry.ownedSlots(of: cpu) {
             let slots = unsafe registry.pointee.slots
             var index = first
+            // SAFETY: `first` and `first + 1` are `cpu`'s own slots, inside `slots` (`ownedSlots`); atomic loads.
             if unsafe slots[first].state.load(ordering: .acquiring) != IoRecordState.free {
                 index = first &+ 1
             }
+            // SAFETY: `slots + index` is a free slot of `cpu`'s own, so this admission's (see above).
             if unsafe slots[index].state.load(ordering: .acquiring) == IoRecordState.free {
                 if fastAdmit(range, view: view, in: index) { return unsafe slots + index }
                 return try unsafe lockedAdmit(range, view: view, cpu: cpu)
             }
         }
+        // SAFETY: the caller's preemption guarantee for `cpu` holds on this path too.
         return try unsafe admitElsewhere(range, view: view, cpu: cpu)
     }
 
@@ -150,12 +154,14 @@ extension VmSpace {
         let mine = unsafe slots + index
         // While a slow hold is visible, the locked path decides: no need to publish and take a
         // ticket only to give up.
+        // SAFETY: `mine` is this admission's slot (see above); the admission word is an atomic.
         if unsafe registry.pointee.admission.load(ordering: .relaxed) & IoRegistry.slowMask != 0 {
             unsafe mine.pointee.state.store(IoRecordState.free, ordering: .releasing)
             return false
         }
         let lower = range.lowerBound.rawValue
         let upper = range.upperBound.rawValue
+        // SAFETY: `mine` is this admission's slot: no one else writes its fields until it is freed.
         unsafe mine.pointee.start.store(lower, ordering: .relaxed)
         unsafe mine.pointee.end.store(upper, ordering: .relaxed)
         unsafe mine.pointee.state.store(IoRecordState.pending | UInt64(view.rawValue), ordering: .releasing)
@@ -165,6 +171,7 @@ extension VmSpace {
         if old & IoRegistry.slowMask == 0 {
             // The views that keep this handle out: a writer's always, a reader's unless readers
             // are shared and this is a reader.
+            // SAFETY: the registry lives as long as the space; `sharedReader` is an atomic.
             let keptOutBy = unsafe view == .writeView || !registry.pointee.sharedReader ? UInt64(3) : UInt64(2)
             let count = slotsInUse
             // A pending or active handle that would keep this one out and overlaps it? (A range
@@ -179,6 +186,7 @@ extension VmSpace {
                 return true
             }
         }
+        // SAFETY: this admission's slot, given back with one store (see above).
         unsafe mine.pointee.state.store(IoRecordState.free, ordering: .releasing)
         return false
     }
@@ -213,6 +221,7 @@ extension VmSpace {
             }
             #endif
             if let conflict { throw .accessConflict(requested: range, conflicting: conflict) }
+            // SAFETY: in the section, with preemption disabled for `cpu` (the caller's), as `place` requires.
             return unsafe place(range, view: view, id: ticket, cpu: cpu)
         }
         auditOwnership(.admitted(range: range, view: view))
@@ -231,18 +240,22 @@ extension VmSpace {
         if let first = IoRegistry.ownedSlots(of: cpu) {
             for i in first..<(first + IoRegistry.slotsPerCpu)
             where unsafe slots[i].state.load(ordering: .acquiring) == IoRecordState.free {
+                // SAFETY: slot `i` is one of `cpu`'s own, free, and in the section no fast admission takes it.
                 unsafe claimed = slots + i
                 break
             }
         }
+        // SAFETY: a pool slot from `claimPoolSlot` is this caller's alone; `claimed` points into `slots`.
         if unsafe claimed == nil, let i = claimPoolSlot() { unsafe claimed = slots + i }
         if let slot = unsafe claimed {
             unsafe slot.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
             unsafe slot.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
             unsafe slot.pointee.id.store(id, ordering: .relaxed)
             unsafe slot.pointee.state.store(IoRecordState.active(stamp: id, view: view), ordering: .releasing)
+            // SAFETY: the slot just filled, handed to the handle being made.
             return unsafe slot
         }
+        // SAFETY: no slot was free: the locked registry, used under the section's lock.
         let locked = unsafe registry.pointee.locked
         let record = unsafe locked.pointee.makeRecord(range, id: id)
         if let view { unsafe locked.pointee.activate(record, view: view, stamp: id) }
@@ -275,6 +288,7 @@ extension VmSpace {
                 unsafe locked.pointee.holdsSlowMode = wanted
                 release = wanted ? 0 : 2 * IoRegistry.slowOne
             }
+            // SAFETY: the admission word lives as long as the space; an atomic RMW.
             if release != 0 {
                 unsafe registry.pointee.admission.wrappingSubtract(release, ordering: .releasing)
             }
@@ -304,10 +318,12 @@ extension VmSpace {
         let slotsInUse = self.slotsInUse
         let activated = try withLockedSection { (ticket) throws(OSTDError) -> Bool in
             guard unsafe record.memView == nil else { return false }
+            // SAFETY: in the section, as `firstConflict` requires; `record` is the live handle's.
             if let conflict = unsafe registry.pointee.firstConflict(record.range, view: view, slotsInUse: slotsInUse,
                                                                     excluding: record) {
                 throw .accessConflict(requested: unsafe record.range, conflicting: conflict)
             }
+            // SAFETY: `record` is the live handle's registration (see above); in the section.
             if unsafe registry.pointee.isSlot(record) {
                 unsafe record.pointee.state.store(IoRecordState.active(stamp: ticket, view: view), ordering: .releasing)
             } else {
@@ -326,10 +342,12 @@ extension VmSpace {
         let range = unsafe auditor != nil ? record.range : nil
         if unsafe registry.pointee.isSlot(record) {
             // Giving a view back needs no exclusion: whoever still sees it only refuses more.
+            // SAFETY: the handle's own slot: only this handle writes its state while it lives.
             let state = unsafe record.pointee.state.load(ordering: .relaxed)
             unsafe record.pointee.state.store(state & ~IoRecordState.viewMask, ordering: .releasing)
         } else {
             ownerLock.lock()
+            // SAFETY: the locked registry, under `ownerLock`, held.
             unsafe registry.pointee.locked.pointee.dispose(record)
             releaseSlowHoldIfIdle()
             ownerLock.unlock()
@@ -376,6 +394,7 @@ extension VmSpace {
             unsafe withLockedSection { ticket in
                 let start = unsafe Vaddr(record.pointee.start.load(ordering: .relaxed))
                 let end = unsafe Vaddr(record.pointee.end.load(ordering: .relaxed))
+                // SAFETY: in the section with preemption disabled for `cpu`, as `place` requires; `record` is live.
                 let front = unsafe place(start..<(start + count), view: record.memView, id: ticket, cpu: cpu)
                 unsafe record.pointee.start.store((start + count).rawValue, ordering: .relaxed)
                 return unsafe (front, start..<end)
@@ -391,6 +410,7 @@ extension VmSpace {
         // registry is used in the section; the record's fields are atomics.
         let converted = withLockedSection { ticket in
             guard unsafe record.memView == .writeView else { return false }
+            // SAFETY: the live writer's registration, in the section; its state is an atomic.
             if unsafe registry.pointee.isSlot(record) {
                 unsafe record.pointee.state.store(IoRecordState.active(stamp: ticket, view: .readView), ordering: .releasing)
             } else {
@@ -399,6 +419,7 @@ extension VmSpace {
             }
             return true
         }
+        // SAFETY: the writer is still live (this is its call); its range fields are atomics.
         if auditor != nil && converted { auditOwnership(.convertedToReader(range: unsafe record.range)) }
     }
 }

@@ -139,6 +139,7 @@ struct IoRegistry: ~Copyable {
         let slots = unsafe raw.bindMemory(to: IoRecord.self, capacity: IoRegistry.slotCount)
         for i in 0..<IoRegistry.slotCount { unsafe (slots + i).initialize(to: IoRecord()) }
         unsafe self.slots = slots
+        // SAFETY: a fresh allocation, initialised once; freed by `deinit` with the slots.
         unsafe locked = .allocate(capacity: 1)
         unsafe locked.initialize(to: LockedIoRegistry())
     }
@@ -217,6 +218,7 @@ struct IoRegistry: ~Copyable {
         for i in 0..<slotsInUse {
             let record = unsafe slots + i
             while true {
+                // SAFETY: `record` is slot `i < slotsInUse` of this registry's slots; atomic loads.
                 let before = unsafe record.pointee.state.load(ordering: .acquiring)
                 guard before & IoRecordState.phaseMask == IoRecordState.active,
                       before & IoRecordState.viewMask != 0 else { break }
@@ -262,6 +264,7 @@ struct IoRegistry: ~Copyable {
     func snapshot(active: Bool, slotsInUse: Int) -> VmSpaceOwner {
         var readers: [(stamp: UInt64, owner: VmIoOwner)] = []
         var writers: [(stamp: UInt64, owner: VmIoOwner)] = []
+        // SAFETY: the caller is in a locked section, as `forEachActive` requires.
         unsafe forEachActive(slotsInUse: slotsInUse) { record, state, range in
             // SAFETY: a live record (`forEachActive`); `id` is an atomic written before the
             // record was published.
@@ -334,6 +337,7 @@ struct LockedIoRegistry: ~Copyable {
             for i in stride(from: LockedIoRegistry.slabSize - 1, through: 0, by: -1) { unsafe free.append(slab + i) }
         }
         let record = unsafe free.removeLast()
+        // SAFETY: a free record of this registry's slabs, handed to no handle yet; its fields are atomics.
         unsafe record.pointee.id.store(id, ordering: .relaxed)
         unsafe record.pointee.start.store(range.lowerBound.rawValue, ordering: .relaxed)
         unsafe record.pointee.end.store(range.upperBound.rawValue, ordering: .relaxed)
