@@ -232,20 +232,31 @@ public enum X86Mmu {
     /// frame address of a 2 MiB or 1 GiB leaf.
     @inlinable @inline(__always)
     public static func hasReservedBit(_ entry: UInt64, level: PagingLevel, controls: PagingControls) -> Bool {
-        var reserved: UInt64 = 0x000f_ffff_ffff_ffff & ~((1 << UInt64(controls.physicalAddressBits)) - 1)
+        entry & reservedBits(level: level, leaf: entry & PageTableEntry.huge != 0,
+                             common: commonReservedBits(controls), controls: controls) != 0
+    }
+
+    /// The bits reserved in every entry: physical-address bits at or above MAXPHYADDR, and bit
+    /// 63 without NXE.
+    @inlinable @inline(__always)
+    public static func commonReservedBits(_ controls: PagingControls) -> UInt64 {
+        var reserved: UInt64 = 0x000f_ffff_ffff_ffff & ~((1 &<< UInt64(controls.physicalAddressBits)) &- 1)
         if !controls.noExecute { reserved |= PageTableEntry.noExecute }
-        let leafBit = entry & PageTableEntry.huge != 0
+        return reserved
+    }
+
+    /// The bits reserved in an entry at `level` whose bit 7 is `leaf`, given `common`
+    /// (`commonReservedBits`, which a walk computes once): bit 7 at the root, and at level 3
+    /// without 1 GiB pages; the bits between the page-attribute bit and the frame address of a
+    /// 2 MiB or 1 GiB leaf.
+    @inlinable @inline(__always)
+    public static func reservedBits(level: PagingLevel, leaf: Bool, common: UInt64, controls: PagingControls) -> UInt64 {
         switch level {
-        case 4:
-            reserved |= PageTableEntry.huge
-        case 3 where leafBit:
-            reserved |= controls.page1GB ? 0x3fff_e000 : PageTableEntry.huge
-        case 2 where leafBit:
-            reserved |= 0x001f_e000
-        default:
-            break
+        case 4: common | PageTableEntry.huge
+        case 3 where leaf: common | (controls.page1GB ? 0x3fff_e000 : PageTableEntry.huge)
+        case 2 where leaf: common | 0x001f_e000
+        default: common
         }
-        return entry & reserved != 0
     }
 
     /// The rights the entries of a walk that reached a leaf grant together.

@@ -83,7 +83,7 @@ struct SoftwarePageWalker {
     }
 
     /// `translate` for the common user-mode read or write, without building a `PageWalk`: the
-    /// rights folded level by level, the reserved bits tested with masks made once. It decides
+    /// rights folded level by level, the reserved bits tested with `X86Mmu`'s masks, the common part made once. It decides
     /// only two outcomes, each exactly as `walkAndDecide` would: a walk that stops at an entry
     /// without P after entries free of reserved bits (the not-present fault), and a walk to a
     /// leaf that allows the access and whose entries already carry A (and the leaf D, for a
@@ -91,10 +91,7 @@ struct SoftwarePageWalker {
     /// fault, a bit to set) is `.undecided`: the full rule, which also sets A and D, takes it.
     @inlinable @inline(__always)
     func quickTranslate(_ va: Vaddr, write: Bool) -> QuickOutcome {
-        // Bits at or above MAXPHYADDR, and NX without NXE: reserved in every entry
-        // (`X86Mmu.hasReservedBit`).
-        var reserved: UInt64 = 0x000f_ffff_ffff_ffff & ~((1 &<< UInt64(controls.physicalAddressBits)) &- 1)
-        if !controls.noExecute { reserved |= PageTableEntry.noExecute }
+        let common = X86Mmu.commonReservedBits(controls)
         let needed = PageTableEntry.user | PageTableEntry.accessed | (write ? PageTableEntry.writable : 0)
         var all: UInt64 = ~0
         var any: UInt64 = 0
@@ -106,11 +103,9 @@ struct SoftwarePageWalker {
                 .pointee.load(ordering: .acquiring)
             guard entry & PageTableEntry.present != 0 else { return .notPresent }
             let leaf = level == 1 || entry & PageTableEntry.huge != 0
-            var mask = reserved
-            if leaf && level == 3 { mask |= controls.page1GB ? 0x3fff_e000 : PageTableEntry.huge }
-            if leaf && level == 2 { mask |= 0x001f_e000 }
-            if level == PagingConsts.nrLevels { mask |= PageTableEntry.huge }
-            guard entry & mask == 0 else { return .undecided }
+            let reserved = X86Mmu.reservedBits(level: level, leaf: entry & PageTableEntry.huge != 0, common: common,
+                                               controls: controls)
+            guard entry & reserved == 0 else { return .undecided }
             all &= entry
             any |= entry
             if leaf {

@@ -133,16 +133,20 @@ struct Tlb: ~Copyable {
     /// at (no such entry, or one without those bits), so the caller asks `lookup` then.
     @inlinable @inline(__always)
     mutating func hits4K(_ va: Vaddr, at paddr: Paddr, rights: UInt64) -> Bool? {
-        let (first, tag) = Tlb.set(va, level: 1)
+        guard let entry = find(va, level: 1), entry.value & rights == rights else { return nil }
+        statistics.hits &+= 1
+        return entry.value & ~UInt64(pageSize - 1) == paddr.rawValue
+    }
+
+    /// The entry of `level` whose tag is `va`'s, if its set holds one.
+    @inlinable @inline(__always)
+    func find(_ va: Vaddr, level: PagingLevel) -> TlbEntry? {
+        let (first, tag) = Tlb.set(va, level: level)
         var way = 0
         while way < Tlb.ways {
             // SAFETY: `first + way` is an entry of `va`'s set (see the type).
             let entry = unsafe entries[first + way]
-            if entry.tag == tag {
-                guard entry.value & rights == rights else { return nil }
-                statistics.hits &+= 1
-                return entry.value & ~UInt64(pageSize - 1) == paddr.rawValue
-            }
+            if entry.tag == tag { return entry }
             way += 1
         }
         return nil
@@ -151,25 +155,16 @@ struct Tlb: ~Copyable {
     /// The entry of `level` that translates `va`, if its set holds one.
     @inlinable @inline(__always)
     func probe(_ va: Vaddr, level: PagingLevel) -> TlbTranslation? {
-        let (first, tag) = Tlb.set(va, level: level)
-        var way = 0
-        while way < Tlb.ways {
-            // SAFETY: `first + way` is an entry of `va`'s set (see the type).
-            let entry = unsafe entries[first + way]
-            if entry.tag == tag {
-                let size = PagingConsts.pageSize(level)
-                let offset = Int(va.rawValue & UInt64(size - 1))
-                return TlbTranslation(
-                    paddr: Paddr(entry.value & ~UInt64(pageSize - 1)) + offset,
-                    bytesLeftInPage: size - offset,
-                    rights: PageRights(user: entry.value & TlbEntry.userBit != 0,
-                                       writable: entry.value & TlbEntry.writableBit != 0,
-                                       executable: entry.value & TlbEntry.executableBit != 0),
-                    dirty: entry.value & TlbEntry.dirtyBit != 0)
-            }
-            way += 1
-        }
-        return nil
+        guard let entry = find(va, level: level) else { return nil }
+        let size = PagingConsts.pageSize(level)
+        let offset = Int(va.rawValue & UInt64(size - 1))
+        return TlbTranslation(
+            paddr: Paddr(entry.value & ~UInt64(pageSize - 1)) + offset,
+            bytesLeftInPage: size - offset,
+            rights: PageRights(user: entry.value & TlbEntry.userBit != 0,
+                               writable: entry.value & TlbEntry.writableBit != 0,
+                               executable: entry.value & TlbEntry.executableBit != 0),
+            dirty: entry.value & TlbEntry.dirtyBit != 0)
     }
 
     /// Caches the leaf that a page walk found for `va` (its page at `paddr`, of `level`, with the
