@@ -36,15 +36,8 @@ extension VmSpace {
     @inlinable @inline(__always)
     func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int, mmu: inout T,
                                                  fault: inout PageFaultErrorCode) -> (UnsafeMutableRawPointer, Int)? {
-        guard let first = mmu.translate(va, write: write, fault: &fault) else { return nil }
-        var length = first.bytesLeftInPage
-        // Wrapping: `length` stays below `limit` plus a page, inside the caller's window.
-        while length < limit {
-            guard let next = mmu.continuation(Vaddr(va.rawValue &+ UInt64(length)), at: Paddr(first.paddr.rawValue &+ UInt64(length)),
-                                              write: write) else { break }
-            length &+= next
-        }
-        let run = min(length, limit)
+        guard let first = mmu.translateRun(va, write: write, limit: limit, fault: &fault) else { return nil }
+        let run = min(first.bytesLeftInPage, limit)
         if write { context.markWritten(first.paddr, count: run) }
         // SAFETY: the MMU translated these bytes through a leaf of this space's table, and every
         // leaf maps physical memory of this machine (tracked frames, or an untracked range whose

@@ -82,6 +82,13 @@ public protocol UserAddressTranslator {
     /// `translate(va, write:)` compared with `paddr`, side effects included; a translator may
     /// answer the common case with less work (a TLB hit on a 4 KiB entry).
     mutating func continuation(_ va: Vaddr, at paddr: Paddr, write: Bool) -> Int?
+
+    /// Where the byte at `va` is and how many bytes from it lie in one physically contiguous run
+    /// of accessible pages, looking at the pages the next `limit` bytes touch (`limit > 0`) and
+    /// no further: at least to the end of `va`'s page, at most to the end of the page of byte
+    /// `va + limit - 1`; `nil` when `va` itself faults. Exactly `translateRunPageByPage`,
+    /// side effects included; a translator may answer with less work (a run it remembers).
+    mutating func translateRun(_ va: Vaddr, write: Bool, limit: Int, fault: inout PageFaultErrorCode) -> UserTranslation?
 }
 
 extension UserAddressTranslator {
@@ -89,6 +96,35 @@ extension UserAddressTranslator {
     public mutating func continuation(_ va: Vaddr, at paddr: Paddr, write: Bool) -> Int? {
         guard let next = translate(va, write: write), next.paddr == paddr else { return nil }
         return next.bytesLeftInPage
+    }
+
+    @inlinable @inline(__always)
+    public mutating func translateRun(_ va: Vaddr, write: Bool, limit: Int,
+                                      fault: inout PageFaultErrorCode) -> UserTranslation? {
+        translateRunPageByPage(va, write: write, limit: limit, fault: &fault)
+    }
+
+    /// `translateRun` page by page: `translate` for `va`, then `continuation` for each next page
+    /// while the run is shorter than `limit` (in `bytesLeftInPage`: the run's length).
+    @inlinable @inline(__always)
+    public mutating func translateRunPageByPage(_ va: Vaddr, write: Bool, limit: Int,
+                                                fault: inout PageFaultErrorCode) -> UserTranslation? {
+        guard var run = translate(va, write: write, fault: &fault) else { return nil }
+        extendRun(&run, from: va, write: write, limit: limit)
+        return run
+    }
+
+    /// Lengthens `run`, the run from `va`, page by page (`continuation`) while it is shorter than
+    /// `limit` and the next page follows it in physical memory.
+    @inlinable @inline(__always)
+    public mutating func extendRun(_ run: inout UserTranslation, from va: Vaddr, write: Bool, limit: Int) {
+        // Wrapping: the length stays below `limit` plus a page, inside the caller's window.
+        while run.bytesLeftInPage < limit {
+            guard let next = continuation(Vaddr(va.rawValue &+ UInt64(run.bytesLeftInPage)),
+                                          at: Paddr(run.paddr.rawValue &+ UInt64(run.bytesLeftInPage)), write: write)
+            else { return }
+            run.bytesLeftInPage &+= next
+        }
     }
 
     /// `translate(_:write:fault:)` when the error code does not matter.

@@ -104,6 +104,98 @@ struct SimulatedMmuTests {
         #expect(machines.0.tlbStatistics(cpu: 0).hits > 100)
     }
 
+    /// A space for runs: 512 pages from 4 MiB, mapped in stretches of physically consecutive
+    /// frames with random rights, broken now and then by a gap, a jump elsewhere or a page the
+    /// user may not touch; and a 2 MiB leaf at 8 MiB.
+    func runSpace(_ random: inout SplitMix64, _ machine: Machine) throws -> VmSpace {
+        let space = try VmSpace(machine: machine)
+        var cursor = try space.cursorMut(Vaddr(0x40_0000)..<Vaddr(0xa0_0000))
+        var paddr = Paddr(UInt64(random.below(1024)) << 12)
+        var flags: PageFlags = .rw
+        for page in 0..<512 {
+            if random.chance(8) { paddr = Paddr(UInt64(random.below(1024)) << 12) }
+            if random.chance(5) { flags = random.pick([.r, .rw, .rw, []]) }
+            let user: PrivilegedPageFlags = random.chance(97) ? .user : []
+            if random.chance(95) {
+                try cursor.jump(Vaddr(0x40_0000 + UInt64(page) << 12))
+                // SAFETY: the space is only translated, never accessed.
+                cursor.map(unsafe MappedItem(untracked: paddr, level: 1,
+                                             property: PageProperty(flags: flags, cache: .writeback, privilegedFlags: user)))
+            }
+            paddr = paddr + pageSize
+        }
+        try cursor.jump(Vaddr(0x80_0000))
+        // SAFETY: as above.
+        cursor.map(unsafe MappedItem(untracked: Paddr(UInt64(0x20_0000)), level: 2,
+                                     property: PageProperty(flags: .rw, cache: .writeback, privilegedFlags: .user)))
+        return space
+    }
+
+    /// `translateRun`, which answers from the runs the TLB remembers, is exactly the page-by-page
+    /// lookup it stands for: two machines built from one seed are asked the same runs (copies of
+    /// random start, length and access, run after run), one through `translateRun`, the other
+    /// page by page (`translateRunPageByPage`), with single-page accesses and page flushes in
+    /// between that change the entries; answers, error codes, TLB statistics and contents must be
+    /// equal after each step.
+    @Test(arguments: 0..<4) func translateRunIsPageByPage(seed: Int) throws {
+        var randoms = (SplitMix64(seed), SplitMix64(seed))
+        let machines = (makeMachine(memory: 32 << 20), makeMachine(memory: 32 << 20))
+        let spaces = (try runSpace(&randoms.0, machines.0), try runSpace(&randoms.1, machines.1))
+        spaces.0.activate(on: 0)
+        spaces.1.activate(on: 0)
+        var random = SplitMix64(seed &+ 2000)
+        var remembered = 0
+        // Buffers copied again and again, as a program's are (one in the 2 MiB page, where one
+        // entry answers for many pages); other copies go anywhere.
+        let buffers = (0..<6).map { _ in
+            (Vaddr(0x40_0000 + UInt64(random.below(0x4_0000))), 1 + random.below(random.chance(50) ? 0x1_0000 : 0x4_0000))
+        } + [(Vaddr(0x80_0000 + UInt64(random.below(0x10_0000))), 1 + random.below(0x4_0000))]
+        for step in 0..<4000 {
+            let buffer = random.chance(80) ? random.pick(buffers) : nil
+            let va = buffer?.0 ?? Vaddr(0x40_0000 + UInt64(random.below(random.chance(90) ? 0x4_0000 : 0x60_0000)))
+            let write = random.chance(50)
+            switch random.below(32) {
+            case 0:
+                // A flush of one page (the run holding it, if any, is forgotten).
+                machines.0.context.platform.flushTlb([.single(va)], all: false, on: 0)
+                machines.1.context.platform.flushTlb([.single(va)], all: false, on: 0)
+            case 1:
+                // A single-page access, which may fill or invalidate an entry.
+                _ = machines.0.context.platform.withUserAccess(on: 0, root: spaces.0.rootPaddr) { $0.translate(va, write: write) }
+                _ = machines.1.context.platform.withUserAccess(on: 0, root: spaces.1.rootPaddr) { $0.translate(va, write: write) }
+            default:
+                // A copy of `count` bytes from `va`, run after run, as `transfer` goes.
+                let count = buffer?.1 ?? (random.chance(50) ? 1 + random.below(0x1_0000) : 1 + random.below(0x9_0000))
+                var done = 0
+                while done < count {
+                    var faults = (PageFaultErrorCode(), PageFaultErrorCode())
+                    let at = va + done
+                    let quick = machines.0.context.platform.withUserAccess(on: 0, root: spaces.0.rootPaddr) { mmu in
+                        if let simulated = mmu as? SimulatedMmu {
+                            let (runs, generation) = unsafe (simulated.tlb.pointee.runs, simulated.tlb.pointee.generation)
+                            if runs.0.holds(at.rawValue, rights: TlbEntry.userBit, generation: generation)
+                                || runs.1.holds(at.rawValue, rights: TlbEntry.userBit, generation: generation) {
+                                remembered += 1
+                            }
+                        }
+                        return mmu.translateRun(at, write: write, limit: count - done, fault: &faults.0)
+                    }
+                    let full = machines.1.context.platform.withUserAccess(on: 0, root: spaces.1.rootPaddr) { mmu in
+                        mmu.translateRunPageByPage(at, write: write, limit: count - done, fault: &faults.1)
+                    }
+                    #expect(quick == full, "seed \(seed) step \(step): \(at) + \(count - done) write \(write)")
+                    #expect(faults.0 == faults.1)
+                    guard quick == full, let run = full ?? nil else { break }
+                    done += min(run.bytesLeftInPage, count - done)
+                }
+            }
+            #expect(machines.0.tlbStatistics(cpu: 0) == machines.1.tlbStatistics(cpu: 0), "seed \(seed) step \(step)")
+            #expect(machines.0.tlbEntries(cpu: 0) == machines.1.tlbEntries(cpu: 0))
+        }
+        // Runs the TLB remembered held many of the addresses asked, so answers came from them.
+        #expect(remembered > 200, "\(remembered)")
+    }
+
     @Test func userAccessNeedsTheRootInCr3() throws {
         let machine = makeMachine()
         let space = try VmSpace(machine: machine)

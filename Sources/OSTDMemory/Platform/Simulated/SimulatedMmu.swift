@@ -56,6 +56,46 @@ struct SimulatedMmu: UserAddressTranslator {
         return found.user(va)
     }
 
+    /// A run that reaches past `va`'s page is answered from a run the TLB remembers when one holds
+    /// `va` (`Tlb.runHit`), else looked up page by page and remembered
+    /// (`translateRunRemembering`). A run within one page is `translate`'s.
+    @inlinable @inline(__always)
+    mutating func translateRun(_ va: Vaddr, write: Bool, limit: Int, fault: inout PageFaultErrorCode) -> UserTranslation? {
+        guard limit > pageSize &- Int(va.rawValue & UInt64(pageSize - 1)) else { return translate(va, write: write, fault: &fault) }
+        let needed = TlbEntry.userBit | (write ? TlbEntry.writableBit | TlbEntry.dirtyBit : 0)
+        var more = false
+        // SAFETY: the TLB is this CPU's, used by this thread alone while the MMU lock is held.
+        guard var run = unsafe tlb.pointee.runHit(va, rights: needed, limit: limit, more: &more) else {
+            return translateRunRemembering(va, write: write, limit: limit, needed: needed, fault: &fault)
+        }
+        if more { extendRun(&run, from: va, write: write, limit: limit) }
+        return run
+    }
+
+    /// `translateRunPageByPage`, then the run remembered if every page of it was a hit of its
+    /// own granting `needed` (one hit a page: no huge entry answered for several; no change of
+    /// the entries: no lookup walked). A run cut short by a page that does not follow it
+    /// looked that page up too, a hit or not: it is remembered on its own run. Out of line: it
+    /// runs when a copy starts on pages the TLB does not remember.
+    @usableFromInline @inline(never)
+    mutating func translateRunRemembering(_ va: Vaddr, write: Bool, limit: Int, needed: UInt64,
+                                          fault: inout PageFaultErrorCode) -> UserTranslation? {
+        // SAFETY: the TLB is this CPU's, used by this thread alone while the MMU lock is held.
+        let (generation, hits) = unsafe (tlb.pointee.generation, tlb.pointee.statistics.hits)
+        guard let run = translateRunPageByPage(va, write: write, limit: limit, fault: &fault) else { return nil }
+        let inPage = pageSize &- Int(va.rawValue & UInt64(pageSize - 1))
+        let pages = (run.bytesLeftInPage &- inPage) >> pageShift &+ 1
+        // SAFETY: as above.
+        let lookups = unsafe tlb.pointee.statistics.hits &- hits
+        if unsafe tlb.pointee.generation == generation,
+           lookups == pages || (lookups == pages &+ 1 && run.bytesLeftInPage < limit) {
+            // SAFETY: as above.
+            unsafe tlb.pointee.remember(Vaddr(va.rawValue & ~UInt64(pageSize - 1)), count: pages,
+                                        paddr: Paddr(run.paddr.rawValue & ~UInt64(pageSize - 1)), rights: needed)
+        }
+        return run
+    }
+
     /// The next page of a run: a hit on a 4 KiB entry with the rights the access needs (and,
     /// for a write, cached dirty) is answered by comparing its page with `paddr`, and counted as
     /// the hit it is, as `translate` would; anything else is `translate`'s.

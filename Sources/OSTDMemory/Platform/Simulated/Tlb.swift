@@ -12,6 +12,15 @@
 // 4 KiB, 2 MiB and 1 GiB pages (164 entries in all, about a first-level data TLB). Negative
 // results are never cached (x86 does not cache non-present entries). The TLB belongs to its
 // `SimulatedCpu` and is used only with that CPU's MMU lock held.
+//
+// A copy through user memory looks up every page it touches, one after another, and so does the
+// next copy of the same buffer. So that it need not probe a set per page, the TLB remembers the
+// last two stretches of consecutive pages it answered page by page (`TlbRun`): for each page,
+// the frame its entry maps, all granting the same rights, each lookup a hit of its own. A
+// remembered stretch stands for exactly those lookups, hits included, as long as no entry has
+// changed since: every fill, invalidation and flush bumps `generation`, which forgets them. It is
+// a cache of the model, not a part of it: the entries, the statistics and every answer are those
+// of the page-by-page lookups (`SimulatedMmuTests` checks it against them).
 
 #if !OSTD_BARE_METAL
 /// One cached translation: the tag is the virtual page number at the entry's size with bit 0
@@ -31,6 +40,42 @@ struct TlbEntry {
     @inlinable init(tag: UInt64, value: UInt64) {
         self.tag = tag
         self.value = value
+    }
+}
+
+/// Pages `start ..< start + count * 4096` that the TLB translates, each with an entry of its own
+/// granting (at least) the `rights` bits of `TlbEntry`, to the frames in the TLB's frame array
+/// for the run, while its `generation` is the TLB's.
+@usableFromInline
+struct TlbRun {
+    @usableFromInline var start: UInt64
+    @usableFromInline var count: Int
+    @usableFromInline var rights: UInt64
+    @usableFromInline var generation: UInt64
+    /// Whether the frames are consecutive too (the run is answered without a loop).
+    @usableFromInline var contiguous: Bool
+
+    /// The most pages a run remembers.
+    @usableFromInline static var capacity: Int { 32 }
+
+    /// No run: generation 0 is never the TLB's.
+    @usableFromInline static var none: TlbRun { TlbRun(start: 0, count: 0, rights: 0, generation: 0, contiguous: true) }
+
+    @inlinable init(start: UInt64, count: Int, rights: UInt64, generation: UInt64, contiguous: Bool) {
+        self.start = start
+        self.count = count
+        self.rights = rights
+        self.generation = generation
+        self.contiguous = contiguous
+    }
+
+    /// The first page after the run.
+    @inlinable var end: UInt64 { start &+ UInt64(count) << UInt64(pageShift) }
+
+    /// Whether the run holds `va` with `rights` at `generation`.
+    @inlinable @inline(__always)
+    func holds(_ va: UInt64, rights: UInt64, generation: UInt64) -> Bool {
+        self.generation == generation && (va &- start) >> UInt64(pageShift) < UInt64(count) && self.rights & rights == rights
     }
 }
 
@@ -88,6 +133,14 @@ struct Tlb: ~Copyable {
     /// a full flush. Lookups and invalidations skip the huge-page arrays while no huge page has
     /// been cached, as they are when an address space maps only 4 KiB pages.
     @usableFromInline var hugeLevels: UInt8 = 0
+    /// Bumped by every change of the entries (a fill, an invalidation, a flush): the runs
+    /// remembered at an older generation are forgotten.
+    @usableFromInline var generation: UInt64 = 1
+    /// The last two runs answered page by page (see the file comment), and which one a new run
+    /// replaces; run `i`'s frames are `runFrames[i * TlbRun.capacity ..< (i + 1) * TlbRun.capacity]`.
+    @usableFromInline var runs = (TlbRun.none, TlbRun.none)
+    @usableFromInline var nextRun = 0
+    @usableFromInline let runFrames: UnsafeMutablePointer<UInt64>
 
     init() {
         // SAFETY: fresh allocations, each initialised whole.
@@ -95,6 +148,8 @@ struct Tlb: ~Copyable {
         unsafe entries.initialize(repeating: .invalid, count: Tlb.entryCount)
         unsafe victims = .allocate(capacity: Tlb.entryCount / Tlb.ways)
         unsafe victims.initialize(repeating: 0, count: Tlb.entryCount / Tlb.ways)
+        unsafe runFrames = .allocate(capacity: 2 * TlbRun.capacity)
+        unsafe runFrames.initialize(repeating: 0, count: 2 * TlbRun.capacity)
     }
 
     deinit {
@@ -102,6 +157,7 @@ struct Tlb: ~Copyable {
         // the TLB is noncopyable, so this runs once.
         unsafe entries.deallocate()
         unsafe victims.deallocate()
+        unsafe runFrames.deallocate()
     }
 
     /// The first entry of `va`'s set among the entries of `level` (1, 2 or 3), and the tag it
@@ -116,14 +172,19 @@ struct Tlb: ~Copyable {
     /// The cached translation of `va`, if any: 4 KiB entries first, then 2 MiB, then 1 GiB.
     @inlinable @inline(__always)
     mutating func lookup(_ va: Vaddr) -> TlbTranslation? {
-        if let hit = probe(va, level: 1)
-            ?? (hugeLevels & 1 != 0 ? probe(va, level: 2) : nil)
-            ?? (hugeLevels & 2 != 0 ? probe(va, level: 3) : nil) {
+        if let hit = probe(va, level: 1) ?? (hugeLevels != 0 ? probeHuge(va) : nil) {
             statistics.hits += 1
             return hit
         }
         statistics.misses += 1
         return nil
+    }
+
+    /// The 2 MiB, then the 1 GiB entry that translates `va`, if any (out of line: the code that
+    /// inlines `lookup` stays small while no huge page is cached).
+    @usableFromInline @inline(never)
+    func probeHuge(_ va: Vaddr) -> TlbTranslation? {
+        (hugeLevels & 1 != 0 ? probe(va, level: 2) : nil) ?? (hugeLevels & 2 != 0 ? probe(va, level: 3) : nil)
     }
 
     /// What `lookup` would find for `va` in its 4 KiB entries, for a caller that only needs to
@@ -136,6 +197,87 @@ struct Tlb: ~Copyable {
         guard let entry = find(va, level: 1), entry.value & rights == rights else { return nil }
         statistics.hits &+= 1
         return entry.value & ~UInt64(pageSize - 1) == paddr.rawValue
+    }
+
+    /// What looking up the pages of a run from `va` would find, page by page as
+    /// `translateRunPageByPage` does, when a remembered run holds `va` with the `rights` bits:
+    /// the physical address of `va` and the bytes from it to the end of the last page found
+    /// contiguous, with the lookups counted as the hits they are. `more` is set when the
+    /// remembered run ended before `limit` bytes, with no answer for the page after it (the
+    /// caller goes on page by page there). `nil` when no run holds `va`.
+    @inlinable @inline(__always)
+    mutating func runHit(_ va: Vaddr, rights: UInt64, limit: Int, more: inout Bool) -> UserTranslation? {
+        let run: TlbRun
+        let frames: UnsafeMutablePointer<UInt64>
+        // SAFETY: run `i`'s frames are the `i`th block of `capacity` in `runFrames` (see the type).
+        if runs.0.holds(va.rawValue, rights: rights, generation: generation) {
+            unsafe (run, frames) = unsafe (runs.0, runFrames)
+        } else if runs.1.holds(va.rawValue, rights: rights, generation: generation) {
+            unsafe (run, frames) = unsafe (runs.1, runFrames + TlbRun.capacity)
+        } else {
+            return nil
+        }
+        if run.contiguous {
+            // The pages to the end of the one holding byte `limit - 1`, or to the run's end.
+            let end = min((va.rawValue &+ UInt64(limit) &- 1) | UInt64(pageSize - 1), run.end &- 1) &+ 1
+            statistics.hits &+= Int((end &- 1) >> UInt64(pageShift) &- va.rawValue >> UInt64(pageShift)) &+ 1
+            more = end &- va.rawValue < UInt64(limit)
+            // SAFETY: the run's first frame, inside its block.
+            return unsafe UserTranslation(paddr: Paddr(frames.pointee &+ (va.rawValue &- run.start)),
+                                          bytesLeftInPage: Int(end &- va.rawValue))
+        }
+        var index = Int((va.rawValue &- run.start) >> UInt64(pageShift))
+        let offset = Int(va.rawValue & UInt64(pageSize - 1))
+        // SAFETY: `index < run.count <= capacity` (the run holds `va`), and the loop reads
+        // `index + 1` only below `run.count`.
+        let paddr = unsafe Paddr(frames[index] | UInt64(offset))
+        var length = pageSize &- offset
+        var hits = 1
+        more = false
+        while length < limit {
+            guard index &+ 1 < run.count else {
+                more = true
+                break
+            }
+            // The lookup of the next page: a hit, which continues the run if its frame follows.
+            hits &+= 1
+            guard unsafe frames[index &+ 1] == frames[index] &+ UInt64(pageSize) else { break }
+            length &+= pageSize
+            index &+= 1
+        }
+        statistics.hits &+= hits
+        return UserTranslation(paddr: paddr, bytesLeftInPage: length)
+    }
+
+    /// Remembers that the `count` pages from `start` (page-aligned) were each a hit of its own
+    /// granting the `rights` bits, mapping consecutive frames from `paddr`, with no change of the
+    /// entries since: appended to the run that ends at `start` if there is one, else as a new
+    /// run (in place of the older). Pages beyond a run's capacity are not remembered.
+    @inlinable
+    mutating func remember(_ start: Vaddr, count: Int, paddr: Paddr, rights: UInt64) {
+        let which: Int
+        if runs.0.generation == generation && runs.0.rights == rights && runs.0.end == start.rawValue {
+            which = 0
+        } else if runs.1.generation == generation && runs.1.rights == rights && runs.1.end == start.rawValue {
+            which = 1
+        } else {
+            which = nextRun
+            nextRun = 1 &- nextRun
+            let fresh = TlbRun(start: start.rawValue, count: 0, rights: rights, generation: generation, contiguous: true)
+            if which == 0 { runs.0 = fresh } else { runs.1 = fresh }
+        }
+        var run = which == 0 ? runs.0 : runs.1
+        let frames = unsafe runFrames + which * TlbRun.capacity
+        var frame = paddr.rawValue
+        // SAFETY: `run.count - 1` is a frame of the run's block when the run is not empty.
+        if run.count > 0, unsafe frames[run.count &- 1] &+ UInt64(pageSize) != frame { run.contiguous = false }
+        // SAFETY: `run.count < capacity` inside the loop, so each store is in run `which`'s block.
+        for _ in 0..<min(count, TlbRun.capacity &- run.count) {
+            unsafe frames[run.count] = frame
+            run.count &+= 1
+            frame &+= UInt64(pageSize)
+        }
+        if which == 0 { runs.0 = run } else { runs.1 = run }
     }
 
     /// The entry of `level` whose tag is `va`'s, if its set holds one.
@@ -173,6 +315,7 @@ struct Tlb: ~Copyable {
     @inlinable @inline(__always)
     mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, rights: PageRights, dirty: Bool) {
         let (first, tag) = Tlb.set(va, level: level)
+        generation &+= 1
         if level > 1 { hugeLevels |= 1 << (level &- 2) }
         var value = paddr.rawValue
         if rights.user { value |= TlbEntry.userBit }
@@ -205,6 +348,7 @@ struct Tlb: ~Copyable {
     /// Drops the entries that translate `va` (what a faulting access does to its entry).
     @inlinable
     mutating func invalidate(_ va: Vaddr) {
+        generation &+= 1
         for level in PagingLevel(1)...3 where level == 1 || hugeLevels & (1 << (level &- 2)) != 0 {
             let (first, tag) = Tlb.set(va, level: level)
             // SAFETY: `first + way` is an entry of `va`'s set at `level` (see the type).
@@ -216,6 +360,7 @@ struct Tlb: ~Copyable {
     @inlinable
     mutating func flushAll() {
         statistics.fullFlushes += 1
+        generation &+= 1
         hugeLevels = 0
         // SAFETY: exactly the `entryCount` initialised entries.
         unsafe entries.update(repeating: .invalid, count: Tlb.entryCount)
