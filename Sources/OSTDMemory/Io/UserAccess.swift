@@ -58,14 +58,25 @@ extension VmSpace {
         let current = platform.withPreemptionDisabled { cpu in cpu }
         let cpu = current ?? 0
         var resolved: Vaddr? = nil
+        let rcu = context.rcu
         while true {
-            guard let outcome = platform.withUserAccess(on: cpu, root: rootPaddr, step) else {
+            guard let outcome = platform.withUserAccess(on: cpu, root: rootPaddr, { mmu -> AccessFault? in
+                let fault = step(&mmu)
+                // The handler runs in a read-side section of this CPU, opened here, under the MMU
+                // lock, which spares its fence (`Rcu.enterUnderLock`).
+                // SAFETY: `current` is the caller's CPU, whose MMU lock the access holds.
+                if fault != nil, let current { unsafe rcu.enterUnderLock(cpu: current) }
+                return fault
+            }) else {
                 throw .notActive(cpu: cpu)
             }
             guard let fault = outcome else { return nil }
+            // SAFETY: adopts the section opened above on the caller's CPU; a thread on no CPU
+            // opens one of its own.
+            let section = if let current { unsafe RcuReadGuard(adopting: current, of: rcu) } else { rcu.read(cpu: nil) }
             guard fault.address != resolved,
                   callPageFaultHandler(PageFaultInfo(address: fault.address, isWrite: fault.isWrite, cpu: cpu,
-                                                     errorCode: fault.errorCode), on: current)
+                                                     errorCode: fault.errorCode), in: section)
             else { return fault }
             resolved = fault.address
         }

@@ -101,6 +101,27 @@ struct Rcu {
         return RcuReadGuard(rcu: self, slot: cpu)
     }
 
+    /// Opens a read-side section for a caller on `cpu` without the fence of `read`: the lock the
+    /// caller holds orders the slot's store instead. Every grace period of the machine takes and
+    /// releases that lock after it starts and before it is tested (`MachineRef.startGracePeriod`
+    /// quiesces every CPU, which takes its MMU lock): if it takes the lock after this caller
+    /// releases it, it sees the store; if before, this section's loads see what the writer
+    /// detached, and the section's epoch is the new one. A user access opens its fault's section
+    /// so, under its CPU's MMU lock. Close it by adopting it into a guard
+    /// (`RcuReadGuard(adopting:of:)`).
+    ///
+    /// - Safety: `cpu` is the caller's current CPU, whose MMU lock (or a lock every grace period
+    ///   passes through likewise) the caller holds now and releases after this call.
+    @unsafe @inlinable @inline(__always)
+    func enterUnderLock(cpu: Int) {
+        // SAFETY: `cpu` is the caller's own CPU, as in `read`; `word` and the epoch are atomics.
+        let slot = unsafe slots + cpu
+        let depth = unsafe slot.pointee.nesting.load(ordering: .relaxed)
+        // Relaxed: the lock's release publishes it (see above).
+        if depth == 0 { unsafe slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed) }
+        unsafe slot.pointee.nesting.store(depth &+ 1, ordering: .relaxed)
+    }
+
     /// Whether `cpu`'s thread, the caller, is inside a read-side section.
     @inlinable
     func isReading(cpu: Int) -> Bool {
@@ -142,6 +163,8 @@ struct Rcu {
     // MARK: Grace periods
 
     /// Starts a grace period after the caller detached what it will free, and returns its stamp.
+    /// A machine starts its grace periods with `MachineRef.startGracePeriod`, which also passes
+    /// through every CPU's MMU lock, as `enterUnderLock` needs.
     @usableFromInline
     func startGracePeriod() -> UInt64 {
         // SAFETY: the epoch word is live while the machine's state is (see the type); atomic.
@@ -183,6 +206,15 @@ public struct RcuReadGuard: ~Copyable {
     init(rcu: Rcu, slot: Int) {
         self.rcu = rcu
         self.slot = slot
+    }
+
+    /// The guard of the section `Rcu.enterUnderLock(cpu:)` opened on `cpu`, which it closes.
+    ///
+    /// - Safety: that section is open on the caller's CPU `cpu` and no other guard closes it.
+    @unsafe @inlinable @inline(__always)
+    init(adopting cpu: Int, of rcu: Rcu) {
+        self.rcu = rcu
+        self.slot = cpu
     }
 
     @inlinable @inline(__always)

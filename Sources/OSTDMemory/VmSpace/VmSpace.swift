@@ -66,7 +66,7 @@ public final class VmSpace: @unchecked Sendable {
             // store publishes it.
             unsafe handlerSlots[1 &- old] = PageFaultHandlerSlot(newValue)
             activeHandler.store(1 &- old, ordering: .releasing)
-            context.rcu.wait(for: context.rcu.startGracePeriod())
+            context.rcu.wait(for: context.startGracePeriod())
             // SAFETY: every section that could have loaded the old index has ended (the grace
             // period); sections from now on load the new one.
             unsafe handlerSlots[old].release()
@@ -74,12 +74,12 @@ public final class VmSpace: @unchecked Sendable {
         }
     }
     /// Asks the page-fault handler about `fault`: `false` when there is none or it refuses. The
-    /// handler is called where it lies, inside a read-side section of the caller's CPU `cpu`
-    /// (`nil` for a thread on none), which keeps its slot from being cleared (no lock, no retain
-    /// of its context); the page-table walks it makes (`mapPage`) nest in that section for free.
+    /// handler is called where it lies, inside `section`, a read-side section of the caller's CPU
+    /// (or of no CPU), which keeps its slot from being cleared (no lock, no retain of its
+    /// context); the page-table walks it makes (`mapPage`) nest in that section for free. The
+    /// section ends when the handler returns.
     @usableFromInline
-    func callPageFaultHandler(_ fault: PageFaultInfo, on cpu: Int?) -> Bool {
-        let section = context.rcu.read(cpu: cpu)
+    func callPageFaultHandler(_ fault: PageFaultInfo, in section: consuming RcuReadGuard) -> Bool {
         // SAFETY: the active slot is initialised and is not written while this section is open
         // (the setter waits for a grace period before clearing it; see `pageFaultHandler`).
         let handled = unsafe handlerSlots[activeHandler.load(ordering: .acquiring)].call(self, fault)

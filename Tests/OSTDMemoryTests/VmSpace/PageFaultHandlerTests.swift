@@ -8,16 +8,19 @@ import Testing
 import OSTDSpec
 
 @Suite struct PageFaultHandlerTests {
-    /// A CPU faults again and again while another thread replaces the handler 40 times. Every
-    /// handler spins a little, then counts its call, so calls are in flight when the setter runs;
-    /// once a setter has returned, the handler it replaced never runs again.
+    /// A CPU faults again and again while another thread replaces the handler 40 times, each
+    /// time while a call of the current handler is in flight (it has started and not ended). Every
+    /// handler spins a little, then counts its call; once a setter has returned, the handler it
+    /// replaced never runs again, so the in-flight call ended before the setter returned.
     @Test func aReplacedHandlerIsNotCalledAfterTheSetterReturns() throws {
         let machine = makeMachine(cpus: 2, audit: false)
         let space = try VmSpace(machine: machine)
         let generations = 40
         let calls = CallCounts(generations + 1)
+        let started = CallCounts(generations + 1)
         @Sendable func handler(_ generation: Int) -> PageFaultHandler {
             { _, _ in
+                started.add(generation)
                 var spin = 0
                 for i in 0..<2_000 { spin &+= i }
                 // Counted as the call ends: a call still running when its replacement is set
@@ -41,11 +44,12 @@ import OSTDSpec
                     } while !done.load(ordering: .acquiring)
                 }
             } else {
-                while calls[0] == 0 {}
+                while calls[0] == 0 || started[0] == calls[0] {}
                 for generation in 1...generations {
                     space.pageFaultHandler = handler(generation)
                     frozen.set(generation - 1, to: calls[generation - 1])
-                    while calls[generation] < 3 {}
+                    // Three calls of the new handler, then one in flight.
+                    while calls[generation] < 3 || started[generation] == calls[generation] {}
                 }
                 done.store(true, ordering: .releasing)
             }

@@ -4,9 +4,11 @@
 // `dropAfterGracePeriod` stamps a batch with a new grace period (`Rcu.startGracePeriod`) and
 // drops it at once if no read-side section is open that started before; otherwise the batch
 // waits here, and is dropped by a later `reclaimGracePeriodDrops` (every cursor's drop tries,
-// without waiting; `waiting: true` spins until every batch can go). Before a batch is dropped,
-// the MMU of each CPU with an address space active is quiesced too (`Platform.quiesce`): a
-// hardware walk in flight when the node was detached has finished. Nothing here blocks while holding a lock a reader could wait for.
+// without waiting; `waiting: true` spins until every batch can go). A grace period starts with
+// every CPU quiesced (`MachineRef.startGracePeriod`, `Platform.quiesce`), after the detach: a
+// hardware walk in flight when the node was detached has finished by then, and read-side sections
+// opened under a CPU's MMU lock need it (`Rcu.enterUnderLock`). Nothing here blocks while holding
+// a lock a reader could wait for.
 //
 // In debug builds a machine can poison what it drops (`Machine.poisonsReclaimedNodes`): every
 // 8-byte word of the frame becomes `PoisonReads.poison`, a non-present entry that the page-table
@@ -74,11 +76,23 @@ extension MachineRef {
         return rcu.isReading(cpu: cpu)
     }
 
+    /// Starts a grace period (`Rcu.startGracePeriod`), then quiesces every CPU (`Platform.quiesce`:
+    /// its MMU lock taken and released), and returns the stamp. The quiescing is what read-side
+    /// sections opened under a CPU's MMU lock without a fence rely on (`Rcu.enterUnderLock`), and
+    /// it lets every page walk that may have read a detached entry finish, so that frames of the
+    /// grace period are dropped with no walk in them.
+    @usableFromInline
+    func startGracePeriod() -> UInt64 {
+        let stamp = rcu.startGracePeriod()
+        for cpu in 0..<cpuCount { platform.quiesce(cpu) }
+        return stamp
+    }
+
     /// Takes over raw references to `frames` (each forgotten by `intoRaw`, its holder already
     /// cleared) and drops them once no lock-free walker can be using the frames.
     func dropAfterGracePeriod(_ frames: [Paddr]) {
         guard !frames.isEmpty else { return }
-        let stamp = rcu.startGracePeriod()
+        let stamp = startGracePeriod()
         if gracePeriodIsOver(stamp) {
             dropNow(frames)
             return
@@ -137,10 +151,9 @@ extension MachineRef {
         return rcu.isOver(stamp)
     }
 
-    /// Quiesces the MMU of every CPU with an address space active (one with none walks no
-    /// table), then drops the references.
+    /// Drops the references (every CPU was quiesced when their grace period started, after
+    /// they were detached: no walk is in them).
     private func dropNow(_ frames: [Paddr]) {
-        for cpu in 0..<cpuCount where platform.activeSpace(on: cpu) != 0 { platform.quiesce(cpu) }
         for paddr in frames {
             #if DEBUG
             // SAFETY: the live context; the switch is an atomic.
