@@ -212,15 +212,15 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
         }
         return split.count
     }
+}
 
-    // MARK: Reclamation
-
-    /// Takes ownership of detached, empty nodes (each holding the reference its parent entry
-    /// held) and hands them to the machine, which frees them after a grace period; then frees
-    /// whatever earlier grace periods allow. Called with no node lock held.
+extension MachineRef {
+    /// Takes ownership of detached, empty page-table nodes of this machine (each holding the
+    /// reference its parent entry held) and frees them after a grace period; then frees whatever
+    /// earlier grace periods allow. Called with no node lock held.
     func retire(_ nodes: [Paddr]) {
-        context.dropAfterGracePeriod(nodes)
-        if context.gracePeriodDropsWaiting > 0 { context.reclaimGracePeriodDrops(waiting: false) }
+        dropAfterGracePeriod(nodes)
+        if gracePeriodDropsWaiting > 0 { reclaimGracePeriodDrops(waiting: false) }
     }
 }
 

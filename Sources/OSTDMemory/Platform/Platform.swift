@@ -60,7 +60,10 @@ public protocol Platform {
     func flushTlb(_ ops: [TlbFlushOp], all: Bool, on cpu: Int)
 
     /// Waits until `cpu` is not in the middle of a page walk or user access, so that a page-table
-    /// node it might have been walking can be freed (an RCU grace period for one CPU).
+    /// node it might have been walking can be freed (an RCU grace period for one CPU). Ordered as
+    /// a lock taken and released: what an access on `cpu` did before this returns happens before
+    /// the caller's next steps, and an access that starts later sees what the caller did before
+    /// (a fault's read-side section relies on it, `Rcu.enterUnderLock`).
     func quiesce(_ cpu: Int)
 
     /// Runs `body` as a user-mode access on `cpu` through the page table at `root`: `body`

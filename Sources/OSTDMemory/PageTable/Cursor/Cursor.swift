@@ -65,7 +65,8 @@ import Synchronization
     /// Validates `range`, finds and locks the subtree that covers it, and starts at its start
     /// (OSTD `Cursor::new`), waiting for cursors that hold locks it needs. With `retaining`
     /// off, the caller guarantees that the table outlives the cursor.
-    init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool, retaining: Bool = true) throws(PageTableError) {
+    /// The table is borrowed (a retain only when the cursor keeps it, `retaining`).
+    init(_ pageTable: borrowing PageTable<C>, _ range: Range<Vaddr>, mutable: Bool, retaining: Bool = true) throws(PageTableError) {
         try Cursor.validate(range)
         let (subtreeRoot, rootLevel) = Cursor.lockSubtreeRoot(pageTable, range, allocating: mutable, blocking: true)!
         _ = Cursor.dfsAcquireLock(subtreeRoot, level: rootLevel, range: range, context: pageTable.context, blocking: true)
@@ -96,12 +97,12 @@ import Synchronization
 
     /// A cursor at the start of `range` whose lock set, rooted at `subtreeRoot` at `rootLevel`,
     /// has been taken.
-    private init(_ pageTable: PageTable<C>, _ range: Range<Vaddr>, mutable: Bool,
+    private init(_ pageTable: borrowing PageTable<C>, _ range: Range<Vaddr>, mutable: Bool,
                  locked subtreeRoot: NodeRef, at rootLevel: PagingLevel, retaining: Bool) {
         // SAFETY: stored unretained; `owner` or the caller's scope keeps the table alive for as
         // long as the cursor (the `retaining` contract).
-        unsafe self.pageTable = pageTable
-        owner = retaining ? pageTable : nil
+        unsafe self.pageTable = copy pageTable
+        owner = retaining ? copy pageTable : nil
         context = pageTable.context
         barrierVa = range
         isMutable = mutable
@@ -121,8 +122,9 @@ import Synchronization
         if !spareNodes.isEmpty { releaseSpareNodes() }
         var detached = retired
         if leftEmpty { detached += reclaimEmptyAncestors() }
-        // SAFETY: the table outlives the cursor (`owner`, or the scope that borrowed it).
-        unsafe pageTable.retire(detached)
+        // What `PageTable.retire` does, through the cursor's own machine reference: the table is
+        // not touched, so not retained.
+        context.retire(detached)
     }
 
     /// Frees the nodes reserved for splits that no split took. They were never published, so no
