@@ -70,6 +70,42 @@ private struct RecordingSink: ImageSink {
         for frame in held { _ = unsafe Frame<UntypedMeta>.fromRaw(frame, in: runner.machine) }
     }
 
+    /// A page-table node detached because unmapping emptied it comes back to the allocator
+    /// unwritten (every entry absent is every word zero), so its next allocation fills nothing;
+    /// and, after every step, every allocatable frame without the written flag does hold zeros,
+    /// which is what skipping the fill relies on. Pages are mapped, written and unmapped in pieces
+    /// across 2 MiB and 1 GiB boundaries, so levels 1 to 3 are emptied, some at once, some at
+    /// the cursor's drop, while their parents still map the other pieces.
+    @Test func emptiedNodesComeBackUnwrittenAndEveryUnwrittenFrameHoldsZeros() throws {
+        let runner = try run("", memory: 8 << 20)
+        let written = runner.machine.writtenFrameCount
+        func checkUnwrittenFramesHoldZeros(after step: String) {
+            runner.machine.reclaimRetired()
+            for index in 0..<runner.machine.frameCount where !runner.machine.mayHoldNonZeroBytes(frame: index) {
+                let paddr = Paddr(UInt64(index) << 12)
+                // SAFETY: a frame of the machine's memory, read as words while no one writes it
+                // (this thread runs every operation).
+                let words = unsafe runner.machine.context.pointer(to: paddr).assumingMemoryBound(to: UInt64.self)
+                if unsafe (0..<(pageSize / 8)).contains(where: { unsafe words[$0] != 0 }) {
+                    Issue.record("after \(step): frame \(paddr) is not marked written but holds non-zero bytes")
+                    return
+                }
+            }
+        }
+        for step in [
+            "map 0x3fe000 16K rwu", "write 0x3ffff0 0102030405060708090a0b0c0d0e0f10111213",
+            "map 0x3fffe000 16K rwu", "write 0x3ffffff0 0102030405060708090a0b0c0d0e0f10111213",
+            "unmap 0x3fe000 8K", "unmap 0x400000 8K", "unmap 0x3fffe000 8K", "unmap 0x40000000 8K",
+        ] {
+            #expect(runner.run(try #require(try ScriptParser.parse(step, file: "step.ostd").ops.first)).ok)
+            checkUnwrittenFramesHoldZeros(after: step)
+        }
+        runner.machine.flushCpuCaches()
+        // Written: the four user frames; every node made above came back unwritten (only the
+        // root, never freed, stays marked).
+        #expect(runner.machine.writtenFrameCount == written + 4)
+    }
+
     @Test func kernelWrittenFrameIsZeroedWhenReused() throws {
         let machine = makeMachine()
         let frame = try FrameAllocOptions().allocFrame(in: machine)

@@ -176,6 +176,15 @@ public struct MetaSlot: @unchecked Sendable {
         if !mayBeNonZero { unsafe writtenFlag.pointee.store(1, ordering: .relaxed) }
     }
 
+    /// Records that the frame holds only zeros again, for a holder that knows it: a page-table
+    /// node detached because every entry is absent (`PageTableGuard.recordAllAbsent`). The next
+    /// zero-filling allocation of the frame then skips the fill. Relaxed, as `markWritten`.
+    @inlinable @inline(__always)
+    func markZeroed() {
+        // SAFETY: the written flag of this live slot, an atomic (see `writtenFlag`).
+        unsafe writtenFlag.pointee.store(0, ordering: .relaxed)
+    }
+
     /// Fills the frame with zeros if it may hold non-zero bytes, and records that it is zero. The
     /// caller holds the frame exclusively (just allocated).
     ///

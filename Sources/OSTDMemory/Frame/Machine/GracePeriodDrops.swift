@@ -171,6 +171,7 @@ extension MachineRef {
     private func poison(_ paddr: Paddr) {
         // SAFETY: the frame is inside physical memory and, after the grace period, no one else
         // reads or writes it until it is dropped below.
+        slot(of: paddr).markWritten()
         let words = unsafe pointer(to: paddr).assumingMemoryBound(to: Atomic<UInt64>.self)
         for i in 0..<(pageSize / 8) { unsafe (words + i).pointee.store(PoisonReads.poison, ordering: .relaxed) }
     }

@@ -127,6 +127,7 @@ extension Cursor where C: PageTableConfig {
             // SAFETY: the node is in the cursor's lock set; this marks it and releases it.
             let held = unsafe PageTableGuard(assumingLocked: node)
             held.markStray()
+            held.recordAllAbsent(context)
             _ = consume held
             retired.append(node.paddr(context))
             popLevel()

@@ -259,6 +259,7 @@ extension Cursor where C: PageTableConfig {
             parent.write(index, .absent)
             parent.countChildren(-1)
             child.markStray()
+            child.recordAllAbsent(context)
             return child.node.paddr(context)
         }
     }

@@ -98,6 +98,21 @@ struct PageTableGuard: ~Copyable {
         unsafe node.meta.storeBytes(of: UInt8(1), toByteOffset: 7, as: UInt8.self)
     }
 
+    /// Records that the node's frame holds only zeros, for a node being detached because it has
+    /// no entries: each of its 512 entries is absent, the zero word (`nrChildren` counts every
+    /// other), and no one writes it again before it is freed (the MMU sets A and D only in
+    /// present entries, by a compare-exchange that now fails). So the allocation that next takes
+    /// the frame need not fill it (`MetaSlot.zeroFrameIfWritten`). Debug builds check the words.
+    @inlinable
+    func recordAllAbsent(_ context: MachineRef) {
+        #if DEBUG
+        for index in 0..<PagingConsts.nrEntries {
+            precondition(node.read(index).raw == 0, "an empty page-table node has a non-zero word at \(index)")
+        }
+        #endif
+        context.slot(of: node.paddr(context)).markZeroed()
+    }
+
     /// Sets the level of a node that is in no tree yet (a spare taken for a split).
     @inlinable @inline(__always)
     func setLevel(_ level: PagingLevel) {
