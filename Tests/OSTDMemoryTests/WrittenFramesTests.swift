@@ -106,6 +106,68 @@ private struct RecordingSink: ImageSink {
         #expect(runner.machine.writtenFrameCount == written + 4)
     }
 
+    /// A write through a run the TLB remembers from an earlier write does not mark its frames
+    /// again (`UserTranslation.repeatsWrite`). With such writes of a few buffers, reads of them
+    /// (runs remembered for reads), and pages unmapped and mapped to fresh frames (the freed ones,
+    /// reused), every frame the test has mapped holds zeros whenever its written flag is clear.
+    @Test func writesThroughRememberedRunsLeaveNoWrittenFrameUnmarked() throws {
+        let machine = makeMachine(memory: 8 << 20, audit: false)
+        let space = try VmSpace(machine: machine)
+        space.activate(on: 0)
+        let base = Vaddr(0x40_0000)
+        var frames: Set<Paddr> = []
+        func mapFresh(_ va: Vaddr) throws {
+            let frame = try FrameAllocOptions().allocFrame(in: machine)
+            frames.insert(frame.paddr)
+            try space.mapPage(frame, at: va, .user([.rw, .accessed, .dirty]))
+        }
+        for page in 0..<64 { try mapFresh(base + page * pageSize) }
+        var random = SplitMix64(7)
+        let buffers = (0..<4).map { _ in (base + random.below(40 * pageSize), 1 + random.below(20 * pageSize)) }
+        var remembered = 0
+        for step in 0..<300 {
+            let (start, count) = random.pick(buffers)
+            switch random.below(10) {
+            case 0..<6:
+                let bytes = (0..<count).map { _ in UInt8(1 + random.below(255)) }
+                let before = machine.tlbStatistics(cpu: 0).misses
+                let written = try bytes.withUnsafeBytes { raw in
+                    try space.withWriter(at: start, count: count) { writer in
+                        var reader = unsafe VmReader<Infallible>(raw)
+                        return try writer.writeFallible(&reader)
+                    }
+                }
+                #expect(written == count)
+                if machine.tlbStatistics(cpu: 0).misses == before { remembered += 1 }
+            case 6..<8:
+                var bytes = [UInt8](repeating: 0, count: count)
+                let read = try bytes.withUnsafeMutableBytes { raw in
+                    try space.withReader(at: start, count: count) { reader in
+                        var writer = unsafe VmWriter<Infallible>(raw)
+                        return try reader.readFallible(&writer)
+                    }
+                }
+                #expect(read == count)
+            default:
+                let page = base + random.below(64) * pageSize
+                var cursor = try space.cursorMut(page..<(page + pageSize))
+                cursor.unmap(pageSize)
+                _ = consume cursor
+                try mapFresh(page)
+            }
+            for paddr in frames where !machine.mayHoldNonZeroBytes(frame: Int(paddr.rawValue >> 12)) {
+                // SAFETY: a frame of the machine's memory, read while no one writes it.
+                let words = unsafe machine.context.pointer(to: paddr).assumingMemoryBound(to: UInt64.self)
+                if unsafe (0..<(pageSize / 8)).contains(where: { unsafe words[$0] != 0 }) {
+                    Issue.record("step \(step): frame \(paddr) is not marked written but holds non-zero bytes")
+                    return
+                }
+            }
+        }
+        // Many writes took no TLB miss, so they went through remembered runs.
+        #expect(remembered > 50, "\(remembered)")
+    }
+
     @Test func kernelWrittenFrameIsZeroedWhenReused() throws {
         let machine = makeMachine()
         let frame = try FrameAllocOptions().allocFrame(in: machine)

@@ -32,13 +32,13 @@ extension VmSpace {
     /// The host address of `va` and how many of the next `limit` bytes are accessible there in
     /// one physically contiguous run, or `nil` when `va` itself faults (its error code is then in
     /// `fault`). A write's frames are marked written (`MetaSlot.markWritten`), as the MMU sets
-    /// a dirty bit.
+    /// a dirty bit, unless the run repeats an earlier write of them (`repeatsWrite`).
     @inlinable @inline(__always)
     func accessibleRun<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, limit: Int, mmu: inout T,
                                                  fault: inout PageFaultErrorCode) -> (UnsafeMutableRawPointer, Int)? {
         guard let first = mmu.translateRun(va, write: write, limit: limit, fault: &fault) else { return nil }
         let run = min(first.bytesLeftInPage, limit)
-        if write { context.markWritten(first.paddr, count: run) }
+        if write && !first.repeatsWrite { context.markWritten(first.paddr, count: run) }
         // SAFETY: the MMU translated these bytes through a leaf of this space's table, and every
         // leaf maps physical memory of this machine (tracked frames, or an untracked range whose
         // `@unsafe` maker vouched for it), so the host address is inside the linear mapping.

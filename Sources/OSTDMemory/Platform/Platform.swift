@@ -138,15 +138,22 @@ extension UserAddressTranslator {
     }
 }
 
-/// A user-mode translation: the physical address of a byte and the bytes left in its page.
+/// A user-mode translation: the physical address of a byte and the bytes left in its page (for
+/// a run, `translateRun`: in the run).
 @frozen
 public struct UserTranslation: Equatable, Sendable {
     public var paddr: Paddr
     public var bytesLeftInPage: Int
+    /// Set when the translator answered a write from a run it remembers from an earlier write
+    /// of exactly those pages, with no change of its entries since (so none of the frames was
+    /// unmapped, let alone freed, in between). The I/O layer marks the frames of every write
+    /// written (`MetaSlot.markWritten`), so it need not mark them again.
+    public var repeatsWrite: Bool
 
     @inlinable
-    public init(paddr: Paddr, bytesLeftInPage: Int) {
+    public init(paddr: Paddr, bytesLeftInPage: Int, repeatsWrite: Bool = false) {
         self.paddr = paddr
         self.bytesLeftInPage = bytesLeftInPage
+        self.repeatsWrite = repeatsWrite
     }
 }

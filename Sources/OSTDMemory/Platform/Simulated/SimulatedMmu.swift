@@ -68,7 +68,9 @@ struct SimulatedMmu: UserAddressTranslator {
         guard var run = unsafe tlb.pointee.runHit(va, rights: needed, limit: limit, more: &more) else {
             return translateRunRemembering(va, write: write, limit: limit, needed: needed, fault: &fault)
         }
-        if more { extendRun(&run, from: va, write: write, limit: limit) }
+        // A write run is remembered only by a write (its rights include W and D); pages found
+        // past it are not.
+        if more { extendRun(&run, from: va, write: write, limit: limit) } else { run.repeatsWrite = write }
         return run
     }
 
