@@ -117,8 +117,10 @@ struct Rcu {
         // SAFETY: `cpu` is the caller's own CPU, as in `read`; `word` and the epoch are atomics.
         let slot = unsafe slots + cpu
         let depth = unsafe slot.pointee.nesting.load(ordering: .relaxed)
-        // Relaxed: the lock's release publishes it (see above).
+        // SAFETY: this CPU's own slot, as above. Relaxed: the lock's release publishes the word
+        // (see above).
         if depth == 0 { unsafe slot.pointee.word.store(epoch.pointee.load(ordering: .relaxed), ordering: .relaxed) }
+        // SAFETY: this CPU's own slot, whose `nesting` only its thread touches.
         unsafe slot.pointee.nesting.store(depth &+ 1, ordering: .relaxed)
     }
 

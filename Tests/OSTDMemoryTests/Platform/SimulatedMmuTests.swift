@@ -51,6 +51,16 @@ struct SimulatedMmuTests {
         return space
     }
 
+    /// Two machines with a space each, built by `build` from the same seed and active on CPU 0.
+    func twins(_ seed: Int, _ build: (inout SplitMix64, Machine) throws -> VmSpace) throws -> ((Machine, Machine), (VmSpace, VmSpace)) {
+        var randoms = (SplitMix64(seed), SplitMix64(seed))
+        let machines = (makeMachine(memory: 32 << 20), makeMachine(memory: 32 << 20))
+        let spaces = (try build(&randoms.0, machines.0), try build(&randoms.1, machines.1))
+        spaces.0.activate(on: 0)
+        spaces.1.activate(on: 0)
+        return (machines, spaces)
+    }
+
     @Test(arguments: 0..<8) func walkerAgreesWithThePageTable(seed: Int) throws {
         var random = SplitMix64(seed)
         let machine = makeMachine(memory: 32 << 20)
@@ -76,11 +86,7 @@ struct SimulatedMmuTests {
     /// one asked through `continuation` (the TLB's quick hit), the other through `translate`;
     /// answers, TLB statistics and TLB contents must be equal after each.
     @Test(arguments: 0..<4) func continuationIsTranslateComparedWithTheAddress(seed: Int) throws {
-        var randoms = (SplitMix64(seed), SplitMix64(seed))
-        let machines = (makeMachine(memory: 32 << 20), makeMachine(memory: 32 << 20))
-        let spaces = (try randomSpace(&randoms.0, machines.0), try randomSpace(&randoms.1, machines.1))
-        spaces.0.activate(on: 0)
-        spaces.1.activate(on: 0)
+        let (machines, spaces) = try twins(seed, randomSpace)
         var random = SplitMix64(seed &+ 1000)
         for _ in 0..<3000 {
             let gig = UInt64(random.below(4)) << 30
@@ -138,11 +144,7 @@ struct SimulatedMmuTests {
     /// between that change the entries; answers, error codes, TLB statistics and contents must be
     /// equal after each step.
     @Test(arguments: 0..<4) func translateRunIsPageByPage(seed: Int) throws {
-        var randoms = (SplitMix64(seed), SplitMix64(seed))
-        let machines = (makeMachine(memory: 32 << 20), makeMachine(memory: 32 << 20))
-        let spaces = (try runSpace(&randoms.0, machines.0), try runSpace(&randoms.1, machines.1))
-        spaces.0.activate(on: 0)
-        spaces.1.activate(on: 0)
+        let (machines, spaces) = try twins(seed, runSpace)
         var random = SplitMix64(seed &+ 2000)
         var remembered = 0
         // Buffers copied again and again, as a program's are (one in the 2 MiB page, where one

@@ -148,6 +148,7 @@ struct Tlb: ~Copyable {
         unsafe entries.initialize(repeating: .invalid, count: Tlb.entryCount)
         unsafe victims = .allocate(capacity: Tlb.entryCount / Tlb.ways)
         unsafe victims.initialize(repeating: 0, count: Tlb.entryCount / Tlb.ways)
+        // SAFETY: as above: the two runs' frames, initialised whole.
         unsafe runFrames = .allocate(capacity: 2 * TlbRun.capacity)
         unsafe runFrames.initialize(repeating: 0, count: 2 * TlbRun.capacity)
     }
@@ -157,6 +158,7 @@ struct Tlb: ~Copyable {
         // the TLB is noncopyable, so this runs once.
         unsafe entries.deallocate()
         unsafe victims.deallocate()
+        // SAFETY: as above, for the runs' frames.
         unsafe runFrames.deallocate()
     }
 
@@ -213,6 +215,7 @@ struct Tlb: ~Copyable {
         if runs.0.holds(va.rawValue, rights: rights, generation: generation) {
             unsafe (run, frames) = unsafe (runs.0, runFrames)
         } else if runs.1.holds(va.rawValue, rights: rights, generation: generation) {
+            // SAFETY: as above: run 1's block.
             unsafe (run, frames) = unsafe (runs.1, runFrames + TlbRun.capacity)
         } else {
             return nil
@@ -241,6 +244,7 @@ struct Tlb: ~Copyable {
             }
             // The lookup of the next page: a hit, which continues the run if its frame follows.
             hits &+= 1
+            // SAFETY: `index + 1 < run.count` (checked above), inside the run's block.
             guard unsafe frames[index &+ 1] == frames[index] &+ UInt64(pageSize) else { break }
             length &+= pageSize
             index &+= 1
@@ -267,6 +271,7 @@ struct Tlb: ~Copyable {
             if which == 0 { runs.0 = fresh } else { runs.1 = fresh }
         }
         var run = which == 0 ? runs.0 : runs.1
+        // SAFETY: run `which`'s block of `capacity` frames (`which` is 0 or 1).
         let frames = unsafe runFrames + which * TlbRun.capacity
         var frame = paddr.rawValue
         // SAFETY: `run.count - 1` is a frame of the run's block when the run is not empty.
