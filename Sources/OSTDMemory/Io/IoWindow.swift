@@ -139,7 +139,7 @@ struct IoWindow: ~Copyable {
     }
 
     /// A user window over `start ..< start + length`, the range `record` was just admitted with.
-    @inline(__always)
+    @inlinable @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
         // SAFETY: `record` is the registration just admitted for this window over these bytes, in
         // `space`'s registry (live while the window retains `space`); the reference taken here
@@ -161,10 +161,20 @@ struct IoWindow: ~Copyable {
     /// Ends the window: the registration is removed, the space released and the kept frames
     /// dropped.
     ///
-    /// Inlinable so that the fragile code that overwrites or drops a handle's window (its
-    /// `@usableFromInline` accessors) may inline it; the work is in `giveBack`.
+    /// Inlined, with the work out of line in functions that take the window's fields, not the
+    /// window: a handle dropped right after a copy that moved its cursor is then not copied
+    /// whole to a new place first (which re-read the fields just stored, with wider loads that
+    /// the CPU cannot forward from those stores).
     @inlinable
-    deinit { giveBack() }
+    deinit {
+        switch here {
+        // SAFETY: the window holds one reference on its space from `init` (the window is
+        // noncopyable, so only its one `deinit` comes here), and `record` is its own
+        // registration, in memory that space owns.
+        case .user(let space, _): unsafe IoWindow.giveBack(space, record)
+        case .host: if let kept { IoWindow.dropKept(kept) }
+        }
+    }
 
     /// Ends the window now (what dropping it does): the registration is removed, the space
     /// released and the kept frames dropped. The window is gone afterwards, so it cannot be
@@ -172,25 +182,21 @@ struct IoWindow: ~Copyable {
     @inlinable
     consuming func close() {}
 
-    /// What `deinit` does: removes a user window's registration and releases its space, or drops
-    /// a kernel window's kept frames.
-    @usableFromInline
-    func giveBack() {
-        if case .user(let space, _) = here {
-            // SAFETY: the window holds one reference on its space from `init` (the window is
-            // noncopyable, so only its one `deinit` comes here), and `record` is its own
-            // registration, in memory that space owns.
-            if let record = unsafe record { unsafe space._withUnsafeGuaranteedRef { unsafe $0.remove(record) } }
-            unsafe space.release()
-        } else if let kept {
-            // The window owns one reference on each kept frame (taken by `kernelWindow` or
-            // `keptRetained`), dropped here once.
-            IoWindow.dropKept(kept)
-        }
+    /// What a user window's `deinit` does: removes its registration `record` (if any) and
+    /// releases its reference on `space`.
+    ///
+    /// - Safety: the caller's window holds that reference and that registration, and gives them
+    ///   up here once.
+    @unsafe @usableFromInline @inline(never)
+    static func giveBack(_ space: Unmanaged<VmSpace>, _ record: UnsafeMutablePointer<IoRecord>?) {
+        // SAFETY: the caller's contract: its reference keeps the space alive while its record is
+        // removed from the space's registry; the reference is then released once.
+        if let record = unsafe record { unsafe space._withUnsafeGuaranteedRef { unsafe $0.remove(record) } }
+        unsafe space.release()
     }
 
     /// Drops the references of kept frames (out of line: a user window's drop has none).
-    @inline(never)
+    @usableFromInline @inline(never)
     static func dropKept(_ kept: KeptFrames) {
         Segment<DynFrameMeta>.dropReferences(kept.frames, context: kept.context)
     }
@@ -241,11 +247,22 @@ struct IoWindow: ~Copyable {
     /// Throws `disposed` when a user handle has given its view back.
     @inlinable @inline(__always)
     func checkUsable() throws(OSTDError) {
-        // SAFETY: the window's own registration, live while the window retains its space; `state`
-        // is an atomic.
-        if let record = unsafe record, unsafe record.pointee.state.load(ordering: .relaxed) & IoRecordState.viewMask == 0 {
-            throw .disposed(range: range)
-        }
+        // SAFETY: the window's own registration (see `isDisposed`).
+        if unsafe IoWindow.isDisposed(record) { throw .disposed(range: range) }
+    }
+
+    /// Whether the user handle registered as `record` has given its view back. The hot paths ask
+    /// it of `window.record`, one field read in place: a borrow of the whole window (calling
+    /// `checkUsable`) made them copy all of it first, with wide loads of fields just stored
+    /// narrow, which the CPU cannot forward (a stall per handle per copy).
+    ///
+    /// - Safety: `record` is a live window's own registration (or `nil`).
+    @unsafe @inlinable @inline(__always)
+    static func isDisposed(_ record: UnsafeMutablePointer<IoRecord>?) -> Bool {
+        // SAFETY: the caller's contract: a registration live while its window retains its space;
+        // `state` is an atomic.
+        guard let record = unsafe record else { return false }
+        return unsafe record.pointee.state.load(ordering: .relaxed) & IoRecordState.viewMask == 0
     }
 
     /// Splits off the first `count` bytes as a window of their own, registered with the same

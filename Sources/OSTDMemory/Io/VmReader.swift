@@ -17,7 +17,7 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     @inlinable
     init(window: consuming IoWindow) { self.window = window }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
         // SAFETY: `record` is the registration `space` just admitted for this reader, over these
         // bytes.
@@ -77,10 +77,15 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     /// `readFallible` without the audit.
     @inlinable
     mutating func copyFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
-        try window.checkUsable()
-        try writer.window.checkUsable()
+        // SAFETY: each window's own registration.
+        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        // SAFETY: as above.
+        if unsafe IoWindow.isDisposed(writer.window.record) { try writer.window.checkUsable() }
         // SAFETY: both ends are live windows' cursors, each with at least the count copied left.
-        let (copied, fault) = try unsafe transfer(from: window.here, to: writer.window.here, count: min(remain, writer.avail))
+        // The fields themselves, not `remain` and `avail`: those borrowed each window whole, and
+        // the writer's even through its generic metadata.
+        let (copied, fault) = try unsafe transfer(from: window.here, to: writer.window.here,
+                                                  count: min(window.length, writer.window.length))
         window.advance(copied)
         writer.window.advance(copied)
         if let fault { throw .pageFault(address: fault.address, copied: copied) }
@@ -105,7 +110,8 @@ public struct VmReader<F: Fallibility>: ~Copyable {
         guard remain >= size else {
             throw .invalidArgs("reading a \(size)-byte value with \(remain) byte(s) left")
         }
-        try window.checkUsable()
+        // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
+        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
         var value = zeroedBits(T.self)
         let here = window.here
         // SAFETY: the source is this live window's cursor with `size` bytes left (checked above);
@@ -208,7 +214,8 @@ extension VmReader where F == Fallible {
     func atomicLoadUnaudited() throws(OSTDError) -> UInt32 {
         guard remain >= 4 else { throw .invalidArgs("atomic load of 4 bytes with \(remain) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic load at 0x\(String(window.cursor, radix: 16))")
-        try window.checkUsable()
+        // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
+        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
         // SAFETY: the live window's cursor, with at least 4 bytes left and 4-byte aligned (both
         // checked above); the word is used atomically.
         switch try unsafe atomicAccess(window.here, write: false, { unsafe $0.pointee.load(ordering: .relaxed) }) {

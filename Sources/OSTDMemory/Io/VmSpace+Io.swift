@@ -10,6 +10,7 @@ extension VmSpace {
     /// - Throws: `notActive` when the space is not active on the caller's CPU; `invalidUserRange`
     ///   for an empty, overflowing or non-user range; `accessConflict` when an active writer (or,
     ///   without `sharedReader`, an active reader) overlaps the range.
+    @inlinable
     public func createReader(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmReader<Fallible> {
         // SAFETY: the registration just admitted over these bytes, in this space's registry, goes
         // to the new reader.
@@ -22,6 +23,7 @@ extension VmSpace {
     ///
     /// - Throws: as `createReader`, with `accessConflict` when any active reader or writer
     ///   overlaps the range.
+    @inlinable
     public func createWriter(_ vaddr: Vaddr, _ len: Int) throws(OSTDError) -> VmWriter<Fallible> {
         // SAFETY: the registration just admitted over these bytes, in this space's registry, goes
         // to the new writer.
@@ -30,9 +32,12 @@ extension VmSpace {
 
     /// The registration of a new handle over `vaddr ..< vaddr + len` holding `view`, after the
     /// checks of `createReader` / `createWriter`; a refusal is shown to the auditor. Admission runs
-    /// with preemption disabled: a fast admission claims a slot of the caller's CPU.
-    @inline(__always)
-    private func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
+    /// with preemption disabled: a fast admission claims a slot of the caller's CPU. Out of line,
+    /// while the handle is made inline, in the caller's own storage (`createReader` is
+    /// inlinable): a handle returned through memory was copied again by the caller, re-reading
+    /// the fields just stored with wider loads the CPU cannot forward.
+    @usableFromInline
+    func admitHandle(_ vaddr: Vaddr, _ len: Int, view: VmIoMemView) throws(OSTDError) -> Record {
         do throws(OSTDError) {
             // SAFETY: passes on the registration `admit` makes in this space's registry.
             return try unsafe context.platform.withPreemptionDisabled { (cpu) throws(OSTDError) -> Record in

@@ -13,7 +13,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
     @inlinable
     init(window: consuming IoWindow) { self.window = window }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
         // SAFETY: `record` is the registration `space` just admitted for this writer, over these
         // bytes.
@@ -89,7 +89,8 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
         guard avail >= size else {
             throw .invalidArgs("writing a \(size)-byte value with \(avail) byte(s) left")
         }
-        try window.checkUsable()
+        // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
+        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
         let here = window.here
         // SAFETY: the destination is this live window's cursor with `size` bytes left (checked
         // above); the source is `value`'s `size` bytes, valid for the duration of the closure.
@@ -167,7 +168,8 @@ extension VmWriter where F == Fallible {
 
     /// `fillZeros` without the audit.
     mutating func fillZerosUnaudited(_ count: Int) throws(OSTDError) -> Int {
-        try window.checkUsable()
+        // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
+        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
         // SAFETY: the live window's cursor, with at least the count filled (`<= avail`) left.
         let (filled, fault) = try unsafe zeroFill(window.here, count: min(max(count, 0), avail))
         window.advance(filled)
@@ -196,7 +198,8 @@ extension VmWriter where F == Fallible {
         precondition(reader.cursor == cursor, "the reader and the writer of a compare-exchange are at different addresses")
         guard avail >= 4 else { throw .invalidArgs("atomic compare-exchange of 4 bytes with \(avail) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic compare-exchange at 0x\(String(window.cursor, radix: 16))")
-        try window.checkUsable()
+        // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
+        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
         // SAFETY: the live window's cursor, with at least 4 bytes left and 4-byte aligned (both
         // checked above); the word is used atomically.
         let outcome = try unsafe atomicAccess(window.here, write: true) {

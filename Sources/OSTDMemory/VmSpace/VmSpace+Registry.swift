@@ -96,7 +96,7 @@ extension VmSpace {
 
     // MARK: Registration
 
-    typealias Record = UnsafeMutablePointer<IoRecord>
+    @usableFromInline typealias Record = UnsafeMutablePointer<IoRecord>
 
     /// The fast slots admissions look at on this machine.
     @inline(__always)
