@@ -86,7 +86,7 @@ private struct RecordingSink: ImageSink {
                 // SAFETY: a frame of the machine's memory, read as words while no one writes it
                 // (this thread runs every operation).
                 let words = unsafe runner.machine.context.pointer(to: paddr).assumingMemoryBound(to: UInt64.self)
-                if unsafe (0..<(pageSize / 8)).contains(where: { unsafe words[$0] != 0 }) {
+                if (0..<(pageSize / 8)).contains(where: { unsafe words[$0] != 0 }) {
                     Issue.record("after \(step): frame \(paddr) is not marked written but holds non-zero bytes")
                     return
                 }
@@ -158,7 +158,7 @@ private struct RecordingSink: ImageSink {
             for paddr in frames where !machine.mayHoldNonZeroBytes(frame: Int(paddr.rawValue >> 12)) {
                 // SAFETY: a frame of the machine's memory, read while no one writes it.
                 let words = unsafe machine.context.pointer(to: paddr).assumingMemoryBound(to: UInt64.self)
-                if unsafe (0..<(pageSize / 8)).contains(where: { unsafe words[$0] != 0 }) {
+                if (0..<(pageSize / 8)).contains(where: { unsafe words[$0] != 0 }) {
                     Issue.record("step \(step): frame \(paddr) is not marked written but holds non-zero bytes")
                     return
                 }
