@@ -172,6 +172,8 @@ struct IoWindow: ~Copyable {
         // noncopyable, so only its one `deinit` comes here), and `record` is its own
         // registration, in memory that space owns.
         case .user(let space, _): unsafe IoWindow.giveBack(space, record)
+        // The window owns one reference on each kept frame (taken by `kernelWindow` or
+        // `keptRetained`), dropped here once.
         case .host: if let kept { IoWindow.dropKept(kept) }
         }
     }

@@ -16,7 +16,9 @@
 // Why that is enough (the writer detaches, then bumps, then reads the slots; a reader stores its
 // slot, fences, then reads entries): either the writer's read sees the reader's store, and waits
 // for the section, or the reader's later loads see the detach, and it can never reach the node.
-// A reader that loaded an old epoch and stored it late only makes a writer wait longer.
+// A reader that loaded an old epoch and stored it late only makes a writer wait longer. A page
+// fault's section skips the fence: it stores its slot under its CPU's MMU lock, which every grace
+// period takes and releases between its bump and its reads of the slots (`enterUnderLock`).
 // Sections are short: a cursor leaves its section as soon as it holds its subtree root's lock.
 
 import Synchronization
