@@ -133,6 +133,7 @@ private struct RecordingSink: ImageSink {
                 let before = machine.tlbStatistics(cpu: 0).misses
                 let written = try bytes.withUnsafeBytes { raw in
                     try space.withWriter(at: start, count: count) { writer in
+                        // SAFETY: `bytes` outlives the reader, which ends with the closure.
                         var reader = unsafe VmReader<Infallible>(raw)
                         return try writer.writeFallible(&reader)
                     }
@@ -143,6 +144,7 @@ private struct RecordingSink: ImageSink {
                 var bytes = [UInt8](repeating: 0, count: count)
                 let read = try bytes.withUnsafeMutableBytes { raw in
                     try space.withReader(at: start, count: count) { reader in
+                        // SAFETY: `bytes` outlives the writer, which ends with the closure.
                         var writer = unsafe VmWriter<Infallible>(raw)
                         return try reader.readFallible(&writer)
                     }

@@ -246,17 +246,10 @@ struct IoWindow: ~Copyable {
         }
     }
 
-    /// Throws `disposed` when a user handle has given its view back.
-    @inlinable @inline(__always)
-    func checkUsable() throws(OSTDError) {
-        // SAFETY: the window's own registration (see `isDisposed`).
-        if unsafe IoWindow.isDisposed(record) { throw .disposed(range: range) }
-    }
-
-    /// Whether the user handle registered as `record` has given its view back. The hot paths ask
-    /// it of `window.record`, one field read in place: a borrow of the whole window (calling
-    /// `checkUsable`) made them copy all of it first, with wide loads of fields just stored
-    /// narrow, which the CPU cannot forward (a stall per handle per copy).
+    /// Whether the user handle registered as `record` has given its view back (its accesses then
+    /// throw `disposed`). Asked of `window.record`, one field read in place: a method borrowing
+    /// the whole window made the hot paths copy all of it first, with wide loads of fields just
+    /// stored narrow, which the CPU cannot forward (a stall per handle per copy).
     ///
     /// - Safety: `record` is a live window's own registration (or `nil`).
     @unsafe @inlinable @inline(__always)

@@ -170,7 +170,8 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
 /// - Safety: both are valid for `count` bytes.
 @unsafe @inlinable @inline(__always)
 func moveBytes(_ to: UnsafeMutableRawPointer, _ from: UnsafeMutableRawPointer, _ count: Int) {
-    // SAFETY: the caller's contract; unaligned loads and stores of trivial integers.
+    // SAFETY (every case): the caller's contract, both valid for `count` bytes; unaligned loads
+    // and stores of trivial integers, or a `memmove`, overlap-safe.
     switch count {
     case 1: unsafe to.storeBytes(of: from.load(as: UInt8.self), as: UInt8.self)
     case 2: unsafe to.storeBytes(of: from.loadUnaligned(as: UInt16.self), as: UInt16.self)

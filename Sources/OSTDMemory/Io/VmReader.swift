@@ -78,9 +78,9 @@ public struct VmReader<F: Fallibility>: ~Copyable {
     @inlinable
     mutating func copyFallible<W: Fallibility>(_ writer: inout VmWriter<W>) throws(OSTDError) -> Int {
         // SAFETY: each window's own registration.
-        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         // SAFETY: as above.
-        if unsafe IoWindow.isDisposed(writer.window.record) { try writer.window.checkUsable() }
+        if unsafe IoWindow.isDisposed(writer.window.record) { throw .disposed(range: writer.window.range) }
         // SAFETY: both ends are live windows' cursors, each with at least the count copied left.
         // The fields themselves, not `remain` and `avail`: those borrowed each window whole, and
         // the writer's even through its generic metadata.
@@ -111,7 +111,7 @@ public struct VmReader<F: Fallibility>: ~Copyable {
             throw .invalidArgs("reading a \(size)-byte value with \(remain) byte(s) left")
         }
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
-        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         var value = zeroedBits(T.self)
         let here = window.here
         // SAFETY: the source is this live window's cursor with `size` bytes left (checked above);
@@ -215,7 +215,7 @@ extension VmReader where F == Fallible {
         guard remain >= 4 else { throw .invalidArgs("atomic load of 4 bytes with \(remain) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic load at 0x\(String(window.cursor, radix: 16))")
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
-        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         // SAFETY: the live window's cursor, with at least 4 bytes left and 4-byte aligned (both
         // checked above); the word is used atomically.
         switch try unsafe atomicAccess(window.here, write: false, { unsafe $0.pointee.load(ordering: .relaxed) }) {

@@ -90,7 +90,7 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
             throw .invalidArgs("writing a \(size)-byte value with \(avail) byte(s) left")
         }
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
-        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         let here = window.here
         // SAFETY: the destination is this live window's cursor with `size` bytes left (checked
         // above); the source is `value`'s `size` bytes, valid for the duration of the closure.
@@ -169,7 +169,7 @@ extension VmWriter where F == Fallible {
     /// `fillZeros` without the audit.
     mutating func fillZerosUnaudited(_ count: Int) throws(OSTDError) -> Int {
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
-        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         // SAFETY: the live window's cursor, with at least the count filled (`<= avail`) left.
         let (filled, fault) = try unsafe zeroFill(window.here, count: min(max(count, 0), avail))
         window.advance(filled)
@@ -199,7 +199,7 @@ extension VmWriter where F == Fallible {
         guard avail >= 4 else { throw .invalidArgs("atomic compare-exchange of 4 bytes with \(avail) byte(s) left") }
         precondition(window.cursor % 4 == 0, "unaligned atomic compare-exchange at 0x\(String(window.cursor, radix: 16))")
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
-        if unsafe IoWindow.isDisposed(window.record) { try window.checkUsable() }
+        if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         // SAFETY: the live window's cursor, with at least 4 bytes left and 4-byte aligned (both
         // checked above); the word is used atomically.
         let outcome = try unsafe atomicAccess(window.here, write: true) {

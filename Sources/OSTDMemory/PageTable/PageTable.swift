@@ -214,16 +214,6 @@ public final class PageTable<C: PageTableConfig>: @unchecked Sendable {
     }
 }
 
-extension MachineRef {
-    /// Takes ownership of detached, empty page-table nodes of this machine (each holding the
-    /// reference its parent entry held) and frees them after a grace period; then frees whatever
-    /// earlier grace periods allow. Called with no node lock held.
-    func retire(_ nodes: [Paddr]) {
-        dropAfterGracePeriod(nodes)
-        if gracePeriodDropsWaiting > 0 { reclaimGracePeriodDrops(waiting: false) }
-    }
-}
-
 /// Why `withCursor` / `withCursorMut` failed: the cursor could not be created, or the body threw.
 public enum WithCursorError<E: Error>: Error {
     case pageTable(PageTableError)

@@ -90,6 +90,7 @@ struct Rcu {
         // live record; `nesting` is touched only by that CPU's thread, which is this one, with
         // preemption disabled; `word` and the epoch are atomics.
         let slot = unsafe slots + cpu
+        // SAFETY: this CPU's own slot (above); only its thread touches `nesting`.
         let depth = unsafe slot.pointee.nesting.load(ordering: .relaxed)
         if depth == 0 {
             // Release: a writer that reads this word (and so frees what it retired before this
@@ -157,6 +158,7 @@ struct Rcu {
         // the slot records; a CPU slot's `nesting` is its own thread's, which closes the section.
         let record = unsafe slots + slot
         if slot < cpuCount {
+            // SAFETY: a CPU slot, whose `nesting` only its own thread, this one, touches.
             let depth = unsafe record.pointee.nesting.load(ordering: .relaxed) &- 1
             unsafe record.pointee.nesting.store(depth, ordering: .relaxed)
             guard depth == 0 else { return }

@@ -151,6 +151,7 @@ extension VmSpace {
         // slots are only read, through atomics.
         let registry = unsafe registry
         let slots = unsafe registry.pointee.slots
+        // SAFETY: `index` is a slot of the registry (the caller claimed it, see above).
         let mine = unsafe slots + index
         // While a slow hold is visible, the locked path decides: no need to publish and take a
         // ticket only to give up.

@@ -150,6 +150,7 @@ public final class VmSpace: @unchecked Sendable {
         // SAFETY: the handler slots `init` made; the space is gone, so no fault reads them.
         unsafe handlerSlots[0].release()
         unsafe handlerSlots[1].release()
+        // SAFETY: the two slots `init` initialised, released above; nothing reads them again.
         unsafe handlerSlots.deinitialize(count: 2)
         unsafe handlerSlots.deallocate()
     }

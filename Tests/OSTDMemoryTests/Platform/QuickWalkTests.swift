@@ -38,6 +38,7 @@ import Testing
             func entries() -> [UInt64] { offsets.map { memory.load(fromByteOffset: $0, as: UInt64.self) } }
             let before = entries()
             let write = random.next() % 2 == 0
+            // SAFETY: `memory` holds the four tables of the walk, page 0 the root, and outlives it.
             let walker = unsafe SoftwarePageWalker(root: Paddr(UInt64(0)), memoryBase: memory, controls: controls)
             let quick = walker.quickTranslate(va, write: write)
             let access = MemoryAccess(write ? .write : .read, userMode: true)

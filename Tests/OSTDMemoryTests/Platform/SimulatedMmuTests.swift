@@ -174,6 +174,7 @@ struct SimulatedMmuTests {
                     let at = va + done
                     let quick = machines.0.context.platform.withUserAccess(on: 0, root: spaces.0.rootPaddr) { mmu in
                         if let simulated = mmu as? SimulatedMmu {
+                            // SAFETY: CPU 0's TLB, read under its MMU lock (inside the access).
                             let (runs, generation) = unsafe (simulated.tlb.pointee.runs, simulated.tlb.pointee.generation)
                             if runs.0.holds(at.rawValue, rights: TlbEntry.userBit, generation: generation)
                                 || runs.1.holds(at.rawValue, rights: TlbEntry.userBit, generation: generation) {

@@ -91,6 +91,7 @@ extension MachineRef {
         guard let cache = unsafe cache, unsafe cache.pointee.count < FrameCache.capacity,
               unsafe state.pointee.pageblocks.isSmall(frame: index) else { return false }
         slot.storeAllocatorHeld(tag: HeldFrame.tag)
+        // SAFETY: the caller's cache, this thread's alone, with room (checked above).
         _ = unsafe cache.pointee.push(index)
         return true
     }

@@ -106,6 +106,14 @@ extension MachineRef {
         drops.lock.unlock()
     }
 
+    /// Takes over raw references to detached, empty page-table nodes (each holding the
+    /// reference its parent entry held) and drops them after a grace period; then drops whatever
+    /// earlier grace periods allow, without waiting. Called with no node lock held.
+    func retire(_ nodes: [Paddr]) {
+        dropAfterGracePeriod(nodes)
+        if gracePeriodDropsWaiting > 0 { reclaimGracePeriodDrops(waiting: false) }
+    }
+
     /// Drops every waiting batch whose grace period is over; with `waiting`, first waits until
     /// they all are. Returns the number of frames dropped. The caller holds no read-side section
     /// and, when waiting, no page-table lock.
