@@ -13,7 +13,7 @@
 // level 1 it is the PAT bit, and the PAT is programmed so that indices 4–7 repeat 0–3, so the
 // cache policy is unchanged. A leaf without `R` has P clear and bit 7 set: software sees it mapped,
 // the MMU faults on it. An entry is present to software when P or bit 7 is set, so the all-zero
-// entry is absent. Intermediate entries are P|RW|US without NX, the most permissive: the leaf
+// entry is absent. Intermediate entries are P|RW|US|A without NX, the most permissive: the leaf
 // alone decides an access.
 
 /// A raw page-table entry (OSTD `PageTableEntry`).
@@ -70,11 +70,14 @@ public struct PageTableEntry: Equatable, Sendable, BitwiseCopyable, CustomString
 
     // MARK: Construction
 
-    /// An entry pointing at a child node (OSTD `new_pt`): P|RW|US, no NX, plus the table flags.
+    /// An entry pointing at a child node (OSTD `new_pt`): P|RW|US, no NX, plus the table flags,
+    /// and A already set. OSTD's `new_pt` leaves A clear; we set it as Linux's `_PAGE_TABLE`
+    /// does, so the first walk through a new node does not set it with a locked
+    /// read-modify-write (nothing reads A in a non-leaf entry; docs/differences.md).
     @inlinable @inline(__always)
     public static func pageTable(_ paddr: Paddr, flags: PageTableFlags = []) -> PageTableEntry {
         precondition(paddr.rawValue & ~childMask == 0, "page table physical address contains invalid bits")
-        return PageTableEntry(raw: paddr.rawValue | present | writable | user | flags.pteBits)
+        return PageTableEntry(raw: paddr.rawValue | present | writable | user | accessed | flags.pteBits)
     }
 
     /// A leaf mapping `paddr` at `level` with property `prop` (OSTD `new_page`).

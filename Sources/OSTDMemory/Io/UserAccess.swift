@@ -84,17 +84,13 @@ extension VmSpace {
 }
 
 extension VmSpace {
-    /// Where byte `offset` of `end` is in host memory, with `chunk` shortened to the bytes
-    /// accessible there in one run: user memory through `mmu` (a fault at the first byte is the
-    /// failure), kernel memory as it is.
-    ///
-    /// - Safety: a host `end` is valid for `offset + chunk` bytes (the caller's window covers them).
-    @unsafe @inlinable @inline(__always)
-    func locate<T: UserAddressTranslator>(_ end: IoEnd, at offset: Int, write: Bool, chunk: inout Int,
-                                          mmu: inout T) -> Result<UnsafeMutableRawPointer, AccessFault> {
-        // SAFETY: address arithmetic inside the host end's bytes (the caller's contract).
-        guard case .user(_, let start) = end else { return unsafe .success(end.host + offset) }
-        let va = start + offset
+    /// Where user byte `va` is in host memory, with `chunk` shortened to the bytes accessible
+    /// there in one run through `mmu`; a fault at `va` itself is the failure. (A copy decides a
+    /// kernel end itself, with a test and an addition: kept out of this function, the test is
+    /// inlined at each end even where the optimiser declines to inline this one a second time.)
+    @inlinable @inline(__always)
+    func locateUser<T: UserAddressTranslator>(_ va: Vaddr, write: Bool, chunk: inout Int,
+                                              mmu: inout T) -> Result<UnsafeMutableRawPointer, AccessFault> {
         var code = PageFaultErrorCode()
         // SAFETY: `accessibleRun`'s pointer covers `run` translated bytes of physical memory.
         guard let (pointer, run) = unsafe accessibleRun(va, write: write, limit: chunk, mmu: &mmu, fault: &code) else {
@@ -137,15 +133,22 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
                 // caller's contract); a user end is translated by the MMU. `chunk` shrinks to what
                 // both ends can take in one run.
                 let from: UnsafeMutableRawPointer
-                switch unsafe space.locate(source, at: copied, write: false, chunk: &chunk, mmu: &mmu) {
-                case .success(let pointer): unsafe from = pointer
-                case .failure(let fault): return fault
+                if case .user(_, let start) = source {
+                    switch unsafe space.locateUser(start + copied, write: false, chunk: &chunk, mmu: &mmu) {
+                    case .success(let pointer): unsafe from = pointer
+                    case .failure(let fault): return fault
+                    }
+                } else {
+                    unsafe from = source.host + copied
                 }
                 let to: UnsafeMutableRawPointer
-                // SAFETY: as for `from`: the destination end's `count` bytes, or user memory through the MMU.
-                switch unsafe space.locate(destination, at: copied, write: true, chunk: &chunk, mmu: &mmu) {
-                case .success(let pointer): unsafe to = pointer
-                case .failure(let fault): return fault
+                if case .user(_, let start) = destination {
+                    switch unsafe space.locateUser(start + copied, write: true, chunk: &chunk, mmu: &mmu) {
+                    case .success(let pointer): unsafe to = pointer
+                    case .failure(let fault): return fault
+                    }
+                } else {
+                    unsafe to = destination.host + copied
                 }
                 #if DEBUG
                 let short = copied + chunk == count && space.context.hasMutant(.writeFallibleCopiesOneByteShort) ? 1 : 0
