@@ -228,6 +228,35 @@ private func marks(_ walk: PageWalk) -> (accessed: [Bool], dirty: Bool) {
         #expect(reservedFault(MemoryAccess(.fetch, userMode: false), PagingControls(noExecute: false, smep: true)).rawValue == 0x19)
     }
 
+    /// The reserved bits the controls keep (`commonReserved`) follow every change made through
+    /// their setters, in any order: they are those of controls made with the same values, and so
+    /// is equality. MAXPHYADDR 46 reserves bits 46–51; no NXE reserves bit 63 too.
+    @Test func controlsKeepTheirReservedBitsThroughEveryChange() {
+        #expect(PagingControls.standard.commonReserved == 0)
+        #expect(PagingControls(noExecute: false, physicalAddressBits: 46).commonReserved
+                    == 0x000f_c000_0000_0000 | PageTableEntry.noExecute)
+        var random = SplitMix64(0x5eed_c0de)
+        var controls = PagingControls.standard
+        for _ in 0..<2000 {
+            switch random.next() % 6 {
+            case 0: controls.writeProtect.toggle()
+            case 1: controls.noExecute.toggle()
+            case 2: controls.smep.toggle()
+            case 3: controls.smap.toggle()
+            case 4: controls.page1GB.toggle()
+            default: controls.physicalAddressBits = 36 + Int(random.next() % 17)
+            }
+            let fresh = PagingControls(writeProtect: controls.writeProtect, noExecute: controls.noExecute,
+                                       smep: controls.smep, smap: controls.smap, page1GB: controls.page1GB,
+                                       physicalAddressBits: controls.physicalAddressBits)
+            #expect(controls.commonReserved == fresh.commonReserved)
+            #expect(controls == fresh)
+            let addressBits = UInt64(controls.physicalAddressBits)
+            let expected: UInt64 = (addressBits == 52 ? 0 : ((1 << 52) - (1 << addressBits))) | (controls.noExecute ? 0 : 1 << 63)
+            #expect(X86Mmu.commonReservedBits(controls) == expected)
+        }
+    }
+
     /// A walk stops at the first non-present or reserved entry and sets nothing: `accessedDirty`
     /// is only asked of complete walks, and a fault through the simulated MMU leaves memory as it
     /// was (`aFaultingAccessSetsNothing`).

@@ -45,36 +45,90 @@ public struct MemoryAccess: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The paging controls of one CPU: what its control registers and CPUID say about paging.
+///
+/// Stored packed, with the bits reserved in every entry under them (`commonReserved`) kept up to
+/// date by the setters: a page walk, which runs on every TLB miss, loads them rather than
+/// rebuilding them from five flags and a bit count (fault-in-4k: about 20 instructions a fault).
 @frozen
 public struct PagingControls: Hashable, Sendable {
-    /// CR0.WP: supervisor writes honour R/W.
-    public var writeProtect: Bool
-    /// EFER.NXE: bit 63 is NX (otherwise it is reserved).
-    public var noExecute: Bool
-    /// CR4.SMEP: supervisor fetches from user-mode pages fault.
-    public var smep: Bool
-    /// CR4.SMAP: supervisor data accesses to user-mode pages fault (EFLAGS.AC taken as clear).
-    public var smap: Bool
-    /// CPUID Page1GB: bit 7 of a level-3 entry makes a 1 GiB leaf (otherwise it is reserved).
-    public var page1GB: Bool
-    /// MAXPHYADDR: physical-address bits from this one up to 51 are reserved in every entry.
-    public var physicalAddressBits: Int
+    /// The bits reserved in every entry: physical-address bits at or above MAXPHYADDR, and bit
+    /// 63 without NXE (`X86Mmu.commonReservedBits`).
+    @inlinable public var commonReserved: UInt64 { reserved }
+    @usableFromInline var reserved: UInt64
+    @usableFromInline var flags: UInt8
+    @usableFromInline var addressBits: UInt8
+
+    @usableFromInline static let writeProtectFlag: UInt8 = 1 << 0
+    @usableFromInline static let noExecuteFlag: UInt8 = 1 << 1
+    @usableFromInline static let smepFlag: UInt8 = 1 << 2
+    @usableFromInline static let smapFlag: UInt8 = 1 << 3
+    @usableFromInline static let page1GBFlag: UInt8 = 1 << 4
 
     @inlinable
     public init(writeProtect: Bool = true, noExecute: Bool = true, smep: Bool = false, smap: Bool = false,
                 page1GB: Bool = true, physicalAddressBits: Int = 52) {
         precondition((36...52).contains(physicalAddressBits), "MAXPHYADDR is between 36 and 52 bits")
-        self.writeProtect = writeProtect
-        self.noExecute = noExecute
-        self.smep = smep
-        self.smap = smap
-        self.page1GB = page1GB
-        self.physicalAddressBits = physicalAddressBits
+        flags = (writeProtect ? Self.writeProtectFlag : 0) | (noExecute ? Self.noExecuteFlag : 0)
+            | (smep ? Self.smepFlag : 0) | (smap ? Self.smapFlag : 0) | (page1GB ? Self.page1GBFlag : 0)
+        addressBits = UInt8(physicalAddressBits)
+        reserved = 0
+        reserved = reservedInEveryEntry
+    }
+
+    /// CR0.WP: supervisor writes honour R/W.
+    @inlinable public var writeProtect: Bool {
+        get { flags & Self.writeProtectFlag != 0 }
+        set { set(Self.writeProtectFlag, newValue) }
+    }
+    /// EFER.NXE: bit 63 is NX (otherwise it is reserved).
+    @inlinable public var noExecute: Bool {
+        get { flags & Self.noExecuteFlag != 0 }
+        set { set(Self.noExecuteFlag, newValue) }
+    }
+    /// CR4.SMEP: supervisor fetches from user-mode pages fault.
+    @inlinable public var smep: Bool {
+        get { flags & Self.smepFlag != 0 }
+        set { set(Self.smepFlag, newValue) }
+    }
+    /// CR4.SMAP: supervisor data accesses to user-mode pages fault (EFLAGS.AC taken as clear).
+    @inlinable public var smap: Bool {
+        get { flags & Self.smapFlag != 0 }
+        set { set(Self.smapFlag, newValue) }
+    }
+    /// CPUID Page1GB: bit 7 of a level-3 entry makes a 1 GiB leaf (otherwise it is reserved).
+    @inlinable public var page1GB: Bool {
+        get { flags & Self.page1GBFlag != 0 }
+        set { set(Self.page1GBFlag, newValue) }
+    }
+    /// MAXPHYADDR: physical-address bits from this one up to 51 are reserved in every entry.
+    ///
+    /// - Precondition: between 36 and 52 when set.
+    @inlinable public var physicalAddressBits: Int {
+        get { Int(addressBits) }
+        set {
+            precondition((36...52).contains(newValue), "MAXPHYADDR is between 36 and 52 bits")
+            addressBits = UInt8(newValue)
+            reserved = reservedInEveryEntry
+        }
     }
 
     /// The simulated CPUs' controls, those of OSTD's x86 boot: WP and NXE on, no SMEP/SMAP, 1 GiB
     /// pages, 52 physical-address bits.
     @inlinable public static var standard: PagingControls { PagingControls() }
+
+    @inlinable
+    mutating func set(_ flag: UInt8, _ on: Bool) {
+        flags = on ? flags | flag : flags & ~flag
+        reserved = reservedInEveryEntry
+    }
+
+    /// `reserved` computed from the flags and MAXPHYADDR.
+    @inlinable
+    var reservedInEveryEntry: UInt64 {
+        var reserved: UInt64 = 0x000f_ffff_ffff_ffff & ~((1 &<< UInt64(addressBits)) &- 1)
+        if !noExecute { reserved |= PageTableEntry.noExecute }
+        return reserved
+    }
 }
 
 /// A page-fault error code (SDM figure 4-12), as pushed by the CPU.
@@ -240,9 +294,7 @@ public enum X86Mmu {
     /// 63 without NXE.
     @inlinable @inline(__always)
     public static func commonReservedBits(_ controls: PagingControls) -> UInt64 {
-        var reserved: UInt64 = 0x000f_ffff_ffff_ffff & ~((1 &<< UInt64(controls.physicalAddressBits)) &- 1)
-        if !controls.noExecute { reserved |= PageTableEntry.noExecute }
-        return reserved
+        controls.commonReserved
     }
 
     /// The bits reserved in an entry at `level` whose bit 7 is `leaf`, given `common`

@@ -32,8 +32,9 @@ struct SoftwareTranslation {
     @inlinable @inline(__always)
     func user(_ va: Vaddr) -> UserTranslation {
         let size = PagingConsts.pageSize(level)
-        let offset = Int(va.rawValue & UInt64(size - 1))
-        return UserTranslation(paddr: base + offset, bytesLeftInPage: size - offset)
+        // Wrapping arithmetic: `offset < size`, and `base` is a leaf's `size`-aligned address.
+        let offset = Int(va.rawValue & UInt64(size &- 1))
+        return UserTranslation(paddr: Paddr(base.rawValue &+ UInt64(offset)), bytesLeftInPage: size &- offset)
     }
 }
 

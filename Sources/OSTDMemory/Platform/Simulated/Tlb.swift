@@ -175,10 +175,10 @@ struct Tlb: ~Copyable {
     @inlinable @inline(__always)
     mutating func lookup(_ va: Vaddr) -> TlbTranslation? {
         if let hit = probe(va, level: 1) ?? (hugeLevels != 0 ? probeHuge(va) : nil) {
-            statistics.hits += 1
+            statistics.hits &+= 1
             return hit
         }
-        statistics.misses += 1
+        statistics.misses &+= 1
         return nil
     }
 
