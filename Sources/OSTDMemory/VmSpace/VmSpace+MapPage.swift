@@ -22,23 +22,33 @@ extension VmSpace {
     ///   mapped then, and `frame` is dropped (its reference returned), never leaked.
     public func mapPage<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, at va: Vaddr, _ property: PageProperty) throws(OSTDError) {
         guard va.rawValue <= UInt64.max - UInt64(pageSize) else { throw .pageTable(.invalidVaddrRange(va, va)) }
-        let range = va..<(va + pageSize)
-        var item = Optional(MappedItem(frame: frame, property: property))
-        if auditor != nil {
-            var cursor = try cursorMut(range)
-            if let failure = cursor.tryMap(item.take()!) { throw OSTDError(failure.error) }
-            return
-        }
-        // SAFETY (both paths): as `VmSpace.CursorMut.map`: a tracked untyped frame, owned by the
-        // item, in a user range (the user configuration's range check refuses anything else).
-        switch unsafe pageTable.tryMapPage(item.take()!, at: va) {
+        let item = MappedItem(frame: frame, property: property)
+        if auditor != nil { return try mapPageWithCursor(item, at: va) }
+        // SAFETY: as `VmSpace.CursorMut.map`: a tracked untyped frame, owned by the item, in a
+        // user range (the user configuration's range check refuses anything else).
+        switch unsafe pageTable.tryMapPage(item, at: va) {
         case .mapped: return
         case .alreadyMapped: throw .pageTable(.alreadyMapped(va))
-        case .declined(let declined): item = .some(declined)
+        case .declined(let declined): try mapPageThroughCursor(declined, at: va)
         }
+    }
+
+    /// `mapPage` through a `VmSpace` cursor, for an audited space: its auditor sees the cursor
+    /// and the map as usual. Out of line, as the next function, so that the fast path's frame
+    /// holds no cursor.
+    @inline(never)
+    func mapPageWithCursor(_ item: consuming MappedItem, at va: Vaddr) throws(OSTDError) {
+        var cursor = try cursorMut(va..<(va + pageSize))
+        if let failure = cursor.tryMap(item) { throw OSTDError(failure.error) }
+    }
+
+    /// `mapPage` where `PageTable.tryMapPage` declined: through a borrowed page-table cursor.
+    @inline(never)
+    func mapPageThroughCursor(_ item: consuming MappedItem, at va: Vaddr) throws(OSTDError) {
+        var item = Optional(item)
         do {
-            try pageTable.withCursorMut(range) { cursor throws(PageTableError) in
-                // SAFETY: as above (a tracked untyped frame in a user range).
+            try pageTable.withCursorMut(va..<(va + pageSize)) { cursor throws(PageTableError) in
+                // SAFETY: as in `mapPage` (a tracked untyped frame in a user range).
                 if let failure = unsafe cursor.tryMap(item.take()!) { throw failure.error }
             }
         } catch {

@@ -316,29 +316,43 @@ struct Tlb: ~Copyable {
 
     /// Caches the leaf that a page walk found for `va` (its page at `paddr`, of `level`, with the
     /// rights the walk grants and the leaf's dirty state), in a free way of its set or in place
-    /// of the set's round-robin victim.
+    /// of the set's round-robin victim. A 4 KiB leaf, a fault's, is placed inline, with its set
+    /// known at compile time; a huge one out of line (`fillHuge`).
     @inlinable @inline(__always)
     mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, rights: PageRights, dirty: Bool) {
-        let (first, tag) = Tlb.set(va, level: level)
         generation &+= 1
-        if level > 1 { hugeLevels |= 1 << (level &- 2) }
         var value = paddr.rawValue
         if rights.user { value |= TlbEntry.userBit }
         if rights.writable { value |= TlbEntry.writableBit }
         if rights.executable { value |= TlbEntry.executableBit }
         if dirty { value |= TlbEntry.dirtyBit }
+        if level == 1 { place(va, level: 1, value: value) } else { fillHuge(va, level: level, value: value) }
+    }
+
+    /// `fill`'s placement of a leaf of level 2 or 3.
+    @usableFromInline @inline(never)
+    mutating func fillHuge(_ va: Vaddr, level: PagingLevel, value: UInt64) {
+        hugeLevels |= 1 << (level &- 2)
+        place(va, level: level, value: value)
+    }
+
+    /// Stores the entry `value` for `va` at `level` in a free way of its set, or in place of the
+    /// set's round-robin victim.
+    @inlinable @inline(__always)
+    mutating func place(_ va: Vaddr, level: PagingLevel, value: UInt64) {
+        let (first, tag) = Tlb.set(va, level: level)
         var target = -1
         // SAFETY: `first + way` is an entry of `va`'s set, `first / ways` that set's victim
         // counter, and the counter stays below `ways` (masked), so `target` is in the set too
         // (see the type).
-        for way in 0..<Tlb.ways where unsafe entries[first + way].tag & 1 == 0 {
-            target = first + way
+        for way in 0..<Tlb.ways where unsafe entries[first &+ way].tag & 1 == 0 {
+            target = first &+ way
             break
         }
         if target < 0 {
             let victim = unsafe victims + first / Tlb.ways
-            target = unsafe first + Int(victim.pointee)
-            unsafe victim.pointee = (victim.pointee + 1) & UInt8(Tlb.ways - 1)
+            target = unsafe first &+ Int(victim.pointee)
+            unsafe victim.pointee = (victim.pointee &+ 1) & UInt8(Tlb.ways - 1)
         }
         unsafe entries[target] = TlbEntry(tag: tag, value: value)
     }
