@@ -4,8 +4,9 @@
 // `mapPage` is `cursorMut(va ..< va + 4096)` followed by `tryMap`, with the same locks: the
 // cursor's lock-free descent to the level-1 node covering the page (allocating missing nodes,
 // born locked) and that node's lock, held while the entry is written and the child count raised.
-// When that node exists, `PageTable.tryMapPage` does this without building a cursor at all;
-// otherwise a borrowed page-table cursor does it. What it leaves out is what a one-page map never
+// `PageTable.tryMapPage` does this without building a cursor at all (when a node is missing, with
+// the cursor's own allocating descent); what it declines (a huge leaf on the way, no memory for a
+// node, a stray node) a borrowed page-table cursor does. What it leaves out is what a one-page map never
 // uses: the `VmSpace` cursor's TLB flusher (a map only fills an empty slot, so nothing is
 // flushed) and the retains of the space and table, which the borrowed, scoped page-table cursor
 // (`PageTable.withCursorMut`) does not take. An audited space takes the general path, so that its
@@ -18,7 +19,7 @@ extension VmSpace {
     /// - Throws: `pageTable(.alreadyMapped)` when the page is mapped already (another CPU's
     ///   handler may have resolved the same fault first), `pageTable(.invalidVaddrRange)` /
     ///   `.unalignedVaddr` for an address outside user space or not 4 KiB aligned,
-    ///   `pageTable(.outOfMemory)` when a missing page-table node finds no frame. Nothing is
+    ///   `outOfMemory(frames: 1)` when a missing page-table node finds no frame. Nothing is
     ///   mapped then, and `frame` is dropped (its reference returned), never leaked.
     public func mapPage<M: AnyUFrameMeta>(_ frame: consuming Frame<M>, at va: Vaddr, _ property: PageProperty) throws(OSTDError) {
         guard va.rawValue <= UInt64.max - UInt64(pageSize) else { throw .pageTable(.invalidVaddrRange(va, va)) }

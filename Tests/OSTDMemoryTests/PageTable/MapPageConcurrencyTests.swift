@@ -1,7 +1,8 @@
 // The one-page map's fast path (`PageTable.tryMapPage`) against a thread that empties the same
 // 2 MiB region again and again, so that the level-1 node the fast path walks to is detached (and
-// marked stray) under it: every page it reports mapped must be taken exactly once, with its own
-// frame, and nothing may be left over or leaked.
+// marked stray) under it, or is missing and built again by the fast path's allocating descent:
+// every page it reports mapped must be taken exactly once, with its own frame, and nothing may be
+// left over or leaked.
 
 import Synchronization
 import Testing

@@ -58,6 +58,36 @@ import Testing
         #expect(machine.outstandingFrames == before)
     }
 
+    /// The three nodes below the root are missing and there is memory for fewer: the allocating
+    /// descent builds what it can and declines, and the general path reports `outOfMemory(frames: 1)`. The
+    /// frame comes back, no node is left over, and with memory for all three the map succeeds.
+    @Test func outOfMemoryForANodeIsReportedAndNothingIsLeft() throws {
+        for spare in 0...3 {
+            let machine = try Machine.host(memory: 16 << 20)
+            let space = try VmSpace(machine: machine)
+            let data = try FrameAllocOptions().allocFrame(in: machine)
+            var held: [Paddr] = []
+            while let frame = try? FrameAllocOptions().zeroed(false).allocFrame(in: machine) { held.append(frame.intoRaw()) }
+            // SAFETY (here and below): each address is a frame whose reference `intoRaw` kept.
+            for _ in 0..<spare { _ = unsafe Frame<UntypedMeta>.fromRaw(held.removeLast(), in: machine) }
+            defer { for paddr in held { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) } }
+            let before = machine.outstandingFrames
+            if spare < 3 {
+                var thrown: OSTDError? = nil
+                do { try space.mapPage(data, at: Self.page, .user(.rw)) } catch { thrown = error }
+                #expect(thrown == .outOfMemory(frames: 1), "spare \(spare)")
+                machine.reclaimRetired()
+                #expect(machine.outstandingFrames == before - 1, "spare \(spare): the frame is returned, no node kept")
+                #expect(space.pageTable.nodes().count == 1, "spare \(spare)")
+            } else {
+                try space.mapPage(data, at: Self.page, .user(.rw))
+                #expect(machine.outstandingFrames == before + 3)
+                var cursor = try space.cursor(Self.page..<(Self.page + pageSize))
+                #expect(try cursor.query().item != nil)
+            }
+        }
+    }
+
     /// Every page after the first in a node goes through the fast path; the child counts it keeps
     /// must let unmapping reclaim every node again.
     @Test func aNodeFilledPageByPageIsCountedExactly() throws {
