@@ -316,10 +316,8 @@ struct Tlb: ~Copyable {
 
     /// Caches the leaf that a page walk found for `va` (its page at `paddr`, of `level`, with the
     /// rights the walk grants and the leaf's dirty state), in a free way of its set or in place
-    /// of the set's round-robin victim. Each size has its own function, with its set computed for
-    /// its level at compile time (a 4 KiB leaf, a fault's, in `fill4K`): inlining the 4 KiB one
-    /// made user-to-user copies, whose loop inlines `translate` for the source, 172 instructions
-    /// longer per 64 KiB copied page by page, and faults no shorter.
+    /// of the set's round-robin victim. A 4 KiB leaf, a fault's, is placed inline, with its set
+    /// known at compile time; a huge one out of line (`fillHuge`).
     @inlinable @inline(__always)
     mutating func fill(_ va: Vaddr, paddr: Paddr, level: PagingLevel, rights: PageRights, dirty: Bool) {
         generation &+= 1
@@ -328,13 +326,7 @@ struct Tlb: ~Copyable {
         if rights.writable { value |= TlbEntry.writableBit }
         if rights.executable { value |= TlbEntry.executableBit }
         if dirty { value |= TlbEntry.dirtyBit }
-        if level == 1 { fill4K(va, value: value) } else { fillHuge(va, level: level, value: value) }
-    }
-
-    /// `fill`'s placement of a 4 KiB leaf (out of line: see `fill`).
-    @usableFromInline @inline(never)
-    mutating func fill4K(_ va: Vaddr, value: UInt64) {
-        place(va, level: 1, value: value)
+        if level == 1 { place(va, level: 1, value: value) } else { fillHuge(va, level: level, value: value) }
     }
 
     /// `fill`'s placement of a leaf of level 2 or 3.
