@@ -129,25 +129,29 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
         let fault = try space.access(on: space.context.platform) { mmu in
             while copied < count {
                 var chunk = count - copied
-                // SAFETY: `copied + chunk <= count`, so a host end stays inside its `count` bytes (the
-                // caller's contract); a user end is translated by the MMU. `chunk` shrinks to what
-                // both ends can take in one run.
+                // `copied + chunk <= count`, so a host end stays inside its `count` bytes (the caller's
+                // contract); a user end is translated by the MMU. `chunk` shrinks to what both ends
+                // can take in one run.
                 let from: UnsafeMutableRawPointer
                 if case .user(_, let start) = source {
+                    // SAFETY: user memory through the MMU (`locateUser`'s pointer covers `chunk` bytes).
                     switch unsafe space.locateUser(start + copied, write: false, chunk: &chunk, mmu: &mmu) {
                     case .success(let pointer): unsafe from = pointer
                     case .failure(let fault): return fault
                     }
                 } else {
+                    // SAFETY: inside the host end's `count` bytes (above).
                     unsafe from = source.host + copied
                 }
                 let to: UnsafeMutableRawPointer
                 if case .user(_, let start) = destination {
+                    // SAFETY: as for `from`.
                     switch unsafe space.locateUser(start + copied, write: true, chunk: &chunk, mmu: &mmu) {
                     case .success(let pointer): unsafe to = pointer
                     case .failure(let fault): return fault
                     }
                 } else {
+                    // SAFETY: as for `from`.
                     unsafe to = destination.host + copied
                 }
                 #if DEBUG

@@ -42,6 +42,7 @@ extension PageTable {
         let memoryBase = unsafe context.memoryBase
         var entries = unsafe root.entries
         var pte = PageTableEntry.absent
+        // SAFETY: as above, each step's node live inside `section`.
         guard unsafe walkStep(&entries, &pte, va, 4, memoryBase), unsafe walkStep(&entries, &pte, va, 3, memoryBase),
               unsafe walkStep(&entries, &pte, va, 2, memoryBase) else {
             _ = consume section

@@ -350,6 +350,7 @@ struct Tlb: ~Copyable {
             break
         }
         if target < 0 {
+            // SAFETY: the set's victim counter (see above).
             let victim = unsafe victims + first / Tlb.ways
             target = unsafe first &+ Int(victim.pointee)
             unsafe victim.pointee = (victim.pointee &+ 1) & UInt8(Tlb.ways - 1)
