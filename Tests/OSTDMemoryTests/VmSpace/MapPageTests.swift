@@ -59,8 +59,9 @@ import Testing
     }
 
     /// The three nodes below the root are missing and there is memory for fewer: the allocating
-    /// descent builds what it can and declines, and the general path reports `outOfMemory(frames: 1)`. The
-    /// frame comes back, no node is left over, and with memory for all three the map succeeds.
+    /// descent builds what it can and declines, and the general path reports
+    /// `outOfMemory(frames: 1)`. The frame comes back, no node is left over, and with memory for
+    /// all three the map succeeds.
     @Test func outOfMemoryForANodeIsReportedAndNothingIsLeft() throws {
         for spare in 0...3 {
             let machine = try Machine.host(memory: 16 << 20)
