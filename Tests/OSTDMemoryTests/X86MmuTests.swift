@@ -228,12 +228,12 @@ private func marks(_ walk: PageWalk) -> (accessed: [Bool], dirty: Bool) {
         #expect(reservedFault(MemoryAccess(.fetch, userMode: false), PagingControls(noExecute: false, smep: true)).rawValue == 0x19)
     }
 
-    /// The reserved bits the controls keep (`commonReserved`) follow every change made through
+    /// The reserved bits the controls keep (`X86Mmu.commonReservedBits`) follow every change made through
     /// their setters, in any order: they are those of controls made with the same values, and so
     /// is equality. MAXPHYADDR 46 reserves bits 46–51; no NXE reserves bit 63 too.
     @Test func controlsKeepTheirReservedBitsThroughEveryChange() {
-        #expect(PagingControls.standard.commonReserved == 0)
-        #expect(PagingControls(noExecute: false, physicalAddressBits: 46).commonReserved
+        #expect(X86Mmu.commonReservedBits(.standard) == 0)
+        #expect(X86Mmu.commonReservedBits(PagingControls(noExecute: false, physicalAddressBits: 46))
                     == 0x000f_c000_0000_0000 | PageTableEntry.noExecute)
         var random = SplitMix64(0x5eed_c0de)
         var controls = PagingControls.standard
@@ -249,7 +249,7 @@ private func marks(_ walk: PageWalk) -> (accessed: [Bool], dirty: Bool) {
             let fresh = PagingControls(writeProtect: controls.writeProtect, noExecute: controls.noExecute,
                                        smep: controls.smep, smap: controls.smap, page1GB: controls.page1GB,
                                        physicalAddressBits: controls.physicalAddressBits)
-            #expect(controls.commonReserved == fresh.commonReserved)
+            #expect(X86Mmu.commonReservedBits(controls) == X86Mmu.commonReservedBits(fresh))
             #expect(controls == fresh)
             let addressBits = UInt64(controls.physicalAddressBits)
             let expected: UInt64 = (addressBits == 52 ? 0 : ((1 << 52) - (1 << addressBits))) | (controls.noExecute ? 0 : 1 << 63)

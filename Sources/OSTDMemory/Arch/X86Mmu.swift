@@ -46,14 +46,13 @@ public struct MemoryAccess: Hashable, Sendable, CustomStringConvertible {
 
 /// The paging controls of one CPU: what its control registers and CPUID say about paging.
 ///
-/// Stored packed, with the bits reserved in every entry under them (`commonReserved`) kept up to
-/// date by the setters: a page walk, which runs on every TLB miss, loads them rather than
+/// Stored packed, with the bits reserved in every entry under them (`reserved`, read through
+/// `X86Mmu.commonReservedBits`) kept up to date by the setters: a page walk, which runs on every TLB miss, loads them rather than
 /// rebuilding them from five flags and a bit count (fault-in-4k: about 20 instructions a fault).
 @frozen
 public struct PagingControls: Hashable, Sendable {
     /// The bits reserved in every entry: physical-address bits at or above MAXPHYADDR, and bit
     /// 63 without NXE (`X86Mmu.commonReservedBits`).
-    @inlinable public var commonReserved: UInt64 { reserved }
     @usableFromInline var reserved: UInt64
     @usableFromInline var flags: UInt8
     @usableFromInline var addressBits: UInt8
@@ -294,7 +293,7 @@ public enum X86Mmu {
     /// 63 without NXE.
     @inlinable @inline(__always)
     public static func commonReservedBits(_ controls: PagingControls) -> UInt64 {
-        controls.commonReserved
+        controls.reserved
     }
 
     /// The bits reserved in an entry at `level` whose bit 7 is `leaf`, given `common`
