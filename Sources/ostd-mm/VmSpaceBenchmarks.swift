@@ -15,7 +15,8 @@ enum VmSpaceBenchmarks {
             copy(machine, name: "copy-user-64k", scattered: false),
             copy(machine, name: "copy-user-64k-scattered", scattered: true),
             sameBytesMemcpy(machine),
-            createDrop(machine),
+            createDrop(machine, owned: false),
+            createDrop(machine, owned: true),
             faultIn(machine),
             faultInFresh(machine),
             zeroFresh(machine),
@@ -36,9 +37,11 @@ enum VmSpaceBenchmarks {
                 space.activate(on: 0)
                 let elapsed = timed {
                     for _ in 0..<n {
-                        var reader = try! space.createReader(source + 0x800, copySize)
-                        var writer = try! space.createWriter(destination + 0x100, copySize)
-                        _ = try! reader.readFallible(&writer)
+                        try! space.withReader(at: source + 0x800, count: copySize) { (reader) throws(OSTDError) in
+                            try space.withWriter(at: destination + 0x100, count: copySize) { (writer) throws(OSTDError) in
+                                _ = try reader.readFallible(&writer)
+                            }
+                        }
                     }
                 }
                 var cursor = try! space.cursorMut(Vaddr(0)..<Vaddr(0x4000_0000))
@@ -49,18 +52,29 @@ enum VmSpaceBenchmarks {
     }
 
     /// Creating and dropping a user reader and writer, without copying: the admission checks and
-    /// registrations that `copy-user-64k` pays per operation.
-    private static func createDrop(_ machine: Machine) -> Benchmark {
-        Benchmark.selfTimed(name: "user-reader-writer-create-drop", operations: 200_000) { n in
+    /// registrations that `copy-user-64k` pays per operation. The handles are scoped
+    /// (`withReader` / `withWriter`), borrowing the space as OSTD's do; with `owned`, they are
+    /// made by `createReader` / `createWriter` and hold a reference on the space each.
+    private static func createDrop(_ machine: Machine, owned: Bool) -> Benchmark {
+        let name = owned ? "user-reader-writer-create-drop-owned" : "user-reader-writer-create-drop"
+        return Benchmark.selfTimed(name: name, operations: 200_000) { n in
             machine.withCpu(0) {
                 let space = try! VmSpace(machine: machine)
                 space.activate(on: 0)
                 return timed {
-                    for _ in 0..<n {
-                        let reader = try! space.createReader(source + 0x800, copySize)
-                        let writer = try! space.createWriter(destination + 0x100, copySize)
-                        _ = consume reader
-                        _ = consume writer
+                    if owned {
+                        for _ in 0..<n {
+                            let reader = try! space.createReader(source + 0x800, copySize)
+                            let writer = try! space.createWriter(destination + 0x100, copySize)
+                            _ = consume reader
+                            _ = consume writer
+                        }
+                    } else {
+                        for _ in 0..<n {
+                            try! space.withReader(at: source + 0x800, count: copySize) { (_) throws(OSTDError) in
+                                try space.withWriter(at: destination + 0x100, count: copySize) { (_) throws(OSTDError) in }
+                            }
+                        }
                     }
                 }
             }
@@ -122,16 +136,17 @@ enum VmSpaceBenchmarks {
         return space
     }
 
-    /// Reads the first byte of each of `count` pages from `start` through one reader, as a system
-    /// call touching a buffer would: every read is a first touch.
+    /// Reads the first byte of each of `count` pages from `start` through one (scoped) reader, as
+    /// a system call touching a buffer would: every read is a first touch.
     private static func touch(_ space: VmSpace, from start: Vaddr, count: Int) -> Int {
-        var sum = 0
-        var reader = try! space.createReader(start, count * pageSize)
-        for _ in 0..<count {
-            sum &+= Int(try! reader.readVal(UInt8.self))
-            reader.skip(min(pageSize - 1, reader.remain))
+        try! space.withReader(at: start, count: count * pageSize) { (reader) throws(OSTDError) in
+            var sum = 0
+            for _ in 0..<count {
+                sum &+= Int(try reader.readVal(UInt8.self))
+                reader.skip(min(pageSize - 1, reader.remain))
+            }
+            return sum
         }
-        return sum
     }
 
     /// First touch of a 4 KiB page: the read faults, the handler allocates a zeroed frame and maps

@@ -8,9 +8,12 @@
 // integer and turned back into a pointer. The fallibility of a handle is its type parameter:
 // `Fallible` handles may fault, `Infallible` ones are kernel memory and cannot.
 //
-// A window is noncopyable and owns what it holds: the retained space and the registration of a
-// user window, the frame references of a kernel window over frames. Its `deinit` gives them
-// back, exactly once; handing a window to another handle is a move.
+// A window is noncopyable and owns what it holds: the registration of a user window and, unless
+// it borrows its space, a reference on that space; the frame references of a kernel window over
+// frames. Its `deinit` gives them back, exactly once; handing a window to another handle is a
+// move. A window that borrows its space is a scoped handle's (`VmSpace.withReader` /
+// `withWriter`, OSTD's `VmReader<'a>` borrowing `&'a VmSpace`): the scope keeps the space alive
+// and ends the window before it returns, so the window takes no reference.
 
 import Synchronization
 
@@ -33,7 +36,7 @@ public enum Infallible: Fallibility {}
 @safe @usableFromInline
 enum IoEnd {
     /// User memory of the space at a virtual address. The space is unretained here: the window
-    /// the end comes from holds the reference.
+    /// the end comes from holds the reference, or the scope it is borrowed for keeps the space.
     case user(Unmanaged<VmSpace>, Vaddr)
     /// Kernel memory at a host address. `nil` only as the start of an empty host buffer (a
     /// buffer pointer without a base address), which no access of one byte or more reaches.
@@ -109,7 +112,7 @@ typealias KeptFrames = (frames: Range<Int>, context: MachineRef)
 /// reference given back exactly once.
 ///
 /// `@safe`: the window may access `length` bytes from `here`. A user window's are virtual
-/// addresses of the space it retains, translated and checked by the MMU on every access, and
+/// addresses of the space it retains (or borrows for a scope that outlives it), translated and checked by the MMU on every access, and
 /// `record` is its registration in that space's registry. A host window's are valid host bytes:
 /// frames whose references `kept` owns, or a buffer whose lender keeps it valid while the window
 /// lives (`VmReader.init(_:)` / `VmWriter.init(_:)`, whose callers vouch for it, or a value's
@@ -117,8 +120,12 @@ typealias KeptFrames = (frames: Range<Int>, context: MachineRef)
 /// inside those bytes.
 @safe @usableFromInline
 struct IoWindow: ~Copyable {
-    /// The cursor; for a user window, its space is retained by this window.
+    /// The cursor; for a user window, its space is retained by this window unless it borrows it.
     @usableFromInline var here: IoEnd
+    /// Whether a user window borrows its space instead of holding a reference on it: it belongs
+    /// to a scoped handle, ended by its scope while the space's caller keeps the space alive
+    /// (`VmSpace.withReader` / `withWriter`). Windows split off it hold references of their own.
+    @usableFromInline var borrowsSpace: Bool
     /// Bytes between the cursor and the end.
     @usableFromInline var length: Int
     /// The registration of a user-space handle, in memory its space owns (a fast slot or a slab
@@ -130,21 +137,37 @@ struct IoWindow: ~Copyable {
     /// A window at `here` over `length` bytes, taking over a reference on `here`'s space (if
     /// any), the registration `record` and the references of `kept`.
     @inlinable
-    init(owning here: IoEnd, length: Int, record: UnsafeMutablePointer<IoRecord>?, kept: KeptFrames?) {
+    init(owning here: IoEnd, length: Int, record: UnsafeMutablePointer<IoRecord>?, kept: KeptFrames?,
+         borrowsSpace: Bool = false) {
         self.here = here
+        self.borrowsSpace = borrowsSpace
         self.length = length
         // SAFETY: stores the registration the new window owns (see the type).
         unsafe self.record = record
         self.kept = kept
     }
 
-    /// A user window over `start ..< start + length`, the range `record` was just admitted with.
+    /// A user window over `start ..< start + length`, the range `record` was just admitted with,
+    /// holding a reference on `space`.
     @inlinable @inline(__always)
     init(user space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
         // SAFETY: `record` is the registration just admitted for this window over these bytes, in
         // `space`'s registry (live while the window retains `space`); the reference taken here
         // is the window's, and its `deinit` gives it back once.
         unsafe self.init(owning: .user(Unmanaged.passRetained(space), start), length: length, record: record, kept: nil)
+    }
+
+    /// A user window as `init(user:record:start:length:)` that borrows `space` instead: no
+    /// reference is taken, and none is given back.
+    ///
+    /// - Safety: `space` stays alive until the window ends: the caller is a scope that holds the
+    ///   space and ends the window before it returns (`VmSpace.withReader` / `withWriter`).
+    @unsafe @inlinable @inline(__always)
+    init(borrowing space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
+        // SAFETY: `record` as above; the caller's contract keeps `space` alive while the window
+        // lives, so its unretained reference stays valid.
+        unsafe self.init(owning: .user(Unmanaged.passUnretained(space), start), length: length, record: record,
+                         kept: nil, borrowsSpace: true)
     }
 
     /// A kernel window over the host bytes `start ..< start + count`, taking over the references
@@ -158,8 +181,8 @@ struct IoWindow: ~Copyable {
         unsafe self.init(owning: .host(start), length: count, record: nil, kept: kept)
     }
 
-    /// Ends the window: the registration is removed, the space released and the kept frames
-    /// dropped.
+    /// Ends the window: the registration is removed, the space released (unless borrowed) and
+    /// the kept frames dropped.
     ///
     /// Inlined, with the work out of line in functions that take the window's fields, not the
     /// window: a handle dropped right after a copy that moved its cursor is then not copied
@@ -169,9 +192,10 @@ struct IoWindow: ~Copyable {
     deinit {
         switch here {
         // SAFETY: the window holds one reference on its space from `init` (the window is
-        // noncopyable, so only its one `deinit` comes here), and `record` is its own
-        // registration, in memory that space owns.
-        case .user(let space, _): unsafe IoWindow.giveBack(space, record)
+        // noncopyable, so only its one `deinit` comes here), or borrows the space from a scope
+        // that keeps it alive until after this `deinit`; `record` is its own registration, in
+        // memory that space owns.
+        case .user(let space, _): unsafe IoWindow.giveBack(space, record, release: !borrowsSpace)
         // The window owns one reference on each kept frame (taken by `kernelWindow` or
         // `keptRetained`), dropped here once.
         case .host: if let kept { IoWindow.dropKept(kept) }
@@ -184,17 +208,30 @@ struct IoWindow: ~Copyable {
     @inlinable
     consuming func close() {}
 
-    /// What a user window's `deinit` does: removes its registration `record` (if any) and
-    /// releases its reference on `space`.
+    /// What a user window's `deinit` does: removes its registration `record` (if any) and, with
+    /// `release`, releases its reference on `space`.
     ///
-    /// - Safety: the caller's window holds that reference and that registration, and gives them
-    ///   up here once.
+    /// - Safety: the caller's window holds that registration and, with `release`, that reference
+    ///   (without, its scope keeps the space alive), and gives them up here once.
     @unsafe @usableFromInline @inline(never)
-    static func giveBack(_ space: Unmanaged<VmSpace>, _ record: UnsafeMutablePointer<IoRecord>?) {
-        // SAFETY: the caller's contract: its reference keeps the space alive while its record is
-        // removed from the space's registry; the reference is then released once.
+    static func giveBack(_ space: Unmanaged<VmSpace>, _ record: UnsafeMutablePointer<IoRecord>?, release: Bool) {
+        // SAFETY: the caller's contract: its reference or its scope keeps the space alive while
+        // its record is removed from the space's registry; a reference is then released once.
         if let record = unsafe record { unsafe space._withUnsafeGuaranteedRef { unsafe $0.remove(record) } }
-        unsafe space.release()
+        if release { unsafe space.release() }
+    }
+
+    /// Traps unless a scoped handle's window is still the one its scope made over `record`: a
+    /// body that moved the handle out of its `inout` parameter (swapping another in) would
+    /// otherwise let a window that borrows its space outlive the scope that keeps the space
+    /// alive. Asked of the window's fields, read in place (see `isDisposed`).
+    @inlinable @inline(__always)
+    static func checkScoped(borrowsSpace: Bool, _ record: UnsafeMutablePointer<IoRecord>?,
+                            madeOver made: UnsafeMutablePointer<IoRecord>) {
+        // SAFETY: compares the addresses only; nothing is dereferenced.
+        let same = unsafe record == made
+        precondition(borrowsSpace && same,
+                     "a scoped reader or writer was moved out of its withReader / withWriter scope")
     }
 
     /// Drops the references of kept frames (out of line: a user window's drop has none).

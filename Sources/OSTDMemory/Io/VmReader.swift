@@ -24,6 +24,15 @@ public struct VmReader<F: Fallibility>: ~Copyable {
         window = unsafe IoWindow(user: space, record: record, start: start, length: length)
     }
 
+    /// A user reader that borrows `space` (see `IoWindow.init(borrowing:record:start:length:)`).
+    ///
+    /// - Safety: `space` outlives the reader: the caller is a scope that ends it before returning.
+    @unsafe @inlinable @inline(__always)
+    init(borrowing space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
+        // SAFETY: `record` as above; the caller keeps `space` alive while the reader lives.
+        window = unsafe IoWindow(borrowing: space, record: record, start: start, length: length)
+    }
+
     /// Bytes left to read (OSTD `remain`; the seeds' `remain_spec`).
     @inlinable public var remain: Int { window.length }
 

@@ -20,6 +20,15 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
         window = unsafe IoWindow(user: space, record: record, start: start, length: length)
     }
 
+    /// A user writer that borrows `space` (see `IoWindow.init(borrowing:record:start:length:)`).
+    ///
+    /// - Safety: `space` outlives the writer: the caller is a scope that ends it before returning.
+    @unsafe @inlinable @inline(__always)
+    init(borrowing space: VmSpace, record: UnsafeMutablePointer<IoRecord>, start: Vaddr, length: Int) {
+        // SAFETY: `record` as above; the caller keeps `space` alive while the writer lives.
+        window = unsafe IoWindow(borrowing: space, record: record, start: start, length: length)
+    }
+
     /// Bytes left to write (OSTD `avail`; the seeds' `avail_spec`).
     @inlinable public var avail: Int { window.length }
 
