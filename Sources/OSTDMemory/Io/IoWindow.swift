@@ -112,12 +112,12 @@ typealias KeptFrames = (frames: Range<Int>, context: MachineRef)
 /// reference given back exactly once.
 ///
 /// `@safe`: the window may access `length` bytes from `here`. A user window's are virtual
-/// addresses of the space it retains (or borrows for a scope that outlives it), translated and checked by the MMU on every access, and
-/// `record` is its registration in that space's registry. A host window's are valid host bytes:
-/// frames whose references `kept` owns, or a buffer whose lender keeps it valid while the window
-/// lives (`VmReader.init(_:)` / `VmWriter.init(_:)`, whose callers vouch for it, or a value's
-/// bytes during one access). Advancing, limiting and splitting keep `here ..< here + length`
-/// inside those bytes.
+/// addresses of the space it retains (or borrows for a scope that outlives it), translated and
+/// checked by the MMU on every access, and `record` is its registration in that space's
+/// registry. A host window's are valid host bytes: frames whose references `kept` owns, or a
+/// buffer whose lender keeps it valid while the window lives (`VmReader.init(_:)` /
+/// `VmWriter.init(_:)`, whose callers vouch for it, or a value's bytes during one access).
+/// Advancing, limiting and splitting keep `here ..< here + length` inside those bytes.
 @safe @usableFromInline
 struct IoWindow: ~Copyable {
     /// The cursor; for a user window, its space is retained by this window unless it borrows it.

@@ -66,9 +66,9 @@ extension VmSpace {
     public func withReader<R: ~Copyable>(
         at vaddr: Vaddr, count: Int, _ body: (inout VmReader<Fallible>) throws(OSTDError) -> R
     ) throws(OSTDError) -> R {
-        let record = try unsafe admitHandle(vaddr, count, view: .readView)
         // SAFETY: the registration just admitted goes to the reader; `self` is alive for the whole
-        // call, and the reader ends in it (checked after `body`).
+        // call, and the reader ends in it (checked after `body`, comparing addresses only).
+        let record = try unsafe admitHandle(vaddr, count, view: .readView)
         var reader = unsafe VmReader<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: reader.window.borrowsSpace, reader.window.record, madeOver: record) }
         return try body(&reader)
@@ -83,8 +83,8 @@ extension VmSpace {
     public func withWriter<R: ~Copyable>(
         at vaddr: Vaddr, count: Int, _ body: (inout VmWriter<Fallible>) throws(OSTDError) -> R
     ) throws(OSTDError) -> R {
-        let record = try unsafe admitHandle(vaddr, count, view: .writeView)
         // SAFETY: as in `withReader`.
+        let record = try unsafe admitHandle(vaddr, count, view: .writeView)
         var writer = unsafe VmWriter<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: writer.window.borrowsSpace, writer.window.record, madeOver: record) }
         return try body(&writer)
@@ -94,8 +94,8 @@ extension VmSpace {
     /// `withReader` for a body that throws untyped errors.
     @inlinable
     public func withReader<R: ~Copyable>(at vaddr: Vaddr, count: Int, _ body: (inout VmReader<Fallible>) throws -> R) throws -> R {
-        let record = try unsafe admitHandle(vaddr, count, view: .readView)
         // SAFETY: as in the typed `withReader`.
+        let record = try unsafe admitHandle(vaddr, count, view: .readView)
         var reader = unsafe VmReader<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: reader.window.borrowsSpace, reader.window.record, madeOver: record) }
         return try body(&reader)
@@ -104,8 +104,8 @@ extension VmSpace {
     /// `withWriter` for a body that throws untyped errors.
     @inlinable
     public func withWriter<R: ~Copyable>(at vaddr: Vaddr, count: Int, _ body: (inout VmWriter<Fallible>) throws -> R) throws -> R {
-        let record = try unsafe admitHandle(vaddr, count, view: .writeView)
         // SAFETY: as in the typed `withReader`.
+        let record = try unsafe admitHandle(vaddr, count, view: .writeView)
         var writer = unsafe VmWriter<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: writer.window.borrowsSpace, writer.window.record, madeOver: record) }
         return try body(&writer)
