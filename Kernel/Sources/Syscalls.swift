@@ -61,8 +61,9 @@ extension Process {
 
     // MARK: Output
 
-    /// Copies `count` bytes from user memory at `buffer` with a `VmReader` (the core's checked
-    /// copy, through the software walk) and hands them to the VMM.
+    /// Copies `count` bytes from user memory at `buffer` with a scoped `VmReader` (the core's
+    /// checked copy, through the software walk; it borrows the space, as OSTD's does) and hands
+    /// them to the VMM. A fault after some bytes writes those, as Linux's `write` does.
     func write(fd: UInt64, _ buffer: UInt64, _ count: UInt64) -> Int64 {
         guard fd == 1 || fd == 2 else { return -Int64(Errno.EBADF) }
         guard count > 0 else { return 0 }
@@ -70,20 +71,21 @@ extension Process {
         // SAFETY: a kernel buffer for this call alone, freed on return; the VmWriter writes only inside it.
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(count), alignment: 16)
         defer { unsafe bytes.deallocate() }
-        guard var reader = try? space.createReader(Vaddr(buffer), Int(count)) else { return -Int64(Errno.EFAULT) }
-        var writer = unsafe VmWriter<Infallible>(bytes).toFallible()
         let copied: Int
         do throws(OSTDError) {
-            copied = try reader.readFallible(&writer)
-        } catch {
-            if case .pageFault(_, let done) = error, done > 0 {
-                copied = done
-            } else {
-                space.removeReader(reader)
-                return -Int64(Errno.EFAULT)
+            copied = try space.withReader(at: Vaddr(buffer), count: Int(count)) { (reader) throws(OSTDError) -> Int in
+                // SAFETY: the buffer above, allocated until this call returns; the writer ends in this closure.
+                var writer = unsafe VmWriter<Infallible>(bytes).toFallible()
+                do throws(OSTDError) {
+                    return try reader.readFallible(&writer)
+                } catch {
+                    if case .pageFault(_, let done) = error, done > 0 { return done }
+                    throw error
+                }
             }
+        } catch {
+            return -Int64(Errno.EFAULT)
         }
-        space.removeReader(reader)
         // SAFETY: the buffer above, still allocated; `copied <= count` bytes of it were written.
         unsafe kernel.output(fd: fd, bytes.baseAddress!, copied)
         return Int64(copied)
