@@ -47,8 +47,9 @@ public struct MemoryAccess: Hashable, Sendable, CustomStringConvertible {
 /// The paging controls of one CPU: what its control registers and CPUID say about paging.
 ///
 /// Stored packed, with the bits reserved in every entry under them (`reserved`, read through
-/// `X86Mmu.commonReservedBits`) kept up to date by the setters: a page walk, which runs on every TLB miss, loads them rather than
-/// rebuilding them from five flags and a bit count (fault-in-4k: about 20 instructions a fault).
+/// `X86Mmu.commonReservedBits`) kept up to date by the setters: a page walk, which runs on every
+/// TLB miss, loads them rather than rebuilding them from five flags and a bit count (fault-in-4k:
+/// about 20 instructions a fault).
 @frozen
 public struct PagingControls: Hashable, Sendable {
     /// The bits reserved in every entry: physical-address bits at or above MAXPHYADDR, and bit

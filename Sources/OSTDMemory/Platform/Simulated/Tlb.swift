@@ -353,8 +353,10 @@ struct Tlb: ~Copyable {
             // SAFETY: the set's victim counter (see above).
             let victim = unsafe victims + first / Tlb.ways
             target = unsafe first &+ Int(victim.pointee)
+            // SAFETY: the same counter; masked, it stays below `ways`.
             unsafe victim.pointee = (victim.pointee &+ 1) & UInt8(Tlb.ways - 1)
         }
+        // SAFETY: `target` is a free way of `va`'s set or its victim, an entry of that set (above).
         unsafe entries[target] = TlbEntry(tag: tag, value: value)
     }
 
