@@ -17,6 +17,7 @@ enum VmSpaceBenchmarks {
             sameBytesMemcpy(machine),
             createDrop(machine, owned: false),
             createDrop(machine, owned: true),
+            readValues(machine),
             faultIn(machine),
             faultInFresh(machine),
             zeroFresh(machine),
@@ -77,6 +78,35 @@ enum VmSpaceBenchmarks {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `readVal` of a `UInt64`, one after another through one scoped reader over 64 KiB of mapped
+    /// pages: what a system call pays per argument word it reads from user memory (a TLB hit,
+    /// 511 of 512 times on the page of the word before). The reader is made and dropped
+    /// untimed, once per 8 192 values (or fewer).
+    private static func readValues(_ machine: Machine) -> Benchmark {
+        Benchmark.selfTimed(name: "user-read-val", operations: 8192 * 64) { n in
+            machine.withCpu(0) {
+                let space = try! VmSpace(machine: machine)
+                let words = copySize / 8
+                mapPages(space, at: source, count: copySize / pageSize, scattered: false)
+                space.activate(on: 0)
+                var elapsed: UInt64 = 0
+                var sum: UInt64 = 0
+                var left = n
+                while left > 0 {
+                    let batch = min(left, words)
+                    try! space.withReader(at: source, count: copySize) { (reader) throws(OSTDError) in
+                        elapsed += timed { for _ in 0..<batch { sum &+= try! reader.readVal(UInt64.self) } }
+                    }
+                    left -= batch
+                }
+                precondition(sum == 0)
+                var cursor = try! space.cursorMut(Vaddr(0)..<Vaddr(0x4000_0000))
+                cursor.unmap(0x4000_0000)
+                return elapsed
             }
         }
     }

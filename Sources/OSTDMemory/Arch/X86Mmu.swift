@@ -58,11 +58,11 @@ public struct PagingControls: Hashable, Sendable {
     @usableFromInline var flags: UInt8
     @usableFromInline var addressBits: UInt8
 
-    @usableFromInline static let writeProtectFlag: UInt8 = 1 << 0
-    @usableFromInline static let noExecuteFlag: UInt8 = 1 << 1
-    @usableFromInline static let smepFlag: UInt8 = 1 << 2
-    @usableFromInline static let smapFlag: UInt8 = 1 << 3
-    @usableFromInline static let page1GBFlag: UInt8 = 1 << 4
+    @inlinable static var writeProtectFlag: UInt8 { 1 << 0 }
+    @inlinable static var noExecuteFlag: UInt8 { 1 << 1 }
+    @inlinable static var smepFlag: UInt8 { 1 << 2 }
+    @inlinable static var smapFlag: UInt8 { 1 << 3 }
+    @inlinable static var page1GBFlag: UInt8 { 1 << 4 }
 
     @inlinable
     public init(writeProtect: Bool = true, noExecute: Bool = true, smep: Bool = false, smap: Bool = false,

@@ -170,6 +170,78 @@ func transfer(from source: IoEnd, to destination: IoEnd, count: Int) throws(OSTD
     }
 }
 
+/// Whether a `count`-byte value at `va` is one `loadUserValue` / `storeUserValue` takes: one to
+/// eight bytes inside one page.
+@inlinable @inline(__always)
+func isSmallValue(at va: Vaddr, count: Int) -> Bool {
+    count >= 1 && count <= 8 && Int(va.rawValue & UInt64(pageSize - 1)) &+ count <= pageSize
+}
+
+/// Loads the `T` at user address `va` of the space `ref` refers to: one translation and one
+/// load (Linux's `get_user` beside `copy_from_user`). Faults, the page-fault handler and the
+/// outcome are `transfer`'s for the same bytes: a value inside one page is read whole or not at
+/// all.
+///
+/// - Returns: the value, or the fault that ended the access.
+/// - Throws: `notActive` when the space is not active on the caller's CPU.
+/// - Safety: `ref`'s space is alive for the call (a live window holds it) and
+///   `isSmallValue(at: va, count: MemoryLayout<T>.size)`.
+@unsafe @inlinable
+func loadUserValue<T: BitwiseCopyable>(_ ref: Unmanaged<VmSpace>, at va: Vaddr, as _: T.Type) throws(OSTDError) -> Result<T, AccessFault> {
+    // SAFETY: the caller's contract keeps the space alive for the whole access.
+    return try unsafe withSpace(ref) { space throws(OSTDError) in
+        var value: T? = nil
+        let fault = try space.access(on: space.context.platform) { mmu in
+            var code = PageFaultErrorCode()
+            guard let found = mmu.translate(va, write: false, fault: &code) else {
+                return AccessFault(va, isWrite: false, errorCode: code)
+            }
+            // SAFETY: the MMU translated `va` through a leaf of this space's table (so the address
+            // is in physical memory, as in `accessibleRun`), and the value's bytes lie in that
+            // page (the caller's contract). An unaligned load of bits `T` allows any bits of
+            // (OSTD's `Pod` bound, as `zeroedBits` says).
+            value = unsafe space.context.pointer(to: found.paddr).loadUnaligned(as: T.self)
+            return nil
+        }
+        if let fault { return .failure(fault) }
+        return .success(value!)
+    }
+}
+
+/// Stores `value` at user address `va` of the space `ref` refers to: one translation and one
+/// store (Linux's `put_user`), with `loadUserValue`'s faults and outcome; the frame is marked
+/// written, as a copy marks it.
+///
+/// - Returns: the fault that ended the access, or `nil` when the value was stored.
+/// - Throws: `notActive` when the space is not active on the caller's CPU.
+/// - Safety: as `loadUserValue`.
+@unsafe @inlinable
+func storeUserValue<T: BitwiseCopyable>(_ value: T, _ ref: Unmanaged<VmSpace>, at va: Vaddr) throws(OSTDError) -> AccessFault? {
+    let size = MemoryLayout<T>.size
+    // SAFETY: the caller's contract keeps the space alive for the whole access.
+    return try unsafe withSpace(ref) { space throws(OSTDError) in
+        try space.access(on: space.context.platform) { mmu in
+            var code = PageFaultErrorCode()
+            guard let found = mmu.translate(va, write: true, fault: &code) else {
+                return AccessFault(va, isWrite: true, errorCode: code)
+            }
+            space.context.markWritten(found.paddr, count: size)
+            // SAFETY: as in `loadUserValue`: the translated page holds the value's bytes.
+            let pointer = unsafe space.context.pointer(to: found.paddr)
+            #if DEBUG
+            if space.context.hasMutant(.writeFallibleCopiesOneByteShort) {
+                // SAFETY: `value`'s bytes, valid in the closure; `size - 1` of them fit at `pointer`.
+                unsafe withUnsafeBytes(of: value) { unsafe moveBytes(pointer, UnsafeMutableRawPointer(mutating: $0.baseAddress!), size - 1) }
+                return nil
+            }
+            #endif
+            // SAFETY: as above; an unaligned store of `T`'s bits.
+            unsafe pointer.storeBytes(of: value, as: T.self)
+            return nil
+        }
+    }
+}
+
 /// `memmove` of `count` bytes, with the sizes of a value read or written whole (1, 2, 4, 8) done
 /// inline as one load and one store, which is overlap-safe too: a call to `memmove` costs more
 /// than such a copy (a fault's retried one-byte read spent 22 instructions in it).

@@ -121,8 +121,18 @@ public struct VmReader<F: Fallibility>: ~Copyable {
         }
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
         if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
-        var value = zeroedBits(T.self)
         let here = window.here
+        if case .user(let space, let va) = here, isSmallValue(at: va, count: size) {
+            // SAFETY: the window holds (or its scope keeps) the space; a small value (checked).
+            switch try unsafe loadUserValue(space, at: va, as: T.self) {
+            case .success(let value):
+                window.advance(size)
+                return value
+            case .failure(let fault):
+                throw readValFault(fault, at: here, size: size)
+            }
+        }
+        var value = zeroedBits(T.self)
         // SAFETY: the source is this live window's cursor with `size` bytes left (checked above);
         // the destination is `value`'s `size` bytes, valid for the duration of the closure, which
         // the transfer does not outlive.
@@ -131,15 +141,19 @@ public struct VmReader<F: Fallibility>: ~Copyable {
                 try unsafe transfer(from: here, to: .host(buffer.baseAddress), count: size)
             }
         }.get()
-        // The cursor moves only after a complete read: a fault leaves it where it was.
-        if let fault {
-            #if DEBUG
-            if here.space?.context.hasMutant(.readValAdvancesOnFault) == true { window.advance(size) }
-            #endif
-            throw .pageFault(address: fault.address, copied: copied)
-        }
+        if let fault { throw readValFault(fault, at: here, size: size, copied: copied) }
         window.advance(size)
         return value
+    }
+
+    /// The error of a `readVal` that faulted. The cursor moves only after a complete read: a fault
+    /// leaves it where it was.
+    @inlinable
+    mutating func readValFault(_ fault: AccessFault, at here: IoEnd, size: Int, copied: Int = 0) -> OSTDError {
+        #if DEBUG
+        if here.space?.context.hasMutant(.readValAdvancesOnFault) == true { window.advance(size) }
+        #endif
+        return .pageFault(address: fault.address, copied: copied)
     }
 }
 

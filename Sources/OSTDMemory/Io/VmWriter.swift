@@ -101,6 +101,13 @@ public struct VmWriter<F: Fallibility>: ~Copyable {
         // SAFETY: the window's own registration; the field is read in place (`IoWindow.isDisposed`).
         if unsafe IoWindow.isDisposed(window.record) { throw .disposed(range: window.range) }
         let here = window.here
+        if case .user(let space, let va) = here, isSmallValue(at: va, count: size) {
+            // SAFETY: the window holds (or its scope keeps) the space; a small value (checked).
+            // The cursor moves only after a complete write: a fault leaves it where it was.
+            if let fault = try unsafe storeUserValue(value, space, at: va) { throw .pageFault(address: fault.address, copied: 0) }
+            window.advance(size)
+            return
+        }
         // SAFETY: the destination is this live window's cursor with `size` bytes left (checked
         // above); the source is `value`'s `size` bytes, valid for the duration of the closure.
         let (copied, fault) = try unsafe withUnsafeBytes(of: value) { buffer in

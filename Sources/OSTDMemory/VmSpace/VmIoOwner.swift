@@ -53,12 +53,12 @@ struct IoRecord: ~Copyable {
 ///   stamp order (the seeds' lists are in activation order).
 @usableFromInline
 enum IoRecordState {
-    @usableFromInline static let viewMask: UInt64 = 0b11
-    @usableFromInline static let free: UInt64 = 0
-    @usableFromInline static let claimed: UInt64 = 1 << 2
-    @usableFromInline static let pending: UInt64 = 2 << 2
-    @usableFromInline static let active: UInt64 = 3 << 2
-    @usableFromInline static let phaseMask: UInt64 = 3 << 2
+    @inlinable static var viewMask: UInt64 { 0b11 }
+    @inlinable static var free: UInt64 { 0 }
+    @inlinable static var claimed: UInt64 { 1 << 2 }
+    @inlinable static var pending: UInt64 { 2 << 2 }
+    @inlinable static var active: UInt64 { 3 << 2 }
+    @inlinable static var phaseMask: UInt64 { 3 << 2 }
 
     /// The state of a handle activated with `stamp`, holding `view` (`nil`: disposed).
     @inlinable @inline(__always)
