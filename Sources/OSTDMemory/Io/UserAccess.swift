@@ -11,6 +11,10 @@
 // OSTD's handler returns. Otherwise the access ends and reports the faulting address and the
 // bytes transferred before it (OSTD's exception-table recovery in `__memcpy_fallible`). A fault
 // that comes back at the same address right after being "resolved" is final.
+//
+// A value of one to eight bytes inside one page (`readVal`, `writeVal`) is not a copy: it is one
+// translation and one load or store (`loadUserValue`, `storeUserValue`), as Linux's `get_user` and
+// `put_user` are beside `copy_from_user`, with the same faults and outcome.
 
 import Synchronization
 
@@ -177,6 +181,38 @@ func isSmallValue(at va: Vaddr, count: Int) -> Bool {
     count >= 1 && count <= 8 && Int(va.rawValue & UInt64(pageSize - 1)) &+ count <= pageSize
 }
 
+/// Runs `body` on the host address of user byte `va` of the space `ref` refers to, translated by
+/// the caller's MMU for a read or, with `write`, a write (which marks `marking` bytes from it
+/// written, as a copy marks what it writes), with the space. Faults go to the page-fault handler
+/// and the access is retried, as in `transfer`.
+///
+/// - Returns: `body`'s result, or the fault that ended the access.
+/// - Throws: `notActive` when the space is not active on the caller's CPU.
+/// - Safety: `ref`'s space is alive for the call (a live window holds it); `body` accesses at
+///   most the bytes of `va`'s page from `va` on, and `marking` does not reach past them.
+@unsafe @inlinable @inline(__always)
+func withUserByte<R>(_ ref: Unmanaged<VmSpace>, at va: Vaddr, write: Bool, marking: Int,
+                     _ body: (UnsafeMutableRawPointer, VmSpace) -> R) throws(OSTDError) -> Result<R, AccessFault> {
+    // SAFETY: the caller's contract keeps the space alive for the whole access.
+    return try unsafe withSpace(ref) { space throws(OSTDError) in
+        var result: R? = nil
+        let fault = try space.access(on: space.context.platform) { mmu in
+            var code = PageFaultErrorCode()
+            guard let found = mmu.translate(va, write: write, fault: &code) else {
+                return AccessFault(va, isWrite: write, errorCode: code)
+            }
+            if write { space.context.markWritten(found.paddr, count: marking) }
+            // SAFETY: the MMU translated `va` through a leaf of this space's table, so the address
+            // is in physical memory (as in `accessibleRun`); `body` stays in its page (the
+            // caller's contract).
+            result = unsafe body(space.context.pointer(to: found.paddr), space)
+            return nil
+        }
+        if let fault { return .failure(fault) }
+        return .success(result!)
+    }
+}
+
 /// Loads the `T` at user address `va` of the space `ref` refers to: one translation and one
 /// load (Linux's `get_user` beside `copy_from_user`). Faults, the page-fault handler and the
 /// outcome are `transfer`'s for the same bytes: a value inside one page is read whole or not at
@@ -188,24 +224,9 @@ func isSmallValue(at va: Vaddr, count: Int) -> Bool {
 ///   `isSmallValue(at: va, count: MemoryLayout<T>.size)`.
 @unsafe @inlinable
 func loadUserValue<T: BitwiseCopyable>(_ ref: Unmanaged<VmSpace>, at va: Vaddr, as _: T.Type) throws(OSTDError) -> Result<T, AccessFault> {
-    // SAFETY: the caller's contract keeps the space alive for the whole access.
-    return try unsafe withSpace(ref) { space throws(OSTDError) in
-        var value: T? = nil
-        let fault = try space.access(on: space.context.platform) { mmu in
-            var code = PageFaultErrorCode()
-            guard let found = mmu.translate(va, write: false, fault: &code) else {
-                return AccessFault(va, isWrite: false, errorCode: code)
-            }
-            // SAFETY: the MMU translated `va` through a leaf of this space's table (so the address
-            // is in physical memory, as in `accessibleRun`), and the value's bytes lie in that
-            // page (the caller's contract). An unaligned load of bits `T` allows any bits of
-            // (OSTD's `Pod` bound, as `zeroedBits` says).
-            value = unsafe space.context.pointer(to: found.paddr).loadUnaligned(as: T.self)
-            return nil
-        }
-        if let fault { return .failure(fault) }
-        return .success(value!)
-    }
+    // SAFETY: the caller's contract; the value's bytes lie in `va`'s page. The load may be
+    // unaligned; any bits are taken to be a `T` (OSTD's `Pod` bound, as `zeroedBits` says).
+    try unsafe withUserByte(ref, at: va, write: false, marking: 0) { pointer, _ in unsafe pointer.loadUnaligned(as: T.self) }
 }
 
 /// Stores `value` at user address `va` of the space `ref` refers to: one translation and one
@@ -218,28 +239,20 @@ func loadUserValue<T: BitwiseCopyable>(_ ref: Unmanaged<VmSpace>, at va: Vaddr, 
 @unsafe @inlinable
 func storeUserValue<T: BitwiseCopyable>(_ value: T, _ ref: Unmanaged<VmSpace>, at va: Vaddr) throws(OSTDError) -> AccessFault? {
     let size = MemoryLayout<T>.size
-    // SAFETY: the caller's contract keeps the space alive for the whole access.
-    return try unsafe withSpace(ref) { space throws(OSTDError) in
-        try space.access(on: space.context.platform) { mmu in
-            var code = PageFaultErrorCode()
-            guard let found = mmu.translate(va, write: true, fault: &code) else {
-                return AccessFault(va, isWrite: true, errorCode: code)
-            }
-            space.context.markWritten(found.paddr, count: size)
-            // SAFETY: as in `loadUserValue`: the translated page holds the value's bytes.
-            let pointer = unsafe space.context.pointer(to: found.paddr)
-            #if DEBUG
-            if space.context.hasMutant(.writeFallibleCopiesOneByteShort) {
-                // SAFETY: `value`'s bytes, valid in the closure; `size - 1` of them fit at `pointer`.
-                unsafe withUnsafeBytes(of: value) { unsafe moveBytes(pointer, UnsafeMutableRawPointer(mutating: $0.baseAddress!), size - 1) }
-                return nil
-            }
-            #endif
-            // SAFETY: as above; an unaligned store of `T`'s bits.
-            unsafe pointer.storeBytes(of: value, as: T.self)
-            return nil
+    // SAFETY: the caller's contract; the value's `size` bytes lie in `va`'s page.
+    let outcome = try unsafe withUserByte(ref, at: va, write: true, marking: size) { pointer, space in
+        #if DEBUG
+        if space.context.hasMutant(.writeFallibleCopiesOneByteShort) {
+            // SAFETY: `value`'s bytes, valid in the closure; `size - 1` of them fit at `pointer`.
+            unsafe withUnsafeBytes(of: value) { unsafe moveBytes(pointer, UnsafeMutableRawPointer(mutating: $0.baseAddress!), size - 1) }
+            return
         }
+        #endif
+        // SAFETY: as above; an unaligned store of `T`'s bits.
+        unsafe pointer.storeBytes(of: value, as: T.self)
     }
+    if case .failure(let fault) = outcome { return fault }
+    return nil
 }
 
 /// `memmove` of `count` bytes, with the sizes of a value read or written whole (1, 2, 4, 8) done
@@ -319,23 +332,10 @@ func atomicAccess<R>(_ end: IoEnd, write: Bool,
         // SAFETY: a host end valid for 4 aligned bytes (the caller's contract), used atomically.
         return .success(unsafe body(end.host.assumingMemoryBound(to: Atomic<UInt32>.self)))
     }
-    // SAFETY: the window the end comes from holds the space for the whole access.
-    return try unsafe withSpace(spaceRef) { space throws(OSTDError) in
-        var result: R? = nil
-        let fault = try space.access(on: space.context.platform) { mmu in
-            var code = PageFaultErrorCode()
-            guard let translation = mmu.translate(va, write: write, fault: &code) else {
-                return AccessFault(va, isWrite: write, errorCode: code)
-            }
-            if write { space.context.markWritten(translation.paddr, count: 4) }
-            // SAFETY: the MMU translated `va` through a leaf of this space's table (so the address
-            // is in physical memory, as in `accessibleRun`); the caller checked `va` is 4-byte
-            // aligned, so the word lies in one page and is a valid `Atomic<UInt32>`.
-            let pointer = unsafe space.context.pointer(to: translation.paddr)
-            result = unsafe body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
-            return nil
-        }
-        if let fault { return .failure(fault) }
-        return .success(result!)
+    // SAFETY: the window the end comes from holds the space for the whole access; the caller
+    // checked `va` is 4-byte aligned, so the word lies in one page and is a valid
+    // `Atomic<UInt32>`.
+    return try unsafe withUserByte(spaceRef, at: va, write: write, marking: 4) { pointer, _ in
+        unsafe body(pointer.assumingMemoryBound(to: Atomic<UInt32>.self))
     }
 }

@@ -69,9 +69,10 @@ extension UserIoTests {
         }
         #expect(read == 0)
         #expect(try peek(space, base + 0x20, 4) == [4, 3, 2, 1])
-        try space.withReader(at: base + 2 * pageSize, count: 1) { (reader) throws(OSTDError) in
+        let refused = try space.withReader(at: base + 2 * pageSize, count: 1) { (reader) throws(OSTDError) in
             #expect(throws: OSTDError.pageFault(address: base + 2 * pageSize, copied: 0)) { try reader.readVal(UInt8.self) }
         }
+        #expect(refused != nil)
         #expect(faults.withLock { $0 } == [base + 0x20, base + pageSize + 8, base + 2 * pageSize])
         space.pageFaultHandler = nil
     }
