@@ -219,6 +219,7 @@ enum VmSpaceBenchmarks {
                 var frames: [Paddr] = []
                 for _ in 0..<n { frames.append(try! FrameAllocOptions().zeroed(false).allocFrame(in: machine).intoRaw()) }
                 let elapsed = timed { for paddr in frames { memsetBaseline(machine.pointer(to: paddr), pageSize) } }
+                // SAFETY: each address comes from `intoRaw` above, on this machine, and is restored once.
                 for paddr in frames { _ = unsafe Frame<UntypedMeta>.fromRaw(paddr, in: machine) }
                 return elapsed
             }

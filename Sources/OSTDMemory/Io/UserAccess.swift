@@ -248,7 +248,8 @@ func storeUserValue<T: BitwiseCopyable>(_ value: T, _ ref: Unmanaged<VmSpace>, a
             return
         }
         #endif
-        // SAFETY: as above; an unaligned store of `T`'s bits.
+        // SAFETY: `pointer` is `va`'s byte in its translated page, and the value's `size` bytes
+        // lie in that page (the caller's contract); the store may be unaligned, of `T`'s bits.
         unsafe pointer.storeBytes(of: value, as: T.self)
     }
     if case .failure(let fault) = outcome { return fault }

@@ -85,7 +85,8 @@ extension VmSpace {
     public func withWriter<R: ~Copyable>(
         at vaddr: Vaddr, count: Int, _ body: (inout VmWriter<Fallible>) throws(OSTDError) -> R
     ) throws(OSTDError) -> R {
-        // SAFETY: as in `withReader`.
+        // SAFETY: the registration just admitted goes to the writer; `self` is alive for the whole
+        // call, and the writer ends in it (checked after `body`, comparing addresses only).
         let record = try unsafe admitHandle(vaddr, count, view: .writeView)
         var writer = unsafe VmWriter<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: writer.window.borrowsSpace, writer.window.record, madeOver: record) }
@@ -96,7 +97,8 @@ extension VmSpace {
     /// `withReader` for a body that throws untyped errors.
     @inlinable
     public func withReader<R: ~Copyable>(at vaddr: Vaddr, count: Int, _ body: (inout VmReader<Fallible>) throws -> R) throws -> R {
-        // SAFETY: as in the typed `withReader`.
+        // SAFETY: the registration just admitted goes to the reader; `self` is alive for the whole
+        // call, and the reader ends in it (checked after `body`, comparing addresses only).
         let record = try unsafe admitHandle(vaddr, count, view: .readView)
         var reader = unsafe VmReader<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: reader.window.borrowsSpace, reader.window.record, madeOver: record) }
@@ -106,7 +108,8 @@ extension VmSpace {
     /// `withWriter` for a body that throws untyped errors.
     @inlinable
     public func withWriter<R: ~Copyable>(at vaddr: Vaddr, count: Int, _ body: (inout VmWriter<Fallible>) throws -> R) throws -> R {
-        // SAFETY: as in the typed `withReader`.
+        // SAFETY: the registration just admitted goes to the writer; `self` is alive for the whole
+        // call, and the writer ends in it (checked after `body`, comparing addresses only).
         let record = try unsafe admitHandle(vaddr, count, view: .writeView)
         var writer = unsafe VmWriter<Fallible>(borrowing: self, record: record, start: vaddr, length: count)
         defer { unsafe IoWindow.checkScoped(borrowsSpace: writer.window.borrowsSpace, writer.window.record, madeOver: record) }
